@@ -1,0 +1,158 @@
+//! Required claims (`seldon.io/jwt-claims`) and reading claims for stickiness and
+//! forwarding.
+
+use serde_json::{Map, Value};
+
+/// A claim name, with its dotted path for nested claims (`realm_access.roles`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimPath {
+    name: String,
+    path: Vec<String>,
+}
+
+impl ClaimPath {
+    /// Parses a claim name; empty names and empty path parts are refused.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        let path: Vec<String> = name.split('.').map(str::to_string).collect();
+        if name.is_empty() || path.iter().any(String::is_empty) {
+            return Err(format!("{name:?} is not a claim name"));
+        }
+        Ok(Self {
+            name: name.to_string(),
+            path,
+        })
+    }
+
+    /// The claim name as written.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The claim's value: a top-level claim of that exact name first (names such as
+    /// `https://example.com/roles` hold dots), else the nested one.
+    pub fn lookup<'c>(&self, claims: &'c Map<String, Value>) -> Option<&'c Value> {
+        if let Some(value) = claims.get(&self.name) {
+            return Some(value);
+        }
+        let (first, rest) = self.path.split_first()?;
+        rest.iter().try_fold(claims.get(first)?, |value, part| {
+            value.as_object()?.get(part)
+        })
+    }
+
+    /// The claim as a header value or stickiness key: strings as they are, arrays joined
+    /// with `,`, numbers and booleans as text. Objects and null give nothing.
+    pub fn text(&self, claims: &Map<String, Value>) -> Option<String> {
+        match self.lookup(claims)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Array(items) => {
+                let parts: Vec<String> = items.iter().filter_map(scalar_text).collect();
+                Some(parts.join(","))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A required claim and the values it may hold.
+#[derive(Debug, Clone)]
+pub struct ClaimRule {
+    /// The claim.
+    pub claim: ClaimPath,
+    /// Accepted values; the claim must hold at least one.
+    pub values: Vec<String>,
+}
+
+impl ClaimRule {
+    /// Whether the claims satisfy this rule. A string claim is a space-separated list
+    /// (`scope`), an array is a list of values.
+    pub fn holds(&self, claims: &Map<String, Value>) -> bool {
+        let Some(value) = self.claim.lookup(claims) else {
+            return false;
+        };
+        let accepted = |candidate: &str| self.values.iter().any(|v| v == candidate);
+        match value {
+            Value::String(s) => s.split_ascii_whitespace().any(accepted),
+            Value::Array(items) => items.iter().filter_map(scalar_text).any(|t| accepted(&t)),
+            Value::Number(_) | Value::Bool(_) => scalar_text(value).is_some_and(|t| accepted(&t)),
+            _ => false,
+        }
+    }
+}
+
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    fn rule(name: &str, values: &[&str]) -> ClaimRule {
+        ClaimRule {
+            claim: ClaimPath::parse(name).unwrap(),
+            values: values.iter().map(|v| v.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn strings_arrays_and_scopes_hold_values() {
+        let c = claims(json!({
+            "group": "ml",
+            "roles": ["reader", "writer"],
+            "scope": "openid predict:run profile",
+            "realm_access": {"roles": ["ml-user"]},
+            "https://example.com/team": "fraud",
+            "level": 3,
+            "admin": true,
+            "obj": {"a": 1}
+        }));
+        assert!(rule("group", &["ml"]).holds(&c));
+        assert!(!rule("group", &["m"]).holds(&c));
+        assert!(rule("roles", &["admin", "writer"]).holds(&c));
+        assert!(!rule("roles", &["admin"]).holds(&c));
+        assert!(rule("scope", &["predict:run"]).holds(&c));
+        assert!(!rule("scope", &["predict"]).holds(&c));
+        assert!(rule("realm_access.roles", &["ml-user"]).holds(&c));
+        assert!(!rule("realm_access.roles", &["ml"]).holds(&c));
+        assert!(rule("https://example.com/team", &["fraud"]).holds(&c));
+        assert!(rule("level", &["3"]).holds(&c));
+        assert!(rule("admin", &["true"]).holds(&c));
+        assert!(!rule("obj", &["{\"a\":1}"]).holds(&c));
+        assert!(!rule("missing", &["x"]).holds(&c));
+        assert!(!rule("realm_access.missing", &["x"]).holds(&c));
+        assert!(!rule("group.sub", &["x"]).holds(&c));
+    }
+
+    #[test]
+    fn claim_text_for_headers_and_keys() {
+        let c = claims(json!({"sub": "u1", "roles": ["a", "b"], "n": 7, "o": {}}));
+        assert_eq!(
+            ClaimPath::parse("sub").unwrap().text(&c).as_deref(),
+            Some("u1")
+        );
+        assert_eq!(
+            ClaimPath::parse("roles").unwrap().text(&c).as_deref(),
+            Some("a,b")
+        );
+        assert_eq!(
+            ClaimPath::parse("n").unwrap().text(&c).as_deref(),
+            Some("7")
+        );
+        assert_eq!(ClaimPath::parse("o").unwrap().text(&c), None);
+        assert!(ClaimPath::parse("").is_err());
+        assert!(ClaimPath::parse("a..b").is_err());
+    }
+}

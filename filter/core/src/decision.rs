@@ -1,0 +1,316 @@
+//! The filter's decision for one request, as a plain value: which model, allowed or denied
+//! and why, which predictor, and the header edits to make. The proxy-wasm layer only
+//! applies it; `modelgate explain` prints it.
+
+use std::rc::Rc;
+
+use serde_json::{Map, Value};
+
+use crate::cache::TokenCache;
+use crate::compiled::{CompiledConfig, CompiledJwt, CompiledModel, CompiledPolicy};
+use crate::config::AuthMode;
+use crate::reason::DenyReason;
+use crate::request::{Request, addressed_model, is_exempt};
+use crate::routing::RouteReason;
+use crate::token::{
+    FoundToken, MAX_TOKEN_BYTES, TokenRules, TokenSource, find_token, numeric_date, query_without,
+    verify,
+};
+
+/// What the host provides for a decision.
+pub struct Environment<'a> {
+    /// Current Unix time in seconds (the host's clock).
+    pub now: u64,
+    /// A fresh random number, used for weighted random routing.
+    pub random: u64,
+    /// The VM's token cache for the current configuration.
+    pub cache: &'a mut TokenCache,
+}
+
+/// Why a request was let through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllowReason {
+    /// `GET /prometheus` exemption.
+    Exempt,
+    /// CORS preflight.
+    Preflight,
+    /// The model needs no authentication.
+    NoAuth,
+    /// A valid token with the required claims.
+    Token,
+}
+
+impl AllowReason {
+    /// The reason's name in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AllowReason::Exempt => "exempt",
+            AllowReason::Preflight => "preflight",
+            AllowReason::NoAuth => "no_auth",
+            AllowReason::Token => "token",
+        }
+    }
+}
+
+/// The verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The request addresses no known model: it passes untouched.
+    NotAModel,
+    /// Let through.
+    Allowed(AllowReason),
+    /// Refused.
+    Denied(DenyReason),
+    /// Would be refused, but the model is in audit mode: let through and logged.
+    AuditDenied(DenyReason),
+}
+
+/// The predictor chosen for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route<'c> {
+    /// The routing header.
+    pub header: &'c str,
+    /// The chosen predictor.
+    pub predictor: &'c str,
+    /// Why it was chosen.
+    pub reason: RouteReason,
+}
+
+/// A change to the request before it goes upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edit {
+    /// Remove every value of a header.
+    RemoveHeader(String),
+    /// Replace every value of a header with one value.
+    SetHeader(String, String),
+    /// Replace `:path`.
+    SetPath(String),
+}
+
+/// A decision about one request.
+#[derive(Debug)]
+pub struct Decision<'c> {
+    /// The model addressed, if known.
+    pub model: Option<&'c CompiledModel>,
+    /// Allowed or denied, and why.
+    pub outcome: Outcome,
+    /// The chosen predictor, for models with A/B routing that were not denied.
+    pub route: Option<Route<'c>>,
+    /// Header and path edits to apply when the request goes on.
+    pub edits: Vec<Edit>,
+    /// The verified token's claims, when there was one.
+    pub claims: Option<Rc<Map<String, Value>>>,
+}
+
+/// A refusal, ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers.
+    pub headers: Vec<(String, String)>,
+    /// Small JSON body naming the reason and the model; never token or key material.
+    pub body: String,
+}
+
+impl Decision<'_> {
+    /// The answer to send instead of forwarding the request, if it is refused.
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self.outcome {
+            Outcome::Denied(reason) => Some(refusal(self.model.map(|m| m.id.as_str()), reason)),
+            _ => None,
+        }
+    }
+}
+
+/// The answer for a refused request.
+pub fn refusal(model: Option<&str>, reason: DenyReason) -> Refusal {
+    let status = reason.status();
+    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    if let (Some(model), 401 | 403) = (model, status) {
+        let challenge = match reason.bearer_error() {
+            Some(code) => format!("Bearer realm=\"{model}\", error=\"{code}\""),
+            None => format!("Bearer realm=\"{model}\""),
+        };
+        headers.push(("www-authenticate".to_string(), challenge));
+    }
+    let body = match model {
+        Some(model) => format!(
+            "{{\"error\":\"{}\",\"model\":\"{model}\"}}",
+            reason.as_str()
+        ),
+        None => format!("{{\"error\":\"{}\"}}", reason.as_str()),
+    };
+    Refusal {
+        status,
+        headers,
+        body,
+    }
+}
+
+impl CompiledConfig {
+    /// Decides what to do with a request.
+    pub fn decide<'c>(&'c self, request: &Request<'_>, env: &mut Environment<'_>) -> Decision<'c> {
+        let mut decision = Decision {
+            model: None,
+            outcome: Outcome::NotAModel,
+            route: None,
+            edits: Vec::new(),
+            claims: None,
+        };
+        let addressed = match addressed_model(request) {
+            Ok(addressed) => addressed,
+            Err(_) => {
+                decision.model = crate::request::model_from_path(request.path)
+                    .and_then(|n| self.model(&n.namespace, &n.name))
+                    .map(|i| &self.models[i]);
+                decision.outcome = Outcome::Denied(DenyReason::AmbiguousModel);
+                return decision;
+            }
+        };
+        let Some(index) = addressed.and_then(|n| self.model(&n.namespace, &n.name)) else {
+            return decision;
+        };
+        let model = &self.models[index];
+        decision.model = Some(model);
+
+        let free_pass = if is_exempt(request, &model.prometheus_path) {
+            Some(AllowReason::Exempt)
+        } else if request.is_cors_preflight() {
+            Some(AllowReason::Preflight)
+        } else {
+            None
+        };
+        decision.outcome = match &self.policies[model.policy] {
+            CompiledPolicy::None => Outcome::Allowed(free_pass.unwrap_or(AllowReason::NoAuth)),
+            CompiledPolicy::Deny(_) => match free_pass {
+                Some(pass) => Outcome::Allowed(pass),
+                None => Outcome::Denied(DenyReason::PolicyUnusable),
+            },
+            CompiledPolicy::Jwt(jwt) => {
+                self.authorize(model.policy, jwt, request, env, free_pass, &mut decision)
+            }
+        };
+        if let Outcome::Denied(_) = decision.outcome {
+            return decision;
+        }
+
+        if let Some(routing) = &model.routing {
+            let claims = decision.claims.as_deref();
+            match routing.choose(&model.id, request, claims, env.random) {
+                Ok((i, reason)) => {
+                    let predictor = routing.predictors[i].name.as_str();
+                    decision.edits.push(Edit::SetHeader(
+                        routing.header.clone(),
+                        predictor.to_string(),
+                    ));
+                    decision.route = Some(Route {
+                        header: &routing.header,
+                        predictor,
+                        reason,
+                    });
+                }
+                Err(reason) => decision.outcome = Outcome::Denied(reason),
+            }
+        }
+        decision
+    }
+
+    fn authorize(
+        &self,
+        policy: usize,
+        jwt: &CompiledJwt,
+        request: &Request<'_>,
+        env: &mut Environment<'_>,
+        free_pass: Option<AllowReason>,
+        decision: &mut Decision<'_>,
+    ) -> Outcome {
+        // Client-sent copies of forwarded claims never reach the model.
+        for (_, header) in &jwt.forward_claims {
+            decision.edits.push(Edit::RemoveHeader(header.clone()));
+        }
+        if let Some(pass) = free_pass {
+            return Outcome::Allowed(pass);
+        }
+        let verdict = find_token(request, &jwt.sources).and_then(|found| {
+            if !jwt.forward_token
+                && let Some(found) = &found
+            {
+                decision.edits.push(removal(request, found));
+            }
+            let found = found.ok_or(DenyReason::MissingToken)?;
+            self.check_token(policy, jwt, &found.token, env)
+        });
+        match verdict {
+            Ok(claims) => {
+                for (claim, header) in &jwt.forward_claims {
+                    if let Some(value) = claim.text(&claims).filter(|v| is_header_value(v)) {
+                        decision.edits.push(Edit::SetHeader(header.clone(), value));
+                    }
+                }
+                decision.claims = Some(claims);
+                Outcome::Allowed(AllowReason::Token)
+            }
+            Err(reason) if jwt.mode == AuthMode::Audit && reason.is_auth() => {
+                Outcome::AuditDenied(reason)
+            }
+            Err(reason) => Outcome::Denied(reason),
+        }
+    }
+
+    /// Verifies a token (or finds it in the cache) and checks the required claims.
+    fn check_token(
+        &self,
+        policy: usize,
+        jwt: &CompiledJwt,
+        token: &str,
+        env: &mut Environment<'_>,
+    ) -> Result<Rc<Map<String, Value>>, DenyReason> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(DenyReason::TokenTooLarge);
+        }
+        if jwt.keys.is_empty() {
+            return Err(DenyReason::NoKeys);
+        }
+        let key = TokenCache::key(policy, token);
+        let claims = match env.cache.get(&key, env.now) {
+            Some(claims) => claims,
+            None => {
+                let rules = TokenRules {
+                    keys: &jwt.keys,
+                    validation: &jwt.validation,
+                };
+                let claims = Rc::new(verify(token, &rules, env.now)?);
+                let exp = claims.get("exp").and_then(numeric_date).unwrap_or(0);
+                env.cache.insert(key, exp, claims.clone(), env.now);
+                claims
+            }
+        };
+        if jwt.claims.iter().all(|rule| rule.holds(&claims)) {
+            Ok(claims)
+        } else {
+            Err(DenyReason::InsufficientScope)
+        }
+    }
+}
+
+/// The edit that takes a token out of the request.
+fn removal(request: &Request<'_>, found: &FoundToken<'_>) -> Edit {
+    match found.source {
+        TokenSource::Header(name) => Edit::RemoveHeader(name.clone()),
+        TokenSource::Query(param) => {
+            let path = request.path_only();
+            let rest = query_without(request.query().unwrap_or(""), param);
+            Edit::SetPath(if rest.is_empty() {
+                path.to_string()
+            } else {
+                format!("{path}?{rest}")
+            })
+        }
+    }
+}
+
+/// Whether text can be sent as a header value as it is.
+fn is_header_value(text: &str) -> bool {
+    text.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}

@@ -1,0 +1,28 @@
+//! Host-agnostic core of the modelgate filter: the configuration contract shared with the
+//! controller, and every decision the filter makes (which model a request addresses,
+//! whether it is exempt, whether its token is good, which predictor serves it), as plain
+//! functions over plain types that are tested natively.
+
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod cache;
+pub mod claims;
+pub mod compiled;
+pub mod config;
+pub mod decision;
+pub mod keys;
+pub mod reason;
+pub mod request;
+pub mod routing;
+pub mod token;
+
+pub use cache::TokenCache;
+pub use compiled::{CompiledConfig, ConfigError};
+pub use config::FilterConfig;
+pub use decision::{AllowReason, Decision, Edit, Environment, Outcome, Route};
+pub use reason::DenyReason;
+pub use request::Request;
+pub use routing::RouteReason;

@@ -1,0 +1,355 @@
+//! What the filter needs to know about a request, and the classification that does not
+//! depend on any policy: which model it addresses, whether it is the Prometheus exemption
+//! or a CORS preflight.
+//!
+//! Model addressing deliberately over-matches (empty segments skipped, unreserved
+//! percent-escapes decoded, case folded): a request that might reach a model is checked
+//! against that model's policy, and over-matching can only cost an extra `401`.
+
+use std::borrow::Cow;
+
+/// A request as seen by the filter: the pseudo-headers it needs and all headers, with
+/// lowercase names and every repeated header as its own entry (Envoy's header map).
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// `:method`.
+    pub method: &'a str,
+    /// `:path`, query string included.
+    pub path: &'a str,
+    /// Every header, in order.
+    pub headers: &'a [(String, String)],
+}
+
+impl<'a> Request<'a> {
+    /// Every value of a header (names compared without regard to case).
+    pub fn header_values(&self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first value of a header.
+    pub fn header(&self, name: &'a str) -> Option<&'a str> {
+        self.header_values(name).next()
+    }
+
+    /// The path without its query string.
+    pub fn path_only(&self) -> &'a str {
+        self.path.split_once('?').map_or(self.path, |(p, _)| p)
+    }
+
+    /// The query string, without the `?`.
+    pub fn query(&self) -> Option<&'a str> {
+        self.path.split_once('?').map(|(_, q)| q)
+    }
+
+    /// An `OPTIONS` CORS preflight (with `Origin` and `Access-Control-Request-Method`).
+    pub fn is_cors_preflight(&self) -> bool {
+        self.method == "OPTIONS"
+            && self.header("origin").is_some()
+            && self.header("access-control-request-method").is_some()
+    }
+
+    /// Whether this is a gRPC request (`content-type: application/grpc*`).
+    pub fn is_grpc(&self) -> bool {
+        self.header("content-type")
+            .is_some_and(|ct| ct.len() >= 16 && ct[..16].eq_ignore_ascii_case("application/grpc"))
+    }
+}
+
+/// A `(namespace, name)` pair a request names, normalised for lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelName<'a> {
+    /// The namespace.
+    pub namespace: Cow<'a, str>,
+    /// The SeldonDeployment's name.
+    pub name: Cow<'a, str>,
+}
+
+/// Why a request's model cannot be told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressError {
+    /// The path and the gRPC headers name different models, or a header is repeated.
+    Ambiguous,
+}
+
+/// The model a REST path names: `/seldon/<ns>/<name>/...`.
+pub fn model_from_path(path: &str) -> Option<ModelName<'_>> {
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    let mut segments = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(normalise_segment);
+    if segments.next()? != "seldon" {
+        return None;
+    }
+    let namespace = segments.next()?;
+    let name = segments.next()?;
+    Some(ModelName { namespace, name })
+}
+
+/// The model gRPC headers name (`seldon: <name>`, `namespace: <ns>`), when the request is
+/// gRPC. A repeated header is ambiguous.
+pub fn model_from_grpc_headers<'a>(
+    request: &Request<'a>,
+) -> Result<Option<ModelName<'a>>, AddressError> {
+    if !request.is_grpc() {
+        return Ok(None);
+    }
+    let name = single_value(request, "seldon")?;
+    let namespace = single_value(request, "namespace")?;
+    Ok(match (namespace, name) {
+        (Some(namespace), Some(name)) => Some(ModelName {
+            namespace: normalise_segment(namespace.trim()),
+            name: normalise_segment(name.trim()),
+        }),
+        _ => None,
+    })
+}
+
+/// The one model a request addresses by path or gRPC headers, if any.
+pub fn addressed_model<'a>(request: &Request<'a>) -> Result<Option<ModelName<'a>>, AddressError> {
+    let by_path = model_from_path(request.path);
+    let by_headers = model_from_grpc_headers(request)?;
+    match (by_path, by_headers) {
+        (Some(a), Some(b)) if a != b => Err(AddressError::Ambiguous),
+        (Some(a), _) => Ok(Some(a)),
+        (None, b) => Ok(b),
+    }
+}
+
+fn single_value<'a>(request: &Request<'a>, name: &'a str) -> Result<Option<&'a str>, AddressError> {
+    let mut values = request.header_values(name);
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(AddressError::Ambiguous);
+    }
+    Ok(first)
+}
+
+/// Decodes percent-escapes of unreserved characters and folds ASCII case, allocating only
+/// when the segment needs it.
+fn normalise_segment(segment: &str) -> Cow<'_, str> {
+    if !segment.bytes().any(|b| b == b'%' || b.is_ascii_uppercase()) {
+        return Cow::Borrowed(segment);
+    }
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            let decoded = h * 16 + l;
+            if decoded.is_ascii_alphanumeric() || b"-._~".contains(&decoded) {
+                out.push(decoded.to_ascii_lowercase());
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b.to_ascii_lowercase());
+        i += 1;
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Whether a `GET` path is exempt from authentication: exactly `/prometheus` or the model's
+/// own `/seldon/<ns>/<name>/prometheus`, query string aside. Exact comparison is the whole
+/// point: dot-segments, `//`, escapes, case and suffix tricks all fail it.
+pub fn is_exempt(request: &Request<'_>, model_prometheus_path: &str) -> bool {
+    if request.method != "GET" {
+        return false;
+    }
+    let path = request.path_only();
+    path == "/prometheus" || path == model_prometheus_path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req<'a>(method: &'a str, path: &'a str, headers: &'a [(String, String)]) -> Request<'a> {
+        Request {
+            method,
+            path,
+            headers,
+        }
+    }
+
+    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn named(ns: &str, name: &str) -> Option<ModelName<'static>> {
+        Some(ModelName {
+            namespace: Cow::Owned(ns.into()),
+            name: Cow::Owned(name.into()),
+        })
+    }
+
+    #[test]
+    fn rest_paths_name_their_model() {
+        assert_eq!(
+            model_from_path("/seldon/ns/m/api/v1.0/predictions"),
+            named("ns", "m")
+        );
+        assert_eq!(model_from_path("/seldon/ns/m/"), named("ns", "m"));
+        assert_eq!(model_from_path("/seldon/ns/m"), named("ns", "m"));
+        assert_eq!(model_from_path("/seldon/ns/m?x=1"), named("ns", "m"));
+        assert_eq!(model_from_path("/seldon/ns"), None);
+        assert_eq!(model_from_path("/other/ns/m/"), None);
+        assert_eq!(model_from_path("/"), None);
+        assert_eq!(model_from_path(""), None);
+    }
+
+    #[test]
+    fn rest_addressing_over_matches_rather_than_miss_a_model() {
+        assert_eq!(model_from_path("//seldon//ns/m/x"), named("ns", "m"));
+        assert_eq!(model_from_path("/%73eldon/n%73/%6D/x"), named("ns", "m"));
+        assert_eq!(model_from_path("/SELDON/NS/M/x"), named("ns", "m"));
+        // Escapes of reserved characters are not decoded: they cannot form a model name.
+        assert_eq!(model_from_path("/seldon/ns/m%2Fx/y"), named("ns", "m%2fx"));
+        // Truncated escapes are kept as they are.
+        assert_eq!(model_from_path("/seldon/ns/m%"), named("ns", "m%"));
+        assert_eq!(model_from_path("/seldon/ns/m%4"), named("ns", "m%4"));
+    }
+
+    #[test]
+    fn grpc_headers_name_a_model_only_for_grpc_requests() {
+        let grpc = h(&[
+            ("content-type", "application/grpc+proto"),
+            ("seldon", "m"),
+            ("namespace", "ns"),
+        ]);
+        let r = req("POST", "/seldon.protos.Seldon/Predict", &grpc);
+        assert_eq!(addressed_model(&r), Ok(named("ns", "m")));
+
+        let json = h(&[
+            ("content-type", "application/json"),
+            ("seldon", "m"),
+            ("namespace", "ns"),
+        ]);
+        let r = req("POST", "/seldon.protos.Seldon/Predict", &json);
+        assert_eq!(addressed_model(&r), Ok(None));
+
+        let no_ns = h(&[("content-type", "application/grpc"), ("seldon", "m")]);
+        let r = req("POST", "/seldon.protos.Seldon/Predict", &no_ns);
+        assert_eq!(addressed_model(&r), Ok(None));
+    }
+
+    #[test]
+    fn conflicting_or_repeated_addressing_is_ambiguous() {
+        let other = h(&[
+            ("content-type", "application/grpc"),
+            ("seldon", "b"),
+            ("namespace", "ns"),
+        ]);
+        let r = req("POST", "/seldon/ns/a/api/v1.0/predictions", &other);
+        assert_eq!(addressed_model(&r), Err(AddressError::Ambiguous));
+
+        let same = h(&[
+            ("content-type", "application/grpc"),
+            ("seldon", "a"),
+            ("namespace", "ns"),
+        ]);
+        let r = req("POST", "/seldon/ns/a/api/v1.0/predictions", &same);
+        assert_eq!(addressed_model(&r), Ok(named("ns", "a")));
+
+        let twice = h(&[
+            ("content-type", "application/grpc"),
+            ("seldon", "a"),
+            ("seldon", "b"),
+            ("namespace", "ns"),
+        ]);
+        let r = req("POST", "/seldon.protos.Seldon/Predict", &twice);
+        assert_eq!(addressed_model(&r), Err(AddressError::Ambiguous));
+    }
+
+    #[test]
+    fn only_the_exact_prometheus_paths_are_exempt_and_only_for_get() {
+        let own = "/seldon/ns/m/prometheus";
+        let none: Vec<(String, String)> = vec![];
+        for path in [
+            "/prometheus",
+            "/prometheus?name[]=x",
+            own,
+            "/seldon/ns/m/prometheus?a=b",
+        ] {
+            assert!(
+                is_exempt(&req("GET", path, &none), own),
+                "{path} should be exempt"
+            );
+        }
+        for method in ["HEAD", "POST", "PUT", "get", "OPTIONS"] {
+            assert!(
+                !is_exempt(&req(method, "/prometheus", &none), own),
+                "{method}"
+            );
+        }
+        let not_exempt = [
+            "/prometheus/",
+            "/prometheus/x",
+            "/PROMETHEUS",
+            "/Prometheus",
+            "//prometheus",
+            "/./prometheus",
+            "/x/../prometheus",
+            "/prometheus/..",
+            "/prometheus/../seldon/ns/m/api/v1.0/predictions",
+            "/%70rometheus",
+            "/prometheus%2f",
+            "/prometheus%2F..%2Fx",
+            "/%2e%2e/prometheus",
+            "/prometheus%5c",
+            "/prometheus\\",
+            "\\prometheus",
+            "/prometheus;x=y",
+            "/prometheus.",
+            "/prometheus%00",
+            "/prometheus#x",
+            "/seldon/ns/m/prometheus/",
+            "/seldon/ns/m//prometheus",
+            "/seldon/ns/m/./prometheus",
+            "/seldon/ns/m/x/../prometheus",
+            "/seldon/ns/other/prometheus",
+            "/seldon/ns/m/api/prometheus",
+            "/seldon/NS/m/prometheus",
+            "/seldon/n%73/m/prometheus",
+            "prometheus",
+            "",
+        ];
+        for path in not_exempt {
+            assert!(
+                !is_exempt(&req("GET", path, &none), own),
+                "{path} must not be exempt"
+            );
+        }
+    }
+
+    #[test]
+    fn preflight_needs_options_origin_and_requested_method() {
+        let full = h(&[
+            ("origin", "https://app"),
+            ("access-control-request-method", "POST"),
+        ]);
+        assert!(req("OPTIONS", "/seldon/ns/m/x", &full).is_cors_preflight());
+        assert!(!req("POST", "/seldon/ns/m/x", &full).is_cors_preflight());
+        let origin_only = h(&[("origin", "https://app")]);
+        assert!(!req("OPTIONS", "/seldon/ns/m/x", &origin_only).is_cors_preflight());
+    }
+}

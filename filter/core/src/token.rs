@@ -1,0 +1,415 @@
+//! Finding the one token a request carries and verifying it against a policy.
+
+use std::borrow::Cow;
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Validation, decode, decode_header};
+use serde_json::{Map, Value};
+
+use crate::keys::{ACCEPTED_ALGORITHMS, VerifyingKey, is_accepted_algorithm};
+use crate::reason::DenyReason;
+use crate::request::Request;
+
+/// Tokens longer than this are refused before any parsing.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// Leeway for `exp` and `nbf`, in seconds.
+pub const CLOCK_LEEWAY_SECS: u64 = 60;
+
+/// Where a token may be (`seldon.io/jwt-from`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// A request header (lowercase name); a `Bearer ` prefix is stripped.
+    Header(String),
+    /// A query parameter.
+    Query(String),
+}
+
+impl TokenSource {
+    /// Parses `header:<name>` or `query:<param>`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.split_once(':') {
+            Some(("header", name)) if is_header_name(name) => {
+                Ok(TokenSource::Header(name.to_ascii_lowercase()))
+            }
+            Some(("query", param)) if !param.is_empty() && !param.contains(['&', '=', '#']) => {
+                Ok(TokenSource::Query(param.to_string()))
+            }
+            _ => Err(format!(
+                "{text:?} is not a token source: expected header:<name> or query:<param>"
+            )),
+        }
+    }
+}
+
+/// Whether `name` is a plain HTTP header name a policy may read or write (no pseudo-header).
+pub fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Where the token was found, so it can be removed when it must not be forwarded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundToken<'a> {
+    /// The token text.
+    pub token: Cow<'a, str>,
+    /// The source it came from.
+    pub source: &'a TokenSource,
+}
+
+/// The one token a request carries in the given places. More than one candidate is
+/// `multiple_tokens`: ambiguity is never resolved in the caller's favour.
+pub fn find_token<'a>(
+    request: &Request<'a>,
+    sources: &'a [TokenSource],
+) -> Result<Option<FoundToken<'a>>, DenyReason> {
+    let mut found: Option<FoundToken<'a>> = None;
+    let mut put = |token: Cow<'a, str>, source: &'a TokenSource| {
+        if found.is_some() {
+            return Err(DenyReason::MultipleTokens);
+        }
+        found = Some(FoundToken { token, source });
+        Ok(())
+    };
+    for source in sources {
+        match source {
+            TokenSource::Header(name) => {
+                for value in request.header_values(name) {
+                    put(Cow::Borrowed(strip_bearer(value)), source)?;
+                }
+            }
+            TokenSource::Query(param) => {
+                for value in query_values(request.query().unwrap_or(""), param) {
+                    put(value, source)?;
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn strip_bearer(value: &str) -> &str {
+    let value = value.trim();
+    match value.get(..7) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("bearer ") => value[7..].trim_start(),
+        _ => value,
+    }
+}
+
+/// The decoded values of a query parameter.
+pub fn query_values<'q>(query: &'q str, param: &'q str) -> impl Iterator<Item = Cow<'q, str>> + 'q {
+    query.split('&').filter_map(move |pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(name) == param).then(|| percent_decode(value))
+    })
+}
+
+/// The query string without the given parameter (for `forward_token: false`).
+pub fn query_without(query: &str, param: &str) -> String {
+    query
+        .split('&')
+        .filter(|pair| {
+            let name = pair.split_once('=').map_or(*pair, |(n, _)| n);
+            percent_decode(name) != param
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn percent_decode(text: &str) -> Cow<'_, str> {
+    if !text.contains(['%', '+']) {
+        return Cow::Borrowed(text);
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let pair = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|p| std::str::from_utf8(p).ok());
+                match pair.and_then(|p| u8::from_str_radix(p, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// What a token is checked against.
+pub struct TokenRules<'a> {
+    /// The issuer's keys.
+    pub keys: &'a [VerifyingKey],
+    /// Signature and issuer/audience validation, shared by all keys of the policy.
+    pub validation: &'a Validation,
+}
+
+/// Builds the `jsonwebtoken` validation for a policy: signature, `iss`, `aud`. Time claims
+/// are checked by [`check_times`] against the host's clock instead.
+pub fn validation_for(issuer: &str, audiences: &[String]) -> Validation {
+    let mut validation = Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.algorithms = ACCEPTED_ALGORITHMS.to_vec();
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.leeway = 0;
+    validation.set_issuer(&[issuer]);
+    if audiences.is_empty() {
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["iss"]);
+    } else {
+        validation.set_audience(audiences);
+        validation.set_required_spec_claims(&["iss", "aud"]);
+    }
+    validation
+}
+
+/// Verifies a token's signature, algorithm, issuer, audience and times; returns its claims.
+pub fn verify(
+    token: &str,
+    rules: &TokenRules<'_>,
+    now: u64,
+) -> Result<Map<String, Value>, DenyReason> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(DenyReason::TokenTooLarge);
+    }
+    if rules.keys.is_empty() {
+        return Err(DenyReason::NoKeys);
+    }
+    let header = decode_header(token).map_err(|_| DenyReason::MalformedToken)?;
+    if header.crit.is_some() {
+        // No critical extension is understood here, so none may be required (RFC 7515 4.1.11).
+        return Err(DenyReason::MalformedToken);
+    }
+    if !is_accepted_algorithm(header.alg) {
+        return Err(DenyReason::UnsupportedAlgorithm);
+    }
+    let mut candidates = rules
+        .keys
+        .iter()
+        .filter(|k| header.kid.is_none() || k.kid == header.kid)
+        .peekable();
+    if candidates.peek().is_none() {
+        return Err(DenyReason::UnknownKey);
+    }
+    let mut outcome = Err(DenyReason::UnsupportedAlgorithm);
+    for key in candidates.filter(|k| k.algorithms.contains(&header.alg)) {
+        match decode::<Map<String, Value>>(token, &key.key, rules.validation) {
+            Ok(data) => {
+                check_times(&data.claims, now)?;
+                return Ok(data.claims);
+            }
+            Err(e) => match e.kind() {
+                ErrorKind::InvalidSignature => outcome = Err(DenyReason::BadSignature),
+                ErrorKind::InvalidIssuer => return Err(DenyReason::WrongIssuer),
+                ErrorKind::InvalidAudience => return Err(DenyReason::WrongAudience),
+                ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => {
+                    return Err(DenyReason::WrongIssuer);
+                }
+                ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => {
+                    return Err(DenyReason::WrongAudience);
+                }
+                ErrorKind::InvalidKeyFormat | ErrorKind::InvalidAlgorithm => {
+                    outcome = Err(DenyReason::UnsupportedAlgorithm)
+                }
+                _ => return Err(DenyReason::MalformedToken),
+            },
+        }
+    }
+    outcome
+}
+
+/// `exp` is required and checked with [`CLOCK_LEEWAY_SECS`]; `nbf` when present.
+pub fn check_times(claims: &Map<String, Value>, now: u64) -> Result<(), DenyReason> {
+    let exp = claims
+        .get("exp")
+        .and_then(numeric_date)
+        .ok_or(DenyReason::MalformedToken)?;
+    if exp.saturating_add(CLOCK_LEEWAY_SECS) < now {
+        return Err(DenyReason::Expired);
+    }
+    match claims.get("nbf") {
+        None => Ok(()),
+        Some(nbf) => {
+            let nbf = numeric_date(nbf).ok_or(DenyReason::MalformedToken)?;
+            if nbf > now.saturating_add(CLOCK_LEEWAY_SECS) {
+                Err(DenyReason::NotYetValid)
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A JWT NumericDate, in whole seconds.
+pub fn numeric_date(value: &Value) -> Option<u64> {
+    match value {
+        Value::Number(n) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.is_finite() && *f >= 0.0)
+                .map(|f| f as u64)
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn token_sources_parse() {
+        assert_eq!(
+            TokenSource::parse("header:Authorization"),
+            Ok(TokenSource::Header("authorization".into()))
+        );
+        assert_eq!(
+            TokenSource::parse("query:token"),
+            Ok(TokenSource::Query("token".into()))
+        );
+        for bad in [
+            "cookie:x",
+            "header:",
+            "header::path",
+            "header:a b",
+            "query:",
+            "query:a&b",
+            "x",
+        ] {
+            assert!(TokenSource::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn finds_the_one_token_and_refuses_several() {
+        let sources = vec![
+            TokenSource::Header("authorization".into()),
+            TokenSource::Query("access_token".into()),
+        ];
+        let one = headers(&[("authorization", "Bearer abc")]);
+        let r = Request {
+            method: "GET",
+            path: "/x",
+            headers: &one,
+        };
+        assert_eq!(find_token(&r, &sources).unwrap().unwrap().token, "abc");
+
+        let lower = headers(&[("authorization", "bearer   abc ")]);
+        let r = Request {
+            method: "GET",
+            path: "/x",
+            headers: &lower,
+        };
+        assert_eq!(find_token(&r, &sources).unwrap().unwrap().token, "abc");
+
+        let none: Vec<(String, String)> = vec![];
+        let r = Request {
+            method: "GET",
+            path: "/x?access_token=a%2Eb",
+            headers: &none,
+        };
+        assert_eq!(find_token(&r, &sources).unwrap().unwrap().token, "a.b");
+        let r = Request {
+            method: "GET",
+            path: "/x?other=1",
+            headers: &none,
+        };
+        assert_eq!(find_token(&r, &sources), Ok(None));
+
+        let both = headers(&[("authorization", "Bearer abc")]);
+        let r = Request {
+            method: "GET",
+            path: "/x?access_token=abc",
+            headers: &both,
+        };
+        assert_eq!(find_token(&r, &sources), Err(DenyReason::MultipleTokens));
+
+        let twice = headers(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]);
+        let r = Request {
+            method: "GET",
+            path: "/x",
+            headers: &twice,
+        };
+        assert_eq!(find_token(&r, &sources), Err(DenyReason::MultipleTokens));
+
+        let r = Request {
+            method: "GET",
+            path: "/x?access_token=a&access_token=a",
+            headers: &none,
+        };
+        assert_eq!(find_token(&r, &sources), Err(DenyReason::MultipleTokens));
+    }
+
+    #[test]
+    fn query_parameter_removal_keeps_the_rest() {
+        assert_eq!(query_without("a=1&token=x&b=2", "token"), "a=1&b=2");
+        assert_eq!(query_without("token=x", "token"), "");
+        assert_eq!(query_without("t%6Fken=x&c", "token"), "c");
+    }
+
+    #[test]
+    fn percent_decoding_tolerates_broken_escapes() {
+        assert_eq!(percent_decode("a%"), "a%");
+        assert_eq!(percent_decode("a%4"), "a%4");
+        assert_eq!(percent_decode("a%zz"), "a%zz");
+        assert_eq!(percent_decode("a%41+b"), "aA b");
+    }
+
+    #[test]
+    fn times_need_exp_and_respect_leeway() {
+        let now = 1_000_000;
+        let claims = |v: serde_json::Value| v.as_object().unwrap().clone();
+        assert_eq!(
+            check_times(&claims(serde_json::json!({})), now),
+            Err(DenyReason::MalformedToken)
+        );
+        assert_eq!(
+            check_times(&claims(serde_json::json!({"exp": "soon"})), now),
+            Err(DenyReason::MalformedToken)
+        );
+        assert_eq!(
+            check_times(&claims(serde_json::json!({"exp": now - 60})), now),
+            Ok(())
+        );
+        assert_eq!(
+            check_times(&claims(serde_json::json!({"exp": now - 61})), now),
+            Err(DenyReason::Expired)
+        );
+        assert_eq!(
+            check_times(
+                &claims(serde_json::json!({"exp": now + 10, "nbf": now + 60})),
+                now
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check_times(
+                &claims(serde_json::json!({"exp": now + 100, "nbf": now + 61})),
+                now
+            ),
+            Err(DenyReason::NotYetValid)
+        );
+        assert_eq!(
+            check_times(&claims(serde_json::json!({"exp": -5})), now),
+            Err(DenyReason::MalformedToken)
+        );
+    }
+}

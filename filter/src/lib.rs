@@ -1,0 +1,236 @@
+//! The proxy-wasm layer of the modelgate filter. It reads the request, asks the
+//! host-agnostic core for a decision, and applies it: refusal, header edits, the chosen
+//! predictor on the response, metrics and logs. No decision is made here.
+
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod metrics;
+
+use std::cell::RefCell;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::rc::Rc;
+use std::time::UNIX_EPOCH;
+
+use modelgate_core::decision::refusal;
+use modelgate_core::{
+    CompiledConfig, DenyReason, Edit, Environment, Outcome, Request, TokenCache,
+    cache::DEFAULT_CAPACITY,
+};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
+
+use crate::metrics::Metrics;
+
+/// The root id the WasmPlugin's `pluginName` must name.
+pub const ROOT_ID: &str = "modelgate";
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    std::panic::set_hook(Box::new(|info| {
+        let _ = proxy_wasm::hostcalls::log(LogLevel::Critical, &format!("modelgate: panic: {info}"));
+    }));
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::new()) });
+}}
+
+/// State shared by the root context and every request of one VM.
+struct State {
+    config: Option<Rc<CompiledConfig>>,
+    cache: TokenCache,
+    metrics: Metrics,
+    rng: u64,
+}
+
+impl State {
+    /// xorshift64*: enough for weighted routing, seeded from WASI's random source.
+    fn next_random(&mut self) -> u64 {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+struct Root {
+    state: Rc<RefCell<State>>,
+}
+
+impl Root {
+    fn new() -> Self {
+        let seed = RandomState::new().build_hasher().finish() | 1;
+        Self {
+            state: Rc::new(RefCell::new(State {
+                config: None,
+                cache: TokenCache::new(DEFAULT_CAPACITY),
+                metrics: Metrics::default(),
+                rng: seed,
+            })),
+        }
+    }
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let bytes = self.get_plugin_configuration().unwrap_or_default();
+        let mut state = self.state.borrow_mut();
+        match CompiledConfig::from_json(&bytes) {
+            Ok((config, warnings)) => {
+                for warning in &warnings {
+                    log(
+                        LogLevel::Warn,
+                        &format!("modelgate: configuration: {warning}"),
+                    );
+                }
+                log(
+                    LogLevel::Info,
+                    &format!(
+                        "modelgate: configured {} models, {} policies",
+                        config.models.len(),
+                        config.policies.len()
+                    ),
+                );
+                state.metrics.config_loaded(true, config.models.len());
+                state.config = Some(Rc::new(config));
+                state.cache = TokenCache::new(DEFAULT_CAPACITY);
+                true
+            }
+            Err(e) => {
+                let keeping = if state.config.is_some() {
+                    "keeping the previous configuration"
+                } else {
+                    "no configuration yet: every request is refused"
+                };
+                log(
+                    LogLevel::Error,
+                    &format!("modelgate: configuration refused: {e} ({keeping})"),
+                );
+                state.metrics.config_loaded(false, 0);
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Stream {
+            state: self.state.clone(),
+            response_header: None,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Stream {
+    state: Rc<RefCell<State>>,
+    /// The chosen predictor, echoed on the response so a client can stay on it.
+    response_header: Option<(String, String)>,
+}
+
+impl Context for Stream {}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        let headers = self.get_http_request_headers();
+        let pseudo = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or("", |(_, v)| v.as_str())
+        };
+        let request = Request {
+            method: pseudo(":method"),
+            path: pseudo(":path"),
+            headers: &headers,
+        };
+        let now = self
+            .get_current_time()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+
+        let mut guard = self.state.borrow_mut();
+        let state = &mut *guard;
+        let Some(config) = state.config.clone() else {
+            // Fail closed: without a configuration no model can be told from another.
+            let answer = refusal(None, DenyReason::PolicyUnusable);
+            drop(guard);
+            self.send_refusal(503, answer.headers, &answer.body);
+            return Action::Pause;
+        };
+        let random = state.next_random();
+        let decision = config.decide(
+            &request,
+            &mut Environment {
+                now,
+                random,
+                cache: &mut state.cache,
+            },
+        );
+        state.metrics.record(&decision);
+        drop(guard);
+
+        let model = decision.model.map_or("-", |m| m.id.as_str());
+        match decision.outcome {
+            Outcome::AuditDenied(reason) => log(
+                LogLevel::Warn,
+                &format!(
+                    "modelgate: audit: {model}: would refuse {} {}: {}",
+                    request.method,
+                    request.path_only(),
+                    reason.as_str()
+                ),
+            ),
+            Outcome::Denied(reason) => log(
+                LogLevel::Info,
+                &format!(
+                    "modelgate: {model}: refused {} {}: {}",
+                    request.method,
+                    request.path_only(),
+                    reason.as_str()
+                ),
+            ),
+            _ => {}
+        }
+        if let Some(answer) = decision.refusal() {
+            self.send_refusal(answer.status, answer.headers, &answer.body);
+            return Action::Pause;
+        }
+        for edit in &decision.edits {
+            match edit {
+                Edit::RemoveHeader(name) => self.set_http_request_header(name, None),
+                Edit::SetHeader(name, value) => self.set_http_request_header(name, Some(value)),
+                Edit::SetPath(path) => self.set_http_request_header(":path", Some(path)),
+            }
+        }
+        if let Some(route) = decision.route {
+            // Changing a header from a 0.2.1-ABI module clears Envoy's route cache, so the
+            // router re-matches on the header just set.
+            self.response_header = Some((route.header.to_string(), route.predictor.to_string()));
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        if let Some((name, value)) = &self.response_header {
+            self.set_http_response_header(name, Some(value));
+        }
+        Action::Continue
+    }
+}
+
+impl Stream {
+    fn send_refusal(&self, status: u16, headers: Vec<(String, String)>, body: &str) {
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        self.send_http_response(u32::from(status), headers, Some(body.as_bytes()));
+    }
+}
+
+fn log(level: LogLevel, message: &str) {
+    let _ = proxy_wasm::hostcalls::log(level, message);
+}

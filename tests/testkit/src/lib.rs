@@ -1,0 +1,145 @@
+//! Test-only signing keys (committed under `tests/fixtures/keys/`, never used anywhere
+//! else) and helpers to mint the tokens an identity provider would issue, plus the broken
+//! and hostile ones an attacker would send.
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+/// The directory holding the test keys.
+pub fn keys_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/keys")
+}
+
+/// A test signing key.
+#[derive(Clone)]
+pub struct TestKey {
+    /// The key id published in the JWKS.
+    pub kid: String,
+    /// The signing algorithm.
+    pub alg: Algorithm,
+    /// The private key.
+    pub encoding: EncodingKey,
+    /// The PEM file's bytes.
+    pub pem: Vec<u8>,
+}
+
+impl TestKey {
+    /// Loads `tests/fixtures/keys/<file>` as a key for `alg` with id `kid`.
+    pub fn load(file: &str, alg: Algorithm, kid: &str) -> Self {
+        let pem = std::fs::read(keys_dir().join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let encoding = match alg {
+            Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512 => EncodingKey::from_rsa_pem(&pem),
+            Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(&pem),
+            Algorithm::EdDSA => EncodingKey::from_ed_pem(&pem),
+            _ => panic!("no test key for {alg:?}"),
+        }
+        .unwrap_or_else(|e| panic!("{file}: {e}"));
+        Self {
+            kid: kid.to_string(),
+            alg,
+            encoding,
+            pem,
+        }
+    }
+
+    /// RSA key "rsa-a", RS256.
+    pub fn rsa_a() -> Self {
+        Self::load("rsa-a.pem", Algorithm::RS256, "rsa-a")
+    }
+
+    /// RSA key "rsa-b", RS256 (a second issuer, or the rotated key).
+    pub fn rsa_b() -> Self {
+        Self::load("rsa-b.pem", Algorithm::RS256, "rsa-b")
+    }
+
+    /// EC P-256 key, ES256.
+    pub fn ec() -> Self {
+        Self::load("ec-p256.pem", Algorithm::ES256, "ec-1")
+    }
+
+    /// Ed25519 key, EdDSA.
+    pub fn ed() -> Self {
+        Self::load("ed25519.pem", Algorithm::EdDSA, "ed-1")
+    }
+
+    /// A 1024-bit RSA key, which the filter must refuse to trust.
+    pub fn weak_rsa() -> Self {
+        Self::load("rsa-1024-weak.pem", Algorithm::RS256, "weak")
+    }
+
+    /// The public JWK, with `kid`, `alg` and `use: sig`.
+    pub fn jwk(&self) -> Value {
+        let jwk = Jwk::from_encoding_key(&self.encoding, self.alg).expect("public jwk");
+        let mut value = serde_json::to_value(jwk).expect("jwk json");
+        value["kid"] = json!(self.kid);
+        value["use"] = json!("sig");
+        value
+    }
+
+    /// Signs claims with this key (header `kid` set).
+    pub fn sign(&self, claims: &Value) -> String {
+        let mut header = Header::new(self.alg);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding).expect("sign")
+    }
+
+    /// Signs claims with a header of the caller's choosing.
+    pub fn sign_with_header(&self, header: &Header, claims: &Value) -> String {
+        jsonwebtoken::encode(header, claims, &self.encoding).expect("sign")
+    }
+}
+
+/// A JWKS document holding the given keys' public halves.
+pub fn jwks(keys: &[&TestKey]) -> Value {
+    json!({"keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()})
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+/// Standard claims: issuer, subject, audience, valid for an hour from `now`.
+pub fn claims(issuer: &str, subject: &str, audience: &str, now: u64) -> Value {
+    json!({"iss": issuer, "sub": subject, "aud": audience, "iat": now, "exp": now + 3600})
+}
+
+/// Builds a token from raw header and payload JSON and a raw signature: for `alg: none`,
+/// duplicate keys and other shapes no honest library would produce.
+pub fn raw_token(header_json: &str, payload_json: &str, signature: &[u8]) -> String {
+    format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(header_json),
+        URL_SAFE_NO_PAD.encode(payload_json),
+        URL_SAFE_NO_PAD.encode(signature)
+    )
+}
+
+/// An HS256 token whose secret is the given bytes (an RSA public key in PEM or JWK form
+/// is the classic algorithm-confusion attack).
+pub fn hmac_token(secret: &[u8], kid: &str, claims: &Value) -> String {
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some(kid.to_string());
+    jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(secret)).expect("hs256")
+}
+
+/// The public half of a key as SPKI PEM, read from `<file>.pub.pem` (what an attacker
+/// downloads and tries as an HMAC secret).
+pub fn public_pem(file_stem: &str) -> Vec<u8> {
+    let path = keys_dir().join(format!("{file_stem}.pub.pem"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
