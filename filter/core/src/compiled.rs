@@ -6,13 +6,11 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use jsonwebtoken::Validation;
-
 use crate::claims::{ClaimPath, ClaimRule};
 use crate::config::{AuthMode, CONFIG_VERSION, DEFAULT_TOKEN_SOURCE, FilterConfig, Policy};
 use crate::keys::{VerifyingKey, compile_key};
 use crate::routing::CompiledRouting;
-use crate::token::{TokenSource, is_header_name, validation_for};
+use crate::token::{PolicyValidation, TokenSource, is_header_name, validation_for};
 
 /// A configuration error: the path of the bad field and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,7 +39,7 @@ pub struct CompiledJwt {
     /// Usable keys of the policy's key set (shared between policies).
     pub keys: Rc<Vec<VerifyingKey>>,
     /// Signature, issuer and audience validation.
-    pub validation: Validation,
+    pub validation: PolicyValidation,
     /// Required claims.
     pub claims: Vec<ClaimRule>,
     /// Where tokens are looked for.

@@ -238,6 +238,9 @@ impl CompiledConfig {
             {
                 decision.edits.push(removal(request, found));
             }
+            if jwt.keys.is_empty() {
+                return Err(DenyReason::NoKeys);
+            }
             let found = found.ok_or(DenyReason::MissingToken)?;
             self.check_token(policy, jwt, &found.token, env)
         });
@@ -268,9 +271,6 @@ impl CompiledConfig {
     ) -> Result<Rc<Map<String, Value>>, DenyReason> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(DenyReason::TokenTooLarge);
-        }
-        if jwt.keys.is_empty() {
-            return Err(DenyReason::NoKeys);
         }
         let key = TokenCache::key(policy, token);
         let claims = match env.cache.get(&key, env.now) {
@@ -314,3 +314,7 @@ fn removal(request: &Request<'_>, found: &FoundToken<'_>) -> Edit {
 fn is_header_value(text: &str) -> bool {
     text.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
+
+#[cfg(test)]
+#[path = "decision_tests.rs"]
+mod tests;

@@ -3,10 +3,10 @@
 use std::borrow::Cow;
 
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Validation, decode, decode_header};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, Validation, decode, decode_header};
 use serde_json::{Map, Value};
 
-use crate::keys::{ACCEPTED_ALGORITHMS, VerifyingKey, is_accepted_algorithm};
+use crate::keys::{VerifyingKey, is_accepted_algorithm};
 use crate::reason::DenyReason;
 use crate::request::Request;
 
@@ -153,26 +153,52 @@ pub struct TokenRules<'a> {
     /// The issuer's keys.
     pub keys: &'a [VerifyingKey],
     /// Signature and issuer/audience validation, shared by all keys of the policy.
-    pub validation: &'a Validation,
+    pub validation: &'a PolicyValidation,
 }
 
-/// Builds the `jsonwebtoken` validation for a policy: signature, `iss`, `aud`. Time claims
-/// are checked by [`check_times`] against the host's clock instead.
-pub fn validation_for(issuer: &str, audiences: &[String]) -> Validation {
-    let mut validation = Validation::new(jsonwebtoken::Algorithm::RS256);
-    validation.algorithms = ACCEPTED_ALGORITHMS.to_vec();
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    validation.leeway = 0;
-    validation.set_issuer(&[issuer]);
-    if audiences.is_empty() {
-        validation.validate_aud = false;
-        validation.set_required_spec_claims(&["iss"]);
-    } else {
-        validation.set_audience(audiences);
-        validation.set_required_spec_claims(&["iss", "aud"]);
+/// `jsonwebtoken` validations of one policy, one per key family (the library insists that
+/// every allowed algorithm belongs to the key's family).
+#[derive(Debug, Clone)]
+pub struct PolicyValidation {
+    rsa: Validation,
+    ec: Validation,
+    ed: Validation,
+}
+
+impl PolicyValidation {
+    /// The validation for tokens signed with `alg`.
+    fn for_algorithm(&self, alg: Algorithm) -> &Validation {
+        match alg.family() {
+            AlgorithmFamily::Ec => &self.ec,
+            AlgorithmFamily::Ed => &self.ed,
+            _ => &self.rsa,
+        }
     }
-    validation
+}
+
+/// Builds the `jsonwebtoken` validations for a policy: signature, `iss`, `aud`. Time claims
+/// are checked by [`check_times`] against the host's clock instead.
+pub fn validation_for(issuer: &str, audiences: &[String]) -> PolicyValidation {
+    let family = |family: AlgorithmFamily| {
+        let mut validation = Validation::new_for_family(family);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.leeway = 0;
+        validation.set_issuer(&[issuer]);
+        if audiences.is_empty() {
+            validation.validate_aud = false;
+            validation.set_required_spec_claims(&["iss"]);
+        } else {
+            validation.set_audience(audiences);
+            validation.set_required_spec_claims(&["iss", "aud"]);
+        }
+        validation
+    };
+    PolicyValidation {
+        rsa: family(AlgorithmFamily::Rsa),
+        ec: family(AlgorithmFamily::Ec),
+        ed: family(AlgorithmFamily::Ed),
+    }
 }
 
 /// Verifies a token's signature, algorithm, issuer, audience and times; returns its claims.
@@ -205,7 +231,11 @@ pub fn verify(
     }
     let mut outcome = Err(DenyReason::UnsupportedAlgorithm);
     for key in candidates.filter(|k| k.algorithms.contains(&header.alg)) {
-        match decode::<Map<String, Value>>(token, &key.key, rules.validation) {
+        match decode::<Map<String, Value>>(
+            token,
+            &key.key,
+            rules.validation.for_algorithm(header.alg),
+        ) {
             Ok(data) => {
                 check_times(&data.claims, now)?;
                 return Ok(data.claims);

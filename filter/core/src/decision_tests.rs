@@ -1,0 +1,756 @@
+//! Every rule of SPEC sections 3 and 4 against real signed tokens, natively.
+
+use jsonwebtoken::{Algorithm, Header};
+use modelgate_testkit::{TestKey, claims, hmac_token, jwks, public_pem, raw_token};
+use serde_json::{Value, json};
+
+use super::*;
+use crate::config::{FilterConfig, JwtPolicy, KeySet, Model, Policy, Predictor, Routing};
+
+const ISS: &str = "https://idp.example";
+const NOW: u64 = 1_800_000_000;
+
+fn jwt_policy(key_set: &str) -> JwtPolicy {
+    JwtPolicy {
+        mode: AuthMode::Enforce,
+        issuer: ISS.into(),
+        audiences: vec!["models".into()],
+        key_set: key_set.into(),
+        claims: [("groups".to_string(), vec!["ml".to_string()])].into(),
+        token_from: vec![],
+        forward_claims: Default::default(),
+        forward_token: true,
+    }
+}
+
+fn routing(predictors: &[(&str, u32)]) -> Routing {
+    Routing {
+        header: "x-seldon-predictor".into(),
+        override_allowed: true,
+        sticky: None,
+        predictors: predictors
+            .iter()
+            .map(|(n, t)| Predictor {
+                name: n.to_string(),
+                traffic: *t,
+            })
+            .collect(),
+    }
+}
+
+/// Three models: `prod/fraud` (JWT + A/B with a dark launch), `prod/open` (no auth),
+/// `prod/broken` (unusable policy).
+fn base_config() -> FilterConfig {
+    let mut config = FilterConfig::new();
+    let ks = |keys: Value| KeySet {
+        keys: keys["keys"].as_array().unwrap().clone(),
+    };
+    config.key_sets.insert(
+        "idp".into(),
+        ks(jwks(&[&TestKey::rsa_a(), &TestKey::ec(), &TestKey::ed()])),
+    );
+    config
+        .policies
+        .insert("jwt".into(), Policy::Jwt(jwt_policy("idp")));
+    config.policies.insert("open".into(), Policy::None);
+    config.policies.insert(
+        "broken".into(),
+        Policy::Deny {
+            reason: "bad claims".into(),
+        },
+    );
+    config.models.insert(
+        "prod/fraud".into(),
+        Model {
+            policy: "jwt".into(),
+            routing: Some(routing(&[("main", 75), ("canary", 25), ("dark", 0)])),
+        },
+    );
+    config.models.insert(
+        "prod/open".into(),
+        Model {
+            policy: "open".into(),
+            routing: None,
+        },
+    );
+    config.models.insert(
+        "prod/broken".into(),
+        Model {
+            policy: "broken".into(),
+            routing: None,
+        },
+    );
+    config
+}
+
+struct Harness {
+    config: CompiledConfig,
+    cache: TokenCache,
+}
+
+impl Harness {
+    fn new(config: FilterConfig) -> Self {
+        let (config, _) = CompiledConfig::compile(&config).unwrap();
+        Self {
+            config,
+            cache: TokenCache::new(64),
+        }
+    }
+
+    fn run(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (Outcome, Option<Refusal>, Vec<Edit>, Option<String>) {
+        self.run_at(NOW, 7, method, path, headers)
+    }
+
+    fn run_at(
+        &mut self,
+        now: u64,
+        random: u64,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (Outcome, Option<Refusal>, Vec<Edit>, Option<String>) {
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let request = Request {
+            method,
+            path,
+            headers: &headers,
+        };
+        let d = self.config.decide(
+            &request,
+            &mut Environment {
+                now,
+                random,
+                cache: &mut self.cache,
+            },
+        );
+        (
+            d.outcome,
+            d.refusal(),
+            d.edits.clone(),
+            d.route.map(|r| r.predictor.to_string()),
+        )
+    }
+}
+
+fn good_claims() -> Value {
+    let mut c = claims(ISS, "alice", "models", NOW);
+    c["groups"] = json!(["ml", "ops"]);
+    c
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+const PREDICT: &str = "/seldon/prod/fraud/api/v1.0/predictions";
+
+fn denied(h: &mut Harness, token: &str) -> DenyReason {
+    match h
+        .run("POST", PREDICT, &[("authorization", &bearer(token))])
+        .0
+    {
+        Outcome::Denied(reason) => reason,
+        other => panic!("expected a denial, got {other:?}"),
+    }
+}
+
+#[test]
+fn valid_tokens_of_every_accepted_algorithm_pass() {
+    let mut h = Harness::new(base_config());
+    for key in [TestKey::rsa_a(), TestKey::ec(), TestKey::ed()] {
+        let token = key.sign(&good_claims());
+        let (outcome, refusal, _, route) =
+            h.run("POST", PREDICT, &[("authorization", &bearer(&token))]);
+        assert_eq!(
+            outcome,
+            Outcome::Allowed(AllowReason::Token),
+            "{:?}",
+            key.alg
+        );
+        assert!(refusal.is_none());
+        assert!(route.is_some(), "an A/B model always gets a predictor");
+    }
+    // The JWK declares RS256: the same RSA key may not verify other algorithms...
+    let mut key = TestKey::rsa_a();
+    key.alg = Algorithm::PS256;
+    assert_eq!(
+        denied(&mut h, &key.sign(&good_claims())),
+        DenyReason::UnsupportedAlgorithm
+    );
+    // ...but a JWK without `alg` verifies every RSA algorithm.
+    let mut config = base_config();
+    let mut jwk = TestKey::rsa_a().jwk();
+    jwk.as_object_mut().unwrap().remove("alg");
+    config
+        .key_sets
+        .insert("idp".into(), KeySet { keys: vec![jwk] });
+    let mut h = Harness::new(config);
+    for alg in [
+        Algorithm::RS256,
+        Algorithm::RS384,
+        Algorithm::RS512,
+        Algorithm::PS256,
+        Algorithm::PS384,
+        Algorithm::PS512,
+    ] {
+        let mut key = TestKey::rsa_a();
+        key.alg = alg;
+        let token = key.sign(&good_claims());
+        let (outcome, ..) = h.run("POST", PREDICT, &[("authorization", &bearer(&token))]);
+        assert_eq!(outcome, Outcome::Allowed(AllowReason::Token), "{alg:?}");
+    }
+}
+
+#[test]
+fn missing_token_is_401_with_a_bare_challenge() {
+    let mut h = Harness::new(base_config());
+    let (outcome, refusal, ..) = h.run("POST", PREDICT, &[]);
+    assert_eq!(outcome, Outcome::Denied(DenyReason::MissingToken));
+    let refusal = refusal.unwrap();
+    assert_eq!(refusal.status, 401);
+    assert!(refusal.headers.contains(&(
+        "www-authenticate".into(),
+        "Bearer realm=\"prod/fraud\"".into()
+    )));
+    assert_eq!(
+        refusal.body,
+        r#"{"error":"missing_token","model":"prod/fraud"}"#
+    );
+}
+
+#[test]
+fn bad_tokens_are_401_invalid_token_and_never_echoed() {
+    let mut h = Harness::new(base_config());
+    let key = TestKey::rsa_a();
+    let token = key
+        .sign(&json!({"iss": ISS, "aud": "models", "exp": NOW + 60, "groups": "ml", "sub": "x"}));
+    // Same header and signature, another payload: the signature no longer matches.
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut c = good_claims();
+    c["groups"] = json!(["ml", "admin"]);
+    let other = key.sign(&c);
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        other.split('.').nth(1).unwrap(),
+        parts[2]
+    );
+    let (_, refusal, ..) = h.run("POST", PREDICT, &[("authorization", &bearer(&tampered))]);
+    let refusal = refusal.unwrap();
+    assert_eq!(refusal.status, 401);
+    assert!(refusal.headers.contains(&(
+        "www-authenticate".into(),
+        "Bearer realm=\"prod/fraud\", error=\"invalid_token\"".into()
+    )));
+    assert!(!refusal.body.contains(&tampered[..20]));
+    assert_eq!(denied(&mut h, &tampered), DenyReason::BadSignature);
+}
+
+#[test]
+fn time_claims_are_checked_with_leeway() {
+    let mut h = Harness::new(base_config());
+    let key = TestKey::rsa_a();
+    let mut c = good_claims();
+    c["exp"] = json!(NOW - 61);
+    assert_eq!(denied(&mut h, &key.sign(&c)), DenyReason::Expired);
+    c["exp"] = json!(NOW - 59);
+    let (outcome, ..) = h.run(
+        "POST",
+        PREDICT,
+        &[("authorization", &bearer(&key.sign(&c)))],
+    );
+    assert_eq!(
+        outcome,
+        Outcome::Allowed(AllowReason::Token),
+        "within leeway"
+    );
+    let mut c = good_claims();
+    c["nbf"] = json!(NOW + 61);
+    assert_eq!(denied(&mut h, &key.sign(&c)), DenyReason::NotYetValid);
+    let mut c = good_claims();
+    c.as_object_mut().unwrap().remove("exp");
+    assert_eq!(
+        denied(&mut h, &key.sign(&c)),
+        DenyReason::MalformedToken,
+        "exp is required"
+    );
+}
+
+#[test]
+fn issuer_and_audience_must_match() {
+    let mut h = Harness::new(base_config());
+    let key = TestKey::rsa_a();
+    let mut c = good_claims();
+    c["iss"] = json!("https://evil.example");
+    assert_eq!(denied(&mut h, &key.sign(&c)), DenyReason::WrongIssuer);
+    c.as_object_mut().unwrap().remove("iss");
+    assert_eq!(denied(&mut h, &key.sign(&c)), DenyReason::WrongIssuer);
+    let mut c = good_claims();
+    c["aud"] = json!(["other", "another"]);
+    assert_eq!(denied(&mut h, &key.sign(&c)), DenyReason::WrongAudience);
+    c["aud"] = json!(["other", "models"]);
+    let (outcome, ..) = h.run(
+        "POST",
+        PREDICT,
+        &[("authorization", &bearer(&key.sign(&c)))],
+    );
+    assert_eq!(outcome, Outcome::Allowed(AllowReason::Token));
+    c.as_object_mut().unwrap().remove("aud");
+    assert_eq!(denied(&mut h, &key.sign(&c)), DenyReason::WrongAudience);
+}
+
+#[test]
+fn keys_are_chosen_by_kid_or_tried_in_turn() {
+    let mut h = Harness::new(base_config());
+    let mut stranger = TestKey::rsa_b();
+    assert_eq!(
+        denied(&mut h, &stranger.sign(&good_claims())),
+        DenyReason::UnknownKey
+    );
+    // A known kid on a token signed by another key: the signature fails.
+    stranger.kid = "rsa-a".into();
+    assert_eq!(
+        denied(&mut h, &stranger.sign(&good_claims())),
+        DenyReason::BadSignature
+    );
+    // No kid: every key is tried.
+    let key = TestKey::ec();
+    let token = key.sign_with_header(&Header::new(Algorithm::ES256), &good_claims());
+    let (outcome, ..) = h.run("POST", PREDICT, &[("authorization", &bearer(&token))]);
+    assert_eq!(outcome, Outcome::Allowed(AllowReason::Token));
+    let token = TestKey::rsa_b().sign_with_header(&Header::new(Algorithm::RS256), &good_claims());
+    assert_eq!(denied(&mut h, &token), DenyReason::BadSignature);
+}
+
+#[test]
+fn alg_none_and_hmac_are_always_refused() {
+    let mut h = Harness::new(base_config());
+    let payload = good_claims().to_string();
+    for header in [
+        r#"{"alg":"none","kid":"rsa-a"}"#,
+        r#"{"alg":"none"}"#,
+        r#"{"alg":"None"}"#,
+        r#"{"alg":""}"#,
+    ] {
+        let token = raw_token(header, &payload, b"");
+        assert_eq!(
+            denied(&mut h, &token),
+            DenyReason::MalformedToken,
+            "{header}"
+        );
+        let token = format!("{}.", &raw_token(header, &payload, b"")[..]);
+        assert!(
+            matches!(denied(&mut h, &token), DenyReason::MalformedToken),
+            "{header}"
+        );
+    }
+    // Algorithm confusion: HS256 keyed with the RSA public key, as PEM and as the JWK's n.
+    let pem = public_pem("rsa-a");
+    assert_eq!(
+        denied(&mut h, &hmac_token(&pem, "rsa-a", &good_claims())),
+        DenyReason::UnsupportedAlgorithm
+    );
+    let n = TestKey::rsa_a().jwk()["n"].as_str().unwrap().to_string();
+    assert_eq!(
+        denied(&mut h, &hmac_token(n.as_bytes(), "rsa-a", &good_claims())),
+        DenyReason::UnsupportedAlgorithm
+    );
+    // An EC key may not verify an RSA-alg token, nor RS256 a token claiming ES256.
+    let mut ec = TestKey::rsa_a();
+    ec.kid = "ec-1".into();
+    assert_eq!(
+        denied(&mut h, &ec.sign(&good_claims())),
+        DenyReason::UnsupportedAlgorithm
+    );
+}
+
+#[test]
+fn malformed_oversized_and_critical_tokens_are_refused_before_verification() {
+    let mut h = Harness::new(base_config());
+    for junk in [
+        "",
+        "abc",
+        "a.b",
+        "a.b.c",
+        "a.b.c.d",
+        "....",
+        "Basic dXNlcjpwdw==",
+        "\u{1F600}.x.y",
+    ] {
+        let (outcome, ..) = h.run("POST", PREDICT, &[("authorization", &bearer(junk))]);
+        assert!(
+            matches!(outcome, Outcome::Denied(DenyReason::MalformedToken)),
+            "{junk:?}: {outcome:?}"
+        );
+    }
+    let huge = format!("{}.{}.{}", "a".repeat(9000), "b".repeat(9000), "c");
+    assert_eq!(denied(&mut h, &huge), DenyReason::TokenTooLarge);
+    let key = TestKey::rsa_a();
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("rsa-a".into());
+    header.crit = Some(vec!["exp".into()]);
+    assert_eq!(
+        denied(&mut h, &key.sign_with_header(&header, &good_claims())),
+        DenyReason::MalformedToken
+    );
+    // Duplicate keys in the header are rejected by the strict header parser.
+    let dup = raw_token(
+        r#"{"alg":"RS256","alg":"none","kid":"rsa-a"}"#,
+        &good_claims().to_string(),
+        b"sig",
+    );
+    assert_eq!(denied(&mut h, &dup), DenyReason::MalformedToken);
+}
+
+#[test]
+fn one_token_only() {
+    let mut h = Harness::new(base_config());
+    let token = TestKey::rsa_a().sign(&good_claims());
+    let (outcome, ..) = h.run(
+        "POST",
+        PREDICT,
+        &[
+            ("authorization", &bearer(&token)),
+            ("authorization", &bearer(&token)),
+        ],
+    );
+    assert_eq!(outcome, Outcome::Denied(DenyReason::MultipleTokens));
+}
+
+#[test]
+fn required_claims_give_403_insufficient_scope() {
+    let mut h = Harness::new(base_config());
+    let key = TestKey::rsa_a();
+    let mut c = good_claims();
+    c["groups"] = json!(["ops"]);
+    let (outcome, refusal, ..) = h.run(
+        "POST",
+        PREDICT,
+        &[("authorization", &bearer(&key.sign(&c)))],
+    );
+    assert_eq!(outcome, Outcome::Denied(DenyReason::InsufficientScope));
+    let refusal = refusal.unwrap();
+    assert_eq!(refusal.status, 403);
+    assert!(refusal.headers.contains(&(
+        "www-authenticate".into(),
+        "Bearer realm=\"prod/fraud\", error=\"insufficient_scope\"".into()
+    )));
+    c["groups"] = json!("admins ml");
+    let (outcome, ..) = h.run(
+        "POST",
+        PREDICT,
+        &[("authorization", &bearer(&key.sign(&c)))],
+    );
+    assert_eq!(
+        outcome,
+        Outcome::Allowed(AllowReason::Token),
+        "space-separated string claim"
+    );
+}
+
+#[test]
+fn exemption_and_preflight_need_no_token_and_nothing_else_is_exempt() {
+    let mut h = Harness::new(base_config());
+    for path in [
+        "/seldon/prod/fraud/prometheus",
+        "/seldon/prod/fraud/prometheus?x=1",
+    ] {
+        let (outcome, ..) = h.run("GET", path, &[]);
+        assert_eq!(outcome, Outcome::Allowed(AllowReason::Exempt), "{path}");
+    }
+    let (outcome, ..) = h.run(
+        "OPTIONS",
+        PREDICT,
+        &[
+            ("origin", "https://app"),
+            ("access-control-request-method", "POST"),
+        ],
+    );
+    assert_eq!(outcome, Outcome::Allowed(AllowReason::Preflight));
+    for (method, path) in [
+        ("HEAD", "/seldon/prod/fraud/prometheus"),
+        ("POST", "/seldon/prod/fraud/prometheus"),
+        ("GET", "/seldon/prod/fraud/prometheus/"),
+        (
+            "GET",
+            "/seldon/prod/fraud/prometheus/../api/v1.0/predictions",
+        ),
+        ("GET", "/seldon/prod/fraud/x/../prometheus"),
+        ("GET", "/seldon/prod/fraud//prometheus"),
+        ("GET", "/seldon/prod/fraud/%70rometheus"),
+        ("GET", "/seldon/prod/fraud/prometheus%2F..%2Fapi"),
+        ("GET", "/seldon/prod/fraud/prometheus;x"),
+        ("GET", "/seldon/prod/fraud/PROMETHEUS"),
+        ("GET", "//seldon/prod/fraud/prometheus"),
+        ("OPTIONS", PREDICT),
+    ] {
+        let (outcome, ..) = h.run(method, path, &[]);
+        assert_eq!(
+            outcome,
+            Outcome::Denied(DenyReason::MissingToken),
+            "{method} {path}"
+        );
+    }
+}
+
+#[test]
+fn unknown_models_pass_untouched_and_open_models_need_nothing() {
+    let mut h = Harness::new(base_config());
+    let (outcome, _, edits, route) = h.run(
+        "POST",
+        "/seldon/prod/unknown/api",
+        &[("x-seldon-predictor", "main")],
+    );
+    assert_eq!(outcome, Outcome::NotAModel);
+    assert!(edits.is_empty() && route.is_none());
+    let (outcome, ..) = h.run("POST", "/other/app", &[]);
+    assert_eq!(outcome, Outcome::NotAModel);
+    let (outcome, ..) = h.run("POST", "/seldon/prod/open/api/v1.0/predictions", &[]);
+    assert_eq!(outcome, Outcome::Allowed(AllowReason::NoAuth));
+}
+
+#[test]
+fn unusable_policies_fail_closed() {
+    let mut h = Harness::new(base_config());
+    let token = TestKey::rsa_a().sign(&good_claims());
+    let (outcome, refusal, ..) = h.run(
+        "POST",
+        "/seldon/prod/broken/api/v1.0/predictions",
+        &[("authorization", &bearer(&token))],
+    );
+    assert_eq!(outcome, Outcome::Denied(DenyReason::PolicyUnusable));
+    assert_eq!(refusal.unwrap().status, 403);
+
+    // A key set without any usable key: 401, whatever the token.
+    let mut config = base_config();
+    config.key_sets.insert(
+        "idp".into(),
+        KeySet {
+            keys: vec![
+                TestKey::weak_rsa().jwk(),
+                json!({"kty": "oct", "k": "c2VjcmV0"}),
+            ],
+        },
+    );
+    let mut h = Harness::new(config);
+    assert_eq!(
+        denied(&mut h, &TestKey::weak_rsa().sign(&good_claims())),
+        DenyReason::NoKeys
+    );
+    let (outcome, ..) = h.run("POST", PREDICT, &[]);
+    assert_eq!(outcome, Outcome::Denied(DenyReason::NoKeys));
+}
+
+#[test]
+fn grpc_requests_are_authorized_against_the_model_their_headers_name() {
+    let mut h = Harness::new(base_config());
+    let grpc = [
+        ("content-type", "application/grpc"),
+        ("seldon", "fraud"),
+        ("namespace", "prod"),
+    ];
+    let (outcome, ..) = h.run("POST", "/seldon.protos.Seldon/Predict", &grpc);
+    assert_eq!(outcome, Outcome::Denied(DenyReason::MissingToken));
+    // Naming an open model in the path and a guarded one in the headers is refused.
+    let (outcome, refusal, ..) = h.run("POST", "/seldon/prod/open/api/v1.0/predictions", &grpc);
+    assert_eq!(outcome, Outcome::Denied(DenyReason::AmbiguousModel));
+    assert_eq!(refusal.unwrap().status, 400);
+}
+
+#[test]
+fn routing_header_cannot_bypass_auth() {
+    let mut h = Harness::new(base_config());
+    let (outcome, _, _, route) = h.run("POST", PREDICT, &[("x-seldon-predictor", "dark")]);
+    assert_eq!(outcome, Outcome::Denied(DenyReason::MissingToken));
+    assert_eq!(route, None);
+}
+
+#[test]
+fn override_sticky_and_random_choices() {
+    let mut config = base_config();
+    if let Some(Routing { sticky, .. }) = config
+        .models
+        .get_mut("prod/fraud")
+        .unwrap()
+        .routing
+        .as_mut()
+    {
+        *sticky = Some("claim:sub".into());
+    }
+    let mut h = Harness::new(config);
+    let token = TestKey::rsa_a().sign(&good_claims());
+    let auth = bearer(&token);
+    let (_, _, edits, route) = h.run(
+        "POST",
+        PREDICT,
+        &[("authorization", &auth), ("x-seldon-predictor", "dark")],
+    );
+    assert_eq!(route.as_deref(), Some("dark"));
+    assert!(edits.contains(&Edit::SetHeader("x-seldon-predictor".into(), "dark".into())));
+    let (outcome, refusal, ..) = h.run(
+        "POST",
+        PREDICT,
+        &[("authorization", &auth), ("x-seldon-predictor", "nope")],
+    );
+    assert_eq!(outcome, Outcome::Denied(DenyReason::UnknownPredictor));
+    assert_eq!(refusal.unwrap().status, 400);
+    // Sticky by the `sub` claim: the same user always lands on the same predictor.
+    let first = h
+        .run_at(NOW, 1, "POST", PREDICT, &[("authorization", &auth)])
+        .3;
+    for random in 2..50 {
+        assert_eq!(
+            h.run_at(NOW, random, "POST", PREDICT, &[("authorization", &auth)])
+                .3,
+            first
+        );
+    }
+    // The dark predictor (traffic 0) is never chosen at random.
+    let mut seen = std::collections::HashSet::new();
+    let mut c = good_claims();
+    for i in 0..300 {
+        c["sub"] = json!(format!("user-{i}"));
+        let auth = bearer(&TestKey::ec().sign(&c));
+        seen.insert(
+            h.run_at(NOW, i, "POST", PREDICT, &[("authorization", &auth)])
+                .3
+                .unwrap(),
+        );
+    }
+    assert!(
+        seen.contains("main") && seen.contains("canary") && !seen.contains("dark"),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn disabled_override_replaces_the_client_header() {
+    let mut config = base_config();
+    config.models.get_mut("prod/open").unwrap().routing = Some(Routing {
+        override_allowed: false,
+        ..routing(&[("a", 100), ("b", 0)])
+    });
+    let mut h = Harness::new(config);
+    for _ in 0..20 {
+        let (outcome, _, edits, route) = h.run(
+            "POST",
+            "/seldon/prod/open/x",
+            &[("x-seldon-predictor", "b")],
+        );
+        assert_eq!(outcome, Outcome::Allowed(AllowReason::NoAuth));
+        assert_eq!(route.as_deref(), Some("a"));
+        assert!(edits.contains(&Edit::SetHeader("x-seldon-predictor".into(), "a".into())));
+    }
+}
+
+#[test]
+fn audit_mode_decides_the_same_but_lets_through() {
+    let mut config = base_config();
+    if let Some(Policy::Jwt(p)) = config.policies.get_mut("jwt") {
+        p.mode = AuthMode::Audit;
+    }
+    let mut h = Harness::new(config);
+    let (outcome, refusal, _, route) = h.run("POST", PREDICT, &[]);
+    assert_eq!(outcome, Outcome::AuditDenied(DenyReason::MissingToken));
+    assert!(refusal.is_none());
+    assert!(route.is_some());
+    let mut c = good_claims();
+    c["groups"] = json!([]);
+    let (outcome, ..) = h.run(
+        "POST",
+        PREDICT,
+        &[("authorization", &bearer(&TestKey::rsa_a().sign(&c)))],
+    );
+    assert_eq!(outcome, Outcome::AuditDenied(DenyReason::InsufficientScope));
+    // Request errors are refused in every mode.
+    let (outcome, ..) = h.run("POST", PREDICT, &[("x-seldon-predictor", "nope")]);
+    assert_eq!(outcome, Outcome::Denied(DenyReason::UnknownPredictor));
+}
+
+#[test]
+fn forwarding_claims_and_removing_tokens() {
+    let mut config = base_config();
+    if let Some(Policy::Jwt(p)) = config.policies.get_mut("jwt") {
+        p.token_from = vec!["header:authorization".into(), "query:access_token".into()];
+        p.forward_token = false;
+        p.forward_claims = [
+            ("sub".to_string(), "x-user".to_string()),
+            ("groups".to_string(), "x-groups".to_string()),
+        ]
+        .into();
+    }
+    let mut h = Harness::new(config);
+    let token = TestKey::rsa_a().sign(&good_claims());
+    let (outcome, _, edits, _) = h.run(
+        "POST",
+        PREDICT,
+        &[("authorization", &bearer(&token)), ("x-user", "mallory")],
+    );
+    assert_eq!(outcome, Outcome::Allowed(AllowReason::Token));
+    assert!(edits.contains(&Edit::RemoveHeader("x-user".into())));
+    assert!(edits.contains(&Edit::RemoveHeader("authorization".into())));
+    assert!(edits.contains(&Edit::SetHeader("x-user".into(), "alice".into())));
+    assert!(edits.contains(&Edit::SetHeader("x-groups".into(), "ml,ops".into())));
+    let remove = edits
+        .iter()
+        .position(|e| *e == Edit::RemoveHeader("x-user".into()))
+        .unwrap();
+    let set = edits
+        .iter()
+        .position(|e| *e == Edit::SetHeader("x-user".into(), "alice".into()))
+        .unwrap();
+    assert!(
+        remove < set,
+        "the client's copy goes before the verified one is set"
+    );
+
+    let path = format!("{PREDICT}?a=1&access_token={token}&b=2");
+    let (outcome, _, edits, _) = h.run("POST", &path, &[]);
+    assert_eq!(outcome, Outcome::Allowed(AllowReason::Token));
+    assert!(edits.contains(&Edit::SetPath(format!("{PREDICT}?a=1&b=2"))));
+
+    // Spoofed claim headers are removed even when the request is refused or exempt.
+    let (_, _, edits, _) = h.run(
+        "GET",
+        "/seldon/prod/fraud/prometheus",
+        &[("x-user", "mallory")],
+    );
+    assert!(edits.contains(&Edit::RemoveHeader("x-user".into())));
+}
+
+#[test]
+fn verified_tokens_are_cached_until_exp_and_claims_rechecked() {
+    let mut h = Harness::new(base_config());
+    let mut c = good_claims();
+    c["exp"] = json!(NOW + 100);
+    let auth = bearer(&TestKey::rsa_a().sign(&c));
+    assert_eq!(
+        h.run("POST", PREDICT, &[("authorization", &auth)]).0,
+        Outcome::Allowed(AllowReason::Token)
+    );
+    assert_eq!(h.cache.len(), 1);
+    assert_eq!(
+        h.run_at(NOW + 99, 1, "POST", PREDICT, &[("authorization", &auth)])
+            .0,
+        Outcome::Allowed(AllowReason::Token)
+    );
+    // Past exp the cache entry is gone and full verification (with leeway) applies.
+    assert_eq!(
+        h.run_at(NOW + 161, 1, "POST", PREDICT, &[("authorization", &auth)])
+            .0,
+        Outcome::Denied(DenyReason::Expired)
+    );
+    assert_eq!(h.cache.len(), 0);
+    // Refused tokens are not cached.
+    let bad = bearer(&TestKey::rsa_b().sign(&c));
+    h.run("POST", PREDICT, &[("authorization", &bad)]);
+    assert_eq!(h.cache.len(), 0);
+}
