@@ -325,6 +325,20 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example_compiles() {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("```json\n").unwrap() + 8;
+        let end = start + readme[start..].find("```").unwrap();
+        let example =
+            readme[start..end].replace("\"n\": \"…\"", &format!("\"n\": \"{}\"", "A".repeat(342)));
+        let (config, warnings) = compile(&example).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(config.models.len(), 3);
+        let fraud = &config.models[config.model("prod", "fraud").unwrap()];
+        assert!(!fraud.routing.as_ref().unwrap().predictors.is_empty());
+    }
+
+    #[test]
     fn syntax_errors_say_where() {
         let err = compile(r#"{"version":1,"policies":{"p":{"auth":"maybe"}}}"#).unwrap_err();
         assert!(err.field.starts_with("pluginConfig (line 1"), "{err}");

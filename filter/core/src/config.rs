@@ -147,7 +147,11 @@ pub struct Routing {
     )]
     pub header: String,
     /// Whether clients may pick a predictor with [`Routing::header`].
-    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    #[serde(
+        rename = "override",
+        default = "default_true",
+        skip_serializing_if = "is_true"
+    )]
     pub override_allowed: bool,
     /// Stickiness key: `header:<name>`, `claim:<name>` or `cookie:<name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
