@@ -64,6 +64,8 @@ pub enum CompiledPolicy {
 /// A compiled model.
 #[derive(Debug)]
 pub struct CompiledModel {
+    /// Its index in [`CompiledConfig::models`].
+    pub index: usize,
     /// `<namespace>/<name>`: the model's identity in metrics, logs and the realm.
     pub id: String,
     /// Index of its policy in [`CompiledConfig::policies`].
@@ -225,6 +227,7 @@ impl CompiledConfig {
                 .or_default()
                 .insert(name.to_string(), models.len());
             models.push(CompiledModel {
+                index: models.len(),
                 id: id.clone(),
                 policy,
                 routing,

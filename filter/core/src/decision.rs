@@ -72,6 +72,8 @@ pub struct Route<'c> {
     pub header: &'c str,
     /// The chosen predictor.
     pub predictor: &'c str,
+    /// Its index among the model's routed predictors.
+    pub index: usize,
     /// Why it was chosen.
     pub reason: RouteReason,
 }
@@ -207,6 +209,7 @@ impl CompiledConfig {
                     decision.route = Some(Route {
                         header: &routing.header,
                         predictor,
+                        index: i,
                         reason,
                     });
                 }
