@@ -1,0 +1,218 @@
+//! The Envoy bootstrap of a test gateway, shaped like the Istio ingress gateway that runs
+//! modelgate: one listener whose HTTP filters are the modelgate Wasm filter and the router;
+//! routes as istiod programs them from Seldon VirtualServices; Istio's default path
+//! normalisation; and the stat tags that turn modelgate's labelled counter names into
+//! Prometheus labels (Istio's `extraStatTags`).
+//!
+//! The filter's configuration is not in the bootstrap: it comes from a file through
+//! extension config discovery (ECDS), the way istiod delivers a WasmPlugin, so a test can
+//! change it while Envoy runs.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::routes::{GRPC_PATH_REGEX, RouteTable};
+
+/// The Wasm filter's name in the listener and in the ECDS resource.
+pub const FILTER_NAME: &str = "modelgate";
+
+/// Cluster for requests to `/prometheus` (the gateway's own metrics scrape path).
+pub const PROMETHEUS_CLUSTER: &str = "prometheus";
+
+/// Cluster for everything that is not a model: another application behind the gateway.
+pub const OTHER_APP_CLUSTER: &str = "other-app";
+
+/// Stat tags for modelgate's labels (`name.label=.=value;.;`, Istio's encoding).
+const STAT_TAGS: [&str; 5] = ["model", "decision", "reason", "predictor", "result"];
+
+/// What a bootstrap is made of.
+pub struct BootstrapSpec<'a> {
+    /// The models' routes.
+    pub routes: &'a RouteTable,
+    /// Address of every cluster's one endpoint, by cluster name.
+    pub endpoints: &'a BTreeMap<String, SocketAddr>,
+    /// The file ECDS reads the filter's configuration from.
+    pub ecds_file: &'a Path,
+}
+
+/// The bootstrap document (JSON is YAML, and Envoy reads it with `-c`).
+pub fn bootstrap(spec: &BootstrapSpec<'_>) -> Value {
+    let stats_tags: Vec<Value> = STAT_TAGS
+        .iter()
+        .map(|tag| json!({"tag_name": tag, "regex": format!("({tag}=\\.=(.*?);\\.;)")}))
+        .collect();
+    let watched = spec.ecds_file.parent().unwrap_or(Path::new("."));
+    let clusters: Vec<Value> = spec
+        .endpoints
+        .iter()
+        .map(|(name, addr)| cluster(name, *addr))
+        .collect();
+    json!({
+        "node": {"id": "modelgate-e2e", "cluster": "istio-ingressgateway"},
+        "admin": {"address": socket(([127, 0, 0, 1], 0).into())},
+        "stats_config": {"stats_tags": stats_tags},
+        "static_resources": {
+            "listeners": [{
+                "name": "gateway",
+                "address": socket(([127, 0, 0, 1], 0).into()),
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "gateway",
+                        // Istio's default normalisation (BASE): dot-segments resolved,
+                        // `//` kept, escaped slashes kept.
+                        "normalize_path": true,
+                        "merge_slashes": false,
+                        "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
+                        "route_config": route_config(spec.routes),
+                        "http_filters": [
+                            {
+                                "name": FILTER_NAME,
+                                "config_discovery": {
+                                    "config_source": {
+                                        "path_config_source": {
+                                            "path": spec.ecds_file,
+                                            "watched_directory": {"path": watched},
+                                        },
+                                        "resource_api_version": "V3",
+                                    },
+                                    "type_urls": ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"],
+                                },
+                            },
+                            {
+                                "name": "envoy.filters.http.router",
+                                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+                            },
+                        ],
+                    },
+                }]}],
+            }],
+            "clusters": clusters,
+        },
+    })
+}
+
+/// The ECDS file's content: the Wasm filter with the given `pluginConfig` JSON.
+pub fn ecds_document(version: u64, wasm: &Path, filter_config_json: &str) -> Value {
+    json!({
+        "version_info": version.to_string(),
+        "resources": [{
+            "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+            "name": FILTER_NAME,
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                "config": {
+                    "name": FILTER_NAME,
+                    "root_id": FILTER_NAME,
+                    // WasmPlugin's failStrategy: FAIL_CLOSE.
+                    "fail_open": false,
+                    "configuration": {
+                        "@type": "type.googleapis.com/google.protobuf.StringValue",
+                        "value": filter_config_json,
+                    },
+                    "vm_config": {
+                        "runtime": "envoy.wasm.runtime.v8",
+                        "code": {"local": {"filename": wasm}},
+                    },
+                },
+            },
+        }],
+    })
+}
+
+/// Routes in VirtualService order: per model, one route per predictor on the routing
+/// header (REST and gRPC) before Seldon's two default routes weighted by traffic; then
+/// `/prometheus`, then everything else to another application.
+pub fn route_config(table: &RouteTable) -> Value {
+    let mut routes = Vec::new();
+    for model in &table.models {
+        let rest = || json!({"prefix": model.prefix()});
+        let grpc = || {
+            json!({
+                "safe_regex": {"regex": GRPC_PATH_REGEX},
+                "headers": [exact("seldon", &model.name), exact("namespace", &model.namespace)],
+            })
+        };
+        if model.has_header_routes() {
+            for predictor in &model.predictors {
+                let cluster = model.cluster(&predictor.name);
+                let mut m = rest();
+                m["headers"] = json!([exact(&model.ab_header, &predictor.name)]);
+                routes.push(json!({
+                    "name": format!("{}-{}-rest", model.id(), predictor.name),
+                    "match": m,
+                    "route": {"cluster": cluster, "prefix_rewrite": "/"},
+                }));
+                let mut m = grpc();
+                if let Some(headers) = m["headers"].as_array_mut() {
+                    headers.push(exact(&model.ab_header, &predictor.name));
+                }
+                routes.push(json!({
+                    "name": format!("{}-{}-grpc", model.id(), predictor.name),
+                    "match": m,
+                    "route": {"cluster": cluster},
+                }));
+            }
+        }
+        let weighted = weighted_clusters(model);
+        let mut rest_route = weighted.clone();
+        rest_route["prefix_rewrite"] = json!("/");
+        routes.push(
+            json!({"name": format!("{}-rest", model.id()), "match": rest(), "route": rest_route}),
+        );
+        routes.push(
+            json!({"name": format!("{}-grpc", model.id()), "match": grpc(), "route": weighted}),
+        );
+    }
+    routes.push(json!({
+        "name": "prometheus",
+        "match": {"prefix": "/prometheus"},
+        "route": {"cluster": PROMETHEUS_CLUSTER},
+    }));
+    routes.push(json!({
+        "name": "other-app",
+        "match": {"prefix": "/"},
+        "route": {"cluster": OTHER_APP_CLUSTER},
+    }));
+    json!({
+        "name": "http.80",
+        "virtual_hosts": [{"name": "seldon-gateway", "domains": ["*"], "routes": routes}],
+    })
+}
+
+/// A route action splitting by traffic (weight-0 destinations left out, as Envoy wants a
+/// positive weight; a single destination as a plain cluster).
+fn weighted_clusters(model: &crate::routes::ModelRoutes) -> Value {
+    let live: Vec<_> = model.predictors.iter().filter(|p| p.traffic > 0).collect();
+    match live.as_slice() {
+        [only] => json!({"cluster": model.cluster(&only.name)}),
+        _ => json!({"weighted_clusters": {"clusters": live
+            .iter()
+            .map(|p| json!({"name": model.cluster(&p.name), "weight": p.traffic}))
+            .collect::<Vec<_>>()}}),
+    }
+}
+
+fn exact(name: &str, value: &str) -> Value {
+    json!({"name": name, "string_match": {"exact": value}})
+}
+
+fn socket(addr: SocketAddr) -> Value {
+    json!({"socket_address": {"address": addr.ip().to_string(), "port_value": addr.port()}})
+}
+
+fn cluster(name: &str, addr: SocketAddr) -> Value {
+    json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket(addr)}}]}],
+        },
+    })
+}

@@ -1,0 +1,389 @@
+//! A test gateway: a real Envoy running the built modelgate filter, in front of one
+//! stand-in model server per predictor, on free loopback ports. It is started from a route
+//! table and a filter configuration, can be given a new filter configuration while it runs
+//! (as istiod pushes a changed WasmPlugin), and is killed when dropped.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::HarnessError;
+use crate::bootstrap::{self, BootstrapSpec, FILTER_NAME, OTHER_APP_CLUSTER, PROMETHEUS_CLUSTER};
+use crate::client::{Client, Request, Response};
+use crate::locate;
+use crate::metrics::Scrape;
+use crate::routes::RouteTable;
+use crate::upstream::ModelServer;
+
+/// How long Envoy may take to start, or a configuration change to be applied.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// ECDS reports a new version once the update is posted to the worker threads; this is
+/// the margin for the workers to have run it. A posted task on an idle loopback worker
+/// runs within microseconds, so 100 ms is generous.
+const WORKER_SETTLE: Duration = Duration::from_millis(100);
+
+/// What a gateway is started with.
+#[derive(Debug, Clone)]
+pub struct GatewaySpec {
+    /// The routes istiod would program from the models' VirtualServices.
+    pub routes: RouteTable,
+    /// The filter's configuration (the WasmPlugin's `pluginConfig`), JSON.
+    pub filter_config: String,
+    /// Envoy worker threads (`--concurrency`); each runs its own filter VM.
+    pub workers: u32,
+}
+
+/// What became of a configuration change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigOutcome {
+    /// Envoy applied it: every new request is decided by it.
+    Accepted,
+    /// Envoy refused it and keeps the previous one.
+    Refused,
+}
+
+/// A running Envoy with the filter and its upstreams. Dropping it kills Envoy.
+pub struct Gateway {
+    envoy: Child,
+    dir: PathBuf,
+    admin: SocketAddr,
+    listener: SocketAddr,
+    wasm: PathBuf,
+    ecds_file: PathBuf,
+    version: AtomicU64,
+    reconfiguring: Mutex<()>,
+    routes: RouteTable,
+    servers: BTreeMap<String, ModelServer>,
+}
+
+impl Gateway {
+    /// Starts a gateway; `name` names its scratch directory `tests/.work/<name>`, where
+    /// the generated configuration and `envoy.log` stay after the run for post-mortems.
+    pub fn start(name: &str, spec: &GatewaySpec) -> Result<Self, HarnessError> {
+        let envoy_bin = locate::envoy_binary()?;
+        let wasm = locate::filter_wasm()?;
+        let dir = locate::work_root().join(name);
+        let _ = fs::remove_dir_all(&dir);
+        let ecds_dir = dir.join("ecds");
+        fs::create_dir_all(&ecds_dir)?;
+        let ecds_file = ecds_dir.join("modelgate.json");
+
+        let mut servers = BTreeMap::new();
+        for model in &spec.routes.models {
+            for predictor in &model.predictors {
+                servers.insert(
+                    model.cluster(&predictor.name),
+                    ModelServer::start(&predictor.name)?,
+                );
+            }
+        }
+        servers.insert(
+            PROMETHEUS_CLUSTER.to_string(),
+            ModelServer::start(PROMETHEUS_CLUSTER)?,
+        );
+        servers.insert(
+            OTHER_APP_CLUSTER.to_string(),
+            ModelServer::start(OTHER_APP_CLUSTER)?,
+        );
+        let endpoints: BTreeMap<String, SocketAddr> = servers
+            .iter()
+            .map(|(cluster, server)| (cluster.clone(), server.addr()))
+            .collect();
+
+        write_atomically(
+            &ecds_file,
+            &bootstrap::ecds_document(1, &wasm, &spec.filter_config),
+        )?;
+        let bootstrap_file = dir.join("bootstrap.json");
+        let document = bootstrap::bootstrap(&BootstrapSpec {
+            routes: &spec.routes,
+            endpoints: &endpoints,
+            ecds_file: &ecds_file,
+        });
+        fs::write(&bootstrap_file, serde_json::to_vec_pretty(&document)?)?;
+
+        let admin_file = dir.join("admin-address");
+        let log_file = fs::File::create(dir.join("envoy.log"))?;
+        let mut command = Command::new(&envoy_bin);
+        command
+            .arg("-c")
+            .arg(&bootstrap_file)
+            .args(["--concurrency", &spec.workers.max(1).to_string()])
+            .args(["-l", "warning", "--component-log-level", "wasm:info"])
+            // No shared memory: parallel test gateways cannot clash on a base id.
+            .arg("--disable-hot-restart")
+            .arg("--admin-address-path")
+            .arg(&admin_file)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file);
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                // Envoy dies with the thread that started it, even if the test process is
+                // killed before Drop runs: no orphaned gateways.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let envoy = command
+            .spawn()
+            .map_err(|e| HarnessError::new(format!("cannot start {}: {e}", envoy_bin.display())))?;
+
+        let mut gateway = Self {
+            envoy,
+            dir,
+            admin: ([127, 0, 0, 1], 0).into(),
+            listener: ([127, 0, 0, 1], 0).into(),
+            wasm,
+            ecds_file,
+            version: AtomicU64::new(1),
+            reconfiguring: Mutex::new(()),
+            routes: spec.routes.clone(),
+            servers,
+        };
+        gateway.admin = gateway.wait_until_ready(&admin_file)?;
+        gateway.listener = gateway.listener_address()?;
+        Ok(gateway)
+    }
+
+    fn wait_until_ready(&mut self, admin_file: &Path) -> Result<SocketAddr, HarnessError> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.envoy.try_wait()? {
+                return Err(self.failure(&format!("Envoy exited at startup ({status})")));
+            }
+            if let Some(admin) = fs::read_to_string(admin_file)
+                .ok()
+                .and_then(|a| a.trim().parse::<SocketAddr>().ok())
+                && Client::new(admin)
+                    .send(&Request::get("/ready"))
+                    .is_ok_and(|r| r.status == 200)
+            {
+                return Ok(admin);
+            }
+            if start.elapsed() > DEADLINE {
+                return Err(self.failure("Envoy did not become ready"));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn listener_address(&self) -> Result<SocketAddr, HarnessError> {
+        let listeners = self.admin_get("/listeners?format=json")?.json();
+        let address = &listeners["listener_statuses"][0]["local_address"]["socket_address"];
+        let port = address["port_value"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .ok_or_else(|| self.failure(&format!("no listener port in {listeners}")))?;
+        Ok(([127, 0, 0, 1], port).into())
+    }
+
+    /// An error carrying the end of Envoy's log.
+    fn failure(&self, what: &str) -> HarnessError {
+        let log = self.log();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        HarnessError::new(format!(
+            "{what}; log {}:\n{}",
+            self.dir.join("envoy.log").display(),
+            tail.join("\n")
+        ))
+    }
+
+    /// The address clients send requests to.
+    pub fn address(&self) -> SocketAddr {
+        self.listener
+    }
+
+    /// Envoy's admin address.
+    pub fn admin_address(&self) -> SocketAddr {
+        self.admin
+    }
+
+    /// Envoy's process id.
+    pub fn pid(&self) -> u32 {
+        self.envoy.id()
+    }
+
+    /// The route table the gateway was started with.
+    pub fn routes(&self) -> &RouteTable {
+        &self.routes
+    }
+
+    /// A client of the gateway with its own keep-alive connection.
+    pub fn client(&self) -> Client {
+        Client::new(self.listener)
+    }
+
+    /// Sends one request on a new connection. An I/O error fails the calling test.
+    pub fn send(&self, request: &Request) -> Response {
+        self.client().send(request).unwrap_or_else(|e| {
+            panic!(
+                "{} {}: {e}\n{}",
+                request.method,
+                request.target,
+                self.failure("request failed")
+            )
+        })
+    }
+
+    /// The stand-in server of a model's predictor (`model` is `<ns>/<name>`).
+    pub fn server(&self, model: &str, predictor: &str) -> &ModelServer {
+        let cluster = self
+            .routes
+            .models
+            .iter()
+            .find(|m| m.id() == model)
+            .map(|m| m.cluster(predictor))
+            .unwrap_or_default();
+        self.servers
+            .get(&cluster)
+            .unwrap_or_else(|| panic!("no server for {model} predictor {predictor}"))
+    }
+
+    /// The server behind `/prometheus`.
+    pub fn prometheus_server(&self) -> &ModelServer {
+        &self.servers[PROMETHEUS_CLUSTER]
+    }
+
+    /// The server of everything that is not a model.
+    pub fn other_app(&self) -> &ModelServer {
+        &self.servers[OTHER_APP_CLUSTER]
+    }
+
+    /// How many requests reached any model server (not `/prometheus`, not the other app).
+    pub fn requests_to_models(&self) -> usize {
+        self.servers
+            .iter()
+            .filter(|(c, _)| c.as_str() != PROMETHEUS_CLUSTER && c.as_str() != OTHER_APP_CLUSTER)
+            .map(|(_, s)| s.count())
+            .sum()
+    }
+
+    /// A request to the admin interface.
+    pub fn admin_get(&self, path: &str) -> Result<Response, HarnessError> {
+        let response = Client::new(self.admin).send(&Request::get(path))?;
+        if response.status != 200 {
+            return Err(HarnessError::new(format!(
+                "admin {path}: {}",
+                response.summary()
+            )));
+        }
+        Ok(response)
+    }
+
+    /// The gateway's metrics as Prometheus scrapes them.
+    pub fn metrics(&self) -> Scrape {
+        match self.admin_get("/stats/prometheus") {
+            Ok(r) => Scrape::parse(&r.text()),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Envoy's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
+    }
+
+    /// The scratch directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Replaces the filter configuration, or fails when Envoy refuses it.
+    pub fn reconfigure(&self, filter_config: &str) -> Result<(), HarnessError> {
+        match self.try_reconfigure(filter_config)? {
+            ConfigOutcome::Accepted => Ok(()),
+            ConfigOutcome::Refused => Err(self.failure("the new filter configuration was refused")),
+        }
+    }
+
+    /// Replaces the filter configuration the way istiod updates a WasmPlugin (a new ECDS
+    /// resource version) and waits until Envoy has applied or refused it.
+    pub fn try_reconfigure(&self, filter_config: &str) -> Result<ConfigOutcome, HarnessError> {
+        let _one_at_a_time = self
+            .reconfiguring
+            .lock()
+            .map_err(|_| HarnessError::new("an earlier reconfiguration panicked"))?;
+        let before = self.ecds_stats()?;
+        let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
+        write_atomically(
+            &self.ecds_file,
+            &bootstrap::ecds_document(version, &self.wasm, filter_config),
+        )?;
+        let start = Instant::now();
+        loop {
+            let now = self.ecds_stats()?;
+            if now.version == version.to_string() {
+                thread::sleep(WORKER_SETTLE);
+                return Ok(ConfigOutcome::Accepted);
+            }
+            if now.rejected > before.rejected || now.failed > before.failed {
+                return Ok(ConfigOutcome::Refused);
+            }
+            if start.elapsed() > DEADLINE {
+                return Err(self.failure(&format!(
+                    "configuration version {version} was neither applied nor refused"
+                )));
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn ecds_stats(&self) -> Result<EcdsStats, HarnessError> {
+        let prefix = format!("extension_config_discovery.http_filter.{FILTER_NAME}.");
+        let text = self
+            .admin_get(&format!("/stats?filter=^{}", prefix.replace('.', "\\.")))?
+            .text();
+        let mut stats = EcdsStats::default();
+        for line in text.lines() {
+            let Some((name, value)) = line.split_once(": ") else {
+                continue;
+            };
+            let value = value.trim().trim_matches('"');
+            match name.strip_prefix(&prefix) {
+                Some("version_text") => stats.version = value.to_string(),
+                Some("update_rejected") => stats.rejected = value.parse().unwrap_or(0),
+                Some("update_failure") => stats.failed = value.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        Ok(stats)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.envoy.kill();
+        let _ = self.envoy.wait();
+    }
+}
+
+#[derive(Debug, Default)]
+struct EcdsStats {
+    version: String,
+    rejected: u64,
+    failed: u64,
+}
+
+/// Writes a file so that a watcher sees either the old or the new content: a temporary
+/// file in the same directory, renamed over the target.
+fn write_atomically(path: &Path, document: &Value) -> Result<(), HarnessError> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, serde_json::to_vec(document)?)?;
+    fs::rename(&tmp, path)?;
+    Ok(())
+}
