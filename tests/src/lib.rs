@@ -3,6 +3,7 @@
 //! that sends exactly what a test writes. The tests in `tests/tests/` and the demo
 //! (`src/bin/demo.rs`) use it; `tests/README.md` says how to run them.
 
+pub mod answers;
 pub mod bootstrap;
 pub mod client;
 pub mod gateway;

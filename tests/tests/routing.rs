@@ -1,0 +1,217 @@
+//! A/B routing through a real Envoy (SPEC section 4): the filter's choice is what Envoy
+//! routes on (the header routes of the VirtualService), it comes back on the response,
+//! overrides reach dark launches only when allowed and never bypass authorization, sticky
+//! keys stay put, and random choices follow the weights.
+
+use std::collections::BTreeMap;
+
+use modelgate_e2e::answers::{assert_no_token, assert_reached, assert_refused};
+use modelgate_e2e::sample::{self, FRAUD, IRIS, IRIS_HEADER, STICKY_HEADER};
+use modelgate_e2e::{Client, Request};
+
+const HEADER: &str = "x-seldon-predictor";
+
+fn fraud(token: &str) -> Request {
+    Request::predict(FRAUD).bearer(token)
+}
+
+#[test]
+fn the_chosen_predictor_is_routed_on_and_returned_to_the_client() {
+    let gw = sample::start("routing-chosen");
+    let token = sample::fraud_token("alice");
+    let mut client = gw.client();
+    for _ in 0..50 {
+        let r = client.send(&fraud(&token)).unwrap();
+        let echo = assert_reached(&r, "valid token");
+        assert_eq!(
+            r.header(HEADER),
+            Some(echo.server.as_str()),
+            "response header"
+        );
+        assert_eq!(
+            echo.received.header(HEADER),
+            Some(echo.server.as_str()),
+            "the predictor that answered is the one the filter chose"
+        );
+    }
+    // A client that sends the header back stays on its predictor.
+    let first = client.send(&fraud(&token)).unwrap();
+    let chosen = first.header(HEADER).unwrap().to_string();
+    for _ in 0..20 {
+        let r = client.send(&fraud(&token).header(HEADER, &chosen)).unwrap();
+        assert_eq!(r.upstream(), Some(chosen.as_str()));
+    }
+}
+
+#[test]
+fn an_override_picks_any_predictor_including_the_dark_launch() {
+    let gw = sample::start("routing-override");
+    let token = sample::fraud_token("alice");
+    for predictor in ["main", "canary", "dark"] {
+        for _ in 0..10 {
+            let r = gw.send(&fraud(&token).header(HEADER, predictor));
+            let echo = assert_reached(&r, predictor);
+            assert_eq!(echo.server, predictor);
+            assert_eq!(r.header(HEADER), Some(predictor));
+        }
+        assert_eq!(gw.server(FRAUD, predictor).count(), 10, "{predictor}");
+    }
+    let routed = gw.metrics().value(
+        "modelgate_routed_total",
+        &[
+            ("model", FRAUD),
+            ("predictor", "dark"),
+            ("reason", "override"),
+        ],
+    );
+    assert_eq!(routed, 10.0);
+}
+
+#[test]
+fn an_unknown_or_repeated_predictor_name_is_400() {
+    let gw = sample::start("routing-unknown");
+    let token = sample::fraud_token("alice");
+    let r = gw.send(&fraud(&token).header(HEADER, "nope"));
+    assert_refused(&r, 400, None, FRAUD, "unknown_predictor", "unknown");
+    let r = gw.send(
+        &fraud(&token)
+            .header(HEADER, "main")
+            .header(HEADER, "canary"),
+    );
+    assert_refused(&r, 400, None, FRAUD, "ambiguous_predictor", "repeated");
+    assert_eq!(gw.requests_to_models(), 0);
+}
+
+#[test]
+fn the_routing_header_never_bypasses_authorization() {
+    let gw = sample::start("routing-no-bypass");
+    for predictor in ["main", "canary", "dark", "nope"] {
+        let r = gw.send(&Request::predict(FRAUD).header(HEADER, predictor));
+        assert_no_token(&r, FRAUD, predictor);
+        let r = gw.send(&fraud("not-a-token").header(HEADER, predictor));
+        assert_eq!(r.status, 401, "{predictor}: {}", r.summary());
+    }
+    assert_eq!(gw.requests_to_models(), 0);
+}
+
+#[test]
+fn with_the_override_disabled_the_clients_header_is_ignored_and_replaced() {
+    let gw = sample::start("routing-override-disabled");
+    let mut client = gw.client();
+    let mut answered = BTreeMap::new();
+    for i in 0..400 {
+        let wanted = ["a", "b", "nope"][i % 3];
+        let r = client
+            .send(&Request::predict(IRIS).header(IRIS_HEADER, wanted))
+            .unwrap();
+        let echo = assert_reached(&r, wanted);
+        let sent: Vec<_> = echo
+            .received
+            .headers
+            .iter()
+            .filter(|(n, _)| n == IRIS_HEADER)
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(sent, [echo.server.as_str()], "header replaced, not added");
+        assert_eq!(r.header(IRIS_HEADER), Some(echo.server.as_str()));
+        *answered.entry(echo.server).or_insert(0) += 1;
+    }
+    // 400 draws at 50 %: both predictors answer, whatever the clients asked for.
+    assert!(answered["a"] > 100 && answered["b"] > 100, "{answered:?}");
+    let overrides = gw.metrics().value(
+        "modelgate_routed_total",
+        &[("model", IRIS), ("reason", "override")],
+    );
+    assert_eq!(overrides, 0.0);
+}
+
+#[test]
+fn a_sticky_key_keeps_its_predictor() {
+    let gw = sample::start("routing-sticky");
+    let token = sample::fraud_token("alice");
+    let mut client = gw.client();
+    let mut per_predictor = BTreeMap::new();
+    for user in 0..60 {
+        let user = format!("user-{user}");
+        let mut seen = Vec::new();
+        for _ in 0..8 {
+            let r = client
+                .send(&fraud(&token).header(STICKY_HEADER, &user))
+                .unwrap();
+            seen.push(assert_reached(&r, &user).server);
+        }
+        seen.dedup();
+        assert_eq!(seen.len(), 1, "{user} moved between {seen:?}");
+        *per_predictor.entry(seen.remove(0)).or_insert(0) += 1;
+    }
+    assert!(!per_predictor.contains_key("dark"), "{per_predictor:?}");
+    assert!(
+        per_predictor.get("main").is_some_and(|n| *n > 20)
+            && per_predictor.get("canary").is_some_and(|n| *n > 3),
+        "60 users over 75/25: {per_predictor:?}"
+    );
+    let sticky = gw.metrics().value(
+        "modelgate_routed_total",
+        &[("model", FRAUD), ("reason", "sticky")],
+    );
+    assert_eq!(sticky, 480.0);
+}
+
+/// Sends `n` requests over one keep-alive connection; counts answers per predictor.
+fn split(client: &mut Client, request: &Request, n: usize) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for _ in 0..n {
+        let r = client.send(request).unwrap();
+        let echo = assert_reached(&r, "split");
+        *counts.entry(echo.server).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Whether `count` of `n` draws is within 5 standard deviations of `share`.
+fn within_five_sigma(count: usize, n: usize, share: f64) -> bool {
+    let expected = n as f64 * share;
+    let sigma = (n as f64 * share * (1.0 - share)).sqrt();
+    (count as f64 - expected).abs() <= 5.0 * sigma
+}
+
+#[test]
+fn random_choices_follow_the_traffic_weights() {
+    let gw = sample::start("routing-split");
+    const N: usize = 4000;
+    let mut client = gw.client();
+    let token = sample::fraud_token("alice");
+    let fraud_counts = split(&mut client, &fraud(&token), N);
+    let iris_counts = split(&mut client, &Request::predict(IRIS), N);
+    let get = |counts: &BTreeMap<String, usize>, p: &str| counts.get(p).copied().unwrap_or(0);
+
+    assert_eq!(get(&fraud_counts, "dark"), 0, "traffic 0 is never drawn");
+    for (predictor, share) in [("main", 0.75), ("canary", 0.25)] {
+        let count = get(&fraud_counts, predictor);
+        assert!(
+            within_five_sigma(count, N, share),
+            "{predictor}: {count} of {N} at {share}: {fraud_counts:?}"
+        );
+    }
+    for predictor in ["a", "b"] {
+        let count = get(&iris_counts, predictor);
+        assert!(
+            within_five_sigma(count, N, 0.5),
+            "{predictor}: {count} of {N}: {iris_counts:?}"
+        );
+    }
+    // What the clients saw, what the servers got and what the metrics say agree.
+    let metrics = gw.metrics();
+    for (predictor, count) in &fraud_counts {
+        assert_eq!(gw.server(FRAUD, predictor).count(), *count);
+        let routed = metrics.value(
+            "modelgate_routed_total",
+            &[
+                ("model", FRAUD),
+                ("predictor", predictor),
+                ("reason", "random"),
+            ],
+        );
+        assert_eq!(routed, *count as f64, "{predictor}");
+    }
+}
