@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace: the filter core's unit tests, the controller's, and the
+# end-to-end tests that run the built filter inside a real Envoy. Sets up what they need
+# first (scripts/setup.sh). Fails if any test fails.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+bash "$repo/scripts/setup.sh"
+echo "test: cargo test --workspace"
+cargo test --workspace
