@@ -8,5 +8,6 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
 bash "$repo/scripts/setup.sh"
-echo "test: cargo test --workspace"
-cargo test --workspace
+# --no-fail-fast: one failing test binary must not hide the results of the others.
+echo "test: cargo test --workspace --no-fail-fast"
+cargo test --workspace --no-fail-fast
