@@ -1,1 +1,29 @@
+//! The modelgate controller: from annotated SeldonDeployments to the Istio objects and the
+//! filter configuration that guard and route them.
+//!
+//! - [`settings`]: what the controller is told (defaults, gateway and TLS choices).
+//! - [`seldon`], [`annotations`]: what it reads, parsed into [`annotations::ModelOptions`].
+//! - [`generate`]: the pure function from SeldonDeployments and settings to objects,
+//!   shared by `render` and `run`; [`filter_config`] builds the filter's configuration.
+//! - [`manifests`]: YAML in and out for the CLI; [`explain`]: the filter's decision, natively.
 
+pub mod annotations;
+pub mod explain;
+pub mod filter_config;
+pub mod generate;
+pub mod istio;
+pub mod jwks;
+pub mod manifests;
+pub mod names;
+pub mod seldon;
+pub mod settings;
+pub mod wasm;
+
+pub use generate::{Generated, Inputs, KnownGood, generate};
+pub use settings::{RunSettings, Settings};
+
+/// Makes `ring` the TLS crypto provider of the process (kube uses it too); needed once
+/// before any HTTPS client is built.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,282 @@
+//! Generation: a pure function from the SeldonDeployments and the settings (plus the
+//! fetched JWKS and each model's last good configuration) to every object the controller
+//! applies. `render` prints its result, `run` applies it; tests call it directly.
+
+mod authorization_policy;
+mod destination_rule;
+mod gateway;
+mod virtual_service;
+mod wasm_plugin;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Resource;
+use modelgate_core::config::{FilterConfig, KeySet};
+
+pub use authorization_policy::render_authorization_policy;
+pub use destination_rule::render_destination_rules;
+pub use gateway::render_gateway;
+pub use virtual_service::render_virtual_service;
+pub use wasm_plugin::{WasmSource, render_wasm_plugin};
+
+use crate::annotations::{self, GatewayRef, ModelError, ModelWarning};
+use crate::filter_config::{self, ModelEntry};
+use crate::istio::{AuthorizationPolicy, DestinationRule, Gateway, VirtualService, WasmPlugin};
+use crate::seldon::SeldonDeployment;
+use crate::settings::Settings;
+
+/// The label every generated object carries.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "modelgate");
+/// The label naming the SeldonDeployment (its `seldonId`) an object belongs to.
+pub const MODEL_LABEL: &str = "modelgate.seldon.io/seldon-deployment";
+/// The WasmPlugin's name.
+pub const WASM_PLUGIN_NAME: &str = "modelgate";
+/// The filter's root id, the WasmPlugin's `pluginName`.
+pub const FILTER_ROOT_ID: &str = "modelgate";
+
+/// What a model's configuration was the last time its annotations parsed; used when they
+/// stop parsing, so a typo never takes a model down.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KnownGood {
+    /// Its filter entry.
+    pub entry: ModelEntry,
+    /// The gateway its VirtualService uses (kept alive while it is referenced).
+    pub gateway: GatewayRef,
+}
+
+/// What generation needs besides the SeldonDeployments.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    /// Controller settings.
+    pub settings: &'a Settings,
+    /// Keys fetched for each JWKS URI.
+    pub jwks: &'a BTreeMap<String, KeySet>,
+    /// Last good configuration of each model, by `<namespace>/<name>`.
+    pub last_good: &'a BTreeMap<String, KnownGood>,
+    /// Where the filter module is.
+    pub wasm: &'a WasmSource,
+}
+
+/// The objects of one SeldonDeployment.
+#[derive(Debug, Clone)]
+pub struct ModelObjects {
+    /// Its VirtualService.
+    pub virtual_service: VirtualService,
+    /// One DestinationRule per predictor.
+    pub destination_rules: Vec<DestinationRule>,
+    /// Its AuthorizationPolicy, when enabled.
+    pub authorization_policy: Option<AuthorizationPolicy>,
+}
+
+/// The outcome for one SeldonDeployment.
+#[derive(Debug, Clone)]
+pub struct GeneratedModel {
+    /// `<namespace>/<name>`.
+    pub id: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its `seldonId` (the label value of its objects).
+    pub seldon_id: String,
+    /// Its objects, or why they cannot be generated.
+    pub objects: Result<ModelObjects, Vec<ModelError>>,
+    /// Warnings to show the user.
+    pub warnings: Vec<ModelWarning>,
+    /// Its configuration now, to remember as last good (only when it parsed).
+    pub known_good: Option<KnownGood>,
+}
+
+/// Everything generated from all SeldonDeployments.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    /// Per SeldonDeployment, ordered by namespace and name.
+    pub models: Vec<GeneratedModel>,
+    /// Gateways to create when missing, ordered by namespace and name.
+    pub gateways: Vec<Gateway>,
+    /// The filter configuration.
+    pub filter_config: FilterConfig,
+    /// The WasmPlugin carrying it.
+    pub wasm_plugin: WasmPlugin,
+    /// JWKS URIs the filter configuration uses (to fetch).
+    pub jwks_uris: BTreeSet<String>,
+}
+
+impl Generated {
+    /// Every error of every model.
+    pub fn errors(&self) -> impl Iterator<Item = &ModelError> {
+        self.models
+            .iter()
+            .filter_map(|m| m.objects.as_ref().err())
+            .flatten()
+    }
+
+    /// Every warning of every model.
+    pub fn warnings(&self) -> impl Iterator<Item = &ModelWarning> {
+        self.models.iter().flat_map(|m| &m.warnings)
+    }
+
+    /// Every object in apply order, as JSON: Gateways, then each model's VirtualService,
+    /// DestinationRules and AuthorizationPolicy, then the WasmPlugin.
+    pub fn objects(&self) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        for gateway in &self.gateways {
+            out.push(to_json(gateway));
+        }
+        for model in &self.models {
+            if let Ok(objects) = &model.objects {
+                out.push(to_json(&objects.virtual_service));
+                out.extend(objects.destination_rules.iter().map(to_json));
+                out.extend(objects.authorization_policy.iter().map(to_json));
+            }
+        }
+        out.push(to_json(&self.wasm_plugin));
+        out
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
+
+/// Generates every object from all SeldonDeployments.
+pub fn generate(sdeps: &[SeldonDeployment], inputs: Inputs<'_>) -> Generated {
+    let mut sorted: Vec<&SeldonDeployment> = sdeps.iter().collect();
+    sorted.sort_by_key(|s| (s.namespace_or_empty().to_string(), s.name().to_string()));
+
+    let mut models = Vec::new();
+    let mut entries = BTreeMap::new();
+    let mut gateways_used = BTreeSet::new();
+    let mut seen = BTreeSet::new();
+    for sdep in sorted {
+        let id = sdep.model_id();
+        let parsed = annotations::parse(sdep, inputs.settings);
+        let mut warnings = parsed.warnings;
+        let mut options = parsed.options;
+        if !seen.insert(id.clone()) {
+            options = Err(vec![ModelError::Spec {
+                object: id.clone(),
+                field: "metadata.name".into(),
+                value: sdep.name().into(),
+                expected: "a name no other SeldonDeployment in the namespace has".into(),
+            }]);
+        }
+        let model = match options {
+            Ok(options) => {
+                if options.gateway == GatewayRef::Mesh {
+                    warnings.push(ModelWarning {
+                        object: id.clone(),
+                        annotation: annotations::ISTIO_GATEWAY.into(),
+                        message: "mesh: the model is reachable in the mesh only, where the ingress filter does not guard it".into(),
+                    });
+                }
+                let entry = ModelEntry::new(sdep, &options);
+                entries.insert(id.clone(), entry.clone());
+                gateways_used.insert(options.gateway.clone());
+                GeneratedModel {
+                    id: id.clone(),
+                    namespace: sdep.namespace_or_empty().into(),
+                    seldon_id: sdep.seldon_id(),
+                    objects: Ok(ModelObjects {
+                        virtual_service: render_virtual_service(sdep, &options),
+                        destination_rules: render_destination_rules(sdep, inputs.settings),
+                        authorization_policy: inputs
+                            .settings
+                            .authorization_policy
+                            .then(|| render_authorization_policy(sdep, inputs.settings)),
+                    }),
+                    warnings,
+                    known_good: Some(KnownGood {
+                        entry,
+                        gateway: options.gateway,
+                    }),
+                }
+            }
+            Err(errors) => {
+                let entry = match inputs.last_good.get(&id) {
+                    Some(good) => {
+                        gateways_used.insert(good.gateway.clone());
+                        good.entry.clone()
+                    }
+                    None => {
+                        let subjects: BTreeSet<&str> =
+                            errors.iter().map(ModelError::subject).collect();
+                        ModelEntry::deny(format!(
+                            "no valid configuration yet: {}",
+                            subjects.into_iter().collect::<Vec<_>>().join(", ")
+                        ))
+                    }
+                };
+                entries.insert(id.clone(), entry);
+                GeneratedModel {
+                    id: id.clone(),
+                    namespace: sdep.namespace_or_empty().into(),
+                    seldon_id: sdep.seldon_id(),
+                    objects: Err(errors),
+                    warnings,
+                    known_good: None,
+                }
+            }
+        };
+        models.push(model);
+    }
+
+    let gateways = gateways_used
+        .iter()
+        .filter_map(|g| match g {
+            GatewayRef::Mesh => None,
+            GatewayRef::Named { namespace, name } => {
+                Some(render_gateway(namespace, name, inputs.settings))
+            }
+        })
+        .collect();
+    let jwks_uris = entries
+        .values()
+        .filter_map(|e| e.jwks_uri().map(str::to_string))
+        .collect();
+    let filter_config = filter_config::build(&entries, inputs.jwks);
+    let wasm_plugin = render_wasm_plugin(&filter_config, inputs.settings, inputs.wasm);
+    Generated {
+        models,
+        gateways,
+        filter_config,
+        wasm_plugin,
+        jwks_uris,
+    }
+}
+
+/// Metadata of an object belonging to a SeldonDeployment: in its namespace, labelled, and
+/// owned by it when it has a uid (objects read from files have none).
+pub(crate) fn owned_metadata(sdep: &SeldonDeployment, name: String) -> ObjectMeta {
+    let owner = sdep.metadata.uid.as_ref().map(|uid| OwnerReference {
+        api_version: SeldonDeployment::api_version(&()).into_owned(),
+        kind: SeldonDeployment::kind(&()).into_owned(),
+        name: sdep.name().to_string(),
+        uid: uid.clone(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    });
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(sdep.namespace_or_empty().to_string()),
+        labels: Some(
+            [
+                (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
+                (MODEL_LABEL.to_string(), sdep.seldon_id()),
+            ]
+            .into(),
+        ),
+        owner_references: owner.map(|o| vec![o]),
+        ..Default::default()
+    }
+}
+
+/// Metadata of an object that is not in a SeldonDeployment's namespace: labelled, and
+/// cleaned up by the controller.
+pub(crate) fn managed_metadata(namespace: &str, name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: Some(namespace.to_string()),
+        labels: Some([(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string())].into()),
+        ..Default::default()
+    }
+}

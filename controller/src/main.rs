@@ -1,0 +1,218 @@
+//! `modelgate`: the controller's command line. Parses arguments and wires the library up.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use modelgate_controller::explain::{ExplainRequest, explain};
+use modelgate_controller::generate::WasmSource;
+use modelgate_controller::settings::SettingsArgs;
+use modelgate_controller::{Generated, Inputs, Settings, generate, jwks, manifests, wasm};
+
+#[derive(Parser)]
+#[command(
+    name = "modelgate",
+    version,
+    about = "Per-model JWT authorization and A/B routing for Seldon models at the Istio ingress gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print every object `run` would apply for these SeldonDeployments, as YAML.
+    Render {
+        #[command(flatten)]
+        files: Files,
+        /// Do not fetch JWKS URIs (their key sets stay empty: those models are denied).
+        #[arg(long)]
+        offline: bool,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// Report every annotation and spec problem; exit non-zero on any.
+    Check {
+        #[command(flatten)]
+        files: Files,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// Tell what the gateway filter would do with a request, step by step.
+    Explain {
+        #[command(flatten)]
+        files: Files,
+        /// The request, as 'METHOD /path?query'.
+        #[arg(long)]
+        request: String,
+        /// A request header, as 'name: value' (repeat for several).
+        #[arg(long = "header", short = 'H')]
+        headers: Vec<String>,
+        /// Do not fetch JWKS URIs.
+        #[arg(long)]
+        offline: bool,
+        /// Unix time to check token times against (default: now).
+        #[arg(long)]
+        now: Option<u64>,
+        /// The filter's random number for weighted routing (default: a random one).
+        #[arg(long)]
+        random: Option<u64>,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct Files {
+    /// SeldonDeployment manifests: files, directories, or - for standard input.
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    match run_cli() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_cli() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Render {
+            files,
+            offline,
+            settings,
+        } => {
+            let settings = settings.resolve()?.settings;
+            let generated = generate_from_files(&files.files, &settings, offline)?;
+            report(&generated);
+            let yaml = manifests::to_yaml(&generated.objects());
+            std::io::stdout().write_all(yaml.as_bytes())?;
+            Ok(exit_for(&generated))
+        }
+        Command::Check { files, settings } => {
+            let settings = settings.resolve()?.settings;
+            let generated = generate_from_files(&files.files, &settings, true)?;
+            report(&generated);
+            let errors = generated.errors().count();
+            eprintln!(
+                "{} SeldonDeployment(s), {errors} error(s), {} warning(s)",
+                generated.models.len(),
+                generated.warnings().count()
+            );
+            Ok(exit_for(&generated))
+        }
+        Command::Explain {
+            files,
+            request,
+            headers,
+            offline,
+            now,
+            random,
+            settings,
+        } => {
+            let settings = settings.resolve()?.settings;
+            let request = ExplainRequest::parse(&request, &headers).map_err(anyhow::Error::msg)?;
+            let generated = generate_from_files(&files.files, &settings, offline)?;
+            report(&generated);
+            let now = now.unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+            });
+            let random = random.unwrap_or_else(|| {
+                use std::hash::{BuildHasher, Hasher};
+                std::collections::hash_map::RandomState::new()
+                    .build_hasher()
+                    .finish()
+            });
+            let explanation = explain(&generated.filter_config, &request, now, random)
+                .context("the generated filter configuration does not compile")?;
+            for line in &explanation.lines {
+                println!("{line}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn generate_from_files(
+    files: &[PathBuf],
+    settings: &Settings,
+    offline: bool,
+) -> anyhow::Result<Generated> {
+    let manifests = manifests::read(files, &settings.default_namespace)?;
+    for skipped in &manifests.skipped {
+        eprintln!("note: skipped {skipped} (not a SeldonDeployment)");
+    }
+    let wasm_source = WasmSource::from_settings(settings, &wasm::filter_sha256());
+    let last_good = BTreeMap::new();
+    let no_keys = BTreeMap::new();
+    let inputs = Inputs {
+        settings,
+        jwks: &no_keys,
+        last_good: &last_good,
+        wasm: &wasm_source,
+    };
+    let first = generate(&manifests.seldon_deployments, inputs);
+    if offline || first.jwks_uris.is_empty() {
+        for uri in &first.jwks_uris {
+            eprintln!(
+                "note: JWKS {uri} not fetched (--offline): models using it deny every request"
+            );
+        }
+        return Ok(first);
+    }
+    let keys = fetch_all(&first.jwks_uris)?;
+    Ok(generate(
+        &manifests.seldon_deployments,
+        Inputs {
+            jwks: &keys,
+            ..inputs
+        },
+    ))
+}
+
+fn fetch_all(
+    uris: &std::collections::BTreeSet<String>,
+) -> anyhow::Result<BTreeMap<String, modelgate_core::config::KeySet>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = jwks::http_client(std::time::Duration::from_secs(10));
+    let mut keys = BTreeMap::new();
+    for uri in uris {
+        match runtime.block_on(jwks::fetch(&client, uri)) {
+            Ok(set) => {
+                keys.insert(uri.clone(), set);
+            }
+            Err(e) => eprintln!("warning: {e}: models using it deny every request"),
+        }
+    }
+    Ok(keys)
+}
+
+fn report(generated: &Generated) {
+    for error in generated.errors() {
+        eprintln!("error: {error}");
+    }
+    for warning in generated.warnings() {
+        eprintln!("warning: {warning}");
+    }
+}
+
+fn exit_for(generated: &Generated) -> ExitCode {
+    if generated.errors().next().is_some() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

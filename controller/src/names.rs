@@ -1,0 +1,33 @@
+//! Kubernetes and Istio name rules the generated objects must follow.
+
+/// An RFC 1123 label: lowercase alphanumerics and `-`, at most 63, starting and ending
+/// alphanumeric (namespaces, Services, subset names).
+pub fn is_dns_label(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 63
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !text.starts_with('-')
+        && !text.ends_with('-')
+}
+
+/// An RFC 1123 subdomain: dot-separated labels, at most 253 (object names).
+pub fn is_dns_subdomain(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 253 && text.split('.').all(is_dns_label)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_and_subdomains() {
+        assert!(is_dns_label("a-1"));
+        assert!(!is_dns_label("A"));
+        assert!(!is_dns_label("-a"));
+        assert!(!is_dns_label(&"a".repeat(64)));
+        assert!(is_dns_subdomain("seldon.io"));
+        assert!(!is_dns_subdomain("a..b"));
+    }
+}

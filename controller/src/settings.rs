@@ -1,0 +1,525 @@
+//! Controller settings: what generation needs (defaults for annotations, gateway and TLS
+//! choices, where the filter's `.wasm` is served) and what `run` needs (listen address,
+//! JWKS timing, leader election). Read from a YAML file, then the environment and flags,
+//! each overriding the one before.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// `seldon.io/auth` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthKind {
+    /// Every request needs a valid JWT.
+    Jwt,
+    /// No authentication.
+    None,
+}
+
+impl std::str::FromStr for AuthKind {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "jwt" => Ok(AuthKind::Jwt),
+            "none" => Ok(AuthKind::None),
+            other => Err(format!(
+                "{other:?} is not an auth kind: expected jwt or none"
+            )),
+        }
+    }
+}
+
+/// TLS mode of the generated DestinationRules (Istio's `ClientTLSSettings.TLSmode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum TlsMode {
+    /// Plain text to the model.
+    #[serde(rename = "DISABLE")]
+    Disable,
+    /// TLS to the model.
+    #[serde(rename = "SIMPLE")]
+    Simple,
+    /// Mutual TLS with configured certificates.
+    #[serde(rename = "MUTUAL")]
+    Mutual,
+    /// Istio's mutual TLS.
+    #[serde(rename = "ISTIO_MUTUAL")]
+    IstioMutual,
+}
+
+impl TlsMode {
+    /// The mode as Istio spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::Disable => "DISABLE",
+            TlsMode::Simple => "SIMPLE",
+            TlsMode::Mutual => "MUTUAL",
+            TlsMode::IstioMutual => "ISTIO_MUTUAL",
+        }
+    }
+}
+
+impl std::str::FromStr for TlsMode {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "DISABLE" => Ok(TlsMode::Disable),
+            "SIMPLE" => Ok(TlsMode::Simple),
+            "MUTUAL" => Ok(TlsMode::Mutual),
+            "ISTIO_MUTUAL" => Ok(TlsMode::IstioMutual),
+            other => Err(format!(
+                "{other:?} is not a TLS mode: expected DISABLE, SIMPLE, MUTUAL or ISTIO_MUTUAL"
+            )),
+        }
+    }
+}
+
+/// A bad setting: which one, the value, and what was expected.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A setting's value is not usable.
+    #[error("setting {setting} = {value:?}: {expected}")]
+    Invalid {
+        /// The setting's name in the config file.
+        setting: &'static str,
+        /// The value given.
+        value: String,
+        /// What was expected.
+        expected: String,
+    },
+    /// The config file cannot be read.
+    #[error("config file {path}: {source}")]
+    File {
+        /// Its path.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file does not parse.
+    #[error("config file {path}: {source}")]
+    Parse {
+        /// Its path.
+        path: String,
+        /// Why.
+        source: serde_yaml_ng::Error,
+    },
+}
+
+fn invalid(
+    setting: &'static str,
+    value: impl Into<String>,
+    expected: impl Into<String>,
+) -> SettingsError {
+    SettingsError::Invalid {
+        setting,
+        value: value.into(),
+        expected: expected.into(),
+    }
+}
+
+/// Everything generation depends on besides the SeldonDeployments.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Settings {
+    /// Gateway of models without `seldon.io/istio-gateway`.
+    pub default_gateway: String,
+    /// `seldon.io/auth` of models without the annotation.
+    pub default_auth: AuthKind,
+    /// Issuer of models without `seldon.io/jwt-issuer`.
+    pub default_issuer: Option<String>,
+    /// JWKS URI of models without `seldon.io/jwt-jwks-uri` or `seldon.io/jwt-jwks`.
+    pub default_jwks_uri: Option<String>,
+    /// TLS mode of the DestinationRules; none leaves TLS to Istio's auto mTLS.
+    pub destination_tls_mode: Option<TlsMode>,
+    /// Labels selecting the ingress gateway's pods (managed Gateways, WasmPlugin).
+    pub gateway_selector: BTreeMap<String, String>,
+    /// Namespace of the ingress gateway workload, where the WasmPlugin goes.
+    pub gateway_namespace: String,
+    /// Secret with the certificate of managed Gateways' HTTPS server; none means HTTP only.
+    pub gateway_tls_secret: Option<String>,
+    /// SPIFFE principal of the ingress gateway, allowed by the AuthorizationPolicies.
+    pub gateway_principal: String,
+    /// Whether to generate an AuthorizationPolicy per SeldonDeployment.
+    pub authorization_policy: bool,
+    /// `oci://` or `https://` URL of the filter, replacing the controller's own server.
+    pub wasm_url: Option<String>,
+    /// SHA-256 of the module at `wasmUrl` (hex), checked by Istio when set.
+    pub wasm_sha256: Option<String>,
+    /// Base URL of the controller's own Service, where it serves the `.wasm`.
+    pub service_url: String,
+    /// Namespace of SeldonDeployments whose manifest names none (`render`).
+    pub default_namespace: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            default_gateway: "istio-system/seldon-gateway".into(),
+            default_auth: AuthKind::Jwt,
+            default_issuer: None,
+            default_jwks_uri: None,
+            destination_tls_mode: None,
+            gateway_selector: [("istio".to_string(), "ingressgateway".to_string())].into(),
+            gateway_namespace: "istio-system".into(),
+            gateway_tls_secret: None,
+            gateway_principal:
+                "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account".into(),
+            authorization_policy: false,
+            wasm_url: None,
+            wasm_sha256: None,
+            service_url: "http://modelgate.modelgate-system.svc.cluster.local:8080".into(),
+            default_namespace: "default".into(),
+        }
+    }
+}
+
+/// Settings of `modelgate run` only.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RunSettings {
+    /// Namespaces to watch; empty watches all.
+    pub namespaces: Vec<String>,
+    /// Address of the HTTP server (`.wasm`, `/metrics`, `/healthz`, `/readyz`).
+    pub listen: String,
+    /// How often JWKS URIs are fetched again.
+    #[serde(with = "humantime_serde_shim")]
+    pub jwks_refresh: Duration,
+    /// How soon a failed JWKS fetch is tried again.
+    #[serde(with = "humantime_serde_shim")]
+    pub jwks_retry: Duration,
+    /// Timeout of one JWKS fetch.
+    #[serde(with = "humantime_serde_shim")]
+    pub jwks_timeout: Duration,
+    /// Name of the leader-election Lease.
+    pub lease_name: String,
+    /// Namespace of the Lease (the controller's own).
+    pub lease_namespace: String,
+}
+
+impl Default for RunSettings {
+    fn default() -> Self {
+        Self {
+            namespaces: Vec::new(),
+            listen: "0.0.0.0:8080".into(),
+            jwks_refresh: Duration::from_secs(20 * 60),
+            jwks_retry: Duration::from_secs(30),
+            jwks_timeout: Duration::from_secs(10),
+            lease_name: "modelgate-leader".into(),
+            lease_namespace: "modelgate-system".into(),
+        }
+    }
+}
+
+/// Durations in the config file are written as `20m`, `30s`.
+mod humantime_serde_shim {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The config file: generation settings and run settings side by side.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ConfigFile {
+    /// Generation settings.
+    #[serde(flatten)]
+    pub settings: Settings,
+    /// Run settings.
+    pub run: RunSettings,
+}
+
+impl ConfigFile {
+    /// Reads a YAML config file.
+    pub fn read(path: &Path) -> Result<Self, SettingsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::File {
+            path: path.display().to_string(),
+            source,
+        })?;
+        serde_yaml_ng::from_str(&text).map_err(|source| SettingsError::Parse {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+}
+
+impl Settings {
+    /// Checks every setting; the controller refuses to start on the first bad one.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        crate::annotations::parse_gateway(&self.default_gateway, "")
+            .map_err(|e| invalid("defaultGateway", &self.default_gateway, e))?;
+        if let Some(issuer) = &self.default_issuer
+            && issuer.trim().is_empty()
+        {
+            return Err(invalid("defaultIssuer", issuer, "a non-empty issuer"));
+        }
+        if let Some(uri) = &self.default_jwks_uri {
+            crate::annotations::parse_jwks_uri(uri)
+                .map_err(|e| invalid("defaultJwksUri", uri, e))?;
+        }
+        if self.gateway_selector.is_empty() {
+            return Err(invalid("gatewaySelector", "{}", "at least one label"));
+        }
+        for (key, value) in &self.gateway_selector {
+            if !is_label_key(key) || !is_label_value(value) {
+                return Err(invalid(
+                    "gatewaySelector",
+                    format!("{key}={value}"),
+                    "Kubernetes label keys and values",
+                ));
+            }
+        }
+        if !crate::names::is_dns_label(&self.gateway_namespace) {
+            return Err(invalid(
+                "gatewayNamespace",
+                &self.gateway_namespace,
+                "a namespace name",
+            ));
+        }
+        if !crate::names::is_dns_label(&self.default_namespace) {
+            return Err(invalid(
+                "defaultNamespace",
+                &self.default_namespace,
+                "a namespace name",
+            ));
+        }
+        if let Some(secret) = &self.gateway_tls_secret
+            && !crate::names::is_dns_subdomain(secret)
+        {
+            return Err(invalid("gatewayTlsSecret", secret, "a Secret name"));
+        }
+        if !self.gateway_principal.starts_with("cluster.local/")
+            && !self.gateway_principal.contains("/ns/")
+        {
+            return Err(invalid(
+                "gatewayPrincipal",
+                &self.gateway_principal,
+                "a SPIFFE principal such as cluster.local/ns/<ns>/sa/<service account>",
+            ));
+        }
+        match &self.wasm_url {
+            Some(url)
+                if !(url.starts_with("oci://")
+                    || url.starts_with("https://")
+                    || url.starts_with("http://")) =>
+            {
+                return Err(invalid(
+                    "wasmUrl",
+                    url,
+                    "an oci://, https:// or http:// URL",
+                ));
+            }
+            None if self.wasm_sha256.is_some() => {
+                return Err(invalid(
+                    "wasmSha256",
+                    self.wasm_sha256.clone().unwrap_or_default(),
+                    "only with wasmUrl (the controller hashes the module it serves itself)",
+                ));
+            }
+            _ => {}
+        }
+        if let Some(sha) = &self.wasm_sha256
+            && !(sha.len() == 64
+                && sha
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        {
+            return Err(invalid("wasmSha256", sha, "64 lowercase hex digits"));
+        }
+        if !(self.service_url.starts_with("http://") || self.service_url.starts_with("https://")) {
+            return Err(invalid(
+                "serviceUrl",
+                &self.service_url,
+                "an http:// or https:// URL",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn is_label_key(key: &str) -> bool {
+    let name = key.rsplit_once('/').map_or(key, |(prefix, name)| {
+        if crate::names::is_dns_subdomain(prefix) {
+            name
+        } else {
+            ""
+        }
+    });
+    is_label_value(name) && !name.is_empty()
+}
+
+fn is_label_value(value: &str) -> bool {
+    value.len() <= 63
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && !value.starts_with(['-', '_', '.'])
+        && !value.ends_with(['-', '_', '.'])
+}
+
+/// Settings given on the command line or in the environment; each overrides the config
+/// file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SettingsArgs {
+    /// YAML config file (camelCase keys of the settings, and a `run:` section).
+    #[arg(long, env = "MODELGATE_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+    /// Gateway of models without seldon.io/istio-gateway.
+    #[arg(long, env = "MODELGATE_DEFAULT_GATEWAY")]
+    pub default_gateway: Option<String>,
+    /// seldon.io/auth of models without the annotation: jwt or none.
+    #[arg(long, env = "MODELGATE_DEFAULT_AUTH")]
+    pub default_auth: Option<AuthKind>,
+    /// Issuer of models without seldon.io/jwt-issuer.
+    #[arg(long, env = "MODELGATE_DEFAULT_ISSUER")]
+    pub default_issuer: Option<String>,
+    /// JWKS URI of models without seldon.io/jwt-jwks-uri or seldon.io/jwt-jwks.
+    #[arg(long, env = "MODELGATE_DEFAULT_JWKS_URI")]
+    pub default_jwks_uri: Option<String>,
+    /// TLS mode of the DestinationRules: DISABLE, SIMPLE, MUTUAL or ISTIO_MUTUAL.
+    #[arg(long, env = "MODELGATE_DESTINATION_TLS_MODE")]
+    pub destination_tls_mode: Option<TlsMode>,
+    /// Labels of the ingress gateway pods, as key=value (repeat for several).
+    #[arg(long, env = "MODELGATE_GATEWAY_SELECTOR", value_delimiter = ',')]
+    pub gateway_selector: Vec<String>,
+    /// Namespace of the ingress gateway workload (where the WasmPlugin goes).
+    #[arg(long, env = "MODELGATE_GATEWAY_NAMESPACE")]
+    pub gateway_namespace: Option<String>,
+    /// Secret with the HTTPS certificate of managed Gateways.
+    #[arg(long, env = "MODELGATE_GATEWAY_TLS_SECRET")]
+    pub gateway_tls_secret: Option<String>,
+    /// SPIFFE principal of the ingress gateway (AuthorizationPolicies).
+    #[arg(long, env = "MODELGATE_GATEWAY_PRINCIPAL")]
+    pub gateway_principal: Option<String>,
+    /// Generate an AuthorizationPolicy per SeldonDeployment.
+    #[arg(long, env = "MODELGATE_AUTHORIZATION_POLICY")]
+    pub authorization_policy: Option<bool>,
+    /// oci:// or https:// URL of the filter module, instead of the controller's own server.
+    #[arg(long, env = "MODELGATE_WASM_URL")]
+    pub wasm_url: Option<String>,
+    /// SHA-256 of the module at --wasm-url.
+    #[arg(long, env = "MODELGATE_WASM_SHA256")]
+    pub wasm_sha256: Option<String>,
+    /// Base URL of the controller's Service, where it serves the filter module.
+    #[arg(long, env = "MODELGATE_SERVICE_URL")]
+    pub service_url: Option<String>,
+    /// Namespace of SeldonDeployments whose manifest names none.
+    #[arg(long, short = 'n', env = "MODELGATE_DEFAULT_NAMESPACE")]
+    pub default_namespace: Option<String>,
+}
+
+impl SettingsArgs {
+    /// The config file (or the defaults), overridden by these arguments, validated.
+    pub fn resolve(&self) -> Result<ConfigFile, SettingsError> {
+        let mut file = match &self.config {
+            Some(path) => ConfigFile::read(path)?,
+            None => ConfigFile::default(),
+        };
+        let s = &mut file.settings;
+        let set = |target: &mut String, value: &Option<String>| {
+            if let Some(v) = value {
+                target.clone_from(v);
+            }
+        };
+        set(&mut s.default_gateway, &self.default_gateway);
+        set(&mut s.gateway_namespace, &self.gateway_namespace);
+        set(&mut s.gateway_principal, &self.gateway_principal);
+        set(&mut s.service_url, &self.service_url);
+        set(&mut s.default_namespace, &self.default_namespace);
+        if let Some(v) = self.default_auth {
+            s.default_auth = v;
+        }
+        if self.default_issuer.is_some() {
+            s.default_issuer.clone_from(&self.default_issuer);
+        }
+        if self.default_jwks_uri.is_some() {
+            s.default_jwks_uri.clone_from(&self.default_jwks_uri);
+        }
+        if self.destination_tls_mode.is_some() {
+            s.destination_tls_mode = self.destination_tls_mode;
+        }
+        if !self.gateway_selector.is_empty() {
+            s.gateway_selector.clear();
+            for pair in &self.gateway_selector {
+                let (k, v) = pair
+                    .split_once('=')
+                    .ok_or_else(|| invalid("gatewaySelector", pair, "key=value"))?;
+                s.gateway_selector.insert(k.trim().into(), v.trim().into());
+            }
+        }
+        if self.gateway_tls_secret.is_some() {
+            s.gateway_tls_secret.clone_from(&self.gateway_tls_secret);
+        }
+        if let Some(v) = self.authorization_policy {
+            s.authorization_policy = v;
+        }
+        if self.wasm_url.is_some() {
+            s.wasm_url.clone_from(&self.wasm_url);
+        }
+        if self.wasm_sha256.is_some() {
+            s.wasm_sha256.clone_from(&self.wasm_sha256);
+        }
+        s.validate()?;
+        Ok(file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_unknown_tls_modes_are_refused() {
+        Settings::default().validate().unwrap();
+        assert_eq!("ISTIO_MUTUAL".parse::<TlsMode>(), Ok(TlsMode::IstioMutual));
+        let err = "istio_mutual".parse::<TlsMode>().unwrap_err();
+        assert!(err.contains("ISTIO_MUTUAL"), "{err}");
+        let err = serde_yaml_ng::from_str::<ConfigFile>("destinationTlsMode: STRICT").unwrap_err();
+        assert!(err.to_string().contains("STRICT"), "{err}");
+    }
+
+    #[test]
+    fn config_file_reads_both_sections_and_refuses_typos() {
+        let file: ConfigFile = serde_yaml_ng::from_str(
+            "defaultIssuer: https://issuer\nauthorizationPolicy: true\nrun:\n  jwksRefresh: 5m\n  namespaces: [models]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            file.settings.default_issuer.as_deref(),
+            Some("https://issuer")
+        );
+        assert!(file.settings.authorization_policy);
+        assert_eq!(file.run.jwks_refresh, Duration::from_secs(300));
+        assert_eq!(file.run.namespaces, ["models"]);
+        assert!(serde_yaml_ng::from_str::<ConfigFile>("defaultIsuer: x").is_err());
+    }
+
+    #[test]
+    fn bad_settings_name_the_setting() {
+        type Change = fn(&mut Settings);
+        let cases: [(&str, Change); 5] = [
+            ("defaultGateway", |s| s.default_gateway = "a/b/c".into()),
+            ("defaultJwksUri", |s| {
+                s.default_jwks_uri = Some("ftp://x".into())
+            }),
+            ("wasmUrl", |s| s.wasm_url = Some("file:///x.wasm".into())),
+            ("wasmSha256", |s| {
+                s.wasm_url = Some("oci://r/x:1".into());
+                s.wasm_sha256 = Some("ABC".into())
+            }),
+            ("gatewaySelector", |s| s.gateway_selector.clear()),
+        ];
+        for (name, change) in cases {
+            let mut settings = Settings::default();
+            change(&mut settings);
+            let err = settings.validate().unwrap_err().to_string();
+            assert!(err.contains(name), "{name}: {err}");
+        }
+    }
+}

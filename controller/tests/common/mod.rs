@@ -1,0 +1,112 @@
+//! Shared test support: the golden-test settings, and the checks every generated object
+//! must pass (the real CRD schemas, Istio's webhook rules, the filter's own compiler).
+
+#![allow(dead_code)]
+
+pub mod crd;
+pub mod istio_rules;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use modelgate_controller::generate::WasmSource;
+use modelgate_controller::settings::ConfigFile;
+use modelgate_controller::{Generated, Inputs, Settings, generate, manifests};
+use modelgate_core::config::KeySet;
+use modelgate_testkit::TestKey;
+
+/// The JWKS URI the golden settings use as default.
+pub const DEFAULT_JWKS_URI: &str = "https://issuer.example.com/jwks";
+/// The default issuer of the golden settings.
+pub const DEFAULT_ISSUER: &str = "https://issuer.example.com";
+
+/// `../shared/data` beside the workspace.
+pub fn shared_data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
+}
+
+/// This crate's test data.
+pub fn test_data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
+}
+
+/// The settings goldens are rendered with, optionally overridden by a sidecar file
+/// `<example>.settings.yaml`.
+pub fn golden_settings(example: &Path) -> Settings {
+    let sidecar = example.with_extension("settings.yaml");
+    let mut settings = if sidecar.is_file() {
+        ConfigFile::read(&sidecar)
+            .expect("sidecar settings")
+            .settings
+    } else {
+        Settings::default()
+    };
+    if settings.default_issuer.is_none() {
+        settings.default_issuer = Some(DEFAULT_ISSUER.into());
+    }
+    if settings.default_jwks_uri.is_none() {
+        settings.default_jwks_uri = Some(DEFAULT_JWKS_URI.into());
+    }
+    settings.validate().expect("valid settings");
+    settings
+}
+
+/// The keys "fetched" for the default JWKS URI: the testkit's RSA key A.
+pub fn fetched_keys() -> BTreeMap<String, KeySet> {
+    let jwks = modelgate_testkit::jwks(&[&TestKey::rsa_a()]);
+    BTreeMap::from([(
+        DEFAULT_JWKS_URI.to_string(),
+        serde_json::from_value(jwks).unwrap(),
+    )])
+}
+
+/// A fixed module hash, so goldens do not change with every filter build.
+pub fn test_wasm(settings: &Settings) -> WasmSource {
+    WasmSource::from_settings(settings, &"0".repeat(64))
+}
+
+/// Renders a manifest file with the golden settings.
+pub fn render_file(path: &Path) -> (Generated, Settings) {
+    let settings = golden_settings(path);
+    let read =
+        manifests::read(&[path.to_path_buf()], &settings.default_namespace).expect("readable");
+    let keys = fetched_keys();
+    let wasm = test_wasm(&settings);
+    let last_good = BTreeMap::new();
+    let generated = generate(
+        &read.seldon_deployments,
+        Inputs {
+            settings: &settings,
+            jwks: &keys,
+            last_good: &last_good,
+            wasm: &wasm,
+        },
+    );
+    (generated, settings)
+}
+
+/// Every example: the shared ones and this crate's.
+pub fn examples() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for dir in [shared_data().join("examples"), test_data()] {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.extension().is_some_and(|e| e == "yaml")
+                    && !p.to_string_lossy().ends_with(".settings.yaml")
+            })
+            .collect();
+        found.sort();
+        files.extend(found);
+    }
+    assert!(files.len() >= 5, "{files:?}");
+    files
+}
+
+/// Checks one generated object against its CRD and Istio's rules; returns the problems.
+pub fn check_object(object: &serde_json::Value) -> Vec<String> {
+    let mut problems = crd::validate(object);
+    problems.extend(istio_rules::check(object));
+    problems
+}

@@ -1,0 +1,103 @@
+//! `render` on every example (Seldon's own and this crate's): golden files reviewed like
+//! code, and every generated object checked against the real CRDs and Istio's rules.
+//! Regenerate the goldens with `UPDATE_GOLDEN=1 cargo test -p modelgate-controller`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use modelgate_controller::manifests;
+
+fn golden_path(example: &Path) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(example.file_name().unwrap())
+}
+
+fn rendered(example: &Path) -> String {
+    let (generated, _) = common::render_file(example);
+    let mut out = format!(
+        "# modelgate render of {} (golden: UPDATE_GOLDEN=1 regenerates it)\n",
+        example.file_name().unwrap().to_string_lossy()
+    );
+    for error in generated.errors() {
+        out.push_str(&format!("# error: {error}\n"));
+    }
+    for warning in generated.warnings() {
+        out.push_str(&format!("# warning: {warning}\n"));
+    }
+    out.push_str(&manifests::to_yaml(&generated.objects()));
+    out
+}
+
+#[test]
+fn goldens() {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut stale = Vec::new();
+    for example in common::examples() {
+        let actual = rendered(&example);
+        let golden = golden_path(&example);
+        if update {
+            std::fs::write(&golden, &actual).unwrap();
+            continue;
+        }
+        let expected = std::fs::read_to_string(&golden).unwrap_or_default();
+        if expected != actual {
+            stale.push(golden.display().to_string());
+            eprintln!("--- {} differs; actual:\n{actual}", golden.display());
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "goldens differ (UPDATE_GOLDEN=1 to accept): {stale:?}"
+    );
+}
+
+#[test]
+fn every_generated_object_passes_the_crds_and_istios_rules() {
+    let mut problems = Vec::new();
+    let mut count = 0;
+    for example in common::examples() {
+        let (generated, _) = common::render_file(&example);
+        for object in generated.objects() {
+            count += 1;
+            problems.extend(common::check_object(&object));
+        }
+    }
+    assert!(count > 20, "{count}");
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn the_schema_check_catches_what_the_api_server_would_prune_or_refuse() {
+    let (generated, _) =
+        common::render_file(&common::shared_data().join("examples/01-istio-canary-75-25.yaml"));
+    let mut vs = generated
+        .objects()
+        .into_iter()
+        .find(|o| o["kind"] == "VirtualService")
+        .unwrap();
+    vs["spec"]["http"][0]["retrys"] = serde_json::json!({"attempts": 1});
+    vs["spec"]["http"][1]["route"][0]["weight"] = serde_json::json!("heavy");
+    let problems = common::check_object(&vs);
+    assert!(
+        problems.iter().any(|p| p.contains("retrys")),
+        "{problems:#?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.contains("heavy")),
+        "{problems:#?}"
+    );
+
+    vs["spec"]["http"][0]["match"][0]["headers"] =
+        serde_json::json!({"X-Seldon-Predictor": {"exact": "main"}});
+    vs["spec"]["http"][0]["retries"] =
+        serde_json::json!({"attempts": 1, "perTryTimeout": "0.5ms", "retryOn": "5xx, reset"});
+    let problems = common::check_object(&vs);
+    for needle in ["not lowercase", "whole milliseconds", "holds spaces"] {
+        assert!(
+            problems.iter().any(|p| p.contains(needle)),
+            "{needle}: {problems:#?}"
+        );
+    }
+}
