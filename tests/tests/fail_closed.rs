@@ -7,7 +7,7 @@ use modelgate_e2e::answers::{
     assert_invalid_token, assert_reached, assert_refused, insufficient_scope_challenge,
 };
 use modelgate_e2e::sample::{self, ISSUER};
-use modelgate_e2e::{Gateway, GatewaySpec, ModelRoutes, Request};
+use modelgate_e2e::{GatewaySpec, ModelRoutes, Request};
 use modelgate_testkit::TestKey;
 use serde_json::json;
 
