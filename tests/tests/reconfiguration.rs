@@ -322,3 +322,25 @@ fn growing_the_canary_moves_only_sticky_users_into_it() {
     // 25 % more of 400 users: about 100 move.
     assert!((50..150).contains(&moved), "{moved} moved");
 }
+
+/// The refusal is logged with what happens next (SPEC 3: "Envoy keeps the previous one").
+/// Envoy gives every configuration update a new root context, so the filter's check for a
+/// previous configuration never finds one, and every refused update is logged as
+/// "(no configuration yet: every request is refused)" while the previous configuration
+/// goes on serving, as this test shows.
+#[test]
+fn a_refused_update_is_logged_as_keeping_the_previous_configuration() {
+    let gw = sample::start("reconfig-refusal-log");
+    let outcome = gw.try_reconfigure(r#"{"version": 2}"#).unwrap();
+    assert_eq!(outcome, ConfigOutcome::Refused);
+    assert_reached(&gw.send(&Request::predict(IRIS)), "still serving");
+    let log = gw.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("modelgate: configuration refused:"))
+        .expect("a refusal line");
+    assert!(
+        !line.contains("every request is refused"),
+        "the log says the gateway refuses everything while it serves: {line}"
+    );
+}
