@@ -67,13 +67,13 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Starts a gateway; `name` names its scratch directory `tests/.work/<name>`, where
-    /// the generated configuration and `envoy.log` stay after the run for post-mortems.
+    /// Starts a gateway; `name` names its scratch directory `tests/.work/<name>.<pid>`,
+    /// where the generated configuration and `envoy.log` stay after the run for
+    /// post-mortems (until a later run of the same name).
     pub fn start(name: &str, spec: &GatewaySpec) -> Result<Self, HarnessError> {
         let envoy_bin = locate::envoy_binary()?;
         let wasm = locate::filter_wasm()?;
-        let dir = locate::work_root().join(name);
-        let _ = fs::remove_dir_all(&dir);
+        let dir = fresh_work_dir(name)?;
         let ecds_dir = dir.join("ecds");
         fs::create_dir_all(&ecds_dir)?;
         let ecds_file = ecds_dir.join("modelgate.json");
@@ -377,6 +377,27 @@ struct EcdsStats {
     version: String,
     rejected: u64,
     failed: u64,
+}
+
+/// `tests/.work/<name>.<pid>`, created empty. Directories of earlier runs of the same name
+/// are removed once their process is gone; a concurrent run's are left alone.
+fn fresh_work_dir(name: &str) -> Result<PathBuf, HarnessError> {
+    let root = locate::work_root();
+    fs::create_dir_all(&root)?;
+    for entry in fs::read_dir(&root)?.flatten() {
+        let file_name = entry.file_name();
+        let Some((entry_name, pid)) = file_name.to_str().and_then(|n| n.rsplit_once('.')) else {
+            continue;
+        };
+        let alive = Path::new("/proc").join(pid).exists();
+        if entry_name == name && pid.parse::<u32>().is_ok() && !alive {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+    let dir = root.join(format!("{name}.{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir)?;
+    Ok(dir)
 }
 
 /// Writes a file so that a watcher sees either the old or the new content: a temporary
