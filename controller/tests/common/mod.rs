@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod crd;
+pub mod fake_api;
 pub mod istio_rules;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,403 @@
+//! Applying generated objects to the cluster. Per SeldonDeployment: its VirtualService,
+//! DestinationRules and AuthorizationPolicy, and the removal of DestinationRules of
+//! predictors that are gone. Globally: managed Gateways (created when missing, deleted
+//! when unreferenced, never touching unmanaged ones) and the WasmPlugin. Writes are
+//! server-side applies (field manager `modelgate`, forced) and happen only when the live
+//! object differs from the desired one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::generate::{self, Generated, Inputs, KnownGood, MANAGED_BY, MODEL_LABEL, WasmSource};
+use crate::istio::{AuthorizationPolicy, DestinationRule, Gateway, VirtualService, WasmPlugin};
+use crate::jwks::JwksCache;
+use crate::metrics::Metrics;
+use crate::seldon::SeldonDeployment;
+use crate::settings::Settings;
+
+/// The field manager of every write.
+pub const FIELD_MANAGER: &str = "modelgate";
+
+/// A failed reconciliation: the API call and object concerned.
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {kind} {namespace}/{name}: {source}")]
+pub struct ReconcileError {
+    /// What was attempted (`get`, `apply`, `delete`, `list`).
+    pub action: &'static str,
+    /// The object's kind.
+    pub kind: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name (or `*` for lists).
+    pub name: String,
+    /// The API error.
+    #[source]
+    pub source: kube::Error,
+}
+
+/// Shared state of the controller.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// Generation settings.
+    pub settings: Settings,
+    /// Where the filter module is.
+    pub wasm: WasmSource,
+    /// Fetched JWKS.
+    pub jwks: JwksCache,
+    /// Each model's last good configuration.
+    pub last_good: Mutex<BTreeMap<String, KnownGood>>,
+    /// Problems already reported as Events, per model, so each is reported once.
+    pub reported: Mutex<BTreeMap<String, Vec<String>>>,
+    /// Consecutive failures per model, for backoff.
+    pub failures: Mutex<BTreeMap<String, u32>>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Event recorder; `None` leaves Events out (tests of the apply logic).
+    pub recorder: Option<Recorder>,
+}
+
+impl Context {
+    /// A context over a client.
+    pub fn new(
+        client: Client,
+        settings: Settings,
+        wasm: WasmSource,
+        recorder: Option<Recorder>,
+    ) -> Self {
+        Self {
+            client,
+            settings,
+            wasm,
+            jwks: JwksCache::default(),
+            last_good: Mutex::default(),
+            reported: Mutex::default(),
+            failures: Mutex::default(),
+            metrics: Metrics::default(),
+            recorder,
+        }
+    }
+
+    /// Generates everything from these SeldonDeployments with the current keys and last
+    /// good configurations.
+    pub fn generate(&self, sdeps: &[SeldonDeployment]) -> Generated {
+        let keys = self.jwks.snapshot();
+        let last_good = lock(&self.last_good).clone();
+        generate::generate(
+            sdeps,
+            Inputs {
+                settings: &self.settings,
+                jwks: &keys,
+                last_good: &last_good,
+                wasm: &self.wasm,
+            },
+        )
+    }
+
+    /// The requeue delay after a model's `failures`-th consecutive failure: 5 s doubling
+    /// up to 5 min.
+    pub fn backoff(failures: u32) -> Duration {
+        Duration::from_secs(
+            5u64.saturating_mul(1 << failures.saturating_sub(1).min(6))
+                .min(300),
+        )
+    }
+
+    /// Records a failure of a model and returns how long to wait before retrying.
+    pub fn failed(&self, model: &str) -> Duration {
+        let mut failures = lock(&self.failures);
+        let n = failures.entry(model.to_string()).or_insert(0);
+        *n += 1;
+        Self::backoff(*n)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a reconciliation wrote.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Writes {
+    /// `<Kind> <ns>/<name>` applied.
+    pub applied: Vec<String>,
+    /// `<Kind> <ns>/<name>` deleted.
+    pub deleted: Vec<String>,
+}
+
+/// Reconciles one SeldonDeployment's own objects. A model whose annotations do not parse
+/// keeps its objects as they are (its last good configuration) and gets a Warning Event.
+pub async fn reconcile_model(
+    ctx: &Context,
+    sdep: &SeldonDeployment,
+) -> Result<Writes, ReconcileError> {
+    let generated = ctx.generate(std::slice::from_ref(sdep));
+    let Some(model) = generated.models.into_iter().next() else {
+        return Ok(Writes::default());
+    };
+    let mut writes = Writes::default();
+    report(ctx, sdep, &model).await;
+    let Ok(objects) = &model.objects else {
+        ctx.metrics.model_errors(&model.id, true);
+        return Ok(writes);
+    };
+    ctx.metrics.model_errors(&model.id, false);
+    apply_if_changed(&ctx.client, &objects.virtual_service, &mut writes).await?;
+    let mut wanted = BTreeSet::new();
+    for rule in &objects.destination_rules {
+        apply_if_changed(&ctx.client, rule, &mut writes).await?;
+        wanted.insert(rule.name_any());
+    }
+    // DestinationRules of predictors that are gone.
+    let rules: Api<DestinationRule> = Api::namespaced(ctx.client.clone(), &model.namespace);
+    let selector = format!(
+        "{}={},{}={}",
+        MANAGED_BY.0, MANAGED_BY.1, MODEL_LABEL, model.seldon_id
+    );
+    let live = rules
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| error::<DestinationRule>("list", &model.namespace, "*", e))?;
+    for rule in live {
+        if !wanted.contains(&rule.name_any()) {
+            delete::<DestinationRule>(&ctx.client, &model.namespace, &rule.name_any(), &mut writes)
+                .await?;
+        }
+    }
+    let policies: Api<AuthorizationPolicy> = Api::namespaced(ctx.client.clone(), &model.namespace);
+    match &objects.authorization_policy {
+        Some(policy) => apply_if_changed(&ctx.client, policy, &mut writes).await?,
+        None => {
+            if let Some(live) = policies.get_opt(&model.seldon_id).await.map_err(|e| {
+                error::<AuthorizationPolicy>("get", &model.namespace, &model.seldon_id, e)
+            })? && is_managed(&live)
+            {
+                delete::<AuthorizationPolicy>(
+                    &ctx.client,
+                    &model.namespace,
+                    &model.seldon_id,
+                    &mut writes,
+                )
+                .await?;
+            }
+        }
+    }
+    if let Some(good) = model.known_good {
+        lock(&ctx.last_good).insert(model.id.clone(), good);
+    }
+    lock(&ctx.failures).remove(&model.id);
+    Ok(writes)
+}
+
+/// Reconciles what all SeldonDeployments share: managed Gateways and the WasmPlugin.
+pub async fn reconcile_global(
+    ctx: &Context,
+    sdeps: &[SeldonDeployment],
+) -> Result<Writes, ReconcileError> {
+    let present: BTreeSet<String> = sdeps.iter().map(SeldonDeployment::model_id).collect();
+    lock(&ctx.last_good).retain(|id, _| present.contains(id));
+    let generated = ctx.generate(sdeps);
+    for model in &generated.models {
+        if let Some(good) = &model.known_good {
+            lock(&ctx.last_good).insert(model.id.clone(), good.clone());
+        }
+    }
+    ctx.jwks.track(&generated.jwks_uris);
+    let mut writes = Writes::default();
+    let mut wanted = BTreeSet::new();
+    for gateway in &generated.gateways {
+        let namespace = gateway.namespace().unwrap_or_default();
+        wanted.insert((namespace.clone(), gateway.name_any()));
+        let api: Api<Gateway> = Api::namespaced(ctx.client.clone(), &namespace);
+        let live = api
+            .get_opt(&gateway.name_any())
+            .await
+            .map_err(|e| error::<Gateway>("get", &namespace, &gateway.name_any(), e))?;
+        match live {
+            Some(live) if !is_managed(&live) => {} // not ours: never modified
+            Some(live) if !differs(gateway, &live) => {}
+            _ => apply(&ctx.client, gateway, &mut writes).await?,
+        }
+    }
+    let all: Api<Gateway> = Api::all(ctx.client.clone());
+    let managed = all
+        .list(&ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1)))
+        .await
+        .map_err(|e| error::<Gateway>("list", "*", "*", e))?;
+    for gateway in managed {
+        let key = (gateway.namespace().unwrap_or_default(), gateway.name_any());
+        if !wanted.contains(&key) {
+            delete::<Gateway>(&ctx.client, &key.0, &key.1, &mut writes).await?;
+        }
+    }
+    apply_if_changed(&ctx.client, &generated.wasm_plugin, &mut writes).await?;
+    ctx.metrics.set_models(generated.models.len());
+    Ok(writes)
+}
+
+/// Emits a Warning Event for each new problem of a model (errors and warnings).
+async fn report(ctx: &Context, sdep: &SeldonDeployment, model: &generate::GeneratedModel) {
+    let mut messages: Vec<(String, String)> = Vec::new();
+    if let Err(errors) = &model.objects {
+        let kept = if lock(&ctx.last_good).contains_key(&model.id) {
+            "its last good configuration is kept"
+        } else {
+            "it never had a valid configuration, so its requests are denied"
+        };
+        for e in errors {
+            messages.push(("InvalidAnnotation".into(), format!("{e}; {kept}")));
+        }
+    }
+    for w in &model.warnings {
+        messages.push(("AnnotationWarning".into(), w.to_string()));
+    }
+    let texts: Vec<String> = messages.iter().map(|(_, m)| m.clone()).collect();
+    {
+        let mut reported = lock(&ctx.reported);
+        if reported.get(&model.id) == Some(&texts) {
+            return;
+        }
+        reported.insert(model.id.clone(), texts);
+    }
+    for (reason, note) in messages {
+        tracing::warn!(model = %model.id, %reason, "{note}");
+        if let Some(recorder) = &ctx.recorder {
+            let event = Event {
+                type_: EventType::Warning,
+                reason,
+                note: Some(note.chars().take(1024).collect()),
+                action: "Reconcile".into(),
+                secondary: None,
+            };
+            if let Err(e) = recorder.publish(&event, &sdep.object_ref(&())).await {
+                tracing::warn!(model = %model.id, "cannot publish an Event: {e}");
+            }
+        }
+    }
+}
+
+fn is_managed<K: Resource>(object: &K) -> bool {
+    object.labels().get(MANAGED_BY.0).map(String::as_str) == Some(MANAGED_BY.1)
+}
+
+/// Whether the live object differs from the desired one in what this controller sets:
+/// the spec, its labels and owner references.
+fn differs<K: Resource + Serialize>(desired: &K, live: &K) -> bool {
+    let spec = |k: &K| serde_json::to_value(k).ok().map(|v| v["spec"].clone());
+    let labels_held = desired
+        .labels()
+        .iter()
+        .all(|(k, v)| live.labels().get(k) == Some(v));
+    let owners_held = desired
+        .owner_references()
+        .iter()
+        .all(|o| live.owner_references().iter().any(|l| l.uid == o.uid));
+    // Numbers round-trip through the typed spec, so 25 and 25.0 compare equal.
+    spec(desired) != spec(live) || !labels_held || !owners_held
+}
+
+async fn apply_if_changed<K>(
+    client: &Client,
+    desired: &K,
+    writes: &mut Writes,
+) -> Result<(), ReconcileError>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let namespace = desired.namespace().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
+    let live = api
+        .get_opt(&desired.name_any())
+        .await
+        .map_err(|e| error::<K>("get", &namespace, &desired.name_any(), e))?;
+    if live.as_ref().is_some_and(|live| !differs(desired, live)) {
+        return Ok(());
+    }
+    apply(client, desired, writes).await
+}
+
+async fn apply<K>(client: &Client, desired: &K, writes: &mut Writes) -> Result<(), ReconcileError>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let namespace = desired.namespace().unwrap_or_default();
+    let name = desired.name_any();
+    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(desired),
+    )
+    .await
+    .map_err(|e| error::<K>("apply", &namespace, &name, e))?;
+    tracing::info!(kind = %K::kind(&()), %namespace, %name, "applied");
+    writes
+        .applied
+        .push(format!("{} {namespace}/{name}", K::kind(&())));
+    Ok(())
+}
+
+async fn delete<K>(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    writes: &mut Writes,
+) -> Result<(), ReconcileError>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => return Err(error::<K>("delete", namespace, name, e)),
+    }
+    tracing::info!(kind = %K::kind(&()), %namespace, %name, "deleted");
+    writes
+        .deleted
+        .push(format!("{} {namespace}/{name}", K::kind(&())));
+    Ok(())
+}
+
+fn error<K: Resource<DynamicType = ()>>(
+    action: &'static str,
+    namespace: &str,
+    name: &str,
+    source: kube::Error,
+) -> ReconcileError {
+    ReconcileError {
+        action,
+        kind: K::kind(&()).into_owned(),
+        namespace: namespace.into(),
+        name: name.into(),
+        source,
+    }
+}
+
+/// Kinds whose objects a SeldonDeployment owns, for the controller's watches.
+pub type OwnedKinds = (
+    VirtualService,
+    DestinationRule,
+    AuthorizationPolicy,
+    WasmPlugin,
+);

@@ -1,0 +1,286 @@
+//! A small in-memory Kubernetes API server for reconcile tests, behind `kube::Client` as a
+//! tower service (the pattern controller-rs uses, with state instead of a script): get,
+//! list with label selectors, server-side apply, delete with owner cascade (what the
+//! garbage collector does), Events, and injected failures. Every write is recorded.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use kube::client::Body;
+use serde_json::{Value, json};
+
+#[derive(Default)]
+struct State {
+    /// (plural, namespace, name) -> object.
+    objects: BTreeMap<(String, String, String), Value>,
+    writes: Vec<String>,
+    events: Vec<Value>,
+    failures: Vec<(Method, String)>,
+    next_uid: u64,
+}
+
+/// The fake API server.
+#[derive(Clone, Default)]
+pub struct FakeApi {
+    state: Arc<Mutex<State>>,
+}
+
+fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn status(code: u16, reason: &str) -> Response<Body> {
+    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                      "reason": reason, "code": code, "message": reason});
+    respond(code, &body)
+}
+
+fn respond(code: u16, body: &Value) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::from_u16(code).unwrap())
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(body).unwrap()))
+        .unwrap()
+}
+
+fn labels_match(object: &Value, selector: &str) -> bool {
+    selector.split(',').filter(|s| !s.is_empty()).all(|term| {
+        let (k, v) = term.split_once('=').unwrap_or((term, ""));
+        object["metadata"]["labels"][k].as_str() == Some(v)
+    })
+}
+
+impl FakeApi {
+    /// A client talking to this server.
+    pub fn client(&self) -> kube::Client {
+        let api = self.clone();
+        let service = tower::service_fn(move |req: Request<Body>| {
+            let api = api.clone();
+            async move { Ok::<_, Infallible>(api.handle(req).await) }
+        });
+        kube::Client::new(service, "default")
+    }
+
+    /// Stores an object as if created by someone, giving it a uid.
+    pub fn insert(&self, plural: &str, mut object: Value) {
+        let mut s = self.state.lock().unwrap();
+        s.next_uid += 1;
+        let uid = format!("uid-{}", s.next_uid);
+        if object["metadata"]["uid"].is_null() {
+            object["metadata"]["uid"] = uid.into();
+        }
+        let key = (
+            plural.to_string(),
+            object["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+            object["metadata"]["name"].as_str().unwrap().to_string(),
+        );
+        s.objects.insert(key, object);
+    }
+
+    /// An object, if stored.
+    pub fn get(&self, plural: &str, namespace: &str, name: &str) -> Option<Value> {
+        let s = self.state.lock().unwrap();
+        s.objects
+            .get(&(plural.into(), namespace.into(), name.into()))
+            .cloned()
+    }
+
+    /// Names (`ns/name`) of stored objects of a kind.
+    pub fn names(&self, plural: &str) -> Vec<String> {
+        let s = self.state.lock().unwrap();
+        s.objects
+            .keys()
+            .filter(|k| k.0 == plural)
+            .map(|k| format!("{}/{}", k.1, k.2))
+            .collect()
+    }
+
+    /// Deletes an object the way a user would (with cascade), not recorded as a write.
+    pub fn remove(&self, plural: &str, namespace: &str, name: &str) {
+        let mut s = self.state.lock().unwrap();
+        cascade_delete(&mut s, plural, namespace, name);
+    }
+
+    /// Writes so far (`PATCH plural ns/name?query`, `DELETE plural ns/name`), and clears them.
+    pub fn take_writes(&self) -> Vec<String> {
+        std::mem::take(&mut self.state.lock().unwrap().writes)
+    }
+
+    /// Events posted so far.
+    pub fn events(&self) -> Vec<Value> {
+        self.state.lock().unwrap().events.clone()
+    }
+
+    /// Makes the next request of this method whose path contains `path` fail with 500.
+    pub fn fail_next(&self, method: Method, path: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .failures
+            .push((method, path.to_string()));
+    }
+
+    async fn handle(&self, req: Request<Body>) -> Response<Body> {
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().unwrap_or("").to_string();
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let mut s = self.state.lock().unwrap();
+        if let Some(i) = s
+            .failures
+            .iter()
+            .position(|(m, p)| *m == method && path.contains(p.as_str()))
+        {
+            s.failures.remove(i);
+            return status(500, "InternalError");
+        }
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        // /apis/<group>/<version>/[namespaces/<ns>/]<plural>[/<name>]
+        let (api_version, rest) = match parts.as_slice() {
+            ["apis", group, version, rest @ ..] => (format!("{group}/{version}"), rest.to_vec()),
+            ["api", version, rest @ ..] => (version.to_string(), rest.to_vec()),
+            _ => return status(404, "NotFound"),
+        };
+        let (namespace, plural, name) = match rest.as_slice() {
+            ["namespaces", ns, plural] => (Some(ns.to_string()), plural.to_string(), None),
+            ["namespaces", ns, plural, name] => (
+                Some(ns.to_string()),
+                plural.to_string(),
+                Some(name.to_string()),
+            ),
+            [plural] => (None, plural.to_string(), None),
+            _ => return status(404, "NotFound"),
+        };
+        let selector = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("labelSelector="))
+            .map(decode)
+            .unwrap_or_default();
+        match (method.clone(), name) {
+            (Method::GET, Some(name)) => {
+                match s
+                    .objects
+                    .get(&(plural, namespace.unwrap_or_default(), name))
+                {
+                    Some(o) => respond(200, o),
+                    None => status(404, "NotFound"),
+                }
+            }
+            (Method::GET, None) => {
+                let items: Vec<Value> = s
+                    .objects
+                    .iter()
+                    .filter(|((p, ns, _), o)| {
+                        *p == plural
+                            && namespace.as_ref().is_none_or(|n| n == ns)
+                            && labels_match(o, &selector)
+                    })
+                    .map(|(_, o)| o.clone())
+                    .collect();
+                respond(
+                    200,
+                    &json!({"apiVersion": api_version, "kind": "List", "metadata": {"resourceVersion": "1"}, "items": items}),
+                )
+            }
+            (Method::PATCH, Some(name)) => {
+                let mut applied: Value = serde_json::from_slice(&body).unwrap();
+                let key = (
+                    plural.clone(),
+                    namespace.clone().unwrap_or_default(),
+                    name.clone(),
+                );
+                let (uid, version) = match s.objects.get(&key) {
+                    Some(old) => (
+                        old["metadata"]["uid"].clone(),
+                        old["metadata"]["resourceVersion"]
+                            .as_str()
+                            .unwrap_or("1")
+                            .parse::<u64>()
+                            .unwrap()
+                            + 1,
+                    ),
+                    None => {
+                        s.next_uid += 1;
+                        (format!("uid-{}", s.next_uid).into(), 1)
+                    }
+                };
+                applied["metadata"]["uid"] = uid;
+                applied["metadata"]["resourceVersion"] = version.to_string().into();
+                s.writes
+                    .push(format!("PATCH {plural} {}/{name}?{query}", key.1));
+                s.objects.insert(key, applied.clone());
+                respond(200, &applied)
+            }
+            (Method::DELETE, Some(name)) => {
+                let ns = namespace.unwrap_or_default();
+                if !s
+                    .objects
+                    .contains_key(&(plural.clone(), ns.clone(), name.clone()))
+                {
+                    return status(404, "NotFound");
+                }
+                s.writes.push(format!("DELETE {plural} {ns}/{name}"));
+                cascade_delete(&mut s, &plural, &ns, &name);
+                respond(
+                    200,
+                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 200}),
+                )
+            }
+            (Method::POST, None) if plural == "events" => {
+                let event: Value = serde_json::from_slice(&body).unwrap();
+                s.events.push(event.clone());
+                respond(201, &event)
+            }
+            _ => status(405, "MethodNotAllowed"),
+        }
+    }
+}
+
+fn cascade_delete(s: &mut State, plural: &str, namespace: &str, name: &str) {
+    let Some(object) = s
+        .objects
+        .remove(&(plural.into(), namespace.into(), name.into()))
+    else {
+        return;
+    };
+    let uid = object["metadata"]["uid"].clone();
+    let owned: Vec<(String, String, String)> = s
+        .objects
+        .iter()
+        .filter(|(_, o)| {
+            o["metadata"]["ownerReferences"]
+                .as_array()
+                .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid))
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    for key in owned {
+        s.objects.remove(&key);
+    }
+}

@@ -1,0 +1,279 @@
+//! The reconcile loop against the in-memory API server: first apply, no writes when nothing
+//! changed, cleanup of removed predictors and unreferenced managed Gateways, isolation of
+//! a bad SeldonDeployment, and retries of API errors.
+
+mod common;
+
+use common::fake_api::FakeApi;
+use http::Method;
+use modelgate_controller::manifests;
+use modelgate_controller::reconcile::{Context, reconcile_global, reconcile_model};
+use modelgate_controller::seldon::SeldonDeployment;
+use serde_json::json;
+
+fn sdeps(yaml: &str) -> Vec<SeldonDeployment> {
+    let mut m = manifests::Manifests::default();
+    manifests::read_text("test", yaml, "default", &mut m).unwrap();
+    m.seldon_deployments
+}
+
+fn model(
+    name: &str,
+    uid: &str,
+    gateway: &str,
+    predictors: &[(&str, u32)],
+    annotations: &str,
+) -> String {
+    let mut yaml = format!(
+        "---\napiVersion: machinelearning.seldon.io/v1\nkind: SeldonDeployment\nmetadata: {{name: {name}, namespace: models, uid: {uid}}}\nspec:\n  annotations:\n    seldon.io/istio-gateway: {gateway}\n{annotations}  predictors:\n"
+    );
+    for (p, traffic) in predictors {
+        yaml.push_str(&format!(
+            "  - {{name: {p}, traffic: {traffic}, graph: {{name: m}}}}\n"
+        ));
+    }
+    yaml
+}
+
+fn context(api: &FakeApi) -> Context {
+    let settings = common::golden_settings(&common::test_data().join("none.yaml"));
+    let wasm = common::test_wasm(&settings);
+    Context::new(api.client(), settings, wasm, None)
+}
+
+async fn reconcile_all(ctx: &Context, sdeps: &[SeldonDeployment]) {
+    for s in sdeps {
+        reconcile_model(ctx, s).await.unwrap();
+    }
+    reconcile_global(ctx, sdeps).await.unwrap();
+}
+
+fn plugin_models(api: &FakeApi) -> serde_json::Value {
+    api.get("wasmplugins", "istio-system", "modelgate").unwrap()["spec"]["pluginConfig"]["models"]
+        .clone()
+}
+
+#[tokio::test]
+async fn first_apply_then_no_writes_while_nothing_changes() {
+    let api = FakeApi::default();
+    let ctx = context(&api);
+    let all = sdeps(&model(
+        "iris",
+        "u1",
+        "seldon-gateway",
+        &[("main", 75), ("canary", 25)],
+        "",
+    ));
+    reconcile_all(&ctx, &all).await;
+    let writes = api.take_writes();
+    let mut kinds: Vec<String> = writes
+        .iter()
+        .map(|w| w.split('?').next().unwrap().to_string())
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "PATCH destinationrules models/iris-canary",
+            "PATCH destinationrules models/iris-main",
+            "PATCH gateways models/seldon-gateway",
+            "PATCH virtualservices models/iris",
+            "PATCH wasmplugins istio-system/modelgate",
+        ]
+    );
+    assert!(
+        writes
+            .iter()
+            .all(|w| w.contains("fieldManager=modelgate") && w.contains("force=true")),
+        "{writes:?}"
+    );
+    let vs = api.get("virtualservices", "models", "iris").unwrap();
+    assert_eq!(vs["metadata"]["ownerReferences"][0]["uid"], "u1");
+    assert_eq!(
+        plugin_models(&api)["models/iris"]["routing"]["predictors"][1]["name"],
+        "canary"
+    );
+
+    reconcile_all(&ctx, &all).await;
+    assert_eq!(api.take_writes(), Vec::<String>::new());
+    // A fresh controller (after a restart) finds everything in place too.
+    let fresh = context(&api);
+    reconcile_all(&fresh, &all).await;
+    assert_eq!(api.take_writes(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_removed_predictor_takes_its_destination_rule_along() {
+    let api = FakeApi::default();
+    let ctx = context(&api);
+    reconcile_all(
+        &ctx,
+        &sdeps(&model(
+            "iris",
+            "u1",
+            "seldon-gateway",
+            &[("main", 75), ("canary", 25)],
+            "",
+        )),
+    )
+    .await;
+    api.take_writes();
+    let after = sdeps(&model("iris", "u1", "seldon-gateway", &[("main", 100)], ""));
+    reconcile_all(&ctx, &after).await;
+    let writes = api.take_writes();
+    assert!(
+        writes.contains(&"DELETE destinationrules models/iris-canary".to_string()),
+        "{writes:?}"
+    );
+    assert!(api.get("destinationrules", "models", "iris-main").is_some());
+    assert!(plugin_models(&api)["models/iris"].get("routing").is_none());
+}
+
+#[tokio::test]
+async fn the_last_reference_to_a_managed_gateway_deletes_it_and_unmanaged_ones_are_never_touched() {
+    let api = FakeApi::default();
+    api.insert(
+        "gateways",
+        json!({"apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+               "metadata": {"name": "theirs", "namespace": "edge"},
+               "spec": {"selector": {"app": "x"}, "servers": []}}),
+    );
+    let ctx = context(&api);
+    let yaml = [
+        model("a", "ua", "edge/ours", &[("p", 100)], ""),
+        model("b", "ub", "edge/theirs", &[("p", 100)], ""),
+        model("c", "uc", "seldon-gateway", &[("p", 100)], ""),
+    ]
+    .concat();
+    let all = sdeps(&yaml);
+    reconcile_all(&ctx, &all).await;
+    let writes = api.take_writes();
+    assert!(
+        writes
+            .iter()
+            .any(|w| w.starts_with("PATCH gateways edge/ours")),
+        "{writes:?}"
+    );
+    assert!(
+        !writes.iter().any(|w| w.contains("edge/theirs")),
+        "{writes:?}"
+    );
+    assert_eq!(
+        api.get("gateways", "edge", "theirs").unwrap()["spec"]["selector"]["app"],
+        "x"
+    );
+
+    // The user deletes a and b; the API server's garbage collector takes their objects.
+    api.remove("seldondeployments", "models", "a");
+    api.remove("virtualservices", "models", "a");
+    let remaining: Vec<SeldonDeployment> = all.into_iter().filter(|s| s.name() == "c").collect();
+    reconcile_global(&ctx, &remaining).await.unwrap();
+    let writes = api.take_writes();
+    assert!(
+        writes.contains(&"DELETE gateways edge/ours".to_string()),
+        "{writes:?}"
+    );
+    assert!(
+        api.get("gateways", "edge", "theirs").is_some(),
+        "unmanaged gateways stay"
+    );
+    assert!(api.get("gateways", "models", "seldon-gateway").is_some());
+    let models = plugin_models(&api);
+    assert!(
+        models.get("models/a").is_none() && models.get("models/b").is_none(),
+        "{models}"
+    );
+    assert!(models.get("models/c").is_some());
+}
+
+#[tokio::test]
+async fn a_bad_annotation_keeps_the_last_good_config_and_leaves_the_others_alone() {
+    let api = FakeApi::default();
+    let ctx = context(&api);
+    let good = [
+        model(
+            "a",
+            "ua",
+            "seldon-gateway",
+            &[("p", 100)],
+            "    seldon.io/jwt-audiences: team-a\n",
+        ),
+        model("b", "ub", "seldon-gateway", &[("p", 100)], ""),
+    ]
+    .concat();
+    reconcile_all(&ctx, &sdeps(&good)).await;
+    api.take_writes();
+    let before_policy = plugin_models(&api)["models/a"]["policy"].clone();
+
+    let bad = [
+        model(
+            "a",
+            "ua",
+            "seldon-gateway",
+            &[("p", 100)],
+            "    seldon.io/jwt-audiences: team-a\n    seldon.io/auth-mode: permissive\n",
+        ),
+        model("b", "ub", "seldon-gateway", &[("p", 50), ("q", 50)], ""),
+        model(
+            "c",
+            "uc",
+            "seldon-gateway",
+            &[("p", 100)],
+            "    seldon.io/istio-retries: lots\n",
+        ),
+    ]
+    .concat();
+    reconcile_all(&ctx, &sdeps(&bad)).await;
+    let writes = api.take_writes();
+    assert!(
+        !writes.iter().any(|w| w.contains("models/a")),
+        "a's objects stay as they were: {writes:?}"
+    );
+    assert!(
+        writes
+            .iter()
+            .any(|w| w.starts_with("PATCH virtualservices models/b")),
+        "b goes on: {writes:?}"
+    );
+    assert!(api.get("virtualservices", "models", "c").is_none());
+    let models = plugin_models(&api);
+    assert_eq!(
+        models["models/a"]["policy"], before_policy,
+        "a keeps its last good policy"
+    );
+    let c_policy = models["models/c"]["policy"].as_str().unwrap().to_string();
+    let policies = api.get("wasmplugins", "istio-system", "modelgate").unwrap()["spec"]["pluginConfig"]["policies"].clone();
+    assert_eq!(
+        policies[&c_policy]["auth"], "deny",
+        "c never had a good config: {policies}"
+    );
+}
+
+#[tokio::test]
+async fn api_errors_fail_the_reconcile_which_backs_off_and_succeeds_on_retry() {
+    let api = FakeApi::default();
+    let ctx = context(&api);
+    let all = sdeps(&model("iris", "u1", "seldon-gateway", &[("main", 100)], ""));
+    api.fail_next(Method::PATCH, "virtualservices");
+    let err = reconcile_model(&ctx, &all[0]).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("apply VirtualService models/iris"),
+        "{err}"
+    );
+    let first = ctx.failed("models/iris");
+    api.fail_next(Method::GET, "destinationrules");
+    assert!(reconcile_model(&ctx, &all[0]).await.is_err());
+    let second = ctx.failed("models/iris");
+    assert!(second > first, "{first:?} then {second:?}");
+    reconcile_model(&ctx, &all[0]).await.unwrap();
+    assert!(api.get("virtualservices", "models", "iris").is_some());
+    assert!(api.get("destinationrules", "models", "iris-main").is_some());
+    api.fail_next(Method::GET, "gateways");
+    assert!(reconcile_global(&ctx, &all).await.is_err());
+    reconcile_global(&ctx, &all).await.unwrap();
+    assert!(
+        api.get("wasmplugins", "istio-system", "modelgate")
+            .is_some()
+    );
+}
