@@ -55,6 +55,13 @@ struct Root {
     state: Rc<RefCell<State>>,
 }
 
+thread_local! {
+    /// Whether this VM has accepted a configuration before. Envoy gives every configuration
+    /// update a fresh root context, and when that update is refused the previous plugin
+    /// (with its own root context) goes on serving: only the VM knows there was one.
+    static CONFIGURED_BEFORE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 impl Root {
     fn new() -> Self {
         let seed = RandomState::new().build_hasher().finish() | 1;
@@ -94,13 +101,14 @@ impl RootContext for Root {
                 state.metrics.config_loaded(true, config.models.len());
                 state.config = Some(Rc::new(config));
                 state.cache = TokenCache::new(DEFAULT_CAPACITY);
+                CONFIGURED_BEFORE.with(|c| c.set(true));
                 true
             }
             Err(e) => {
-                let keeping = if state.config.is_some() {
-                    "keeping the previous configuration"
+                let keeping = if state.config.is_some() || CONFIGURED_BEFORE.with(|c| c.get()) {
+                    "the previous configuration keeps serving"
                 } else {
-                    "no configuration yet: every request is refused"
+                    "no configuration yet: every request is answered 503"
                 };
                 log(
                     LogLevel::Error,
