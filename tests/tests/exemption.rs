@@ -183,7 +183,7 @@ fn cors_preflights_need_no_token_but_must_be_real_preflights() {
     for model in [FRAUD, CREDIT, LEGACY] {
         let r = gw.send(
             &Request::new("OPTIONS", &target(model))
-                .header("origin", "https://app.example")
+                .header("origin", "http://127.0.0.1:3000")
                 .header("access-control-request-method", "POST")
                 .header(
                     "access-control-request-headers",
@@ -194,10 +194,10 @@ fn cors_preflights_need_no_token_but_must_be_real_preflights() {
         assert_eq!(echo.received.method, "OPTIONS");
     }
     let half_preflights = [
-        ("OPTIONS", Some("https://app.example"), None),
+        ("OPTIONS", Some("http://127.0.0.1:3000"), None),
         ("OPTIONS", None, Some("POST")),
         ("OPTIONS", None, None),
-        ("POST", Some("https://app.example"), Some("POST")),
+        ("POST", Some("http://127.0.0.1:3000"), Some("POST")),
     ];
     for (method, origin, requested) in half_preflights {
         let mut request = Request::new(method, &target(FRAUD));

@@ -173,7 +173,7 @@ fn tour() -> Vec<Row> {
         row(
             "fraud: CORS preflight, no token",
             Request::new("OPTIONS", &format!("/seldon/{FRAUD}/api/v1.0/predictions"))
-                .header("origin", "https://app.example")
+                .header("origin", "http://127.0.0.1:3000")
                 .header("access-control-request-method", "POST"),
             200,
             AB,
