@@ -328,10 +328,9 @@ fn growing_the_canary_moves_only_sticky_users_into_it() {
 }
 
 /// The refusal is logged with what happens next (SPEC 3: "Envoy keeps the previous one").
-/// Envoy gives every configuration update a new root context, so the filter's check for a
-/// previous configuration never finds one, and every refused update is logged as
-/// "(no configuration yet: every request is refused)" while the previous configuration
-/// goes on serving, as this test shows.
+/// Envoy gives every configuration update a new root context, so a filter that judged
+/// "is there a previous configuration?" by its root context's own state would log every
+/// refused update as leaving the gateway unconfigured while the old one goes on serving.
 #[test]
 fn a_refused_update_is_logged_as_keeping_the_previous_configuration() {
     let gw = sample::start("reconfig-refusal-log");
