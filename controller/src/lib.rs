@@ -17,9 +17,11 @@ pub mod manifests;
 pub mod metrics;
 pub mod names;
 pub mod reconcile;
+pub mod run;
 pub mod seldon;
 pub mod settings;
 pub mod wasm;
+pub mod wasm_server;
 
 pub use generate::{Generated, Inputs, KnownGood, generate};
 pub use settings::{RunSettings, Settings};

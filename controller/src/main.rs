@@ -64,6 +64,32 @@ enum Command {
         #[command(flatten)]
         settings: SettingsArgs,
     },
+    /// Run the controller in the cluster.
+    Run {
+        #[command(flatten)]
+        run: RunArgs,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Namespaces to watch (comma-separated); all when not given.
+    #[arg(long, env = "MODELGATE_NAMESPACES", value_delimiter = ',')]
+    namespaces: Vec<String>,
+    /// Address of the HTTP server (filter module, /metrics, /healthz, /readyz).
+    #[arg(long, env = "MODELGATE_LISTEN")]
+    listen: Option<String>,
+    /// How often JWKS URIs are fetched again, like 20m.
+    #[arg(long, env = "MODELGATE_JWKS_REFRESH", value_parser = humantime::parse_duration)]
+    jwks_refresh: Option<std::time::Duration>,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "MODELGATE_LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Log as JSON lines.
+    #[arg(long, env = "MODELGATE_LOG_JSON")]
+    log_json: bool,
 }
 
 #[derive(clap::Args)]
@@ -139,6 +165,35 @@ fn run_cli() -> anyhow::Result<ExitCode> {
             for line in &explanation.lines {
                 println!("{line}");
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { run, settings } => {
+            let file = settings.resolve()?;
+            let mut run_settings = file.run;
+            if !run.namespaces.is_empty() {
+                run_settings.namespaces = run.namespaces;
+            }
+            if let Some(listen) = run.listen {
+                run_settings.listen = listen;
+            }
+            if let Some(refresh) = run.jwks_refresh {
+                run_settings.jwks_refresh = refresh;
+            }
+            if let Some(ns) = run.lease_namespace {
+                run_settings.lease_namespace = ns;
+            }
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+            if run.log_json {
+                tracing_subscriber::fmt()
+                    .json()
+                    .with_env_filter(filter)
+                    .init();
+            } else {
+                tracing_subscriber::fmt().with_env_filter(filter).init();
+            }
+            tokio::runtime::Runtime::new()?
+                .block_on(modelgate_controller::run::run(file.settings, run_settings))?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -1,0 +1,203 @@
+//! The HTTP side of `run`: the served module hashes to the WasmPlugin's `sha256`, health
+//! and metrics; JWKS fetching against a local server: refresh, rotation, outage, timeout.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use modelgate_controller::generate::WasmSource;
+use modelgate_controller::jwks::{JwksCache, http_client};
+use modelgate_controller::metrics::Metrics;
+use modelgate_controller::wasm::filter_sha256;
+use modelgate_controller::wasm_server::ServerState;
+use modelgate_controller::{Settings, wasm_server};
+use modelgate_testkit::TestKey;
+use prometheus_client::registry::Registry;
+use sha2::{Digest, Sha256};
+
+async fn local(router: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    format!("http://{address}")
+}
+
+#[tokio::test]
+async fn the_served_module_hashes_to_the_wasm_plugins_sha256() {
+    let mut registry = Registry::default();
+    let metrics = Metrics::default();
+    metrics.register(&mut registry);
+    metrics.reconciled(true);
+    let state = ServerState::new(registry);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(wasm_server::serve(
+        listener,
+        state.clone(),
+        std::future::pending(),
+    ));
+    let settings = Settings {
+        service_url: base.clone(),
+        ..Settings::default()
+    };
+    let source = WasmSource::from_settings(&settings, &filter_sha256());
+    let plugin =
+        modelgate_controller::generate::render_wasm_plugin(&Default::default(), &settings, &source);
+    let client = http_client(Duration::from_secs(5));
+    let body = client
+        .get(&plugin.spec.url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let hash: String = Sha256::digest(&body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(Some(hash), plugin.spec.sha256);
+    assert_eq!(&body[..4], b"\0asm");
+
+    let wrong = client
+        .get(format!("{base}/filter/modelgate-{}.wasm", "f".repeat(64)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    state
+        .ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("modelgate_controller_reconciliations_total{result=\"ok\"} 1"),
+        "{text}"
+    );
+}
+
+/// What the local issuer answers.
+#[derive(Clone)]
+enum Issuer {
+    Keys(serde_json::Value),
+    Down,
+    Slow,
+}
+
+#[tokio::test]
+async fn jwks_refresh_rotation_and_outage_keep_the_last_good_keys() {
+    let issuer = Arc::new(Mutex::new(Issuer::Keys(modelgate_testkit::jwks(&[
+        &TestKey::rsa_a(),
+    ]))));
+    let state = issuer.clone();
+    let base = local(Router::new().route(
+        "/jwks",
+        get(move || {
+            let state = state.clone();
+            async move {
+                let now = state.lock().unwrap().clone();
+                match now {
+                    Issuer::Keys(v) => (StatusCode::OK, v.to_string()),
+                    Issuer::Down => (StatusCode::SERVICE_UNAVAILABLE, String::new()),
+                    Issuer::Slow => {
+                        tokio::time::sleep(Duration::from_secs(3)).await;
+                        (StatusCode::OK, "{}".into())
+                    }
+                }
+            }
+        }),
+    ))
+    .await;
+    let uri = format!("{base}/jwks");
+    let cache = JwksCache::default();
+    cache.track(&[uri.clone()].into());
+    let client = http_client(Duration::from_millis(500));
+    let kid = |cache: &JwksCache| {
+        cache.snapshot()[&uri].keys[0]["kid"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    // First fetch, then nothing is due until the refresh interval passes.
+    let report = cache
+        .refresh_due(&client, Duration::from_secs(3600), Duration::ZERO)
+        .await;
+    assert_eq!(report.changed, std::slice::from_ref(&uri));
+    assert_eq!(kid(&cache), "rsa-a");
+    let report = cache
+        .refresh_due(&client, Duration::from_secs(3600), Duration::ZERO)
+        .await;
+    assert!(report.changed.is_empty() && report.failed.is_empty());
+
+    // Rotation: with a zero refresh interval every round fetches.
+    let cache = JwksCache::default();
+    cache.track(&[uri.clone()].into());
+    cache
+        .refresh_due(&client, Duration::ZERO, Duration::ZERO)
+        .await;
+    *issuer.lock().unwrap() = Issuer::Keys(modelgate_testkit::jwks(&[&TestKey::rsa_b()]));
+    let report = cache
+        .refresh_due(&client, Duration::ZERO, Duration::ZERO)
+        .await;
+    assert_eq!(report.changed, std::slice::from_ref(&uri));
+    assert_eq!(kid(&cache), "rsa-b");
+
+    // Outage, a broken document and a timeout: the last good keys stay.
+    for answer in [
+        Issuer::Down,
+        Issuer::Keys(serde_json::json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]})),
+        Issuer::Slow,
+    ] {
+        *issuer.lock().unwrap() = answer;
+        let report = cache
+            .refresh_due(&client, Duration::ZERO, Duration::ZERO)
+            .await;
+        assert_eq!(report.failed.len(), 1, "{report:?}");
+        assert_eq!(kid(&cache), "rsa-b");
+    }
+    // A failure is retried after the retry delay, not the refresh interval.
+    cache
+        .refresh_due(&client, Duration::from_secs(3600), Duration::from_secs(60))
+        .await;
+    let due = cache.next_due().unwrap();
+    assert!(due <= std::time::Instant::now() + Duration::from_secs(61));
+    assert!(due > std::time::Instant::now() + Duration::from_secs(30));
+}
