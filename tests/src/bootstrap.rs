@@ -216,3 +216,56 @@ fn cluster(name: &str, addr: SocketAddr) -> Value {
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::ModelRoutes;
+
+    #[test]
+    fn header_routes_come_before_the_weighted_defaults_and_weight_0_is_left_out() {
+        let table = RouteTable {
+            models: vec![
+                ModelRoutes::new("ns", "m", &[("main", 90), ("dark", 0), ("canary", 10)]),
+                ModelRoutes::new("ns", "single", &[("only", 100)]),
+            ],
+        };
+        let config = route_config(&table);
+        let routes = config["virtual_hosts"][0]["routes"].as_array().unwrap();
+        let names: Vec<&str> = routes.iter().map(|r| r["name"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            [
+                "ns/m-main-rest",
+                "ns/m-main-grpc",
+                "ns/m-dark-rest",
+                "ns/m-dark-grpc",
+                "ns/m-canary-rest",
+                "ns/m-canary-grpc",
+                "ns/m-rest",
+                "ns/m-grpc",
+                "ns/single-rest",
+                "ns/single-grpc",
+                "prometheus",
+                "other-app",
+            ]
+        );
+        assert_eq!(
+            routes[2]["match"]["headers"][0],
+            json!({"name": "x-seldon-predictor", "string_match": {"exact": "dark"}})
+        );
+        assert_eq!(routes[2]["route"]["prefix_rewrite"], "/");
+        let weighted = &routes[6]["route"]["weighted_clusters"]["clusters"];
+        assert_eq!(
+            weighted,
+            &json!([
+                {"name": "outbound|8000|main|m-main.ns.svc.cluster.local", "weight": 90},
+                {"name": "outbound|8000|canary|m-canary.ns.svc.cluster.local", "weight": 10},
+            ])
+        );
+        assert_eq!(
+            routes[8]["route"],
+            json!({"cluster": "outbound|8000|only|single-only.ns.svc.cluster.local", "prefix_rewrite": "/"})
+        );
+    }
+}
