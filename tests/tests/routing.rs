@@ -215,3 +215,47 @@ fn random_choices_follow_the_traffic_weights() {
         assert_eq!(routed, *count as f64, "{predictor}");
     }
 }
+
+/// Stickiness by a claim of the verified token, or by a cookie.
+#[test]
+fn sticky_keys_can_be_a_claim_or_a_cookie() {
+    for (sticky, name) in [
+        ("claim:sub", "routing-sticky-claim"),
+        ("cookie:session", "routing-sticky-cookie"),
+    ] {
+        let mut config = sample::filter_config();
+        config
+            .models
+            .get_mut(FRAUD)
+            .and_then(|m| m.routing.as_mut())
+            .unwrap()
+            .sticky = Some(sticky.into());
+        let spec = modelgate_e2e::GatewaySpec {
+            filter_config: sample::to_json(&config),
+            ..sample::spec()
+        };
+        let gw = sample::start_with(name, &spec);
+        let mut client = gw.client();
+        let mut per_predictor = BTreeMap::new();
+        for user in 0..40 {
+            let user = format!("user-{user}");
+            let token = sample::fraud_token(&user);
+            let mut seen = Vec::new();
+            for _ in 0..5 {
+                let request =
+                    fraud(&token).header("cookie", &format!("theme=dark; session={user}"));
+                let r = client.send(&request).unwrap();
+                seen.push(assert_reached(&r, &user).server);
+            }
+            seen.dedup();
+            assert_eq!(seen.len(), 1, "{sticky}: {user} moved between {seen:?}");
+            *per_predictor.entry(seen.remove(0)).or_insert(0) += 1;
+        }
+        assert_eq!(per_predictor.len(), 2, "{sticky}: {per_predictor:?}");
+        let sticky_count = gw.metrics().value(
+            "modelgate_routed_total",
+            &[("model", FRAUD), ("reason", "sticky")],
+        );
+        assert_eq!(sticky_count, 200.0, "{sticky}");
+    }
+}
