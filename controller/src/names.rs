@@ -12,9 +12,19 @@ pub fn is_dns_label(text: &str) -> bool {
         && !text.ends_with('-')
 }
 
-/// An RFC 1123 subdomain: dot-separated labels, at most 253 (object names).
+/// A Kubernetes object name (RFC 1123 subdomain as Kubernetes checks it): dot-separated
+/// parts of lowercase alphanumerics and `-`, at most 253 in all.
 pub fn is_dns_subdomain(text: &str) -> bool {
-    !text.is_empty() && text.len() <= 253 && text.split('.').all(is_dns_label)
+    !text.is_empty()
+        && text.len() <= 253
+        && text.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !part.starts_with('-')
+                && !part.ends_with('-')
+        })
 }
 
 #[cfg(test)]
@@ -29,5 +39,6 @@ mod tests {
         assert!(!is_dns_label(&"a".repeat(64)));
         assert!(is_dns_subdomain("seldon.io"));
         assert!(!is_dns_subdomain("a..b"));
+        assert!(is_dns_subdomain(&"a".repeat(70)));
     }
 }
