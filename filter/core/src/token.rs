@@ -76,8 +76,15 @@ pub fn find_token<'a>(
     for source in sources {
         match source {
             TokenSource::Header(name) => {
+                // Envoy joins repeated headers with commas (HTTP/1), and a JWS never holds
+                // one: every comma-separated part is a candidate of its own.
                 for value in request.header_values(name) {
-                    put(Cow::Borrowed(strip_bearer(value)), source)?;
+                    for part in value
+                        .split(',')
+                        .filter(|p| !p.trim().is_empty() || !value.contains(','))
+                    {
+                        put(Cow::Borrowed(strip_bearer(part)), source)?;
+                    }
                 }
             }
             TokenSource::Query(param) => {
