@@ -99,6 +99,7 @@ impl CompiledConfig {
 
     /// Validates and compiles a configuration.
     pub fn compile(config: &FilterConfig) -> Result<(Self, Vec<String>), ConfigError> {
+        crate::rsa_verify::install();
         if config.version != CONFIG_VERSION {
             return Err(error(
                 "version",

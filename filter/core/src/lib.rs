@@ -17,6 +17,7 @@ pub mod keys;
 pub mod reason;
 pub mod request;
 pub mod routing;
+pub mod rsa_verify;
 pub mod token;
 
 pub use cache::TokenCache;
