@@ -1,0 +1,256 @@
+"""The chart renders with Helm's engine, every object validates against its schema, the
+Deployment is hardened, and the settings file it writes is the controller's own: every
+setting has a value with the controller's default, and the controller accepts the file."""
+
+from __future__ import annotations
+
+import re
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+
+import api_calls
+import chart
+
+VALUE_SETS = {"defaults": {}, "all-options": chart.values_all()}
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_helm_lint_is_clean(values):
+    report = helm.lint(chart.CHART, values, strict=True, kube_version="v1.33.0")
+    assert not report["errors"], report
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert not problems, problems
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_every_rendered_object_validates_against_its_schema(values):
+    objects = chart.render(values)
+    report = chart.validate_all(objects)
+    assert len(report) == len(objects)
+    kinds = {o["kind"] for o in objects}
+    expected = {"Deployment", "Service", "ServiceAccount", "ConfigMap", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+    assert expected <= kinds
+    if values:
+        assert {"Gateway", "ServiceMonitor", "NetworkPolicy", "PodDisruptionBudget"} <= kinds
+
+
+def test_the_validators_reject_what_the_api_server_would():
+    objects = chart.render(chart.values_all())
+    deployment = chart.one(objects, "Deployment")
+    deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesytem"] = True
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, chart.KUBE_VERSIONS[-1], strict=True)
+    gateway = chart.one(objects, "Gateway")
+    gateway["spec"]["servers"][1]["tls"]["credentialNmae"] = "x"
+    with pytest.raises(AssertionError, match="credentialNmae"):
+        chart.validate_crd_object(gateway)
+    monitor = chart.one(objects, "ServiceMonitor")
+    monitor["spec"]["endpoints"][0]["interval"] = "every 15 seconds"
+    with pytest.raises(AssertionError, match="interval"):
+        chart.validate_service_monitors([monitor])
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_deployment_runs_two_hardened_replicas_with_probes(values):
+    objects = chart.render(values)
+    deployment = chart.one(objects, "Deployment")
+    spec = deployment["spec"]["template"]["spec"]
+    assert deployment["spec"]["replicas"] == values.get("replicaCount", 2)
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = spec["containers"]
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["runAsNonRoot"] is True
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(container["resources"][kind])
+    assert container["args"] == ["run", "--config", "/etc/modelgate/config.yaml"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    # The only MODELGATE_* variable: every setting comes from the config file.
+    assert [n for n in env if n.startswith("MODELGATE_")] == ["MODELGATE_LOG_JSON"]
+    config = chart.controller_config(objects)
+    (port,) = container["ports"]
+    assert config["run"]["listen"] == f"0.0.0.0:{port['containerPort']}"
+    assert port["name"] == "http"
+    assert spec["serviceAccountName"] == chart.one(objects, "ServiceAccount")["metadata"]["name"]
+    assert deployment["spec"]["template"]["metadata"]["labels"]["sidecar.istio.io/inject"] == "false"
+
+
+@pytest.mark.parametrize(
+    "release, namespace", [("modelgate", "modelgate-system"), ("mg", "ml-platform"), ("prod-modelgate", "gateways")]
+)
+def test_service_url_is_the_services_dns_name(release, namespace):
+    objects = chart.render({}, name=release, namespace=namespace)
+    config = chart.controller_config(objects)
+    service = chart.one(objects, "Service")
+    (port,) = service["spec"]["ports"]
+    assert service["metadata"]["namespace"] == namespace
+    assert config["serviceUrl"] == f"http://{service['metadata']['name']}.{namespace}.svc.cluster.local:{port['port']}"
+    assert port["targetPort"] == "http"
+    deployment = chart.one(objects, "Deployment")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert all(pod_labels.get(k) == v for k, v in service["spec"]["selector"].items())
+    # Leader election in the release's namespace, where the chart's Role for it is.
+    assert config["run"]["leaseNamespace"] == namespace
+    lease_role = chart.one(objects, "Role", f"{chart.one(objects, 'Deployment')['metadata']['name']}-leader")
+    assert lease_role["metadata"]["namespace"] == namespace
+    assert config["run"]["leaseName"] in lease_role["rules"][1]["resourceNames"]
+
+
+def chart_values() -> dict:
+    with helm.Chart.load(chart.CHART) as loaded:
+        return loaded.values
+
+
+def rust_struct_fields(name: str) -> list[str]:
+    text = (api_calls.CONTROLLER_SRC / "settings.rs").read_text()
+    body = re.search(r"pub struct " + name + r"\s*\{(.*?)\n\}", text, flags=re.S).group(1)
+    return [api_calls.snake_to_camel(f) for f in re.findall(r"pub\s+(\w+)\s*:", body)]
+
+
+def rust_string_defaults(name: str) -> dict[str, str]:
+    """The string-literal defaults in `impl Default for <name>` (settings.rs)."""
+    text = (api_calls.CONTROLLER_SRC / "settings.rs").read_text()
+    body = re.search(r"impl Default for " + name + r"\s*\{(.*?)\n\}", text, flags=re.S).group(1)
+    return {api_calls.snake_to_camel(k): v for k, v in re.findall(r"(\w+):\s*\"([^\"]*)\"\s*\.into\(\)", body)}
+
+
+def test_values_hold_every_controller_setting_and_nothing_else():
+    values = chart_values()
+    settings, run = rust_struct_fields("Settings"), rust_struct_fields("RunSettings")
+    assert len(settings) >= 14 and len(run) >= 7
+    assert sorted(values["settings"]) == sorted(settings)
+    # listen and leaseNamespace follow from containerPort and the release namespace.
+    derived = {"listen", "leaseNamespace"}
+    assert sorted(values["run"]) == sorted(set(run) - derived)
+    config = chart.controller_config(chart.render({}))
+    assert derived <= set(config["run"])
+
+
+def test_default_values_are_the_controllers_defaults():
+    values = chart_values()
+    config = chart.controller_config(chart.render({}))
+    defaults = rust_string_defaults("Settings")
+    assert defaults, "no defaults read from settings.rs"
+    # serviceUrl is derived from the release (its Service); the others are values.
+    for key, default in defaults.items():
+        assert values["settings"][key] == ("" if key == "serviceUrl" else default), key
+        assert config[key] == default, key
+    run_defaults = rust_string_defaults("RunSettings")
+    for key, default in run_defaults.items():
+        assert config["run"][key] == default, key
+    # Settings the controller leaves unset are left out of the file, not set to "".
+    for key in ("defaultIssuer", "defaultJwksUri", "destinationTlsMode", "gatewayTlsSecret", "wasmUrl", "wasmSha256"):
+        assert values["settings"][key] == "" and key not in config, key
+    # The rest, as SPEC states them.
+    assert config["defaultAuth"] == "jwt"
+    assert config["gatewaySelector"] == {"istio": "ingressgateway"}
+    assert config["authorizationPolicy"] is False
+    assert config["run"]["namespaces"] == []
+    assert (config["run"]["jwksRefresh"], config["run"]["jwksRetry"], config["run"]["jwksTimeout"]) == ("20m", "30s", "10s")
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_the_controller_accepts_the_settings_file(values, tmp_path):
+    config = chart.controller_config(chart.render(values))
+    # A model with its own issuer, so that the defaults (no default issuer) pass too.
+    result = chart.modelgate("check", "-f", str(chart.EXAMPLES / "move-to-jwt" / "1-audit.yaml"), config=config, tmp=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "0 error(s)" in result.stderr
+
+
+def test_the_controller_refuses_a_settings_file_with_a_typo(tmp_path):
+    config = chart.controller_config(chart.render({}))
+    config["defaultIsuer"] = "https://idp.example.com"
+    result = chart.modelgate("check", "-f", str(chart.EXAMPLES / "move-to-jwt" / "1-audit.yaml"), config=config, tmp=tmp_path)
+    assert result.returncode != 0 and "defaultIsuer" in result.stderr
+
+
+def managed_by_label() -> tuple[str, str]:
+    text = (api_calls.CONTROLLER_SRC / "generate" / "mod.rs").read_text()
+    m = re.search(r'MANAGED_BY:\s*\(&str,\s*&str\)\s*=\s*\("([^"]+)",\s*"([^"]+)"\)', text)
+    return m.group(1), m.group(2)
+
+
+def test_the_charts_gateway_is_the_default_gateway_and_not_the_controllers(tmp_path):
+    values = {"gateway": {"create": True, "https": {"enabled": True}}, "settings": {"defaultAuth": "none"}}
+    objects = chart.render(values)
+    gateway = chart.one(objects, "Gateway")
+    chart.validate_crd_object(gateway)
+    config = chart.controller_config(objects)
+    assert f"{gateway['metadata']['namespace']}/{gateway['metadata']['name']}" == config["defaultGateway"] == "istio-system/seldon-gateway"
+    assert gateway["spec"]["selector"] == config["gatewaySelector"]
+    servers = {s["port"]["number"]: s for s in gateway["spec"]["servers"]}
+    assert servers[80]["port"]["protocol"] == "HTTP"
+    assert servers[443]["port"]["protocol"] == "HTTPS"
+    assert servers[443]["tls"] == {"mode": "SIMPLE", "credentialName": "seldon-ssl-cert"}
+    # The controller treats a Gateway as its own by this label, and would delete it when
+    # no model names it: the chart's Gateway must not carry it.
+    key, value = managed_by_label()
+    assert gateway["metadata"]["labels"].get(key) != value
+    # ...whereas the Gateway the controller creates for the same name carries it.
+    rendered = chart.modelgate("render", "--offline", "-f", str(chart.EXAMPLES / "dark-launch.yaml"), config=config, tmp=tmp_path)
+    assert rendered.returncode == 0, rendered.stderr
+    managed = [d for d in chart.yaml.safe_load_all(rendered.stdout) if d and d["kind"] == "Gateway"]
+    assert [(g["metadata"]["namespace"], g["metadata"]["name"]) for g in managed] == [("istio-system", "seldon-gateway")]
+    assert managed[0]["metadata"]["labels"][key] == value
+
+
+def test_the_chart_creates_no_gateway_it_cannot_name():
+    for gateway in ("mesh", "seldon-gateway"):
+        with pytest.raises(helm.HelmRenderError, match="defaultGateway"):
+            chart.render({"gateway": {"create": True}, "settings": {"defaultGateway": gateway}})
+
+
+def test_values_schema_refuses_what_the_controller_would_refuse():
+    for bad in (
+        {"settings": {"destinationTlsMode": "STRICT"}},
+        {"settings": {"defaultAuth": "basic"}},
+        {"settings": {"defaultIsuer": "x"}},
+        {"run": {"namespace": ["x"]}},
+        {"settings": {"wasmSha256": "ABC"}},
+    ):
+        with pytest.raises(helm.HelmValuesError):
+            chart.render(bad)
+
+
+def test_network_policy_admits_the_gateway_and_the_scrapers_on_the_controller_port():
+    values = chart.values_all()
+    objects = chart.render(values)
+    policy = chart.one(objects, "NetworkPolicy")
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    gateway_peer, scraper = rule["from"]
+    assert gateway_peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": values["settings"]["gatewayNamespace"]}
+    assert gateway_peer["podSelector"]["matchLabels"] == values["settings"]["gatewaySelector"]
+    assert scraper == values["networkPolicy"]["metricsFrom"][0]
+    deployment = chart.one(objects, "Deployment")
+    assert policy["spec"]["podSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_service_monitor_scrapes_the_services_metrics_port():
+    objects = chart.render(chart.values_all())
+    monitor = chart.one(objects, "ServiceMonitor")
+    service = chart.one(objects, "Service")
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == service["spec"]["ports"][0]["name"]
+    assert endpoint["path"] == "/metrics"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"]["matchNames"] == [service["metadata"]["namespace"]]
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+
+
+def test_a_changed_setting_rolls_the_pods():
+    def checksum(values):
+        deployment = chart.one(chart.render(values), "Deployment")
+        return deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+
+    assert checksum({}) != checksum({"settings": {"defaultIssuer": "https://idp.example.com"}})
