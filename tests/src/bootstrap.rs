@@ -124,11 +124,26 @@ pub fn ecds_document(version: u64, wasm: &Path, filter_config_json: &str) -> Val
     })
 }
 
-/// Routes in VirtualService order: per model, one route per predictor on the routing
-/// header (REST and gRPC) before Seldon's two default routes weighted by traffic; then
-/// `/prometheus`, then everything else to another application.
+/// The gateway's route configuration. The `*` virtual host holds, in order: the routes
+/// translated from VirtualServices bound to `*`; per hand-written model, one route per
+/// predictor on the routing header (REST and gRPC) before Seldon's two default routes
+/// weighted by traffic; then `/prometheus`, then everything else to another application.
+/// Each other VirtualService host gets a virtual host of its own, as istiod builds them.
 pub fn route_config(table: &RouteTable) -> Value {
-    let mut routes = Vec::new();
+    let mut by_host: Vec<(&str, Vec<Value>)> = Vec::new();
+    for vs in &table.virtual_services {
+        for host in &vs.hosts {
+            match by_host.iter_mut().find(|(h, _)| h == host) {
+                Some((_, routes)) => routes.extend(vs.routes.iter().cloned()),
+                None => by_host.push((host.as_str(), vs.routes.clone())),
+            }
+        }
+    }
+    let mut routes = by_host
+        .iter()
+        .position(|(h, _)| *h == "*")
+        .map(|i| by_host.remove(i).1)
+        .unwrap_or_default();
     for model in &table.models {
         let rest = || json!({"prefix": model.prefix()});
         let grpc = || {
@@ -178,10 +193,16 @@ pub fn route_config(table: &RouteTable) -> Value {
         "match": {"prefix": "/"},
         "route": {"cluster": OTHER_APP_CLUSTER},
     }));
-    json!({
-        "name": "http.80",
-        "virtual_hosts": [{"name": "seldon-gateway", "domains": ["*"], "routes": routes}],
-    })
+    let mut virtual_hosts =
+        vec![json!({"name": "seldon-gateway", "domains": ["*"], "routes": routes})];
+    for (host, routes) in by_host {
+        virtual_hosts.push(json!({
+            "name": format!("{host}:80"),
+            "domains": [host, format!("{host}:*")],
+            "routes": routes,
+        }));
+    }
+    json!({"name": "http.80", "virtual_hosts": virtual_hosts})
 }
 
 /// A route action splitting by traffic (weight-0 destinations left out, as Envoy wants a
@@ -224,12 +245,10 @@ mod tests {
 
     #[test]
     fn header_routes_come_before_the_weighted_defaults_and_weight_0_is_left_out() {
-        let table = RouteTable {
-            models: vec![
-                ModelRoutes::new("ns", "m", &[("main", 90), ("dark", 0), ("canary", 10)]),
-                ModelRoutes::new("ns", "single", &[("only", 100)]),
-            ],
-        };
+        let table = RouteTable::new(vec![
+            ModelRoutes::new("ns", "m", &[("main", 90), ("dark", 0), ("canary", 10)]),
+            ModelRoutes::new("ns", "single", &[("only", 100)]),
+        ]);
         let config = route_config(&table);
         let routes = config["virtual_hosts"][0]["routes"].as_array().unwrap();
         let names: Vec<&str> = routes.iter().map(|r| r["name"].as_str().unwrap()).collect();
@@ -267,5 +286,70 @@ mod tests {
             routes[8]["route"],
             json!({"cluster": "outbound|8000|only|single-only.ns.svc.cluster.local", "prefix_rewrite": "/"})
         );
+    }
+
+    #[test]
+    fn translated_routes_go_to_their_hosts_and_each_predictor_gets_one_server() {
+        use crate::routes::{PredictorDestination, VirtualServiceRoutes};
+        let vs = |id: &str, host: &str, predictor: &str| VirtualServiceRoutes {
+            id: id.into(),
+            hosts: vec![host.into()],
+            routes: vec![json!({"name": id})],
+            destinations: vec![PredictorDestination {
+                predictor: predictor.into(),
+                host: format!("{predictor}.ns.svc.cluster.local"),
+                clusters: vec![
+                    format!("outbound|8000|{predictor}|h"),
+                    format!("outbound|5001|{predictor}|h"),
+                ],
+            }],
+        };
+        let mut table = RouteTable::new(vec![ModelRoutes::new("ns", "hand", &[("p", 100)])]);
+        table.virtual_services = vec![
+            vs("ns/a", "*", "a"),
+            vs("ns/b", "models.example.test", "b"),
+            vs("ns/c", "*", "c"),
+        ];
+        let config = route_config(&table);
+        let hosts = config["virtual_hosts"].as_array().unwrap();
+        let names = |vhost: &Value| -> Vec<String> {
+            vhost["routes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(hosts.len(), 2);
+        assert_eq!(
+            names(&hosts[0]),
+            [
+                "ns/a",
+                "ns/c",
+                "ns/hand-rest",
+                "ns/hand-grpc",
+                "prometheus",
+                "other-app"
+            ]
+        );
+        assert_eq!(
+            hosts[1]["domains"],
+            json!(["models.example.test", "models.example.test:*"])
+        );
+        assert_eq!(names(&hosts[1]), ["ns/b"]);
+
+        let backends = table.backends();
+        assert_eq!(backends.len(), 4);
+        let a = backends.iter().find(|b| b.predictor == "a").unwrap();
+        assert_eq!(a.clusters.len(), 2, "one server behind both ports");
+        assert_eq!(
+            table.backend_key("ns/a", "a").as_deref(),
+            Some("a.ns.svc.cluster.local|a")
+        );
+        assert_eq!(
+            table.backend_key("ns/hand", "p").as_deref(),
+            Some("outbound|8000|p|hand-p.ns.svc.cluster.local")
+        );
+        assert_eq!(table.backend_key("ns/a", "zz"), None);
     }
 }

@@ -63,6 +63,7 @@ pub struct Gateway {
     version: AtomicU64,
     reconfiguring: Mutex<()>,
     routes: RouteTable,
+    /// By backend key ([`RouteTable::backends`]), plus the prometheus and other-app servers.
     servers: BTreeMap<String, ModelServer>,
 }
 
@@ -78,27 +79,22 @@ impl Gateway {
         fs::create_dir_all(&ecds_dir)?;
         let ecds_file = ecds_dir.join("modelgate.json");
 
+        // One server per predictor's pods, reached through each cluster naming them (a
+        // translated VirtualService names a predictor once per port: REST and gRPC).
         let mut servers = BTreeMap::new();
-        for model in &spec.routes.models {
-            for predictor in &model.predictors {
-                servers.insert(
-                    model.cluster(&predictor.name),
-                    ModelServer::start(&predictor.name)?,
-                );
+        let mut endpoints: BTreeMap<String, SocketAddr> = BTreeMap::new();
+        for backend in spec.routes.backends() {
+            let server = ModelServer::start(&backend.predictor)?;
+            for cluster in backend.clusters {
+                endpoints.insert(cluster, server.addr());
             }
+            servers.insert(backend.key, server);
         }
-        servers.insert(
-            PROMETHEUS_CLUSTER.to_string(),
-            ModelServer::start(PROMETHEUS_CLUSTER)?,
-        );
-        servers.insert(
-            OTHER_APP_CLUSTER.to_string(),
-            ModelServer::start(OTHER_APP_CLUSTER)?,
-        );
-        let endpoints: BTreeMap<String, SocketAddr> = servers
-            .iter()
-            .map(|(cluster, server)| (cluster.clone(), server.addr()))
-            .collect();
+        for cluster in [PROMETHEUS_CLUSTER, OTHER_APP_CLUSTER] {
+            let server = ModelServer::start(cluster)?;
+            endpoints.insert(cluster.to_string(), server.addr());
+            servers.insert(cluster.to_string(), server);
+        }
 
         write_atomically(
             &ecds_file,
@@ -240,17 +236,12 @@ impl Gateway {
         })
     }
 
-    /// The stand-in server of a model's predictor (`model` is `<ns>/<name>`).
+    /// The stand-in server of a model's predictor (`model` is `<ns>/<name>`); a shadow
+    /// predictor of a translated VirtualService has one too (its mirror destination).
     pub fn server(&self, model: &str, predictor: &str) -> &ModelServer {
-        let cluster = self
-            .routes
-            .models
-            .iter()
-            .find(|m| m.id() == model)
-            .map(|m| m.cluster(predictor))
-            .unwrap_or_default();
-        self.servers
-            .get(&cluster)
+        self.routes
+            .backend_key(model, predictor)
+            .and_then(|key| self.servers.get(&key))
             .unwrap_or_else(|| panic!("no server for {model} predictor {predictor}"))
     }
 

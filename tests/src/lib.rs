@@ -9,15 +9,17 @@ pub mod client;
 pub mod gateway;
 pub mod locate;
 pub mod metrics;
+pub mod render;
 pub mod routes;
 pub mod sample;
 pub mod upstream;
+pub mod virtual_service;
 mod wire;
 
 pub use client::{Client, Request, Response};
 pub use gateway::{ConfigOutcome, Gateway, GatewaySpec};
 pub use metrics::Scrape;
-pub use routes::{ModelRoutes, PredictorRoute, RouteTable};
+pub use routes::{ModelRoutes, PredictorRoute, RouteTable, VirtualServiceRoutes};
 pub use upstream::{Echo, ModelServer};
 
 /// Why the harness could not do what a test asked: a missing Envoy or filter build, an

@@ -48,19 +48,17 @@ pub const STICKY_HEADER: &str = "x-user-id";
 
 /// The routes istiod would program for the sample models.
 pub fn routes() -> RouteTable {
-    RouteTable {
-        models: vec![
-            ModelRoutes::new(
-                "fraud",
-                "detector",
-                &[("main", 75), ("canary", 25), ("dark", 0)],
-            ),
-            ModelRoutes::new("credit", "scorer", &[("default", 100)]),
-            ModelRoutes::new("credit", "legacy", &[("default", 100)]),
-            ModelRoutes::new("public", "iris", &[("a", 50), ("b", 50)]).with_ab_header(IRIS_HEADER),
-            ModelRoutes::new("staging", "newmodel", &[("v1", 100)]),
-        ],
-    }
+    RouteTable::new(vec![
+        ModelRoutes::new(
+            "fraud",
+            "detector",
+            &[("main", 75), ("canary", 25), ("dark", 0)],
+        ),
+        ModelRoutes::new("credit", "scorer", &[("default", 100)]),
+        ModelRoutes::new("credit", "legacy", &[("default", 100)]),
+        ModelRoutes::new("public", "iris", &[("a", 50), ("b", 50)]).with_ab_header(IRIS_HEADER),
+        ModelRoutes::new("staging", "newmodel", &[("v1", 100)]),
+    ])
 }
 
 /// Issuer A's keys.

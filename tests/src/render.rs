@@ -1,0 +1,192 @@
+//! The controller's side of the end-to-end harness: `modelgate render --offline` run in
+//! process (the same pure generation), its YAML read back, and turned into what the
+//! gateway gets from istiod: the WasmPlugin's `pluginConfig`, unchanged, as the filter's
+//! configuration, and the VirtualServices bound to the gateway as its routes
+//! ([`crate::virtual_service`]).
+
+use std::collections::BTreeMap;
+
+use modelgate_controller::generate::WasmSource;
+use modelgate_controller::manifests::{self, Manifests};
+use modelgate_controller::{Inputs, Settings, generate, wasm};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::HarnessError;
+use crate::bootstrap::FILTER_NAME;
+use crate::gateway::GatewaySpec;
+use crate::routes::RouteTable;
+use crate::virtual_service;
+
+/// What `render` printed.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// The multi-document YAML, as `modelgate render` prints it.
+    pub yaml: String,
+    /// Its documents, read back.
+    pub objects: Vec<Value>,
+    /// The warnings `render` reports on standard error.
+    pub warnings: Vec<String>,
+}
+
+/// Renders SeldonDeployment manifests as `modelgate render --offline` does: no JWKS URI
+/// fetched, the WasmPlugin naming the module the controller embeds. Any model error is an
+/// error here: the harness serves what a valid manifest renders.
+pub fn render(manifest: &str, settings: &Settings) -> Result<Rendered, HarnessError> {
+    let mut read = Manifests::default();
+    manifests::read_text("manifest", manifest, &settings.default_namespace, &mut read)
+        .map_err(|e| HarnessError::new(e.to_string()))?;
+    let wasm = WasmSource::from_settings(settings, &wasm::filter_sha256());
+    let (no_keys, no_history) = (BTreeMap::new(), BTreeMap::new());
+    let generated = generate(
+        &read.seldon_deployments,
+        Inputs {
+            settings,
+            jwks: &no_keys,
+            last_good: &no_history,
+            wasm: &wasm,
+        },
+    );
+    let errors: Vec<String> = generated.errors().map(ToString::to_string).collect();
+    if !errors.is_empty() {
+        return Err(HarnessError::new(format!(
+            "render reported errors:\n{}",
+            errors.join("\n")
+        )));
+    }
+    let yaml = manifests::to_yaml(&generated.objects());
+    let objects = serde_yaml_ng::Deserializer::from_str(&yaml)
+        .map(Value::deserialize)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| HarnessError::new(format!("render's YAML does not read back: {e}")))?;
+    Ok(Rendered {
+        yaml,
+        objects,
+        warnings: generated.warnings().map(ToString::to_string).collect(),
+    })
+}
+
+impl Rendered {
+    /// The objects of one kind, in render order.
+    pub fn of_kind(&self, kind: &str) -> Vec<&Value> {
+        self.objects.iter().filter(|o| o["kind"] == kind).collect()
+    }
+
+    /// An object by kind and `<namespace>/<name>`.
+    pub fn object(&self, kind: &str, id: &str) -> Option<&Value> {
+        self.of_kind(kind).into_iter().find(|o| object_id(o) == id)
+    }
+
+    /// The one WasmPlugin, checked to be what the harness runs: the filter first in the
+    /// chain (`phase: AUTHN`), failing closed, with the root id the harness configures.
+    pub fn wasm_plugin(&self) -> Result<&Value, HarnessError> {
+        let plugins = self.of_kind("WasmPlugin");
+        let [plugin] = plugins.as_slice() else {
+            return Err(HarnessError::new(format!(
+                "expected one WasmPlugin, render printed {}",
+                plugins.len()
+            )));
+        };
+        let spec = &plugin["spec"];
+        for (field, expected) in [
+            ("phase", "AUTHN"),
+            ("failStrategy", "FAIL_CLOSE"),
+            ("pluginName", FILTER_NAME),
+        ] {
+            if spec[field] != expected {
+                return Err(HarnessError::new(format!(
+                    "WasmPlugin spec.{field} is {}, the harness runs the filter as {expected}",
+                    spec[field]
+                )));
+            }
+        }
+        Ok(plugin)
+    }
+
+    /// The filter's configuration: the WasmPlugin's `pluginConfig`, as the JSON istiod
+    /// hands to Envoy.
+    pub fn filter_config(&self) -> Result<String, HarnessError> {
+        let config = &self.wasm_plugin()?["spec"]["pluginConfig"];
+        if !config.is_object() {
+            return Err(HarnessError::new(format!(
+                "WasmPlugin spec.pluginConfig is not an object: {config}"
+            )));
+        }
+        Ok(config.to_string())
+    }
+
+    /// The routes istiod programs into the gateway `<namespace>/<name>` from the rendered
+    /// VirtualServices bound to it. The gateway must be one render creates (an HTTP server
+    /// on port 80 for every host), and every destination must be a subset some rendered
+    /// DestinationRule defines: istiod has no cluster for any other, and Envoy would
+    /// answer `503`.
+    pub fn route_table(&self, gateway: &str) -> Result<RouteTable, HarnessError> {
+        let gw = self
+            .object("Gateway", gateway)
+            .ok_or_else(|| HarnessError::new(format!("render printed no Gateway {gateway}")))?;
+        let serves_http = gw["spec"]["servers"].as_array().is_some_and(|servers| {
+            servers.iter().any(|s| {
+                s["port"]["number"] == 80
+                    && s["port"]["protocol"] == "HTTP"
+                    && s["hosts"]
+                        .as_array()
+                        .is_some_and(|h| h.contains(&"*".into()))
+            })
+        });
+        if !serves_http {
+            return Err(HarnessError::new(format!(
+                "Gateway {gateway} has no HTTP server on port 80 for every host: {}",
+                gw["spec"]
+            )));
+        }
+
+        let mut subsets: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for rule in self.of_kind("DestinationRule") {
+            let host = rule["spec"]["host"].as_str().unwrap_or_default();
+            for subset in rule["spec"]["subsets"].as_array().into_iter().flatten() {
+                subsets
+                    .entry(host)
+                    .or_default()
+                    .extend(subset["name"].as_str());
+            }
+        }
+
+        let mut table = RouteTable::default();
+        for vs in self.of_kind("VirtualService") {
+            let Some(routes) = virtual_service::translate(vs, gateway)? else {
+                continue;
+            };
+            for d in &routes.destinations {
+                if !subsets
+                    .get(d.host.as_str())
+                    .is_some_and(|s| s.contains(&d.predictor.as_str()))
+                {
+                    return Err(HarnessError::new(format!(
+                        "VirtualService {} routes to subset {} of {}, which no rendered DestinationRule defines",
+                        routes.id, d.predictor, d.host
+                    )));
+                }
+            }
+            table.virtual_services.push(routes);
+        }
+        Ok(table)
+    }
+
+    /// A gateway made of what render printed, for the gateway `<namespace>/<name>`.
+    pub fn gateway_spec(&self, gateway: &str) -> Result<GatewaySpec, HarnessError> {
+        Ok(GatewaySpec {
+            routes: self.route_table(gateway)?,
+            filter_config: self.filter_config()?,
+            workers: 1,
+        })
+    }
+}
+
+/// `<namespace>/<name>` of an object.
+pub fn object_id(object: &Value) -> String {
+    format!(
+        "{}/{}",
+        object["metadata"]["namespace"].as_str().unwrap_or_default(),
+        object["metadata"]["name"].as_str().unwrap_or_default()
+    )
+}
