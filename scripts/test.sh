@@ -11,3 +11,7 @@ bash "$repo/scripts/setup.sh"
 # --no-fail-fast: one failing test binary must not hide the results of the others.
 echo "test: cargo test --workspace --no-fail-fast"
 cargo test --workspace --no-fail-fast
+# The benchmark harness must keep working: a few seconds of every configuration under load,
+# answers checked, figures not asserted.
+echo "test: bash scripts/bench.sh --smoke"
+bash "$repo/scripts/bench.sh" --smoke > /dev/null

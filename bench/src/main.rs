@@ -1,0 +1,364 @@
+//! `modelgate-bench`: runs the benchmark and writes its report. `scripts/bench.sh` builds
+//! what it needs and runs it; `BENCHMARKS.md` explains the figures.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use modelgate_bench::comparison::{self, Comparison};
+use modelgate_bench::fleet;
+use modelgate_bench::load::LoadGenerator;
+use modelgate_bench::report::{self, Setting};
+use modelgate_bench::rig::Rig;
+use modelgate_bench::scale::{self, Scale};
+use modelgate_bench::tokens::Tokens;
+use modelgate_bench::workloads::Workload;
+use modelgate_e2e::locate;
+
+/// Benchmarks modelgate in a real Envoy against Istio's native JWT chain, and its cost
+/// from 10 to 100,000 models.
+#[derive(Parser, Debug)]
+#[command(name = "modelgate-bench")]
+struct Args {
+    /// A few seconds per configuration, tiny fleets: checks that every configuration
+    /// answers as it must under load (figures are not meaningful).
+    #[arg(long, conflicts_with = "quick")]
+    smoke: bool,
+    /// One short round of everything but the 100,000-model fleet (about a minute).
+    #[arg(long)]
+    quick: bool,
+    /// Rounds over all configurations (default: 3; 1 with --smoke or --quick).
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Seconds per measurement (default: 5; 1 with --smoke or --quick).
+    #[arg(long)]
+    duration: Option<u64>,
+    /// Only the gateway comparison, or only the scale measurements.
+    #[arg(long, value_parser = ["compare", "scale"])]
+    only: Option<String>,
+    /// Where the report and raw results go (default: <target>/bench).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The controller binary (default: `modelgate` beside this binary).
+    #[arg(long)]
+    modelgate: Option<PathBuf>,
+    /// The no-op filter (default: <target>/wasm32-wasip1/release/modelgate_bench_noop.wasm).
+    #[arg(long)]
+    noop_wasm: Option<PathBuf>,
+    /// Do not pin Envoy and the load generator to separate CPUs.
+    #[arg(long)]
+    no_pin: bool,
+}
+
+/// Tokens in the cold workload's pool: more than modelgate's and jwt_authn's caches hold
+/// (8192), so a token comes back only after it has been evicted.
+const POOL: usize = 12_000;
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("modelgate-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the benchmark; `Ok(false)` when some response was not what it must be.
+fn run(args: Args) -> Result<bool> {
+    let started = Instant::now();
+    let started_at = utc_now();
+    let load_before = load_average();
+    let mode = if args.smoke {
+        "smoke"
+    } else if args.quick {
+        "quick"
+    } else {
+        "full"
+    };
+    let short = args.smoke || args.quick;
+    let rounds = args.rounds.unwrap_or(if short { 1 } else { 3 });
+    let duration = Duration::from_secs(args.duration.unwrap_or(if short { 1 } else { 5 }));
+    let warmup = Duration::from_secs(if args.smoke { 0 } else { 1 });
+    let pool = if args.smoke { 64 } else { POOL };
+
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| locate::repo_root().join("target"));
+    let out = args.out.clone().unwrap_or_else(|| target.join("bench"));
+    let work = out.join("work");
+    let _ = fs::remove_dir_all(&work);
+    fs::create_dir_all(&work)?;
+
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let pin = !args.no_pin && cpus >= 2;
+    let (envoy_cpu, load_cpu) = if pin {
+        (Some(cpus - 1), Some(0))
+    } else {
+        (None, None)
+    };
+    let modelgate = match args.modelgate.clone() {
+        Some(path) => path,
+        None => std::env::current_exe()?
+            .parent()
+            .context("no directory of the running binary")?
+            .join("modelgate"),
+    };
+    let noop_wasm = args
+        .noop_wasm
+        .clone()
+        .unwrap_or_else(|| target.join("wasm32-wasip1/release/modelgate_bench_noop.wasm"));
+    require(
+        &modelgate,
+        "cargo build -p modelgate-controller --bin modelgate (release: --release)",
+    )?;
+    require(
+        &noop_wasm,
+        "cargo build -p modelgate-bench-noop-filter --target wasm32-wasip1 --release",
+    )?;
+
+    eprintln!("bench: minting {pool} tokens");
+    let tokens = Tokens::mint(pool);
+    let load = LoadGenerator::detect(&work.join("load"), load_cpu)?;
+    load.prepare_pool(&tokens.pool)?;
+    let rig = Rig {
+        work: work.clone(),
+        filter_wasm: locate::filter_wasm()?,
+        noop_wasm,
+        modelgate,
+        tokens,
+        load,
+        envoy_cpu,
+    };
+    eprintln!("bench: load generator: {}", rig.load.name());
+
+    let mut comparison = Comparison::default();
+    if args.only.as_deref() != Some("scale") {
+        let plugin_config = single_model_config(&rig)?;
+        let plan = comparison::Plan {
+            rounds,
+            duration,
+            warmup,
+            steps: comparison_steps(mode),
+        };
+        comparison = comparison::run(&rig, &plan, &plugin_config)?;
+    }
+    let mut scale = Scale::default();
+    if args.only.as_deref() != Some("compare") {
+        scale = scale::run(&rig, &scale_plan(mode, rounds, duration, warmup))?;
+    }
+
+    let setting = Setting {
+        mode: mode.to_string(),
+        command: std::env::var("MODELGATE_BENCH_COMMAND")
+            .unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" ")),
+        started: started_at,
+        wall_s: started.elapsed().as_secs_f64(),
+        cpus,
+        cpu_model: cpu_model(),
+        memory_mib: memory_mib(),
+        kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        envoy: envoy_version(),
+        load_generator: match &rig.load {
+            LoadGenerator::Wrk { .. } => format!("{} one thread", wrk_version()),
+            LoadGenerator::Builtin => rig.load.name().to_string(),
+        },
+        load_average: (load_before, load_average()),
+        pinning: match (envoy_cpu, load_cpu) {
+            (Some(e), Some(l)) => {
+                format!("Envoy (--concurrency 1) pinned to CPU {e}, the load generator to CPU {l}")
+            }
+            _ => "Envoy (--concurrency 1) and the load generator not pinned".to_string(),
+        },
+        plan: format!(
+            "{rounds} round(s), {} s per measurement, {} s warm-up, cold pool of {pool} tokens",
+            duration.as_secs(),
+            warmup.as_secs()
+        ),
+    };
+    let markdown = report::markdown(&setting, &comparison, &scale);
+    fs::write(out.join("report.md"), &markdown)?;
+    fs::write(
+        out.join("results.json"),
+        serde_json::to_vec_pretty(&serde_json::json!({
+            "setting": setting, "comparison": comparison, "scale": scale,
+            "verdicts": report::verdicts(&comparison, &scale),
+        }))?,
+    )?;
+    println!("{markdown}");
+    eprintln!(
+        "bench: report in {} ({:.0} s)",
+        out.join("report.md").display(),
+        started.elapsed().as_secs_f64()
+    );
+    let clean = comparison.anomalies.is_empty() && scale.anomalies.is_empty();
+    if !clean {
+        eprintln!("bench: some responses were not what their configuration must answer:");
+        for anomaly in comparison.anomalies.iter().chain(&scale.anomalies) {
+            eprintln!("  {anomaly}");
+        }
+    }
+    Ok(clean)
+}
+
+fn require(path: &Path, build: &str) -> Result<()> {
+    if !path.is_file() {
+        bail!(
+            "{} does not exist: build it with `{build}` (scripts/bench.sh does)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// modelgate's configuration for the comparison: `modelgate render` of one SeldonDeployment
+/// annotated with the policy the other chains enforce.
+fn single_model_config(rig: &Rig) -> Result<String> {
+    let dir = rig.work.join("compare/fleet");
+    fleet::write_seldon_deployments(&dir.join("manifests"), 1, &rig.tokens.jwks)?;
+    let output = dir.join("render.yaml");
+    fleet::render(&rig.modelgate, &dir.join("manifests"), &output)?;
+    fleet::plugin_config(&fs::read_to_string(&output)?)
+}
+
+/// The measurements of each chain in each round.
+fn comparison_steps(mode: &str) -> Vec<(Workload, u32)> {
+    match mode {
+        // Every workload's answers are checked before load anyway; under load, the two
+        // that exercise the wrk scripts.
+        "smoke" => vec![(Workload::Hot, 4), (Workload::Cold, 4)],
+        "quick" => Workload::ALL.iter().map(|&w| (w, 16)).collect(),
+        _ => {
+            let mut steps = Vec::new();
+            for workload in [Workload::Hot, Workload::Cold] {
+                for connections in [1, 16, 64] {
+                    steps.push((workload, connections));
+                }
+            }
+            for workload in [
+                Workload::BadSignature,
+                Workload::Expired,
+                Workload::MissingClaim,
+                Workload::Prometheus,
+            ] {
+                steps.push((workload, 16));
+            }
+            steps
+        }
+    }
+}
+
+fn scale_plan(mode: &str, rounds: usize, duration: Duration, warmup: Duration) -> scale::Plan {
+    let (sizes, render_timed, render_repeats, per_vm) = match mode {
+        "smoke" => (vec![10], vec![], 1, false),
+        "quick" => (vec![10, 1_000, 10_000], vec![1_000, 10_000], 1, false),
+        _ => (
+            vec![10, 1_000, 10_000, 100_000],
+            vec![1_000, 10_000],
+            3,
+            true,
+        ),
+    };
+    scale::Plan {
+        cpu_sizes: sizes
+            .iter()
+            .copied()
+            .filter(|&n| n == 10 || n == 10_000)
+            .collect(),
+        sizes,
+        render_timed,
+        render_repeats,
+        rounds,
+        duration,
+        warmup,
+        connections: if mode == "smoke" { 4 } else { 16 },
+        per_vm,
+    }
+}
+
+fn cpu_model() -> String {
+    fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown CPU".to_string(), |(_, m)| m.trim().to_string())
+}
+
+fn memory_mib() -> u64 {
+    fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib / 1024)
+}
+
+fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn envoy_version() -> String {
+    let Ok(binary) = locate::envoy_binary() else {
+        return "unknown".into();
+    };
+    Command::new(binary)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).to_string();
+            let version = text.split("version: ").nth(1)?.trim().to_string();
+            Some(version)
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn wrk_version() -> String {
+    Command::new("wrk")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).to_string();
+            text.lines()
+                .next()
+                .map(|l| l.split(" [").next().unwrap_or(l).trim().to_string())
+        })
+        .unwrap_or_else(|| "wrk".into())
+}
+
+/// The current UTC time as `YYYY-MM-DD HH:MM UTC` (civil-from-days, proleptic Gregorian).
+fn utc_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let rem = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rem / 3600,
+        (rem % 3600) / 60
+    )
+}

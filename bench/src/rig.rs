@@ -1,0 +1,134 @@
+//! What every measurement needs: the built artifacts, the tokens, the load generator, the
+//! CPUs Envoy and the load generator run on, and a scratch directory; and Envoy started
+//! with one of the compared chains.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use modelgate_e2e::bootstrap::ecds_document;
+use modelgate_e2e::{Client, Request};
+
+use crate::chains::{self, Chain};
+use crate::envoy::Envoy;
+use crate::load::LoadGenerator;
+use crate::tokens::Tokens;
+use crate::workloads::Workload;
+
+/// The benchmark's fixed inputs.
+pub struct Rig {
+    /// Scratch directory (bootstraps, logs, rendered manifests).
+    pub work: PathBuf,
+    /// The built modelgate filter.
+    pub filter_wasm: PathBuf,
+    /// The built no-op filter.
+    pub noop_wasm: PathBuf,
+    /// The controller binary, `modelgate`.
+    pub modelgate: PathBuf,
+    /// The issuer's key set and the workloads' tokens.
+    pub tokens: Tokens,
+    /// `wrk`, or the built-in loop.
+    pub load: LoadGenerator,
+    /// The CPU Envoy is pinned to (the load generator gets another one).
+    pub envoy_cpu: Option<usize>,
+}
+
+impl Rig {
+    /// Starts Envoy with `chain` in `dir`. `plugin_config` is modelgate's configuration
+    /// (ignored by the other chains); the Wasm chains get their filter by ECDS.
+    pub fn start(
+        &self,
+        dir: &Path,
+        chain: Chain,
+        plugin_config: &str,
+        workers: u32,
+    ) -> Result<Envoy> {
+        let _ = fs::remove_dir_all(dir);
+        let ecds_file = dir.join("ecds").join("filter.json");
+        fs::create_dir_all(dir.join("ecds"))?;
+        match chain {
+            Chain::NoopWasm => write_ecds(&ecds_file, 1, &self.noop_wasm, "{}")?,
+            Chain::Modelgate => write_ecds(&ecds_file, 1, &self.filter_wasm, plugin_config)?,
+            _ => {}
+        }
+        let bootstrap = chains::bootstrap(chain, &self.tokens.jwks, &ecds_file);
+        Envoy::start(dir, &bootstrap, workers, self.envoy_cpu)
+    }
+
+    /// Sends a new ECDS version of modelgate's configuration, one that adds the model
+    /// `probe` (`<ns>/<name>`, unknown before, so its requests passed through with `200`),
+    /// and returns how long Envoy took to report the version applied and how long until
+    /// the worker refuses a request to `probe` without a token (`401`): the new
+    /// configuration in force.
+    pub fn update_modelgate(
+        &self,
+        envoy: &Envoy,
+        dir: &Path,
+        version: u64,
+        plugin_config: &str,
+        probe: &str,
+    ) -> Result<(Duration, Duration)> {
+        let request = Request::get(&format!("/seldon/{probe}/api/v1.0/predictions"));
+        let status = Client::new(envoy.address()).send(&request)?.status;
+        if status != 200 {
+            bail!("before the update, {probe} is answered {status}, not passed through");
+        }
+        let (_, rejected_before) = envoy.ecds_state()?;
+        let ecds_file = dir.join("ecds").join("filter.json");
+        let started = Instant::now();
+        write_ecds(&ecds_file, version, &self.filter_wasm, plugin_config)?;
+        let applied = loop {
+            let (applied, rejected) = envoy.ecds_state()?;
+            if applied == version.to_string() {
+                break started.elapsed();
+            }
+            if rejected > rejected_before {
+                bail!(envoy.failure(&format!("ECDS version {version} was refused")));
+            }
+            if started.elapsed() > Duration::from_secs(120) {
+                bail!(envoy.failure(&format!("ECDS version {version} was never applied")));
+            }
+            thread::sleep(Duration::from_millis(1));
+        };
+        let mut client = Client::new(envoy.address());
+        loop {
+            if client.send(&request).is_ok_and(|r| r.status == 401) {
+                return Ok((applied, started.elapsed()));
+            }
+            if started.elapsed() > Duration::from_secs(120) {
+                bail!(envoy.failure(&format!("{probe} never required a token after the update")));
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Waits until the listener answers the hot workload's request with `status`, and
+    /// returns the time from Envoy's spawn until then.
+    pub fn time_until_serving(&self, envoy: &Envoy, status: u16) -> Result<Duration> {
+        let request: Request = Workload::Hot.request(Some(&self.tokens.hot));
+        loop {
+            if let Ok(response) = Client::new(envoy.address()).send(&request)
+                && response.status == status
+            {
+                return Ok(envoy.started().elapsed());
+            }
+            if envoy.started().elapsed() > Duration::from_secs(120) {
+                bail!(envoy.failure(&format!("the listener never answered {status}")));
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+/// Writes an ECDS document so that Envoy's watcher sees the old or the new one, never half.
+fn write_ecds(file: &Path, version: u64, wasm: &Path, config: &str) -> Result<()> {
+    let tmp = file.with_extension("tmp");
+    fs::write(
+        &tmp,
+        serde_json::to_vec(&ecds_document(version, wasm, config))?,
+    )?;
+    fs::rename(&tmp, file)?;
+    Ok(())
+}
