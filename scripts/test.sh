@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace: the filter core's unit tests, the controller's, and the
-# end-to-end tests that run the built filter inside a real Envoy. Sets up what they need
-# first (scripts/setup.sh). Fails if any test fails.
+# Runs every test of the workspace: the filter core's unit tests, the controller's, the
+# end-to-end tests that run the built filter inside a real Envoy, and the tests of deploy/
+# (the Helm chart rendered by Helm's engine, its RBAC, the examples). Sets up what they need
+# first (scripts/setup.sh, deploy/tests/run.sh). Fails if any test fails.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,3 +16,5 @@ cargo test --workspace --no-fail-fast
 # answers checked, figures not asserted.
 echo "test: bash scripts/bench.sh --smoke"
 bash "$repo/scripts/bench.sh" --smoke > /dev/null
+echo "test: deploy/tests (the Helm chart, its RBAC, the examples)"
+bash "$repo/deploy/tests/run.sh"

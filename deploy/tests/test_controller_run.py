@@ -1,0 +1,192 @@
+"""The real `modelgate run`, with the settings file the chart renders, against a recording
+in-memory API server (fake_api.py): every request it makes must be one of the calls
+derived from its source (api_calls.py) and allowed by the chart's RBAC. This catches what
+reading the source could miss, such as a library's own calls."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+import yaml
+
+import api_calls
+import chart
+from fake_api import FakeApi, Recorded
+from rbac import Rbac, Request
+
+MANAGED = {"app.kubernetes.io/managed-by": "modelgate"}
+
+
+def sdep(name: str, annotations: dict, predictors: list[tuple[str, int]]) -> dict:
+    return {
+        "apiVersion": "machinelearning.seldon.io/v1",
+        "kind": "SeldonDeployment",
+        "metadata": {"name": name, "namespace": "models"},
+        "spec": {
+            "annotations": annotations,
+            "predictors": [{"name": p, "traffic": t, "graph": {"name": "m", "type": "MODEL"}} for p, t in predictors],
+        },
+    }
+
+
+def seed(api: FakeApi, authorization_policy: bool) -> None:
+    for path in chart.CRDS.glob("*.yaml"):
+        for crd in yaml.safe_load_all(path.read_text()):
+            if crd:
+                api.add("apiextensions.k8s.io", "customresourcedefinitions", crd)
+    # A model on a Gateway that does not exist (created), one on a Gateway that is not the
+    # controller's (left alone), and one whose annotations are wrong (a Warning Event).
+    api.add("machinelearning.seldon.io", "seldondeployments", sdep("iris", {"seldon.io/istio-gateway": "edge/models-gateway"}, [("main", 75), ("canary", 25)]))
+    api.add("machinelearning.seldon.io", "seldondeployments", sdep("wine", {}, [("main", 100)]))
+    api.add("machinelearning.seldon.io", "seldondeployments", sdep("broken", {"seldon.io/auth-mode": "permissive"}, [("main", 100)]))
+    api.add("networking.istio.io", "gateways", {
+        "apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+        "metadata": {"name": "seldon-gateway", "namespace": "istio-system", "labels": {"app.kubernetes.io/managed-by": "Helm"}},
+        "spec": {"selector": {"istio": "ingressgateway"}, "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}]},
+    })
+    # Leftovers the controller must clean up: an unused managed Gateway, the
+    # DestinationRule of a predictor that is gone, and (with the option off) a policy.
+    api.add("networking.istio.io", "gateways", {
+        "apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+        "metadata": {"name": "unused", "namespace": "old", "labels": dict(MANAGED)},
+        "spec": {"selector": {"istio": "ingressgateway"}, "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}]},
+    })
+    api.add("networking.istio.io", "destinationrules", {
+        "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+        "metadata": {"name": "iris-retired", "namespace": "models", "labels": {**MANAGED, "modelgate.seldon.io/seldon-deployment": "iris"}},
+        "spec": {
+            "host": "iris-retired.models.svc.cluster.local",
+            "subsets": [{"name": "retired", "labels": {"version": "retired"}}],
+            "trafficPolicy": {"connectionPool": {"http": {"idleTimeout": "60s"}}},
+        },
+    })
+    if not authorization_policy:
+        api.add("security.istio.io", "authorizationpolicies", {
+            "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": "wine", "namespace": "models", "labels": {**MANAGED, "modelgate.seldon.io/seldon-deployment": "wine"}},
+            "spec": {"selector": {"matchLabels": {"seldon-deployment-id": "wine"}}, "action": "ALLOW", "rules": []},
+        })
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_controller(api: FakeApi, config: dict, tmp_path, done, timeout: float = 60) -> str:
+    config = {**config, "run": {**config["run"], "listen": f"127.0.0.1:{free_port()}"}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "kubeconfig").write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+        "clusters": [{"name": "fake", "cluster": {"server": api.url}}],
+        "users": [{"name": "fake", "user": {"token": "test"}}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake", "namespace": "default"}}],
+    }))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELGATE_") and k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
+    env.update(KUBECONFIG=str(tmp_path / "kubeconfig"), POD_NAME="modelgate-0", RUST_LOG="info")
+    log = tmp_path / "controller.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [str(chart.modelgate_binary()), "run", "--config", str(tmp_path / "config.yaml")],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and not done(api) and process.poll() is None:
+                time.sleep(0.2)
+            time.sleep(1)  # let in-flight requests finish
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    return log.read_text()
+
+
+def has(api: FakeApi, verb: str, resource: str) -> bool:
+    return any(r.verb == verb and r.resource == resource for r in api.seen())
+
+
+# What one pass of the running controller must have done (per-model reconciliation,
+# leader election, the start-up check, the watches, a Warning Event).
+EXPECTED = {
+    ("get", "customresourcedefinitions"), ("get", "leases"), ("create", "leases"), ("patch", "leases"),
+    ("list", "seldondeployments"), ("watch", "seldondeployments"), ("list", "virtualservices"), ("watch", "virtualservices"),
+    ("get", "virtualservices"), ("patch", "virtualservices"), ("create", "virtualservices"),
+    ("get", "destinationrules"), ("patch", "destinationrules"), ("create", "destinationrules"),
+    ("list", "destinationrules"), ("delete", "destinationrules"), ("create", "events"), ("get", "authorizationpolicies"),
+}
+# The shared objects: managed Gateways and the WasmPlugin (reconcile_global).
+SHARED = {
+    ("get", "gateways"), ("patch", "gateways"), ("create", "gateways"), ("list", "gateways"), ("delete", "gateways"),
+    ("get", "wasmplugins"), ("patch", "wasmplugins"), ("create", "wasmplugins"),
+}
+
+
+def observe(authorization_policy: bool, tmp_path, wanted: set, timeout: float = 60):
+    values = {"settings": {"defaultAuth": "none", "authorizationPolicy": authorization_policy}}
+    objects = chart.render(values)
+    config = chart.controller_config(objects)
+    with FakeApi() as api:
+        seed(api, authorization_policy)
+        log = run_controller(api, config, tmp_path, lambda a: wanted <= {(r.verb, r.resource) for r in a.seen()}, timeout)
+        return objects, api.seen(), log
+
+
+def expected_for(authorization_policy: bool) -> set:
+    return set(EXPECTED) | (
+        {("patch", "authorizationpolicies"), ("create", "authorizationpolicies"), ("watch", "authorizationpolicies")}
+        if authorization_policy
+        else {("delete", "authorizationpolicies")}
+    )
+
+
+@pytest.mark.parametrize("authorization_policy", [True, False], ids=["authorization-policy", "defaults"])
+def test_every_request_of_the_running_controller_is_derived_and_allowed(authorization_policy, tmp_path):
+    expected = expected_for(authorization_policy)
+    objects, seen, log = observe(authorization_policy, tmp_path, expected)
+    account = chart.one(objects, "ServiceAccount")
+    rbac = Rbac(objects, account["metadata"]["namespace"], account["metadata"]["name"])
+
+    observed = {(r.verb, r.resource) for r in seen}
+    assert expected <= observed, f"the controller did not get as far as expected: missing {sorted(expected - observed)}\n{log[-3000:]}"
+
+    derived = {c.key: c for c in api_calls.derive_all()}
+    cluster_wide = {c.key for c in api_calls.derive_all() if c.cluster_wide}
+    for request in sorted(seen, key=str):
+        key = (request.group, request.resource, request.verb)
+        assert key in derived, f"{request} is not among the calls derived from the source"
+        if request.namespace is None and request.resource != "customresourcedefinitions":
+            assert key in cluster_wide, f"{request} is cluster-wide, the derivation says namespaced"
+        name = None if request.verb in ("create", "list", "watch") else request.name
+        assert rbac.allows(Request(request.verb, request.group, request.resource, request.namespace, name)), (
+            f"the chart's RBAC denies {request}"
+        )
+    assert Recorded("delete", "networking.istio.io", "destinationrules", "models", "iris-retired") in seen
+    # The Gateway that is not the controller's is never written.
+    assert not [r for r in seen if r.resource == "gateways" and r.name == "seldon-gateway" and r.verb != "get"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="controller bug: run.rs's shared-object loop awaits Store::wait_until_ready(), and kube-runtime's "
+    "DelayedInit wakes only the last of its waiters (a oneshot receiver keeps one waker), which is the "
+    "Controller's own runner; so the loop never starts, no Gateway or WasmPlugin is ever applied and /readyz "
+    "stays 503 on the leader. Remove this marker when the controller is fixed.",
+)
+def test_the_running_controller_reconciles_gateways_and_the_wasm_plugin(tmp_path):
+    wanted = expected_for(True) | SHARED
+    objects, seen, log = observe(True, tmp_path, wanted, timeout=20)
+    observed = {(r.verb, r.resource) for r in seen}
+    assert SHARED <= observed, f"missing {sorted(SHARED - observed)}"
+    helm_gateway = [r for r in seen if r.resource == "gateways" and r.name == "seldon-gateway"]
+    assert helm_gateway and all(r.verb == "get" for r in helm_gateway)
+    assert Recorded("delete", "networking.istio.io", "gateways", "old", "unused") in seen
