@@ -51,6 +51,10 @@ struct Args {
     /// Do not pin Envoy and the load generator to separate CPUs.
     #[arg(long)]
     no_pin: bool,
+    /// Only write the comparison's configuration and tokens into <out>/profile-inputs
+    /// (what bench/profile/profile.sh runs the filter on) and stop.
+    #[arg(long)]
+    profile_inputs: bool,
 }
 
 /// Tokens in the cold workload's pool: more than modelgate's and jwt_authn's caches hold
@@ -137,8 +141,18 @@ fn run(args: Args) -> Result<bool> {
     eprintln!("bench: load generator: {}", rig.load.name());
 
     let mut comparison = Comparison::default();
+    if args.profile_inputs {
+        let plugin_config = single_model_config(&rig)?;
+        write_profile_inputs(&out.join("profile-inputs"), &rig.tokens, &plugin_config)?;
+        eprintln!(
+            "bench: profile inputs in {}",
+            out.join("profile-inputs").display()
+        );
+        return Ok(true);
+    }
     if args.only.as_deref() != Some("scale") {
         let plugin_config = single_model_config(&rig)?;
+        write_profile_inputs(&out.join("profile-inputs"), &rig.tokens, &plugin_config)?;
         let plan = comparison::Plan {
             rounds,
             duration,
@@ -226,6 +240,23 @@ fn single_model_config(rig: &Rig) -> Result<String> {
     let output = dir.join("render.yaml");
     fleet::render(&rig.modelgate, &dir.join("manifests"), &output)?;
     fleet::plugin_config(&fs::read_to_string(&output)?)
+}
+
+/// The comparison's configuration and tokens, as files for `bench/profile/profile.sh`
+/// (the filter in node's V8 under a profiler).
+fn write_profile_inputs(dir: &Path, tokens: &Tokens, plugin_config: &str) -> Result<()> {
+    fs::create_dir_all(dir)?;
+    fs::write(dir.join("plugin-config.json"), plugin_config)?;
+    for (file, token) in [
+        ("hot.txt", &tokens.hot),
+        ("bad-signature.txt", &tokens.bad_signature),
+        ("expired.txt", &tokens.expired),
+        ("missing-claim.txt", &tokens.missing_claim),
+    ] {
+        fs::write(dir.join(file), format!("{token}\n"))?;
+    }
+    fs::write(dir.join("pool.txt"), tokens.pool.join("\n") + "\n")?;
+    Ok(())
 }
 
 /// The measurements of each chain in each round.
