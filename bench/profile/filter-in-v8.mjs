@@ -6,6 +6,7 @@
 //   node filter-in-v8.mjs FILTER.wasm CONFIG.json TOKENS.txt hot|cold|none REQUESTS
 //
 // hot: the first token on every request; cold: each token once, in turn; none: no token.
+// It also prints the VM's linear memory after configuration and after the requests.
 import fs from 'node:fs';
 import { webcrypto } from 'node:crypto';
 
@@ -115,6 +116,7 @@ x._initialize();
 x.proxy_on_context_create(1, 0);
 x.proxy_on_vm_start(1, 0);
 if (!x.proxy_on_configure(1, config.length)) throw new Error('configuration refused');
+const configuredBytes = x.memory.buffer.byteLength;
 
 const path = '/seldon/bench/model-0/api/v1.0/predictions';
 const body = '{"data":{"ndarray":[[5.1,3.5,1.4,0.2]]}}';
@@ -147,4 +149,9 @@ statuses.clear();
 const start = process.hrtime.bigint();
 for (let i = warmup; i < warmup + requests; i++) oneRequest(i);
 const micros = Number(process.hrtime.bigint() - start) / 1000 / requests;
-console.log(JSON.stringify({ mode, requests, us_per_request: Number(micros.toFixed(2)), statuses: Object.fromEntries(statuses) }));
+const mib = (b) => Number((b / 1048576).toFixed(1));
+console.log(JSON.stringify({
+  mode, requests, us_per_request: Number(micros.toFixed(2)), statuses: Object.fromEntries(statuses),
+  // The VM's linear memory (it never shrinks): after on_configure, and after the requests.
+  linear_memory_mib: { configured: mib(configuredBytes), after_requests: mib(x.memory.buffer.byteLength) },
+}));

@@ -208,6 +208,8 @@ fn render_fleet(rig: &Rig, plan: &Plan, models: usize) -> Result<(Fleet, String)
             .map(|r| (r.wall.as_secs_f64() * 1000.0, r.peak_rss_kib))
             .collect(),
     };
+    // Kept for bench/profile/filter-in-v8.mjs (linear memory of a VM with this fleet).
+    fs::write(dir.join("plugin-config.json"), &config)?;
     // The manifests and the output of the largest fleets run to hundreds of MB.
     drop(text);
     let _ = fs::remove_dir_all(&manifests);
