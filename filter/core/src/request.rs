@@ -50,12 +50,6 @@ impl<'a> Request<'a> {
             && self.header("origin").is_some()
             && self.header("access-control-request-method").is_some()
     }
-
-    /// Whether this is a gRPC request (`content-type: application/grpc*`).
-    pub fn is_grpc(&self) -> bool {
-        self.header("content-type")
-            .is_some_and(|ct| ct.len() >= 16 && ct[..16].eq_ignore_ascii_case("application/grpc"))
-    }
 }
 
 /// A `(namespace, name)` pair a request names, normalised for lookup.
@@ -89,14 +83,15 @@ pub fn model_from_path(path: &str) -> Option<ModelName<'_>> {
     Some(ModelName { namespace, name })
 }
 
-/// The model gRPC headers name (`seldon: <name>`, `namespace: <ns>`), when the request is
-/// gRPC. A repeated header is ambiguous.
+/// The model Seldon's gRPC headers name (`seldon: <name>`, `namespace: <ns>`). A repeated
+/// header is ambiguous.
+///
+/// The content type is deliberately not required: Seldon's gRPC routes match the path and
+/// these headers only, so a request with any content type can be delivered by them, and
+/// what the routes deliver the filter must guard.
 pub fn model_from_grpc_headers<'a>(
     request: &Request<'a>,
 ) -> Result<Option<ModelName<'a>>, AddressError> {
-    if !request.is_grpc() {
-        return Ok(None);
-    }
     let name = single_value(request, "seldon")?;
     let namespace = single_value(request, "namespace")?;
     Ok(match (namespace, name) {
@@ -230,7 +225,7 @@ mod tests {
     }
 
     #[test]
-    fn grpc_headers_name_a_model_only_for_grpc_requests() {
+    fn seldon_headers_name_a_model_whatever_the_content_type() {
         let grpc = h(&[
             ("content-type", "application/grpc+proto"),
             ("seldon", "m"),
@@ -239,13 +234,19 @@ mod tests {
         let r = req("POST", "/seldon.protos.Seldon/Predict", &grpc);
         assert_eq!(addressed_model(&r), Ok(named("ns", "m")));
 
-        let json = h(&[
-            ("content-type", "application/json"),
-            ("seldon", "m"),
-            ("namespace", "ns"),
-        ]);
-        let r = req("POST", "/seldon.protos.Seldon/Predict", &json);
-        assert_eq!(addressed_model(&r), Ok(None));
+        // Whatever the content type: Seldon's gRPC routes do not look at it.
+        for content_type in [None, Some("application/json"), Some("text/plain")] {
+            let mut headers = h(&[("seldon", "m"), ("namespace", "ns")]);
+            if let Some(ct) = content_type {
+                headers.push(("content-type".into(), ct.into()));
+            }
+            let r = req("POST", "/seldon.protos.Seldon/Predict", &headers);
+            assert_eq!(
+                addressed_model(&r),
+                Ok(named("ns", "m")),
+                "{content_type:?}"
+            );
+        }
 
         let no_ns = h(&[("content-type", "application/grpc"), ("seldon", "m")]);
         let r = req("POST", "/seldon.protos.Seldon/Predict", &no_ns);
