@@ -200,10 +200,15 @@ pub struct ClientTls {
     namespaced,
     schema = "disabled"
 )]
+// Gateways are also read back from the cluster, including ones this controller did not
+// write and must leave alone: every field defaults, so a Gateway using fields or shapes
+// modelgate never writes (`tls.httpsRedirect` alone, no selector) still reads.
 pub struct GatewaySpec {
     /// Gateway pods.
+    #[serde(default)]
     pub selector: BTreeMap<String, String>,
     /// Listeners.
+    #[serde(default)]
     pub servers: Vec<Server>,
 }
 
@@ -211,8 +216,10 @@ pub struct GatewaySpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Server {
     /// Port.
+    #[serde(default)]
     pub port: ServerPort,
     /// Hosts served.
+    #[serde(default)]
     pub hosts: Vec<String>,
     /// TLS settings for HTTPS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -220,7 +227,8 @@ pub struct Server {
 }
 
 /// A listener port.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ServerPort {
     /// Number.
     pub number: u32,
@@ -231,8 +239,8 @@ pub struct ServerPort {
 }
 
 /// Server TLS.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct ServerTls {
     /// `SIMPLE`.
     pub mode: String,
@@ -335,4 +343,31 @@ pub struct Operation {
     pub paths: Vec<String>,
     /// Ports.
     pub ports: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateways_written_by_others_still_read() {
+        let live: Gateway = serde_json::from_value(serde_json::json!({
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": "edge", "namespace": "istio-system"},
+            "spec": {"servers": [
+                {"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"],
+                 "tls": {"httpsRedirect": true}},
+                {"port": {"number": 443, "name": "https", "protocol": "HTTPS", "targetPort": 8443},
+                 "hosts": ["*"], "tls": {"mode": "MUTUAL", "credentialName": "c", "minProtocolVersion": "TLSV1_3"}}
+            ]}
+        }))
+        .expect("a foreign Gateway must parse");
+        assert!(live.spec.selector.is_empty());
+        assert_eq!(live.spec.servers[0].tls, Some(ServerTls::default()));
+        assert_eq!(
+            live.spec.servers[1].tls.as_ref().map(|t| t.mode.as_str()),
+            Some("MUTUAL")
+        );
+    }
 }

@@ -232,8 +232,15 @@ async fn lead(
         let mut done = done_rx.clone();
         let server = server.clone();
         tokio::spawn(async move {
-            if store.wait_until_ready().await.is_err() {
-                return;
+            // kube-runtime's readiness signal wakes only the task that polled it last (a
+            // oneshot keeps one waker), and the Controller polls it too: poll again every
+            // second, which returns at once after anyone has seen the store ready.
+            loop {
+                match tokio::time::timeout(Duration::from_secs(1), store.wait_until_ready()).await {
+                    Ok(Ok(())) => break,
+                    Ok(Err(_)) => return,
+                    Err(_elapsed) => continue,
+                }
             }
             server.ready.store(true, Ordering::Relaxed);
             let mut last: Option<(u64, Instant)> = None;

@@ -175,13 +175,6 @@ def test_every_request_of_the_running_controller_is_derived_and_allowed(authoriz
     assert not [r for r in seen if r.resource == "gateways" and r.name == "seldon-gateway" and r.verb != "get"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="controller bug: run.rs's shared-object loop awaits Store::wait_until_ready(), and kube-runtime's "
-    "DelayedInit wakes only the last of its waiters (a oneshot receiver keeps one waker), which is the "
-    "Controller's own runner; so the loop never starts, no Gateway or WasmPlugin is ever applied and /readyz "
-    "stays 503 on the leader. Remove this marker when the controller is fixed.",
-)
 def test_the_running_controller_reconciles_gateways_and_the_wasm_plugin(tmp_path):
     wanted = expected_for(True) | SHARED
     objects, seen, log = observe(True, tmp_path, wanted, timeout=20)
