@@ -99,11 +99,10 @@ fn run(args: Args) -> Result<bool> {
     fs::create_dir_all(&work)?;
 
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    let pin = !args.no_pin && cpus >= 2;
-    let (envoy_cpu, load_cpu) = if pin {
-        (Some(cpus - 1), Some(0))
-    } else {
-        (None, None)
+    let allowed = allowed_cpus();
+    let (envoy_cpu, load_cpu) = match allowed.as_slice() {
+        [first, .., last] if !args.no_pin => (Some(*last), Some(*first)),
+        _ => (None, None),
     };
     let modelgate = match args.modelgate.clone() {
         Some(path) => path,
@@ -312,6 +311,19 @@ fn scale_plan(mode: &str, rounds: usize, duration: Duration, warmup: Duration) -
         connections: if mode == "smoke" { 4 } else { 16 },
         per_vm,
     }
+}
+
+/// The CPUs this process may run on (a container may be given fewer than the machine has).
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it for this process.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    if unsafe { libc::sched_getaffinity(0, size, &mut set) } != 0 {
+        return Vec::new();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect()
 }
 
 fn cpu_model() -> String {
