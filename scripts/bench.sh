@@ -9,7 +9,8 @@
 #
 # Other options go to the harness (`--rounds`, `--duration`, `--only compare|scale`, ...;
 # see `modelgate-bench --help`). The report is written to target/bench/report.md, the raw
-# figures to target/bench/results.json.
+# figures to target/bench/results.json (target/bench/quick/ and target/bench/smoke/ for the
+# short runs, so the test command's smoke run never overwrites a real one).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

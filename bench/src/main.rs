@@ -39,7 +39,8 @@ struct Args {
     /// Only the gateway comparison, or only the scale measurements.
     #[arg(long, value_parser = ["compare", "scale"])]
     only: Option<String>,
-    /// Where the report and raw results go (default: <target>/bench).
+    /// Where the report and raw results go (default: <target>/bench, or
+    /// <target>/bench/smoke and <target>/bench/quick).
     #[arg(long)]
     out: Option<PathBuf>,
     /// The controller binary (default: `modelgate` beside this binary).
@@ -93,10 +94,12 @@ fn run(args: Args) -> Result<bool> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| locate::repo_root().join("target"));
-    let out = args.out.clone().unwrap_or_else(|| target.join("bench"));
-    let work = out.join("work");
-    let _ = fs::remove_dir_all(&work);
-    fs::create_dir_all(&work)?;
+    // The smoke run of scripts/test.sh must not overwrite the report of a real run.
+    let out = args.out.clone().unwrap_or_else(|| match mode {
+        "full" => target.join("bench"),
+        other => target.join("bench").join(other),
+    });
+    let work = fresh_work_dir(&out)?;
 
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let allowed = allowed_cpus();
@@ -219,6 +222,26 @@ fn run(args: Args) -> Result<bool> {
         }
     }
     Ok(clean)
+}
+
+/// `<out>/work.<pid>`, created empty: runs in the same checkout (a smoke run of the test
+/// command during a full run) never share scripts, token files or Envoy directories.
+/// Directories of runs whose process is gone are removed.
+fn fresh_work_dir(out: &Path) -> Result<PathBuf> {
+    fs::create_dir_all(out)?;
+    for entry in fs::read_dir(out)?.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("work.")) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+    let work = out.join(format!("work.{}", std::process::id()));
+    let _ = fs::remove_dir_all(&work);
+    fs::create_dir_all(&work)?;
+    Ok(work)
 }
 
 fn require(path: &Path, build: &str) -> Result<()> {
