@@ -3,14 +3,15 @@
 // stream, in a loop. Prints microseconds per request; under `node --cpu-prof` V8 writes a
 // profile whose wasm frames carry the module's function names (build it unstripped).
 //
-//   node filter-in-v8.mjs FILTER.wasm CONFIG.json TOKENS.txt hot|cold|none REQUESTS
+//   node filter-in-v8.mjs FILTER.wasm CONFIG.json TOKENS.txt hot|cold|none REQUESTS [STATUS]
 //
 // hot: the first token on every request; cold: each token once, in turn; none: no token.
-// It also prints the VM's linear memory after configuration and after the requests.
+// It also prints the VM's linear memory after configuration and after the requests, and
+// fails when a request was answered other than STATUS (when given).
 import fs from 'node:fs';
 import { webcrypto } from 'node:crypto';
 
-const [wasmPath, configPath, tokensPath, mode, requestsArg] = process.argv.slice(2);
+const [wasmPath, configPath, tokensPath, mode, requestsArg, expectedArg] = process.argv.slice(2);
 const requests = Number(requestsArg ?? 10000);
 const config = fs.readFileSync(configPath);
 const tokens = fs.readFileSync(tokensPath, 'utf8').split('\n').filter((t) => t.length > 0);
@@ -81,7 +82,7 @@ const host = {
     return OK;
   },
   proxy_get_property: () => NOT_FOUND,
-  proxy_get_current_time_nanoseconds: (ptr) => { mem().setBigUint64(ptr, process.hrtime.bigint() + BigInt(Date.now()) * 1000000n, true); return OK; },
+  proxy_get_current_time_nanoseconds: (ptr) => { mem().setBigUint64(ptr, BigInt(Date.now()) * 1000000n, true); return OK; },
   proxy_define_metric: (type, np, ns, idPtr) => { mem().setUint32(idPtr, ++metricIds, true); return OK; },
   proxy_increment_metric: () => OK,
   proxy_record_metric: () => OK,
@@ -155,3 +156,7 @@ console.log(JSON.stringify({
   // The VM's linear memory (it never shrinks): after on_configure, and after the requests.
   linear_memory_mib: { configured: mib(configuredBytes), after_requests: mib(x.memory.buffer.byteLength) },
 }));
+if (expectedArg !== undefined && (statuses.size !== 1 || !statuses.has(Number(expectedArg)))) {
+  console.error(`expected every request to be answered ${expectedArg}`);
+  process.exit(1);
+}

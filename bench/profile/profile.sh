@@ -27,16 +27,17 @@ wasm="$target_dir/bench/profile-build/wasm32-wasip1/release/modelgate_filter.was
 
 for workload in "${workloads[@]}"; do
   case "$workload" in
-    hot) tokens="$inputs/hot.txt" mode=hot requests=200000 ;;
-    cold) tokens="$inputs/pool.txt" mode=cold requests=9000 ;;
-    none) tokens="$inputs/hot.txt" mode=none requests=200000 ;;
-    *) tokens="$inputs/$workload.txt" mode=hot requests=20000 ;;
+    hot) tokens="$inputs/hot.txt" mode=hot requests=200000 status=200 ;;
+    cold) tokens="$inputs/pool.txt" mode=cold requests=9000 status=200 ;;
+    none) tokens="$inputs/hot.txt" mode=none requests=200000 status=401 ;;
+    missing-claim) tokens="$inputs/$workload.txt" mode=hot requests=20000 status=403 ;;
+    *) tokens="$inputs/$workload.txt" mode=hot requests=20000 status=401 ;;
   esac
   echo "== $workload"
-  node "$repo/bench/profile/filter-in-v8.mjs" "$wasm" "$inputs/plugin-config.json" "$tokens" "$mode" "$requests"
+  node "$repo/bench/profile/filter-in-v8.mjs" "$wasm" "$inputs/plugin-config.json" "$tokens" "$mode" "$requests" "$status"
   rm -rf "$out/$workload"
   node --cpu-prof --cpu-prof-dir="$out/$workload" --cpu-prof-interval 100 \
-    "$repo/bench/profile/filter-in-v8.mjs" "$wasm" "$inputs/plugin-config.json" "$tokens" "$mode" "$requests" >/dev/null
+    "$repo/bench/profile/filter-in-v8.mjs" "$wasm" "$inputs/plugin-config.json" "$tokens" "$mode" "$requests" "$status" >/dev/null
   node "$repo/bench/profile/summarize.mjs" "$out/$workload"/*.cpuprofile 12 \
     'TokenCache::key' 'get_http_request_headers' 'Verifier.*verify' 'mont_mul' 'serde_json::de' 'base64' 'Metrics::record'
   echo
