@@ -408,6 +408,15 @@ fn malformed_oversized_and_critical_tokens_are_refused_before_verification() {
         b"sig",
     );
     assert_eq!(denied(&mut h, &dup), DenyReason::MalformedToken);
+    // So are duplicates in the payload, even validly signed: two readings of one token.
+    let key = TestKey::rsa_a();
+    let claims = good_claims().to_string();
+    let twice = format!("{},\"groups\":[\"guest\"]}}", &claims[..claims.len() - 1]);
+    let signed = key.sign_raw(r#"{"alg":"RS256","kid":"rsa-a"}"#, &twice);
+    assert_eq!(denied(&mut h, &signed), DenyReason::MalformedToken);
+    let once = key.sign_raw(r#"{"alg":"RS256","kid":"rsa-a"}"#, &claims);
+    let (outcome, ..) = h.run("POST", PREDICT, &[("authorization", &format!("Bearer {once}"))]);
+    assert_eq!(outcome, Outcome::Allowed(AllowReason::Token));
 }
 
 #[test]

@@ -18,6 +18,7 @@ pub mod reason;
 pub mod request;
 pub mod routing;
 pub mod rsa_verify;
+pub mod strict_json;
 pub mod token;
 
 pub use cache::TokenCache;

@@ -4,10 +4,12 @@ use std::borrow::Cow;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, Validation, decode, decode_header};
+
 use serde_json::{Map, Value};
 
 use crate::keys::{VerifyingKey, is_accepted_algorithm};
 use crate::reason::DenyReason;
+use crate::strict_json::UniqueKeys;
 use crate::request::Request;
 
 /// Tokens longer than this are refused before any parsing.
@@ -238,14 +240,12 @@ pub fn verify(
     }
     let mut outcome = Err(DenyReason::UnsupportedAlgorithm);
     for key in candidates.filter(|k| k.algorithms.contains(&header.alg)) {
-        match decode::<Map<String, Value>>(
-            token,
-            &key.key,
-            rules.validation.for_algorithm(header.alg),
-        ) {
+        // Read strictly: a payload naming a member twice is refused (see strict_json).
+        match decode::<UniqueKeys>(token, &key.key, rules.validation.for_algorithm(header.alg)) {
             Ok(data) => {
-                check_times(&data.claims, now)?;
-                return Ok(data.claims);
+                let UniqueKeys(claims) = data.claims;
+                check_times(&claims, now)?;
+                return Ok(claims);
             }
             Err(e) => match e.kind() {
                 ErrorKind::InvalidSignature => outcome = Err(DenyReason::BadSignature),
