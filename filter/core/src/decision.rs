@@ -13,7 +13,7 @@ use crate::reason::DenyReason;
 use crate::request::{Request, addressed_model, is_exempt};
 use crate::routing::RouteReason;
 use crate::token::{
-    FoundToken, MAX_TOKEN_BYTES, TokenRules, TokenSource, find_token, numeric_date, query_without,
+    MAX_TOKEN_BYTES, TokenRules, TokenSource, find_token, numeric_date, query_without,
     verify,
 };
 
@@ -232,15 +232,16 @@ impl CompiledConfig {
         for (_, header) in &jwt.forward_claims {
             decision.edits.push(Edit::RemoveHeader(header.clone()));
         }
+        // A withheld token is withheld from every request that goes on to the model: exempt
+        // scrapes, preflights and audit-mode refusals (several tokens, say) included, so
+        // every place the policy reads is cleared, not only the one a token was found in.
+        if !jwt.forward_token {
+            decision.edits.extend(removals(request, &jwt.sources));
+        }
         if let Some(pass) = free_pass {
             return Outcome::Allowed(pass);
         }
         let verdict = find_token(request, &jwt.sources).and_then(|found| {
-            if !jwt.forward_token
-                && let Some(found) = &found
-            {
-                decision.edits.push(removal(request, found));
-            }
             if jwt.keys.is_empty() {
                 return Err(DenyReason::NoKeys);
             }
@@ -297,20 +298,31 @@ impl CompiledConfig {
     }
 }
 
-/// The edit that takes a token out of the request.
-fn removal(request: &Request<'_>, found: &FoundToken<'_>) -> Edit {
-    match found.source {
-        TokenSource::Header(name) => Edit::RemoveHeader(name.clone()),
-        TokenSource::Query(param) => {
-            let path = request.path_only();
-            let rest = query_without(request.query().unwrap_or(""), param);
-            Edit::SetPath(if rest.is_empty() {
-                path.to_string()
-            } else {
-                format!("{path}?{rest}")
-            })
+/// The edits that take every token the sources could hold out of the request.
+fn removals(request: &Request<'_>, sources: &[TokenSource]) -> Vec<Edit> {
+    let mut edits = Vec::new();
+    let mut query = request.query().map(str::to_string);
+    let mut query_changed = false;
+    for source in sources {
+        match source {
+            TokenSource::Header(name) => edits.push(Edit::RemoveHeader(name.clone())),
+            TokenSource::Query(param) => {
+                if let Some(q) = &query {
+                    let rest = query_without(q, param);
+                    query_changed |= rest.len() != q.len();
+                    query = Some(rest);
+                }
+            }
         }
     }
+    if query_changed {
+        let path = request.path_only();
+        edits.push(Edit::SetPath(match query.as_deref() {
+            Some(rest) if !rest.is_empty() => format!("{path}?{rest}"),
+            _ => path.to_string(),
+        }));
+    }
+    edits
 }
 
 /// Whether text can be sent as a header value as it is.

@@ -408,8 +408,17 @@ fn malformed_oversized_and_critical_tokens_are_refused_before_verification() {
         b"sig",
     );
     assert_eq!(denied(&mut h, &dup), DenyReason::MalformedToken);
+    // `crit` in any shape, `null` included (jsonwebtoken reads that as no `crit`), even
+    // spelled with an escape.
+    for header in [
+        r#"{"alg":"RS256","kid":"rsa-a","crit":null}"#,
+        r#"{"alg":"RS256","kid":"rsa-a","crit":[]}"#,
+        r#"{"alg":"RS256","kid":"rsa-a","cr\u0069t":["exp"]}"#,
+    ] {
+        let signed = key.sign_raw(header, &good_claims().to_string());
+        assert_eq!(denied(&mut h, &signed), DenyReason::MalformedToken, "{header}");
+    }
     // So are duplicates in the payload, even validly signed: two readings of one token.
-    let key = TestKey::rsa_a();
     let claims = good_claims().to_string();
     let twice = format!("{},\"groups\":[\"guest\"]}}", &claims[..claims.len() - 1]);
     let signed = key.sign_raw(r#"{"alg":"RS256","kid":"rsa-a"}"#, &twice);
@@ -733,6 +742,48 @@ fn forwarding_claims_and_removing_tokens() {
         &[("x-user", "mallory")],
     );
     assert!(edits.contains(&Edit::RemoveHeader("x-user".into())));
+
+    // A withheld token is withheld on every path to the model: the exempt scrape (header
+    // and query parameter), the preflight, and in audit mode a request whose two tokens
+    // are refused but let through.
+    let scrape = "/seldon/prod/fraud/prometheus";
+    let (outcome, _, edits, _) = h.run("GET", scrape, &[("authorization", &bearer(&token))]);
+    assert_eq!(outcome, Outcome::Allowed(AllowReason::Exempt));
+    assert!(edits.contains(&Edit::RemoveHeader("authorization".into())));
+    let (outcome, _, edits, _) = h.run("GET", &format!("{scrape}?access_token={token}"), &[]);
+    assert_eq!(outcome, Outcome::Allowed(AllowReason::Exempt));
+    assert!(edits.contains(&Edit::SetPath(scrape.into())), "{edits:?}");
+    let (outcome, _, edits, _) = h.run(
+        "OPTIONS",
+        &format!("{PREDICT}?x=1&access_token={token}"),
+        &[
+            ("origin", "https://app.example"),
+            ("access-control-request-method", "POST"),
+            ("authorization", &bearer(&token)),
+        ],
+    );
+    assert_eq!(outcome, Outcome::Allowed(AllowReason::Preflight));
+    assert!(edits.contains(&Edit::RemoveHeader("authorization".into())));
+    assert!(edits.contains(&Edit::SetPath(format!("{PREDICT}?x=1"))), "{edits:?}");
+    // Nothing to take out: the path is left alone.
+    let (_, _, edits, _) = h.run("GET", &format!("{scrape}?a=1"), &[]);
+    assert!(!edits.iter().any(|e| matches!(e, Edit::SetPath(_))), "{edits:?}");
+
+    let mut audit = base_config();
+    if let Some(Policy::Jwt(p)) = audit.policies.get_mut("jwt") {
+        p.mode = AuthMode::Audit;
+        p.token_from = vec!["header:authorization".into(), "query:access_token".into()];
+        p.forward_token = false;
+    }
+    let mut h = Harness::new(audit);
+    let (outcome, _, edits, _) = h.run(
+        "POST",
+        &format!("{PREDICT}?access_token={token}"),
+        &[("authorization", &bearer(&token))],
+    );
+    assert_eq!(outcome, Outcome::AuditDenied(DenyReason::MultipleTokens));
+    assert!(edits.contains(&Edit::RemoveHeader("authorization".into())));
+    assert!(edits.contains(&Edit::SetPath(PREDICT.into())), "{edits:?}");
 }
 
 #[test]

@@ -2,6 +2,8 @@
 
 use std::borrow::Cow;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, Validation, decode, decode_header};
 
@@ -223,7 +225,7 @@ pub fn verify(
         return Err(DenyReason::NoKeys);
     }
     let header = decode_header(token).map_err(|_| DenyReason::MalformedToken)?;
-    if header.crit.is_some() {
+    if header.crit.is_some() || names_crit(token) {
         // No critical extension is understood here, so none may be required (RFC 7515 4.1.11).
         return Err(DenyReason::MalformedToken);
     }
@@ -265,6 +267,18 @@ pub fn verify(
         }
     }
     outcome
+}
+
+/// Whether the token's header has a `crit` member at all, whatever its value, or cannot be
+/// read strictly. jsonwebtoken reads `"crit": null` as no `crit`; RFC 7515 section 4.1.11
+/// allows only a non-empty list there, so a header that mentions it is refused outright.
+fn names_crit(token: &str) -> bool {
+    let segment = token.split('.').next().unwrap_or_default();
+    URL_SAFE_NO_PAD
+        .decode(segment)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<UniqueKeys>(&bytes).ok())
+        .is_none_or(|UniqueKeys(header)| header.contains_key("crit"))
 }
 
 /// `exp` is required and checked with [`CLOCK_LEEWAY_SECS`]; `nbf` when present.
