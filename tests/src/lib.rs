@@ -6,6 +6,7 @@
 pub mod answers;
 pub mod bootstrap;
 pub mod client;
+pub mod corpus;
 pub mod gateway;
 pub mod locate;
 pub mod metrics;

@@ -98,6 +98,26 @@ impl TestKey {
     pub fn sign_with_header(&self, header: &Header, claims: &Value) -> String {
         jsonwebtoken::encode(header, claims, &self.encoding).expect("sign")
     }
+
+    /// Signs header and payload JSON exactly as written, with this key's algorithm: a real
+    /// signature over shapes no honest library would serialise (duplicate keys, odd `kid`
+    /// types, `crit`, any `alg` text), so only the filter's parsing can refuse them.
+    pub fn sign_raw(&self, header_json: &str, payload_json: &str) -> String {
+        self.sign_segments(
+            &URL_SAFE_NO_PAD.encode(header_json),
+            &URL_SAFE_NO_PAD.encode(payload_json),
+        )
+    }
+
+    /// Signs two segments exactly as written (`<header>.<payload>`, whatever their
+    /// encoding): a real signature over text that is not canonical base64url, so only the
+    /// filter's decoding can refuse it.
+    pub fn sign_segments(&self, header_segment: &str, payload_segment: &str) -> String {
+        let message = format!("{header_segment}.{payload_segment}");
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &self.encoding, self.alg).expect("sign");
+        format!("{message}.{signature}")
+    }
 }
 
 /// A JWKS document holding the given keys' public halves.
@@ -135,6 +155,45 @@ pub fn hmac_token(secret: &[u8], kid: &str, claims: &Value) -> String {
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some(kid.to_string());
     jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(secret)).expect("hs256")
+}
+
+/// Signs header and payload JSON exactly as written with HMAC-SHA256 keyed by `secret`:
+/// algorithm confusion with any `alg` spelling and any key bytes an attacker can find.
+pub fn hmac_raw_token(secret: &[u8], header_json: &str, payload_json: &str) -> String {
+    let message = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header_json),
+        URL_SAFE_NO_PAD.encode(payload_json)
+    );
+    let key = EncodingKey::from_secret(secret);
+    let signature =
+        jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::HS256).expect("hs256");
+    format!("{message}.{signature}")
+}
+
+/// The public half of a key as DER (SubjectPublicKeyInfo), the body of `<file>.pub.pem`
+/// decoded: the other byte form an attacker tries as an HMAC secret.
+pub fn public_der(file_stem: &str) -> Vec<u8> {
+    let pem = String::from_utf8(public_pem(file_stem)).expect("PEM is text");
+    let body: String = pem
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body.trim())
+        .expect("PEM body is base64")
+}
+
+/// Decodes base64url text with or without padding (a JWK's `n`, a token's segments).
+pub fn base64url_decode(text: &str) -> Vec<u8> {
+    URL_SAFE_NO_PAD
+        .decode(text.trim_end_matches('='))
+        .expect("base64url")
+}
+
+/// Encodes bytes as unpadded base64url, the way JWS segments are written.
+pub fn base64url(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// The public half of a key as SPKI PEM, read from `<file>.pub.pem` (what an attacker
