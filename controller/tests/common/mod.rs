@@ -5,6 +5,7 @@
 
 pub mod crd;
 pub mod fake_api;
+pub mod jwks_server;
 pub mod istio_rules;
 
 use std::collections::BTreeMap;
