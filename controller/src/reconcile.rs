@@ -27,6 +27,13 @@ use crate::settings::Settings;
 /// The field manager of every write.
 pub const FIELD_MANAGER: &str = "modelgate";
 
+/// The key of the shared objects (Gateways, WasmPlugin) in [`Context::failures`]; no
+/// model id looks like it (ids are `<namespace>/<name>`).
+pub const SHARED_OBJECTS: &str = "(shared objects)";
+
+/// How long one API call may take by default before it counts as failed.
+pub const DEFAULT_API_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A failed reconciliation: the API call and object concerned.
 #[derive(Debug, thiserror::Error)]
 #[error("{action} {kind} {namespace}/{name}: {source}")]
@@ -58,8 +65,13 @@ pub struct Context {
     pub last_good: Mutex<BTreeMap<String, KnownGood>>,
     /// Problems already reported as Events, per model, so each is reported once.
     pub reported: Mutex<BTreeMap<String, Vec<String>>>,
-    /// Consecutive failures per model, for backoff.
+    /// Consecutive failures per model (and of the shared objects, [`SHARED_OBJECTS`]),
+    /// for backoff.
     pub failures: Mutex<BTreeMap<String, u32>>,
+    /// How long one API call may take before it counts as failed. The client has no read
+    /// timeout of its own (kube leaves it unset so watches live), so without this a
+    /// stalled API server would hold a reconcile, or the shared objects' loop, forever.
+    pub api_timeout: Duration,
     /// Metrics.
     pub metrics: Metrics,
     /// Event recorder; `None` leaves Events out (tests of the apply logic).
@@ -82,6 +94,7 @@ impl Context {
             last_good: Mutex::default(),
             reported: Mutex::default(),
             failures: Mutex::default(),
+            api_timeout: DEFAULT_API_TIMEOUT,
             metrics: Metrics::default(),
             recorder,
         }
@@ -151,10 +164,10 @@ pub async fn reconcile_model(
         return Ok(writes);
     };
     ctx.metrics.model_errors(&model.id, false);
-    apply_if_changed(&ctx.client, &objects.virtual_service, &mut writes).await?;
+    apply_if_changed(ctx, &objects.virtual_service, &mut writes).await?;
     let mut wanted = BTreeSet::new();
     for rule in &objects.destination_rules {
-        apply_if_changed(&ctx.client, rule, &mut writes).await?;
+        apply_if_changed(ctx, rule, &mut writes).await?;
         wanted.insert(rule.name_any());
     }
     // DestinationRules of predictors that are gone.
@@ -163,26 +176,25 @@ pub async fn reconcile_model(
         "{}={},{}={}",
         MANAGED_BY.0, MANAGED_BY.1, MODEL_LABEL, model.seldon_id
     );
-    let live = rules
-        .list(&ListParams::default().labels(&selector))
+    let live = call(ctx, rules.list(&ListParams::default().labels(&selector)))
         .await
         .map_err(|e| error::<DestinationRule>("list", &model.namespace, "*", e))?;
     for rule in live {
         if !wanted.contains(&rule.name_any()) {
-            delete::<DestinationRule>(&ctx.client, &model.namespace, &rule.name_any(), &mut writes)
+            delete::<DestinationRule>(ctx, &model.namespace, &rule.name_any(), &mut writes)
                 .await?;
         }
     }
     let policies: Api<AuthorizationPolicy> = Api::namespaced(ctx.client.clone(), &model.namespace);
     match &objects.authorization_policy {
-        Some(policy) => apply_if_changed(&ctx.client, policy, &mut writes).await?,
+        Some(policy) => apply_if_changed(ctx, policy, &mut writes).await?,
         None => {
-            if let Some(live) = policies.get_opt(&model.seldon_id).await.map_err(|e| {
+            if let Some(live) = call(ctx, policies.get_opt(&model.seldon_id)).await.map_err(|e| {
                 error::<AuthorizationPolicy>("get", &model.namespace, &model.seldon_id, e)
             })? && is_managed(&live)
             {
                 delete::<AuthorizationPolicy>(
-                    &ctx.client,
+                    ctx,
                     &model.namespace,
                     &model.seldon_id,
                     &mut writes,
@@ -218,29 +230,31 @@ pub async fn reconcile_global(
         let namespace = gateway.namespace().unwrap_or_default();
         wanted.insert((namespace.clone(), gateway.name_any()));
         let api: Api<Gateway> = Api::namespaced(ctx.client.clone(), &namespace);
-        let live = api
-            .get_opt(&gateway.name_any())
+        let live = call(ctx, api.get_opt(&gateway.name_any()))
             .await
             .map_err(|e| error::<Gateway>("get", &namespace, &gateway.name_any(), e))?;
         match live {
             Some(live) if !is_managed(&live) => {} // not ours: never modified
             Some(live) if !differs(gateway, &live) => {}
-            _ => apply(&ctx.client, gateway, &mut writes).await?,
+            _ => apply(ctx, gateway, &mut writes).await?,
         }
     }
     let all: Api<Gateway> = Api::all(ctx.client.clone());
-    let managed = all
-        .list(&ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1)))
-        .await
-        .map_err(|e| error::<Gateway>("list", "*", "*", e))?;
+    let managed = call(
+        ctx,
+        all.list(&ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1))),
+    )
+    .await
+    .map_err(|e| error::<Gateway>("list", "*", "*", e))?;
     for gateway in managed {
         let key = (gateway.namespace().unwrap_or_default(), gateway.name_any());
         if !wanted.contains(&key) {
-            delete::<Gateway>(&ctx.client, &key.0, &key.1, &mut writes).await?;
+            delete::<Gateway>(ctx, &key.0, &key.1, &mut writes).await?;
         }
     }
-    apply_if_changed(&ctx.client, &generated.wasm_plugin, &mut writes).await?;
+    apply_if_changed(ctx, &generated.wasm_plugin, &mut writes).await?;
     ctx.metrics.set_models(generated.models.len());
+    lock(&ctx.failures).remove(SHARED_OBJECTS);
     Ok(writes)
 }
 
@@ -278,7 +292,8 @@ async fn report(ctx: &Context, sdep: &SeldonDeployment, model: &generate::Genera
                 action: "Reconcile".into(),
                 secondary: None,
             };
-            if let Err(e) = recorder.publish(&event, &sdep.object_ref(&())).await {
+            let published = call(ctx, recorder.publish(&event, &sdep.object_ref(&()))).await;
+            if let Err(e) = published {
                 tracing::warn!(model = %model.id, "cannot publish an Event: {e}");
             }
         }
@@ -306,7 +321,7 @@ fn differs<K: Resource + Serialize>(desired: &K, live: &K) -> bool {
 }
 
 async fn apply_if_changed<K>(
-    client: &Client,
+    ctx: &Context,
     desired: &K,
     writes: &mut Writes,
 ) -> Result<(), ReconcileError>
@@ -318,18 +333,17 @@ where
         + DeserializeOwned,
 {
     let namespace = desired.namespace().unwrap_or_default();
-    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
-    let live = api
-        .get_opt(&desired.name_any())
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let live = call(ctx, api.get_opt(&desired.name_any()))
         .await
         .map_err(|e| error::<K>("get", &namespace, &desired.name_any(), e))?;
     if live.as_ref().is_some_and(|live| !differs(desired, live)) {
         return Ok(());
     }
-    apply(client, desired, writes).await
+    apply(ctx, desired, writes).await
 }
 
-async fn apply<K>(client: &Client, desired: &K, writes: &mut Writes) -> Result<(), ReconcileError>
+async fn apply<K>(ctx: &Context, desired: &K, writes: &mut Writes) -> Result<(), ReconcileError>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
@@ -339,11 +353,14 @@ where
 {
     let namespace = desired.namespace().unwrap_or_default();
     let name = desired.name_any();
-    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(desired),
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    call(
+        ctx,
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(desired),
+        ),
     )
     .await
     .map_err(|e| error::<K>("apply", &namespace, &name, e))?;
@@ -355,7 +372,7 @@ where
 }
 
 async fn delete<K>(
-    client: &Client,
+    ctx: &Context,
     namespace: &str,
     name: &str,
     writes: &mut Writes,
@@ -366,8 +383,8 @@ where
         + Debug
         + DeserializeOwned,
 {
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    match api.delete(name, &DeleteParams::default()).await {
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    match call(ctx, api.delete(name, &DeleteParams::default())).await {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 404 => {}
         Err(e) => return Err(error::<K>("delete", namespace, name, e)),
@@ -377,6 +394,21 @@ where
         .deleted
         .push(format!("{} {namespace}/{name}", K::kind(&())));
     Ok(())
+}
+
+/// One API call, failed as a transport error when it takes longer than
+/// [`Context::api_timeout`].
+async fn call<T>(
+    ctx: &Context,
+    request: impl Future<Output = Result<T, kube::Error>>,
+) -> Result<T, kube::Error> {
+    match tokio::time::timeout(ctx.api_timeout, request).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(kube::Error::Service(Box::new(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer from the API server within {:?}", ctx.api_timeout),
+        )))),
+    }
 }
 
 fn error<K: Resource<DynamicType = ()>>(

@@ -20,7 +20,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::generate::WasmSource;
 use crate::istio::{AuthorizationPolicy, DestinationRule, VirtualService};
-use crate::reconcile::{Context, ReconcileError, reconcile_global, reconcile_model};
+use crate::reconcile::{Context, ReconcileError, SHARED_OBJECTS, reconcile_global, reconcile_model};
 use crate::seldon::SeldonDeployment;
 use crate::settings::{RunSettings, Settings};
 use crate::wasm::filter_sha256;
@@ -245,6 +245,7 @@ async fn lead(
             server.ready.store(true, Ordering::Relaxed);
             let mut last: Option<(u64, Instant)> = None;
             loop {
+                let mut pause = Duration::from_secs(5);
                 let sdeps: Vec<SeldonDeployment> = store
                     .state()
                     .iter()
@@ -259,14 +260,17 @@ async fn lead(
                     match reconcile_global(&ctx, &sdeps).await {
                         Ok(_) => last = Some((fingerprint, Instant::now())),
                         Err(e) => {
-                            tracing::warn!("shared objects: {e}");
+                            // Back off like a model does, so a failing API server is not
+                            // asked every 5 s for as long as it fails.
+                            pause = ctx.failed(SHARED_OBJECTS);
+                            tracing::warn!(retry_in = ?pause, "shared objects: {e}");
                             ctx.metrics.reconciled(false);
                         }
                     }
                 }
                 tokio::select! {
                     _ = wake.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = tokio::time::sleep(pause) => {}
                     _ = done.wait_for(|d| *d) => return,
                 }
             }
