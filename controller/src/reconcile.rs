@@ -17,7 +17,13 @@ use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::generate::{self, Generated, Inputs, KnownGood, MANAGED_BY, MODEL_LABEL, WasmSource};
+use modelgate_core::config::{FilterConfig, Policy};
+
+use crate::annotations::KeySource;
+use crate::filter_config::PolicySpec;
+use crate::generate::{
+    self, Generated, Inputs, KnownGood, MANAGED_BY, MODEL_LABEL, WASM_PLUGIN_NAME, WasmSource,
+};
 use crate::istio::{AuthorizationPolicy, DestinationRule, Gateway, VirtualService, WasmPlugin};
 use crate::jwks::JwksCache;
 use crate::metrics::Metrics;
@@ -224,6 +230,11 @@ pub async fn reconcile_global(
         }
     }
     ctx.jwks.track(&generated.jwks_uris);
+    let generated = if keep_live_keys(ctx, &generated).await? {
+        ctx.generate(sdeps)
+    } else {
+        generated
+    };
     let mut writes = Writes::default();
     let mut wanted = BTreeSet::new();
     for gateway in &generated.gateways {
@@ -256,6 +267,56 @@ pub async fn reconcile_global(
     ctx.metrics.set_models(generated.models.len());
     lock(&ctx.failures).remove(SHARED_OBJECTS);
     Ok(writes)
+}
+
+/// A new leader's JWKS cache is empty until its first fetches, and the issuer may be down
+/// then: generating without keys would replace the keys the filter is using with empty
+/// sets and deny every JWT model. So each URI not fetched yet takes the keys its models
+/// have in the live WasmPlugin (for the same issuer) until a fetch replaces them. Returns
+/// whether any were taken.
+async fn keep_live_keys(ctx: &Context, generated: &Generated) -> Result<bool, ReconcileError> {
+    let fetched = ctx.jwks.snapshot();
+    let missing: BTreeSet<&String> = generated
+        .jwks_uris
+        .iter()
+        .filter(|uri| !fetched.contains_key(*uri))
+        .collect();
+    if missing.is_empty() {
+        return Ok(false);
+    }
+    let namespace = &ctx.settings.gateway_namespace;
+    let api: Api<WasmPlugin> = Api::namespaced(ctx.client.clone(), namespace);
+    let live = call(ctx, api.get_opt(WASM_PLUGIN_NAME))
+        .await
+        .map_err(|e| error::<WasmPlugin>("get", namespace, WASM_PLUGIN_NAME, e))?;
+    let Some(live) =
+        live.and_then(|p| serde_json::from_value::<FilterConfig>(p.spec.plugin_config).ok())
+    else {
+        return Ok(false);
+    };
+    let mut kept = false;
+    for (id, good) in lock(&ctx.last_good).iter() {
+        let PolicySpec::Jwt(wanted, KeySource::Uri(uri)) = &good.entry.policy else {
+            continue;
+        };
+        if !missing.contains(uri) {
+            continue;
+        }
+        let keys = live
+            .models
+            .get(id)
+            .and_then(|m| live.policies.get(&m.policy))
+            .and_then(|p| match p {
+                Policy::Jwt(jwt) if jwt.issuer == wanted.issuer => live.key_sets.get(&jwt.key_set),
+                _ => None,
+            });
+        if let Some(keys) = keys
+            && !keys.keys.is_empty()
+        {
+            kept |= ctx.jwks.keep(uri, keys.clone());
+        }
+    }
+    Ok(kept)
 }
 
 /// Emits a Warning Event for each new problem of a model (errors and warnings).
