@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -80,8 +80,8 @@ pub struct Context {
     pub api_timeout: Duration,
     /// Metrics.
     pub metrics: Metrics,
-    /// Event recorder; `None` leaves Events out (tests of the apply logic).
-    pub recorder: Option<Recorder>,
+    /// Who reports Events; `None` leaves Events out (tests of the apply logic).
+    pub reporter: Option<Reporter>,
 }
 
 impl Context {
@@ -90,7 +90,7 @@ impl Context {
         client: Client,
         settings: Settings,
         wasm: WasmSource,
-        recorder: Option<Recorder>,
+        reporter: Option<Reporter>,
     ) -> Self {
         Self {
             client,
@@ -102,7 +102,7 @@ impl Context {
             failures: Mutex::default(),
             api_timeout: DEFAULT_API_TIMEOUT,
             metrics: Metrics::default(),
-            recorder,
+            reporter,
         }
     }
 
@@ -345,7 +345,12 @@ async fn report(ctx: &Context, sdep: &SeldonDeployment, model: &generate::Genera
     }
     for (reason, note) in messages {
         tracing::warn!(model = %model.id, %reason, "{note}");
-        if let Some(recorder) = &ctx.recorder {
+        if let Some(reporter) = &ctx.reporter {
+            // A Recorder folds every Event with the same reason on the same object into the
+            // series of the first one, note included, so a second, different problem would
+            // show as one more count of the first. Problems are already reported once each
+            // (above), so each gets its own Event: a Recorder without history.
+            let recorder = Recorder::new(ctx.client.clone(), reporter.clone());
             let event = Event {
                 type_: EventType::Warning,
                 reason,

@@ -12,7 +12,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::watcher;
 use kube_lease_manager::LeaseManagerBuilder;
 use prometheus_client::registry::Registry;
@@ -115,18 +115,15 @@ pub async fn run(settings: Settings, run: RunSettings) -> Result<(), RunError> {
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| "modelgate".into());
     let wasm = WasmSource::from_settings(&settings, &filter_sha256());
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "modelgate".into(),
-            instance: Some(identity.clone()),
-        },
-    );
+    let reporter = Reporter {
+        controller: "modelgate".into(),
+        instance: Some(identity.clone()),
+    };
     let ctx = Arc::new(Context::new(
         client.clone(),
         settings.clone(),
         wasm,
-        Some(recorder),
+        Some(reporter),
     ));
     let mut registry = Registry::default();
     ctx.metrics.register(&mut registry);
