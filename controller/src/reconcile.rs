@@ -187,25 +187,22 @@ pub async fn reconcile_model(
         .map_err(|e| error::<DestinationRule>("list", &model.namespace, "*", e))?;
     for rule in live {
         if !wanted.contains(&rule.name_any()) {
-            delete::<DestinationRule>(ctx, &model.namespace, &rule.name_any(), &mut writes)
-                .await?;
+            delete::<DestinationRule>(ctx, &model.namespace, &rule.name_any(), &mut writes).await?;
         }
     }
     let policies: Api<AuthorizationPolicy> = Api::namespaced(ctx.client.clone(), &model.namespace);
     match &objects.authorization_policy {
         Some(policy) => apply_if_changed(ctx, policy, &mut writes).await?,
         None => {
-            if let Some(live) = call(ctx, policies.get_opt(&model.seldon_id)).await.map_err(|e| {
-                error::<AuthorizationPolicy>("get", &model.namespace, &model.seldon_id, e)
-            })? && is_managed(&live)
+            if let Some(live) = call(ctx, policies.get_opt(&model.seldon_id))
+                .await
+                .map_err(|e| {
+                    error::<AuthorizationPolicy>("get", &model.namespace, &model.seldon_id, e)
+                })?
+                && is_managed(&live)
             {
-                delete::<AuthorizationPolicy>(
-                    ctx,
-                    &model.namespace,
-                    &model.seldon_id,
-                    &mut writes,
-                )
-                .await?;
+                delete::<AuthorizationPolicy>(ctx, &model.namespace, &model.seldon_id, &mut writes)
+                    .await?;
             }
         }
     }

@@ -20,7 +20,9 @@ use tokio::sync::{Notify, watch};
 
 use crate::generate::WasmSource;
 use crate::istio::{AuthorizationPolicy, DestinationRule, VirtualService};
-use crate::reconcile::{Context, ReconcileError, SHARED_OBJECTS, reconcile_global, reconcile_model};
+use crate::reconcile::{
+    Context, ReconcileError, SHARED_OBJECTS, reconcile_global, reconcile_model,
+};
 use crate::seldon::SeldonDeployment;
 use crate::settings::{RunSettings, Settings};
 use crate::wasm::filter_sha256;

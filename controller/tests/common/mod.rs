@@ -5,8 +5,8 @@
 
 pub mod crd;
 pub mod fake_api;
-pub mod jwks_server;
 pub mod istio_rules;
+pub mod jwks_server;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
