@@ -19,8 +19,8 @@ use serde::de::DeserializeOwned;
 
 use modelgate_core::config::{FilterConfig, Policy};
 
-use crate::annotations::KeySource;
-use crate::filter_config::PolicySpec;
+use crate::annotations::{self, KeySource};
+use crate::filter_config::{ModelEntry, PolicySpec};
 use crate::generate::{
     self, Generated, Inputs, KnownGood, MANAGED_BY, MODEL_LABEL, WASM_PLUGIN_NAME, WasmSource,
 };
@@ -69,6 +69,9 @@ pub struct Context {
     pub jwks: JwksCache,
     /// Each model's last good configuration.
     pub last_good: Mutex<BTreeMap<String, KnownGood>>,
+    /// Broken models whose last good configuration was looked up in the cluster (done
+    /// once per model and process: it only matters after a restart).
+    pub looked_up: Mutex<BTreeSet<String>>,
     /// Problems already reported as Events, per model, so each is reported once.
     pub reported: Mutex<BTreeMap<String, Vec<String>>>,
     /// Consecutive failures per model (and of the shared objects, [`SHARED_OBJECTS`]),
@@ -98,6 +101,7 @@ impl Context {
             wasm,
             jwks: JwksCache::default(),
             last_good: Mutex::default(),
+            looked_up: Mutex::default(),
             reported: Mutex::default(),
             failures: Mutex::default(),
             api_timeout: DEFAULT_API_TIMEOUT,
@@ -160,6 +164,7 @@ pub async fn reconcile_model(
     sdep: &SeldonDeployment,
 ) -> Result<Writes, ReconcileError> {
     let generated = ctx.generate(std::slice::from_ref(sdep));
+    recover_last_good(ctx, &generated.models).await?;
     let Some(model) = generated.models.into_iter().next() else {
         return Ok(Writes::default());
     };
@@ -226,6 +231,11 @@ pub async fn reconcile_global(
             lock(&ctx.last_good).insert(model.id.clone(), good.clone());
         }
     }
+    let generated = if recover_last_good(ctx, &generated.models).await? {
+        ctx.generate(sdeps)
+    } else {
+        generated
+    };
     ctx.jwks.track(&generated.jwks_uris);
     let generated = if keep_live_keys(ctx, &generated).await? {
         ctx.generate(sdeps)
@@ -281,14 +291,7 @@ async fn keep_live_keys(ctx: &Context, generated: &Generated) -> Result<bool, Re
     if missing.is_empty() {
         return Ok(false);
     }
-    let namespace = &ctx.settings.gateway_namespace;
-    let api: Api<WasmPlugin> = Api::namespaced(ctx.client.clone(), namespace);
-    let live = call(ctx, api.get_opt(WASM_PLUGIN_NAME))
-        .await
-        .map_err(|e| error::<WasmPlugin>("get", namespace, WASM_PLUGIN_NAME, e))?;
-    let Some(live) =
-        live.and_then(|p| serde_json::from_value::<FilterConfig>(p.spec.plugin_config).ok())
-    else {
+    let Some(live) = live_filter_config(ctx).await? else {
         return Ok(false);
     };
     let mut kept = false;
@@ -314,6 +317,83 @@ async fn keep_live_keys(ctx: &Context, generated: &Generated) -> Result<bool, Re
         }
     }
     Ok(kept)
+}
+
+/// A restarted controller knows no last good configurations, so a model whose annotations
+/// broke before the restart would lose its own: its entry would become `deny` and its
+/// Gateway, when no other model names it, would be deleted under its VirtualService. Such
+/// a model takes its last good configuration from the cluster instead: its entry in the
+/// live WasmPlugin (with the keys the filter has, inline) and the gateway of its live
+/// VirtualService. Returns whether any was found.
+async fn recover_last_good(
+    ctx: &Context,
+    models: &[generate::GeneratedModel],
+) -> Result<bool, ReconcileError> {
+    let lost: Vec<&generate::GeneratedModel> = {
+        let last_good = lock(&ctx.last_good);
+        let looked_up = lock(&ctx.looked_up);
+        models
+            .iter()
+            .filter(|m| {
+                m.objects.is_err() && !last_good.contains_key(&m.id) && !looked_up.contains(&m.id)
+            })
+            .collect()
+    };
+    if lost.is_empty() {
+        return Ok(false);
+    }
+    let config = live_filter_config(ctx).await?;
+    let mut found = false;
+    for model in lost {
+        let entry = config.as_ref().and_then(|c| live_entry(c, &model.id));
+        if let Some(entry) = entry {
+            let api: Api<VirtualService> = Api::namespaced(ctx.client.clone(), &model.namespace);
+            let live = call(ctx, api.get_opt(&model.seldon_id))
+                .await
+                .map_err(|e| {
+                    error::<VirtualService>("get", &model.namespace, &model.seldon_id, e)
+                })?;
+            let gateway = live
+                .filter(is_managed)
+                .and_then(|vs| vs.spec.gateways.first().cloned())
+                .and_then(|g| annotations::parse_gateway(&g, &model.namespace).ok());
+            if let Some(gateway) = gateway {
+                lock(&ctx.last_good)
+                    .entry(model.id.clone())
+                    .or_insert(KnownGood { entry, gateway });
+                found = true;
+            }
+        }
+        lock(&ctx.looked_up).insert(model.id.clone());
+    }
+    Ok(found)
+}
+
+/// A model's usable entry in a filter configuration (a `deny` is none), its keys inline.
+fn live_entry(config: &FilterConfig, id: &str) -> Option<ModelEntry> {
+    let model = config.models.get(id)?;
+    let policy = match config.policies.get(&model.policy)? {
+        Policy::None => PolicySpec::None,
+        Policy::Deny { .. } => return None,
+        Policy::Jwt(jwt) => {
+            let keys = config.key_sets.get(&jwt.key_set)?.clone();
+            PolicySpec::Jwt(Box::new(jwt.clone()), KeySource::Inline(keys))
+        }
+    };
+    Some(ModelEntry {
+        policy,
+        routing: model.routing.clone(),
+    })
+}
+
+/// The filter configuration of the live WasmPlugin, if there is one that parses.
+async fn live_filter_config(ctx: &Context) -> Result<Option<FilterConfig>, ReconcileError> {
+    let namespace = &ctx.settings.gateway_namespace;
+    let api: Api<WasmPlugin> = Api::namespaced(ctx.client.clone(), namespace);
+    let live = call(ctx, api.get_opt(WASM_PLUGIN_NAME))
+        .await
+        .map_err(|e| error::<WasmPlugin>("get", namespace, WASM_PLUGIN_NAME, e))?;
+    Ok(live.and_then(|p| serde_json::from_value(p.spec.plugin_config).ok()))
 }
 
 /// Emits a Warning Event for each new problem of a model (errors and warnings).
