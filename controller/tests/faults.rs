@@ -654,3 +654,75 @@ async fn broken_annotations_change_nothing_of_other_models_and_keep_their_own_la
         "{new:?}"
     );
 }
+
+#[tokio::test]
+async fn a_restart_keeps_a_broken_models_last_good_entry_and_its_gateway() {
+    let mut issuer = JwksServer::start(Answer::Body(200, jwks_of(&TestKey::rsa_a()))).await;
+    let jwks_uri = format!("seldon.io/jwt-jwks-uri: {}", issuer.uri());
+    let a = |extra: &[&str]| {
+        let mut annotations = vec![jwks_uri.as_str(), "seldon.io/ab-sticky: header:x-user"];
+        annotations.extend_from_slice(extra);
+        model(
+            "a",
+            "edge/only-a",
+            &[("main", 90), ("canary", 10)],
+            &annotations,
+        )
+    };
+    let b = model(
+        "b",
+        "seldon-gateway",
+        &[("p", 100)],
+        &["seldon.io/auth: none"],
+    );
+    let good = sdeps(&[a(&[]), b.clone()]);
+    let api = FakeApi::default();
+    let http = http_client(Duration::from_millis(300));
+    let ctx = context(&api);
+    converge(&ctx, &good).await;
+    refresh_and_apply(&ctx, &http, &good).await;
+    let whole = cluster(&api);
+    let footprints: Vec<String> = ["a", "b"].iter().map(|m| footprint(&api, m)).collect();
+    assert_eq!(model_kids(&api, "models/a"), ["rsa-a"]);
+
+    // a's annotations break; the controller restarts; the issuer is down meanwhile.
+    let broken = sdeps(&[a(&["seldon.io/auth-mode: permissive"]), b]);
+    drop(ctx);
+    issuer.down().await;
+    let mut ctx = context(&api);
+    ctx.reporter = Some(Reporter {
+        controller: "modelgate".into(),
+        instance: None,
+    });
+    api.take_writes();
+    let retries = converge(&ctx, &broken).await;
+    assert!(retries.delays.is_empty(), "{retries:?}");
+    let report = refresh_and_apply(&ctx, &http, &broken).await;
+    assert!(report.changed.is_empty(), "{report:?}");
+    let writes: Vec<String> = api
+        .take_writes()
+        .into_iter()
+        .filter(|w| !w.starts_with("PATCH events "))
+        .collect();
+    assert_eq!(writes, Vec::<String>::new());
+    assert_eq!(cluster(&api), whole);
+    for (m, before) in ["a", "b"].iter().zip(&footprints) {
+        assert_eq!(&footprint(&api, m), before, "the restart changed {m}");
+    }
+    let events = api.events();
+    assert!(
+        events.iter().any(|e| e["regarding"]["name"] == "a"
+            && e["note"]
+                .as_str()
+                .unwrap()
+                .contains("its last good configuration is kept")),
+        "{events:?}"
+    );
+
+    // Fixed again, a follows its JWKS URI as before.
+    issuer.up().await;
+    issuer.answer(Answer::Body(200, jwks_of(&TestKey::rsa_b())));
+    converge(&ctx, &good).await;
+    refresh_and_apply(&ctx, &http, &good).await;
+    assert_eq!(model_kids(&api, "models/a"), ["rsa-b"]);
+}
