@@ -3,7 +3,9 @@
 //! predictors that are gone. Globally: managed Gateways (created when missing, deleted
 //! when unreferenced, never touching unmanaged ones) and the WasmPlugin. Writes are
 //! server-side applies (field manager `modelgate`, forced) and happen only when the live
-//! object differs from the desired one.
+//! object differs from the desired one. Every API call has a timeout; after a restart,
+//! the live WasmPlugin stands in for what the process has not learned yet (JWKS keys not
+//! fetched, broken models' last good configurations).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
