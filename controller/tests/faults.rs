@@ -327,6 +327,9 @@ fn jwks_of(key: &TestKey) -> String {
     modelgate_testkit::jwks(&[key]).to_string()
 }
 
+/// The JWKS fetch timeout of the tests: short, with room for a loaded machine.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// What a broken issuer can answer, with what the failure report must say.
 fn broken_answers() -> Vec<(&'static str, Answer, &'static str)> {
     let body = |status, text: &str| Answer::Body(status, text.to_string());
@@ -361,7 +364,7 @@ fn broken_answers() -> Vec<(&'static str, Answer, &'static str)> {
         ),
         (
             "slower than the fetch timeout",
-            Answer::Slow(Duration::from_secs(3), jwks_of(&TestKey::rsa_b())),
+            Answer::Slow(FETCH_TIMEOUT * 10, jwks_of(&TestKey::rsa_b())),
             "fetching JWKS",
         ),
         ("a dropped connection", Answer::HangUp, "fetching JWKS"),
@@ -398,7 +401,7 @@ async fn a_failing_jwks_endpoint_never_empties_or_replaces_a_models_last_good_ke
     ]);
     let api = FakeApi::default();
     let ctx = context(&api);
-    let http = http_client(Duration::from_millis(300));
+    let http = http_client(FETCH_TIMEOUT);
     converge(&ctx, &all).await;
     // Not fetched yet: no keys, so a is denied (fail closed), never open.
     assert_eq!(model_kids(&api, "models/a"), Vec::<String>::new());
@@ -474,7 +477,7 @@ async fn a_restart_while_the_jwks_endpoint_is_down_keeps_the_keys_the_filter_has
         ),
     ]);
     let api = FakeApi::default();
-    let http = http_client(Duration::from_millis(300));
+    let http = http_client(FETCH_TIMEOUT);
     let ctx = context(&api);
     converge(&ctx, &all).await;
     refresh_and_apply(&ctx, &http, &all).await;
@@ -677,7 +680,7 @@ async fn a_restart_keeps_a_broken_models_last_good_entry_and_its_gateway() {
     );
     let good = sdeps(&[a(&[]), b.clone()]);
     let api = FakeApi::default();
-    let http = http_client(Duration::from_millis(300));
+    let http = http_client(FETCH_TIMEOUT);
     let ctx = context(&api);
     converge(&ctx, &good).await;
     refresh_and_apply(&ctx, &http, &good).await;
