@@ -130,6 +130,21 @@ impl JwksCache {
         }
     }
 
+    /// Takes keys a tracked URI has not been fetched for yet from elsewhere (the filter
+    /// configuration in the cluster, after a restart); they count as its last good keys
+    /// until a fetch replaces them, and the fetch stays due. Returns whether they were
+    /// taken.
+    pub fn keep(&self, uri: &str, keys: KeySet) -> bool {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        match entries.get_mut(uri) {
+            Some(entry) if entry.keys.is_none() => {
+                entry.keys = Some(keys);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// When the next fetch is due (`None`: nothing tracked).
     pub fn next_due(&self) -> Option<Instant> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());

@@ -3,7 +3,9 @@
 //! predictors that are gone. Globally: managed Gateways (created when missing, deleted
 //! when unreferenced, never touching unmanaged ones) and the WasmPlugin. Writes are
 //! server-side applies (field manager `modelgate`, forced) and happen only when the live
-//! object differs from the desired one.
+//! object differs from the desired one. Every API call has a timeout; after a restart,
+//! the live WasmPlugin stands in for what the process has not learned yet (JWKS keys not
+//! fetched, broken models' last good configurations).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
@@ -12,12 +14,18 @@ use std::time::Duration;
 
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::generate::{self, Generated, Inputs, KnownGood, MANAGED_BY, MODEL_LABEL, WasmSource};
+use modelgate_core::config::{FilterConfig, Policy};
+
+use crate::annotations::{self, KeySource};
+use crate::filter_config::{ModelEntry, PolicySpec};
+use crate::generate::{
+    self, Generated, Inputs, KnownGood, MANAGED_BY, MODEL_LABEL, WASM_PLUGIN_NAME, WasmSource,
+};
 use crate::istio::{AuthorizationPolicy, DestinationRule, Gateway, VirtualService, WasmPlugin};
 use crate::jwks::JwksCache;
 use crate::metrics::Metrics;
@@ -26,6 +34,13 @@ use crate::settings::Settings;
 
 /// The field manager of every write.
 pub const FIELD_MANAGER: &str = "modelgate";
+
+/// The key of the shared objects (Gateways, WasmPlugin) in [`Context::failures`]; no
+/// model id looks like it (ids are `<namespace>/<name>`).
+pub const SHARED_OBJECTS: &str = "(shared objects)";
+
+/// How long one API call may take by default before it counts as failed.
+pub const DEFAULT_API_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A failed reconciliation: the API call and object concerned.
 #[derive(Debug, thiserror::Error)]
@@ -56,14 +71,22 @@ pub struct Context {
     pub jwks: JwksCache,
     /// Each model's last good configuration.
     pub last_good: Mutex<BTreeMap<String, KnownGood>>,
+    /// Broken models whose last good configuration was looked up in the cluster (done
+    /// once per model and process: it only matters after a restart).
+    pub looked_up: Mutex<BTreeSet<String>>,
     /// Problems already reported as Events, per model, so each is reported once.
     pub reported: Mutex<BTreeMap<String, Vec<String>>>,
-    /// Consecutive failures per model, for backoff.
+    /// Consecutive failures per model (and of the shared objects, [`SHARED_OBJECTS`]),
+    /// for backoff.
     pub failures: Mutex<BTreeMap<String, u32>>,
+    /// How long one API call may take before it counts as failed. The client has no read
+    /// timeout of its own (kube leaves it unset so watches live), so without this a
+    /// stalled API server would hold a reconcile, or the shared objects' loop, forever.
+    pub api_timeout: Duration,
     /// Metrics.
     pub metrics: Metrics,
-    /// Event recorder; `None` leaves Events out (tests of the apply logic).
-    pub recorder: Option<Recorder>,
+    /// Who reports Events; `None` leaves Events out (tests of the apply logic).
+    pub reporter: Option<Reporter>,
 }
 
 impl Context {
@@ -72,7 +95,7 @@ impl Context {
         client: Client,
         settings: Settings,
         wasm: WasmSource,
-        recorder: Option<Recorder>,
+        reporter: Option<Reporter>,
     ) -> Self {
         Self {
             client,
@@ -80,10 +103,12 @@ impl Context {
             wasm,
             jwks: JwksCache::default(),
             last_good: Mutex::default(),
+            looked_up: Mutex::default(),
             reported: Mutex::default(),
             failures: Mutex::default(),
+            api_timeout: DEFAULT_API_TIMEOUT,
             metrics: Metrics::default(),
-            recorder,
+            reporter,
         }
     }
 
@@ -141,6 +166,7 @@ pub async fn reconcile_model(
     sdep: &SeldonDeployment,
 ) -> Result<Writes, ReconcileError> {
     let generated = ctx.generate(std::slice::from_ref(sdep));
+    recover_last_good(ctx, &generated.models).await?;
     let Some(model) = generated.models.into_iter().next() else {
         return Ok(Writes::default());
     };
@@ -151,10 +177,10 @@ pub async fn reconcile_model(
         return Ok(writes);
     };
     ctx.metrics.model_errors(&model.id, false);
-    apply_if_changed(&ctx.client, &objects.virtual_service, &mut writes).await?;
+    apply_if_changed(ctx, &objects.virtual_service, &mut writes).await?;
     let mut wanted = BTreeSet::new();
     for rule in &objects.destination_rules {
-        apply_if_changed(&ctx.client, rule, &mut writes).await?;
+        apply_if_changed(ctx, rule, &mut writes).await?;
         wanted.insert(rule.name_any());
     }
     // DestinationRules of predictors that are gone.
@@ -163,31 +189,27 @@ pub async fn reconcile_model(
         "{}={},{}={}",
         MANAGED_BY.0, MANAGED_BY.1, MODEL_LABEL, model.seldon_id
     );
-    let live = rules
-        .list(&ListParams::default().labels(&selector))
+    let live = call(ctx, rules.list(&ListParams::default().labels(&selector)))
         .await
         .map_err(|e| error::<DestinationRule>("list", &model.namespace, "*", e))?;
     for rule in live {
         if !wanted.contains(&rule.name_any()) {
-            delete::<DestinationRule>(&ctx.client, &model.namespace, &rule.name_any(), &mut writes)
-                .await?;
+            delete::<DestinationRule>(ctx, &model.namespace, &rule.name_any(), &mut writes).await?;
         }
     }
     let policies: Api<AuthorizationPolicy> = Api::namespaced(ctx.client.clone(), &model.namespace);
     match &objects.authorization_policy {
-        Some(policy) => apply_if_changed(&ctx.client, policy, &mut writes).await?,
+        Some(policy) => apply_if_changed(ctx, policy, &mut writes).await?,
         None => {
-            if let Some(live) = policies.get_opt(&model.seldon_id).await.map_err(|e| {
-                error::<AuthorizationPolicy>("get", &model.namespace, &model.seldon_id, e)
-            })? && is_managed(&live)
+            if let Some(live) = call(ctx, policies.get_opt(&model.seldon_id))
+                .await
+                .map_err(|e| {
+                    error::<AuthorizationPolicy>("get", &model.namespace, &model.seldon_id, e)
+                })?
+                && is_managed(&live)
             {
-                delete::<AuthorizationPolicy>(
-                    &ctx.client,
-                    &model.namespace,
-                    &model.seldon_id,
-                    &mut writes,
-                )
-                .await?;
+                delete::<AuthorizationPolicy>(ctx, &model.namespace, &model.seldon_id, &mut writes)
+                    .await?;
             }
         }
     }
@@ -211,37 +233,169 @@ pub async fn reconcile_global(
             lock(&ctx.last_good).insert(model.id.clone(), good.clone());
         }
     }
+    let generated = if recover_last_good(ctx, &generated.models).await? {
+        ctx.generate(sdeps)
+    } else {
+        generated
+    };
     ctx.jwks.track(&generated.jwks_uris);
+    let generated = if keep_live_keys(ctx, &generated).await? {
+        ctx.generate(sdeps)
+    } else {
+        generated
+    };
     let mut writes = Writes::default();
     let mut wanted = BTreeSet::new();
     for gateway in &generated.gateways {
         let namespace = gateway.namespace().unwrap_or_default();
         wanted.insert((namespace.clone(), gateway.name_any()));
         let api: Api<Gateway> = Api::namespaced(ctx.client.clone(), &namespace);
-        let live = api
-            .get_opt(&gateway.name_any())
+        let live = call(ctx, api.get_opt(&gateway.name_any()))
             .await
             .map_err(|e| error::<Gateway>("get", &namespace, &gateway.name_any(), e))?;
         match live {
             Some(live) if !is_managed(&live) => {} // not ours: never modified
             Some(live) if !differs(gateway, &live) => {}
-            _ => apply(&ctx.client, gateway, &mut writes).await?,
+            _ => apply(ctx, gateway, &mut writes).await?,
         }
     }
     let all: Api<Gateway> = Api::all(ctx.client.clone());
-    let managed = all
-        .list(&ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1)))
-        .await
-        .map_err(|e| error::<Gateway>("list", "*", "*", e))?;
+    let managed = call(
+        ctx,
+        all.list(&ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1))),
+    )
+    .await
+    .map_err(|e| error::<Gateway>("list", "*", "*", e))?;
     for gateway in managed {
         let key = (gateway.namespace().unwrap_or_default(), gateway.name_any());
         if !wanted.contains(&key) {
-            delete::<Gateway>(&ctx.client, &key.0, &key.1, &mut writes).await?;
+            delete::<Gateway>(ctx, &key.0, &key.1, &mut writes).await?;
         }
     }
-    apply_if_changed(&ctx.client, &generated.wasm_plugin, &mut writes).await?;
+    apply_if_changed(ctx, &generated.wasm_plugin, &mut writes).await?;
     ctx.metrics.set_models(generated.models.len());
+    lock(&ctx.failures).remove(SHARED_OBJECTS);
     Ok(writes)
+}
+
+/// A new leader's JWKS cache is empty until its first fetches, and the issuer may be down
+/// then: generating without keys would replace the keys the filter is using with empty
+/// sets and deny every JWT model. So each URI not fetched yet takes the keys its models
+/// have in the live WasmPlugin (for the same issuer) until a fetch replaces them. Returns
+/// whether any were taken.
+async fn keep_live_keys(ctx: &Context, generated: &Generated) -> Result<bool, ReconcileError> {
+    let fetched = ctx.jwks.snapshot();
+    let missing: BTreeSet<&String> = generated
+        .jwks_uris
+        .iter()
+        .filter(|uri| !fetched.contains_key(*uri))
+        .collect();
+    if missing.is_empty() {
+        return Ok(false);
+    }
+    let Some(live) = live_filter_config(ctx).await? else {
+        return Ok(false);
+    };
+    let mut kept = false;
+    for (id, good) in lock(&ctx.last_good).iter() {
+        let PolicySpec::Jwt(wanted, KeySource::Uri(uri)) = &good.entry.policy else {
+            continue;
+        };
+        if !missing.contains(uri) {
+            continue;
+        }
+        let keys = live
+            .models
+            .get(id)
+            .and_then(|m| live.policies.get(&m.policy))
+            .and_then(|p| match p {
+                Policy::Jwt(jwt) if jwt.issuer == wanted.issuer => live.key_sets.get(&jwt.key_set),
+                _ => None,
+            });
+        if let Some(keys) = keys
+            && !keys.keys.is_empty()
+        {
+            kept |= ctx.jwks.keep(uri, keys.clone());
+        }
+    }
+    Ok(kept)
+}
+
+/// A restarted controller knows no last good configurations, so a model whose annotations
+/// broke before the restart would lose its own: its entry would become `deny` and its
+/// Gateway, when no other model names it, would be deleted under its VirtualService. Such
+/// a model takes its last good configuration from the cluster instead: its entry in the
+/// live WasmPlugin (with the keys the filter has, inline) and the gateway of its live
+/// VirtualService. Returns whether any was found.
+async fn recover_last_good(
+    ctx: &Context,
+    models: &[generate::GeneratedModel],
+) -> Result<bool, ReconcileError> {
+    let lost: Vec<&generate::GeneratedModel> = {
+        let last_good = lock(&ctx.last_good);
+        let looked_up = lock(&ctx.looked_up);
+        models
+            .iter()
+            .filter(|m| {
+                m.objects.is_err() && !last_good.contains_key(&m.id) && !looked_up.contains(&m.id)
+            })
+            .collect()
+    };
+    if lost.is_empty() {
+        return Ok(false);
+    }
+    let config = live_filter_config(ctx).await?;
+    let mut found = false;
+    for model in lost {
+        let entry = config.as_ref().and_then(|c| live_entry(c, &model.id));
+        if let Some(entry) = entry {
+            let api: Api<VirtualService> = Api::namespaced(ctx.client.clone(), &model.namespace);
+            let live = call(ctx, api.get_opt(&model.seldon_id))
+                .await
+                .map_err(|e| {
+                    error::<VirtualService>("get", &model.namespace, &model.seldon_id, e)
+                })?;
+            let gateway = live
+                .filter(is_managed)
+                .and_then(|vs| vs.spec.gateways.first().cloned())
+                .and_then(|g| annotations::parse_gateway(&g, &model.namespace).ok());
+            if let Some(gateway) = gateway {
+                lock(&ctx.last_good)
+                    .entry(model.id.clone())
+                    .or_insert(KnownGood { entry, gateway });
+                found = true;
+            }
+        }
+        lock(&ctx.looked_up).insert(model.id.clone());
+    }
+    Ok(found)
+}
+
+/// A model's usable entry in a filter configuration (a `deny` is none), its keys inline.
+fn live_entry(config: &FilterConfig, id: &str) -> Option<ModelEntry> {
+    let model = config.models.get(id)?;
+    let policy = match config.policies.get(&model.policy)? {
+        Policy::None => PolicySpec::None,
+        Policy::Deny { .. } => return None,
+        Policy::Jwt(jwt) => {
+            let keys = config.key_sets.get(&jwt.key_set)?.clone();
+            PolicySpec::Jwt(Box::new(jwt.clone()), KeySource::Inline(keys))
+        }
+    };
+    Some(ModelEntry {
+        policy,
+        routing: model.routing.clone(),
+    })
+}
+
+/// The filter configuration of the live WasmPlugin, if there is one that parses.
+async fn live_filter_config(ctx: &Context) -> Result<Option<FilterConfig>, ReconcileError> {
+    let namespace = &ctx.settings.gateway_namespace;
+    let api: Api<WasmPlugin> = Api::namespaced(ctx.client.clone(), namespace);
+    let live = call(ctx, api.get_opt(WASM_PLUGIN_NAME))
+        .await
+        .map_err(|e| error::<WasmPlugin>("get", namespace, WASM_PLUGIN_NAME, e))?;
+    Ok(live.and_then(|p| serde_json::from_value(p.spec.plugin_config).ok()))
 }
 
 /// Emits a Warning Event for each new problem of a model (errors and warnings).
@@ -270,7 +424,12 @@ async fn report(ctx: &Context, sdep: &SeldonDeployment, model: &generate::Genera
     }
     for (reason, note) in messages {
         tracing::warn!(model = %model.id, %reason, "{note}");
-        if let Some(recorder) = &ctx.recorder {
+        if let Some(reporter) = &ctx.reporter {
+            // A Recorder folds every Event with the same reason on the same object into the
+            // series of the first one, note included, so a second, different problem would
+            // show as one more count of the first. Problems are already reported once each
+            // (above), so each gets its own Event: a Recorder without history.
+            let recorder = Recorder::new(ctx.client.clone(), reporter.clone());
             let event = Event {
                 type_: EventType::Warning,
                 reason,
@@ -278,7 +437,8 @@ async fn report(ctx: &Context, sdep: &SeldonDeployment, model: &generate::Genera
                 action: "Reconcile".into(),
                 secondary: None,
             };
-            if let Err(e) = recorder.publish(&event, &sdep.object_ref(&())).await {
+            let published = call(ctx, recorder.publish(&event, &sdep.object_ref(&()))).await;
+            if let Err(e) = published {
                 tracing::warn!(model = %model.id, "cannot publish an Event: {e}");
             }
         }
@@ -306,7 +466,7 @@ fn differs<K: Resource + Serialize>(desired: &K, live: &K) -> bool {
 }
 
 async fn apply_if_changed<K>(
-    client: &Client,
+    ctx: &Context,
     desired: &K,
     writes: &mut Writes,
 ) -> Result<(), ReconcileError>
@@ -318,18 +478,17 @@ where
         + DeserializeOwned,
 {
     let namespace = desired.namespace().unwrap_or_default();
-    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
-    let live = api
-        .get_opt(&desired.name_any())
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let live = call(ctx, api.get_opt(&desired.name_any()))
         .await
         .map_err(|e| error::<K>("get", &namespace, &desired.name_any(), e))?;
     if live.as_ref().is_some_and(|live| !differs(desired, live)) {
         return Ok(());
     }
-    apply(client, desired, writes).await
+    apply(ctx, desired, writes).await
 }
 
-async fn apply<K>(client: &Client, desired: &K, writes: &mut Writes) -> Result<(), ReconcileError>
+async fn apply<K>(ctx: &Context, desired: &K, writes: &mut Writes) -> Result<(), ReconcileError>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
@@ -339,11 +498,14 @@ where
 {
     let namespace = desired.namespace().unwrap_or_default();
     let name = desired.name_any();
-    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(desired),
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    call(
+        ctx,
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(desired),
+        ),
     )
     .await
     .map_err(|e| error::<K>("apply", &namespace, &name, e))?;
@@ -355,7 +517,7 @@ where
 }
 
 async fn delete<K>(
-    client: &Client,
+    ctx: &Context,
     namespace: &str,
     name: &str,
     writes: &mut Writes,
@@ -366,8 +528,8 @@ where
         + Debug
         + DeserializeOwned,
 {
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    match api.delete(name, &DeleteParams::default()).await {
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    match call(ctx, api.delete(name, &DeleteParams::default())).await {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 404 => {}
         Err(e) => return Err(error::<K>("delete", namespace, name, e)),
@@ -377,6 +539,21 @@ where
         .deleted
         .push(format!("{} {namespace}/{name}", K::kind(&())));
     Ok(())
+}
+
+/// One API call, failed as a transport error when it takes longer than
+/// [`Context::api_timeout`].
+async fn call<T>(
+    ctx: &Context,
+    request: impl Future<Output = Result<T, kube::Error>>,
+) -> Result<T, kube::Error> {
+    match tokio::time::timeout(ctx.api_timeout, request).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(kube::Error::Service(Box::new(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer from the API server within {:?}", ctx.api_timeout),
+        )))),
+    }
 }
 
 fn error<K: Resource<DynamicType = ()>>(

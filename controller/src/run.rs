@@ -12,7 +12,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::watcher;
 use kube_lease_manager::LeaseManagerBuilder;
 use prometheus_client::registry::Registry;
@@ -20,7 +20,9 @@ use tokio::sync::{Notify, watch};
 
 use crate::generate::WasmSource;
 use crate::istio::{AuthorizationPolicy, DestinationRule, VirtualService};
-use crate::reconcile::{Context, ReconcileError, reconcile_global, reconcile_model};
+use crate::reconcile::{
+    Context, ReconcileError, SHARED_OBJECTS, reconcile_global, reconcile_model,
+};
 use crate::seldon::SeldonDeployment;
 use crate::settings::{RunSettings, Settings};
 use crate::wasm::filter_sha256;
@@ -115,18 +117,15 @@ pub async fn run(settings: Settings, run: RunSettings) -> Result<(), RunError> {
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| "modelgate".into());
     let wasm = WasmSource::from_settings(&settings, &filter_sha256());
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "modelgate".into(),
-            instance: Some(identity.clone()),
-        },
-    );
+    let reporter = Reporter {
+        controller: "modelgate".into(),
+        instance: Some(identity.clone()),
+    };
     let ctx = Arc::new(Context::new(
         client.clone(),
         settings.clone(),
         wasm,
-        Some(recorder),
+        Some(reporter),
     ));
     let mut registry = Registry::default();
     ctx.metrics.register(&mut registry);
@@ -245,6 +244,7 @@ async fn lead(
             server.ready.store(true, Ordering::Relaxed);
             let mut last: Option<(u64, Instant)> = None;
             loop {
+                let mut pause = Duration::from_secs(5);
                 let sdeps: Vec<SeldonDeployment> = store
                     .state()
                     .iter()
@@ -259,14 +259,17 @@ async fn lead(
                     match reconcile_global(&ctx, &sdeps).await {
                         Ok(_) => last = Some((fingerprint, Instant::now())),
                         Err(e) => {
-                            tracing::warn!("shared objects: {e}");
+                            // Back off like a model does, so a failing API server is not
+                            // asked every 5 s for as long as it fails.
+                            pause = ctx.failed(SHARED_OBJECTS);
+                            tracing::warn!(retry_in = ?pause, "shared objects: {e}");
                             ctx.metrics.reconciled(false);
                         }
                     }
                 }
                 tokio::select! {
                     _ = wake.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = tokio::time::sleep(pause) => {}
                     _ = done.wait_for(|d| *d) => return,
                 }
             }

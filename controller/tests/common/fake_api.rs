@@ -1,11 +1,14 @@
 //! A small in-memory Kubernetes API server for reconcile tests, behind `kube::Client` as a
 //! tower service (the pattern controller-rs uses, with state instead of a script): get,
 //! list with label selectors, server-side apply, delete with owner cascade (what the
-//! garbage collector does), Events, and injected failures. Every write is recorded.
+//! garbage collector does), Events, and injected failures. Every write is recorded, and
+//! every request too (for attempt counts). Faults ([`Fault`]) are queued per method and
+//! path and each answers one request: an error status, a 429 with `Retry-After`, a late
+//! answer, a stall that never answers, or a dropped connection.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -19,7 +22,25 @@ struct State {
     writes: Vec<String>,
     events: Vec<Value>,
     failures: Vec<(Method, String)>,
+    faults: Vec<(Method, String, Fault)>,
+    requests: Vec<String>,
+    stalled: usize,
     next_uid: u64,
+}
+
+/// What an injected fault does to the one request it answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// An error status with a Kubernetes `Status` body (500, 409 Conflict, 503, ...).
+    Status(u16),
+    /// 429 Too Many Requests with `Retry-After` in seconds.
+    TooManyRequests(u64),
+    /// The right answer, but only after this long.
+    Delay(Duration),
+    /// No answer ever (until the caller gives up or is dropped).
+    Stall,
+    /// The connection drops before an answer: the transport fails.
+    Drop,
 }
 
 /// The fake API server.
@@ -74,9 +95,92 @@ impl FakeApi {
         let api = self.clone();
         let service = tower::service_fn(move |req: Request<Body>| {
             let api = api.clone();
-            async move { Ok::<_, Infallible>(api.handle(req).await) }
+            async move { api.answer(req).await }
         });
         kube::Client::new(service, "default")
+    }
+
+    /// Queues a fault for the next request of this method whose path contains `path`
+    /// (faults are matched in the order they were queued, each answers one request).
+    pub fn inject(&self, method: Method, path: &str, fault: Fault) {
+        self.state
+            .lock()
+            .unwrap()
+            .faults
+            .push((method, path.to_string(), fault));
+    }
+
+    /// Faults queued and not yet used.
+    pub fn pending_faults(&self) -> usize {
+        self.state.lock().unwrap().faults.len()
+    }
+
+    /// Requests that met a [`Fault::Stall`] so far.
+    pub fn stalled(&self) -> usize {
+        self.state.lock().unwrap().stalled
+    }
+
+    /// Every request so far (`METHOD path`), faulted ones included, and clears them.
+    pub fn take_requests(&self) -> Vec<String> {
+        std::mem::take(&mut self.state.lock().unwrap().requests)
+    }
+
+    /// Every stored object of a kind, by `ns/name`, without the fields the server sets
+    /// (`uid`, `resourceVersion`): what two runs must agree on.
+    pub fn objects(&self, plural: &str) -> BTreeMap<String, Value> {
+        let s = self.state.lock().unwrap();
+        s.objects
+            .iter()
+            .filter(|(k, _)| k.0 == plural)
+            .map(|(k, o)| {
+                let mut o = o.clone();
+                if let Some(meta) = o["metadata"].as_object_mut() {
+                    meta.remove("uid");
+                    meta.remove("resourceVersion");
+                }
+                (format!("{}/{}", k.1, k.2), o)
+            })
+            .collect()
+    }
+
+    /// Answers a request, or fails it as the first matching queued fault says.
+    async fn answer(&self, req: Request<Body>) -> Result<Response<Body>, std::io::Error> {
+        let fault = {
+            let mut s = self.state.lock().unwrap();
+            let path = req.uri().path().to_string();
+            s.requests.push(format!("{} {path}", req.method()));
+            let found = s
+                .faults
+                .iter()
+                .position(|(m, p, _)| m == req.method() && path.contains(p.as_str()));
+            found.map(|i| s.faults.remove(i).2)
+        };
+        match fault {
+            None => Ok(self.handle(req).await),
+            Some(Fault::Status(code)) => Ok(status(code, &format!("injected {code}"))),
+            Some(Fault::TooManyRequests(seconds)) => {
+                let mut response = status(429, "TooManyRequests");
+                response
+                    .headers_mut()
+                    .insert("retry-after", seconds.to_string().parse().unwrap());
+                Ok(response)
+            }
+            Some(Fault::Delay(delay)) => {
+                // The server does the work, then answers late: a client that gives up
+                // has still written.
+                let response = self.handle(req).await;
+                tokio::time::sleep(delay).await;
+                Ok(response)
+            }
+            Some(Fault::Stall) => {
+                self.state.lock().unwrap().stalled += 1;
+                std::future::pending().await
+            }
+            Some(Fault::Drop) => Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "injected: connection reset by peer",
+            )),
+        }
     }
 
     /// Stores an object as if created by someone, giving it a uid.
@@ -127,7 +231,8 @@ impl FakeApi {
         std::mem::take(&mut self.state.lock().unwrap().writes)
     }
 
-    /// Events posted so far.
+    /// Events posted so far, and those patched (a recorder's repeat of an Event it posted
+    /// becomes a patch of its series).
     pub fn events(&self) -> Vec<Value> {
         self.state.lock().unwrap().events.clone()
     }
@@ -232,6 +337,9 @@ impl FakeApi {
                 };
                 applied["metadata"]["uid"] = uid;
                 applied["metadata"]["resourceVersion"] = version.to_string().into();
+                if plural == "events" {
+                    s.events.push(applied.clone());
+                }
                 s.writes
                     .push(format!("PATCH {plural} {}/{name}?{query}", key.1));
                 s.objects.insert(key, applied.clone());

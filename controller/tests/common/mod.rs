@@ -6,6 +6,7 @@
 pub mod crd;
 pub mod fake_api;
 pub mod istio_rules;
+pub mod jwks_server;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

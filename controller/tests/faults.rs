@@ -1,0 +1,731 @@
+//! The controller under faults: API writes that fail (500, 409, 429, late answers, dropped
+//! connections, stalls) are retried with a growing backoff and end in exactly the objects a
+//! fault-free run makes; a restart in the middle of a reconcile converges to them too; a
+//! JWKS endpoint that is down, slow or talks garbage never takes a model's keys away; and a
+//! SeldonDeployment with broken annotations changes nothing of anyone else.
+//!
+//! The retry loop here is the controller's own policy (`error_policy` in `run`): a failed
+//! reconcile is retried after `Context::failed`'s delay, so the tests assert those delays
+//! and the attempt counts rather than wall-clock time.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::fake_api::{FakeApi, Fault};
+use common::jwks_server::{Answer, JwksServer};
+use http::Method;
+use kube::runtime::events::Reporter;
+use modelgate_controller::jwks::http_client;
+use modelgate_controller::manifests;
+use modelgate_controller::reconcile::{Context, SHARED_OBJECTS, reconcile_global, reconcile_model};
+use modelgate_controller::seldon::SeldonDeployment;
+use modelgate_testkit::TestKey;
+use serde_json::Value;
+
+/// The kinds the controller writes, as the API server names them.
+const KINDS: [&str; 4] = [
+    "gateways",
+    "virtualservices",
+    "destinationrules",
+    "wasmplugins",
+];
+
+/// A SeldonDeployment in namespace `models` with these predictors (name, traffic) and
+/// extra `spec.annotations` lines.
+fn model(name: &str, gateway: &str, predictors: &[(&str, u32)], annotations: &[&str]) -> String {
+    let mut yaml = format!(
+        "---\napiVersion: machinelearning.seldon.io/v1\nkind: SeldonDeployment\nmetadata: {{name: {name}, namespace: models, uid: uid-{name}}}\nspec:\n  annotations:\n    seldon.io/istio-gateway: {gateway}\n"
+    );
+    for line in annotations {
+        yaml.push_str(&format!("    {line}\n"));
+    }
+    yaml.push_str("  predictors:\n");
+    for (p, traffic) in predictors {
+        yaml.push_str(&format!(
+            "  - {{name: {p}, traffic: {traffic}, graph: {{name: m}}}}\n"
+        ));
+    }
+    yaml
+}
+
+fn sdeps(models: &[String]) -> Vec<SeldonDeployment> {
+    let mut m = manifests::Manifests::default();
+    manifests::read_text("test", &models.concat(), "default", &mut m).unwrap();
+    m.seldon_deployments
+}
+
+/// A fresh controller state over the API server (what a restart starts from), with a
+/// short API timeout so late answers fail fast.
+fn context(api: &FakeApi) -> Context {
+    let settings = common::golden_settings(&common::test_data().join("none.yaml"));
+    let wasm = common::test_wasm(&settings);
+    let mut ctx = Context::new(api.client(), settings, wasm, None);
+    ctx.api_timeout = Duration::from_millis(200);
+    ctx
+}
+
+/// How a convergence went: per model (and [`SHARED_OBJECTS`]) the delays the controller
+/// asked for before each retry.
+#[derive(Debug, Default)]
+struct Retries {
+    delays: BTreeMap<String, Vec<Duration>>,
+}
+
+impl Retries {
+    fn of(&self, id: &str) -> Vec<u64> {
+        self.delays
+            .get(id)
+            .map(|d| d.iter().map(Duration::as_secs).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Reconciles every model, then the shared objects, each retried as the controller does
+/// (after `Context::failed`'s delay, here not waited for) until it succeeds.
+async fn converge(ctx: &Context, sdeps: &[SeldonDeployment]) -> Retries {
+    let mut retries = Retries::default();
+    for sdep in sdeps {
+        let id = sdep.model_id();
+        while let Err(e) = reconcile_model(ctx, sdep).await {
+            let delay = ctx.failed(&id);
+            eprintln!("{id}: {e}; retry in {delay:?}");
+            let delays = retries.delays.entry(id.clone()).or_default();
+            delays.push(delay);
+            assert!(delays.len() < 20, "{id} does not converge: {e}");
+        }
+    }
+    while let Err(e) = reconcile_global(ctx, sdeps).await {
+        let delay = ctx.failed(SHARED_OBJECTS);
+        eprintln!("shared objects: {e}; retry in {delay:?}");
+        let delays = retries.delays.entry(SHARED_OBJECTS.into()).or_default();
+        delays.push(delay);
+        assert!(delays.len() < 20, "the shared objects do not converge: {e}");
+    }
+    retries
+}
+
+/// Every object the controller writes, by kind and `ns/name`.
+fn cluster(api: &FakeApi) -> BTreeMap<&'static str, BTreeMap<String, Value>> {
+    KINDS.iter().map(|k| (*k, api.objects(k))).collect()
+}
+
+/// What a fault-free run makes of these SeldonDeployments.
+async fn fault_free(sdeps: &[SeldonDeployment]) -> BTreeMap<&'static str, BTreeMap<String, Value>> {
+    let api = FakeApi::default();
+    let retries = converge(&context(&api), sdeps).await;
+    assert!(retries.delays.is_empty(), "{retries:?}");
+    cluster(&api)
+}
+
+fn three_models() -> Vec<String> {
+    vec![
+        model("a", "seldon-gateway", &[("main", 75), ("canary", 25)], &[]),
+        model("b", "edge/public", &[("p", 100)], &["seldon.io/auth: none"]),
+        model(
+            "c",
+            "seldon-gateway",
+            &[("p", 100)],
+            &["seldon.io/jwt-audiences: team-c"],
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn failed_writes_are_retried_with_a_growing_backoff_and_end_in_the_fault_free_objects() {
+    let all = sdeps(&three_models());
+    let expected = fault_free(&all).await;
+    assert_eq!(expected["destinationrules"].len(), 4, "{expected:?}");
+
+    let api = FakeApi::default();
+    let ctx = context(&api);
+    // a: every kind of failure on its own objects, one after the other.
+    api.inject(Method::PATCH, "virtualservices/a", Fault::Status(500));
+    api.inject(Method::PATCH, "virtualservices/a", Fault::Status(409));
+    api.inject(
+        Method::PATCH,
+        "destinationrules/a-canary",
+        Fault::Delay(Duration::from_secs(2)),
+    );
+    api.inject(Method::PATCH, "destinationrules/a-main", Fault::Drop);
+    api.inject(
+        Method::GET,
+        "destinationrules/a-main",
+        Fault::TooManyRequests(1),
+    );
+    // b: one conflict.
+    api.inject(Method::PATCH, "virtualservices/b", Fault::Status(409));
+    // The shared objects: the Gateway, the list of managed Gateways, the WasmPlugin.
+    api.inject(Method::PATCH, "gateways/public", Fault::Status(500));
+    api.inject(Method::GET, "v1/gateways", Fault::Status(503));
+    api.inject(Method::PATCH, "wasmplugins/modelgate", Fault::Status(409));
+    api.inject(
+        Method::PATCH,
+        "wasmplugins/modelgate",
+        Fault::Delay(Duration::from_secs(2)),
+    );
+    api.inject(Method::GET, "wasmplugins/modelgate", Fault::Drop);
+
+    let retries = converge(&ctx, &all).await;
+    assert_eq!(api.pending_faults(), 0, "every fault was met");
+    // The delays double from 5 s, per model, one per failure.
+    assert_eq!(retries.of("models/a"), [5, 10, 20, 40, 80]);
+    assert_eq!(retries.of("models/b"), [5]);
+    assert_eq!(retries.of("models/c"), Vec::<u64>::new());
+    assert_eq!(retries.of(SHARED_OBJECTS), [5, 10, 20, 40, 80]);
+    // A 429's Retry-After (1 s) is never undercut.
+    assert!(
+        retries.delays["models/a"]
+            .iter()
+            .all(|d| *d >= Duration::from_secs(1))
+    );
+    assert_eq!(cluster(&api), expected);
+
+    // Success resets the backoff: the next failure waits 5 s again.
+    api.inject(Method::GET, "virtualservices/a", Fault::Status(500));
+    api.inject(Method::GET, "v1/gateways", Fault::Status(500));
+    let again = converge(&ctx, &all).await;
+    assert_eq!(again.of("models/a"), [5]);
+    assert_eq!(again.of(SHARED_OBJECTS), [5]);
+    // And nothing was written twice: the late writes landed and the retries saw them.
+    api.take_writes();
+    converge(&ctx, &all).await;
+    assert_eq!(api.take_writes(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_stalled_api_server_fails_the_call_after_the_timeout_instead_of_holding_the_reconcile() {
+    let all = sdeps(&three_models());
+    let api = FakeApi::default();
+    let ctx = context(&api);
+    api.inject(Method::GET, "virtualservices/a", Fault::Stall);
+    let first = tokio::time::timeout(Duration::from_secs(10), reconcile_model(&ctx, &all[0]))
+        .await
+        .expect("the reconcile ends on its own");
+    let err = first.unwrap_err();
+    assert_eq!(api.stalled(), 1);
+    assert!(
+        err.to_string().starts_with("get VirtualService models/a")
+            && err
+                .to_string()
+                .contains("no answer from the API server within 200ms"),
+        "{err}"
+    );
+    api.inject(Method::GET, "wasmplugins/modelgate", Fault::Stall);
+    let shared = tokio::time::timeout(Duration::from_secs(10), reconcile_global(&ctx, &all))
+        .await
+        .expect("the shared objects' reconcile ends on its own");
+    assert!(shared.is_err());
+    let retries = converge(&ctx, &all).await;
+    assert!(retries.delays.is_empty(), "{retries:?}");
+    assert_eq!(cluster(&api), fault_free(&all).await);
+}
+
+/// Runs `work` until the API server holds one request stalled, then drops it: the process
+/// dies in the middle of a reconcile, after the writes before that request landed.
+async fn kill_when_stalled(api: &FakeApi, work: impl Future<Output = ()>) {
+    let stalled = api.stalled();
+    tokio::select! {
+        () = work => panic!("the reconcile was to stall"),
+        () = async {
+            while api.stalled() == stalled {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        } => {}
+    }
+}
+
+#[tokio::test]
+async fn a_restart_in_the_middle_of_a_reconcile_converges_to_the_same_objects_without_orphans() {
+    let before = sdeps(&[
+        model("a", "edge/old", &[("main", 75), ("canary", 25)], &[]),
+        model("b", "seldon-gateway", &[("p", 100)], &[]),
+    ]);
+    // a moves to another gateway and replaces its canary by a new predictor.
+    let after = sdeps(&[
+        model("a", "edge/new", &[("main", 50), ("next", 50)], &[]),
+        model("b", "seldon-gateway", &[("p", 100)], &[]),
+    ]);
+    let expected = fault_free(&after).await;
+
+    let api = FakeApi::default();
+    // Processes that get killed wait for ever on a stalled call, so only the test decides
+    // when they die.
+    let killable = |api: &FakeApi| {
+        let mut ctx = context(api);
+        ctx.api_timeout = Duration::from_secs(3600);
+        ctx
+    };
+    let ctx = killable(&api);
+    converge(&ctx, &before).await;
+    api.take_writes();
+
+    // Killed after a's VirtualService landed, while its new DestinationRule is written.
+    api.inject(Method::PATCH, "destinationrules/a-next", Fault::Stall);
+    kill_when_stalled(&api, async {
+        let _ = reconcile_model(&ctx, &after[0]).await;
+    })
+    .await;
+    let writes = api.take_writes();
+    assert_eq!(
+        writes
+            .iter()
+            .map(|w| w.split('?').next().unwrap())
+            .collect::<Vec<_>>(),
+        ["PATCH virtualservices models/a"],
+        "{writes:?}"
+    );
+    assert!(api.get("destinationrules", "models", "a-canary").is_some());
+    drop(ctx);
+
+    // The next process dies while the shared objects are half done: the new Gateway is
+    // there, the old one and the WasmPlugin not yet changed.
+    let ctx = killable(&api);
+    reconcile_model(&ctx, &after[0]).await.unwrap();
+    reconcile_model(&ctx, &after[1]).await.unwrap();
+    api.inject(Method::DELETE, "gateways/old", Fault::Stall);
+    kill_when_stalled(&api, async {
+        let _ = reconcile_global(&ctx, &after).await;
+    })
+    .await;
+    assert!(api.get("gateways", "edge", "new").is_some());
+    assert!(api.get("gateways", "edge", "old").is_some());
+    drop(ctx);
+
+    // The third one finishes the job: the same objects as a fault-free run, the canary's
+    // DestinationRule and the unreferenced Gateway gone.
+    let ctx = context(&api);
+    converge(&ctx, &after).await;
+    assert_eq!(cluster(&api), expected);
+    assert!(api.get("destinationrules", "models", "a-canary").is_none());
+    assert!(api.get("gateways", "edge", "old").is_none());
+    // Converged means quiet: another round writes nothing.
+    api.take_writes();
+    converge(&ctx, &after).await;
+    assert_eq!(api.take_writes(), Vec::<String>::new());
+}
+
+/// The filter configuration in the WasmPlugin, as stored.
+fn plugin_config(api: &FakeApi) -> Value {
+    api.get("wasmplugins", "istio-system", "modelgate").unwrap()["spec"]["pluginConfig"].clone()
+}
+
+/// The `kid`s of the keys the filter configuration gives a model.
+fn model_kids(api: &FakeApi, id: &str) -> Vec<String> {
+    let config = plugin_config(api);
+    let policy = &config["policies"][config["models"][id]["policy"].as_str().unwrap()];
+    let keys = &config["keySets"][policy["keySet"].as_str().unwrap()]["keys"];
+    keys.as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn jwks_of(key: &TestKey) -> String {
+    modelgate_testkit::jwks(&[key]).to_string()
+}
+
+/// The JWKS fetch timeout of the tests: short, with room for a loaded machine.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What a broken issuer can answer, with what the failure report must say.
+fn broken_answers() -> Vec<(&'static str, Answer, &'static str)> {
+    let body = |status, text: &str| Answer::Body(status, text.to_string());
+    vec![
+        (
+            "HTTP 500",
+            body(500, &jwks_of(&TestKey::rsa_b())),
+            "status 500",
+        ),
+        (
+            "not JSON",
+            body(200, "<html>oops</html>"),
+            "not a JWKS document",
+        ),
+        (
+            "JSON without keys",
+            body(200, r#"{"issuer": "x"}"#),
+            "not a JWKS document",
+        ),
+        (
+            "keys that do not parse",
+            body(
+                200,
+                r#"{"keys": [{"kty": "RSA", "kid": "bad", "n": "!!", "e": "AQAB"}, {"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"}]}"#,
+            ),
+            "no key the filter can use",
+        ),
+        (
+            "an empty key set",
+            body(200, r#"{"keys": []}"#),
+            "no key the filter can use",
+        ),
+        (
+            "slower than the fetch timeout",
+            Answer::Slow(FETCH_TIMEOUT * 10, jwks_of(&TestKey::rsa_b())),
+            "fetching JWKS",
+        ),
+        ("a dropped connection", Answer::HangUp, "fetching JWKS"),
+    ]
+}
+
+/// Fetches what is due now (every URI: refresh and retry are zero) and applies the result.
+async fn refresh_and_apply(
+    ctx: &Context,
+    http: &reqwest::Client,
+    all: &[SeldonDeployment],
+) -> modelgate_controller::jwks::Refreshed {
+    let report = ctx
+        .jwks
+        .refresh_due(http, Duration::ZERO, Duration::ZERO)
+        .await;
+    reconcile_global(ctx, all).await.unwrap();
+    report
+}
+
+#[tokio::test]
+async fn a_failing_jwks_endpoint_never_empties_or_replaces_a_models_last_good_keys() {
+    let mut issuer = JwksServer::start(Answer::Body(200, jwks_of(&TestKey::rsa_a()))).await;
+    let uri = issuer.uri();
+    let jwks_uri = format!("seldon.io/jwt-jwks-uri: {uri}");
+    let all = sdeps(&[
+        model("a", "seldon-gateway", &[("p", 100)], &[&jwks_uri]),
+        model(
+            "open",
+            "seldon-gateway",
+            &[("p", 100)],
+            &["seldon.io/auth: none"],
+        ),
+    ]);
+    let api = FakeApi::default();
+    let ctx = context(&api);
+    let http = http_client(FETCH_TIMEOUT);
+    converge(&ctx, &all).await;
+    // Not fetched yet: no keys, so a is denied (fail closed), never open.
+    assert_eq!(model_kids(&api, "models/a"), Vec::<String>::new());
+    let report = refresh_and_apply(&ctx, &http, &all).await;
+    assert_eq!(report.changed, [uri.as_str()]);
+    let kid_a = TestKey::rsa_a().jwk()["kid"].as_str().unwrap().to_string();
+    assert_eq!(model_kids(&api, "models/a"), [kid_a.as_str()]);
+    let good = serde_json::to_string(&plugin_config(&api)).unwrap();
+    api.take_writes();
+
+    for (what, answer, reason) in broken_answers() {
+        issuer.answer(answer);
+        let report = refresh_and_apply(&ctx, &http, &all).await;
+        assert!(report.changed.is_empty(), "{what}: {report:?}");
+        assert_eq!(report.failed.len(), 1, "{what}: {report:?}");
+        assert!(
+            report.failed[0].0 == uri && report.failed[0].1.contains(reason),
+            "{what}: {report:?}"
+        );
+        assert_eq!(
+            serde_json::to_string(&plugin_config(&api)).unwrap(),
+            good,
+            "{what} changed the filter configuration"
+        );
+        assert_eq!(api.take_writes(), Vec::<String>::new(), "{what}");
+    }
+    issuer.down().await;
+    let report = refresh_and_apply(&ctx, &http, &all).await;
+    assert_eq!(report.failed.len(), 1, "down: {report:?}");
+    assert_eq!(serde_json::to_string(&plugin_config(&api)).unwrap(), good);
+    // A failure is retried on the retry schedule, not the refresh one.
+    let retry = Duration::from_millis(100);
+    let before = std::time::Instant::now();
+    ctx.jwks
+        .refresh_due(&http, Duration::from_secs(3600), retry)
+        .await;
+    let due = ctx.jwks.next_due().unwrap();
+    assert!(
+        due > before && due <= std::time::Instant::now() + retry,
+        "a failed fetch is due again after the retry delay"
+    );
+    tokio::time::sleep(due.saturating_duration_since(std::time::Instant::now())).await;
+
+    // The issuer comes back with a rotated key: it is picked up, and only it.
+    issuer.up().await;
+    issuer.answer(Answer::Body(200, jwks_of(&TestKey::rsa_b())));
+    let report = refresh_and_apply(&ctx, &http, &all).await;
+    assert_eq!(report.changed, [uri.as_str()]);
+    let kid_b = TestKey::rsa_b().jwk()["kid"].as_str().unwrap().to_string();
+    assert_ne!(kid_a, kid_b);
+    assert_eq!(model_kids(&api, "models/a"), [kid_b]);
+    assert_eq!(
+        api.take_writes()
+            .iter()
+            .map(|w| w.split('?').next().unwrap())
+            .collect::<Vec<_>>(),
+        ["PATCH wasmplugins istio-system/modelgate"]
+    );
+}
+
+#[tokio::test]
+async fn a_restart_while_the_jwks_endpoint_is_down_keeps_the_keys_the_filter_has() {
+    let mut issuer = JwksServer::start(Answer::Body(200, jwks_of(&TestKey::rsa_a()))).await;
+    let uri = issuer.uri();
+    let jwks_uri = format!("seldon.io/jwt-jwks-uri: {uri}");
+    let all = sdeps(&[
+        model("a", "seldon-gateway", &[("p", 100)], &[&jwks_uri]),
+        model(
+            "b",
+            "seldon-gateway",
+            &[("p", 100)],
+            &[&jwks_uri, "seldon.io/jwt-audiences: b"],
+        ),
+    ]);
+    let api = FakeApi::default();
+    let http = http_client(FETCH_TIMEOUT);
+    let ctx = context(&api);
+    converge(&ctx, &all).await;
+    refresh_and_apply(&ctx, &http, &all).await;
+    let kid_a = TestKey::rsa_a().jwk()["kid"].as_str().unwrap().to_string();
+    assert_eq!(model_kids(&api, "models/a"), [kid_a.as_str()]);
+    assert_eq!(model_kids(&api, "models/b"), [kid_a.as_str()]);
+    let good = serde_json::to_string(&plugin_config(&api)).unwrap();
+    drop(ctx);
+
+    // A new leader starts while the issuer is down: its cache is empty, the filter's is not.
+    issuer.down().await;
+    let ctx = context(&api);
+    api.take_writes();
+    converge(&ctx, &all).await;
+    let report = refresh_and_apply(&ctx, &http, &all).await;
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert_eq!(
+        serde_json::to_string(&plugin_config(&api)).unwrap(),
+        good,
+        "a restart emptied the keys"
+    );
+    assert_eq!(api.take_writes(), Vec::<String>::new());
+
+    // Once the issuer answers, its keys replace the kept ones.
+    issuer.up().await;
+    issuer.answer(Answer::Body(200, jwks_of(&TestKey::rsa_b())));
+    let report = refresh_and_apply(&ctx, &http, &all).await;
+    assert_eq!(report.changed, [uri]);
+    let kid_b = TestKey::rsa_b().jwk()["kid"].as_str().unwrap().to_string();
+    assert_eq!(model_kids(&api, "models/a"), [kid_b.as_str()]);
+    assert_eq!(model_kids(&api, "models/b"), [kid_b]);
+}
+
+/// A model's entry in the filter configuration, with the policy and key set it points at.
+fn filter_entry(config: &Value, id: &str) -> String {
+    let model = &config["models"][id];
+    let policy = &config["policies"][model["policy"].as_str().unwrap()];
+    let keys = policy["keySet"]
+        .as_str()
+        .map_or(Value::Null, |k| config["keySets"][k].clone());
+    serde_json::to_string(&(model, policy, keys)).unwrap()
+}
+
+/// Everything of one model that the cluster holds: its objects and its filter entry.
+fn footprint(api: &FakeApi, name: &str) -> String {
+    let mine = |kind: &str| -> Vec<Value> {
+        api.objects(kind)
+            .into_iter()
+            .filter(|(_, o)| {
+                o["metadata"]["labels"]["modelgate.seldon.io/seldon-deployment"] == name
+            })
+            .map(|(_, o)| o)
+            .collect()
+    };
+    let objects = (mine("virtualservices"), mine("destinationrules"));
+    assert!(!objects.0.is_empty() && !objects.1.is_empty(), "{name}");
+    format!(
+        "{}\n{}",
+        serde_json::to_string(&objects).unwrap(),
+        filter_entry(&plugin_config(api), &format!("models/{name}"))
+    )
+}
+
+#[tokio::test]
+async fn broken_annotations_change_nothing_of_other_models_and_keep_their_own_last_good_entry() {
+    let a = |extra: &[&str]| {
+        let mut annotations = vec![
+            "seldon.io/jwt-audiences: team-a",
+            "seldon.io/ab-sticky: header:x-user",
+        ];
+        annotations.extend_from_slice(extra);
+        model(
+            "a",
+            "seldon-gateway",
+            &[("main", 90), ("canary", 10)],
+            &annotations,
+        )
+    };
+    let others = [
+        model("b", "edge/public", &[("p", 100)], &["seldon.io/auth: none"]),
+        model(
+            "c",
+            "seldon-gateway",
+            &[("main", 50), ("shadow", 0)],
+            &[r#"seldon.io/jwt-claims: '{"scope": ["predict"]}'"#],
+        ),
+    ];
+    let good = sdeps(&[vec![a(&[])], others.to_vec()].concat());
+    let api = FakeApi::default();
+    let mut ctx = context(&api);
+    ctx.reporter = Some(Reporter {
+        controller: "modelgate".into(),
+        instance: None,
+    });
+    converge(&ctx, &good).await;
+    let whole = cluster(&api);
+    let footprints: Vec<String> = ["a", "b", "c"].iter().map(|m| footprint(&api, m)).collect();
+    api.take_writes();
+
+    let broken = [
+        ("seldon.io/auth-mode", "seldon.io/auth-mode: permissive"),
+        (
+            "seldon.io/jwt-claims",
+            "seldon.io/jwt-claims: 'scope=predict'",
+        ),
+        ("seldon.io/istio-retries", "seldon.io/istio-retries: lots"),
+        (
+            "seldon.io/jwt-jwks-uri",
+            "seldon.io/jwt-jwks-uri: ftp://idp/jwks",
+        ),
+        (
+            "seldon.io/istio-host",
+            "seldon.io/istio-host: 'a.example.com,,b.example.com'",
+        ),
+        ("seldon.io/ab-sticky", "seldon.io/ab-sticky: ip:client"),
+        ("seldon.io/auth", "seldon.io/auth: maybe"),
+    ];
+    for (annotation, line) in broken {
+        let now = sdeps(&[vec![a(&[line])], others.to_vec()].concat());
+        let events = api.events().len();
+        let retries = converge(&ctx, &now).await;
+        assert!(retries.delays.is_empty(), "{line}: {retries:?}");
+        // Nothing at all changed: not the others, not a's last good objects and entry.
+        let writes: Vec<String> = api
+            .take_writes()
+            .into_iter()
+            .filter(|w| !w.starts_with("PATCH events "))
+            .collect();
+        assert_eq!(writes, Vec::<String>::new(), "{line}");
+        assert_eq!(cluster(&api), whole, "{line}");
+        for (m, before) in ["a", "b", "c"].iter().zip(&footprints) {
+            assert_eq!(&footprint(&api, m), before, "{line} changed {m}");
+        }
+        // The user is told, on a, with the annotation and what happens.
+        let new: Vec<Value> = api.events()[events..].to_vec();
+        assert_eq!(new.len(), 1, "{line}: {new:?}");
+        let event = &new[0];
+        assert_eq!(event["type"], "Warning");
+        assert_eq!(event["reason"], "InvalidAnnotation");
+        assert_eq!(event["regarding"]["name"], "a");
+        let note = event["note"].as_str().unwrap();
+        assert!(
+            note.contains(annotation) && note.contains("its last good configuration is kept"),
+            "{note}"
+        );
+        assert_eq!(ctx.metrics.invalid_models.get(), 1);
+    }
+
+    // A model broken from the start is denied, and still nobody else changes.
+    let d = model(
+        "d",
+        "seldon-gateway",
+        &[("p", 100)],
+        &["seldon.io/istio-retries: '-1'"],
+    );
+    let now = sdeps(&[vec![a(&[]), d], others.to_vec()].concat());
+    let events = api.events().len();
+    converge(&ctx, &now).await;
+    for (m, before) in ["a", "b", "c"].iter().zip(&footprints) {
+        assert_eq!(&footprint(&api, m), before, "d changed {m}");
+    }
+    assert!(api.get("virtualservices", "models", "d").is_none());
+    let config = plugin_config(&api);
+    let policy = &config["policies"][config["models"]["models/d"]["policy"].as_str().unwrap()];
+    assert_eq!(policy["auth"], "deny", "{config}");
+    let new: Vec<Value> = api.events()[events..].to_vec();
+    assert!(
+        new.iter().any(|e| e["regarding"]["name"] == "d"
+            && e["note"]
+                .as_str()
+                .unwrap()
+                .contains("seldon.io/istio-retries")
+            && e["note"]
+                .as_str()
+                .unwrap()
+                .contains("never had a valid configuration")),
+        "{new:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_restart_keeps_a_broken_models_last_good_entry_and_its_gateway() {
+    let mut issuer = JwksServer::start(Answer::Body(200, jwks_of(&TestKey::rsa_a()))).await;
+    let jwks_uri = format!("seldon.io/jwt-jwks-uri: {}", issuer.uri());
+    let a = |extra: &[&str]| {
+        let mut annotations = vec![jwks_uri.as_str(), "seldon.io/ab-sticky: header:x-user"];
+        annotations.extend_from_slice(extra);
+        model(
+            "a",
+            "edge/only-a",
+            &[("main", 90), ("canary", 10)],
+            &annotations,
+        )
+    };
+    let b = model(
+        "b",
+        "seldon-gateway",
+        &[("p", 100)],
+        &["seldon.io/auth: none"],
+    );
+    let good = sdeps(&[a(&[]), b.clone()]);
+    let api = FakeApi::default();
+    let http = http_client(FETCH_TIMEOUT);
+    let ctx = context(&api);
+    converge(&ctx, &good).await;
+    refresh_and_apply(&ctx, &http, &good).await;
+    let whole = cluster(&api);
+    let footprints: Vec<String> = ["a", "b"].iter().map(|m| footprint(&api, m)).collect();
+    assert_eq!(model_kids(&api, "models/a"), ["rsa-a"]);
+
+    // a's annotations break; the controller restarts; the issuer is down meanwhile.
+    let broken = sdeps(&[a(&["seldon.io/auth-mode: permissive"]), b]);
+    drop(ctx);
+    issuer.down().await;
+    let mut ctx = context(&api);
+    ctx.reporter = Some(Reporter {
+        controller: "modelgate".into(),
+        instance: None,
+    });
+    api.take_writes();
+    let retries = converge(&ctx, &broken).await;
+    assert!(retries.delays.is_empty(), "{retries:?}");
+    let report = refresh_and_apply(&ctx, &http, &broken).await;
+    assert!(report.changed.is_empty(), "{report:?}");
+    let writes: Vec<String> = api
+        .take_writes()
+        .into_iter()
+        .filter(|w| !w.starts_with("PATCH events "))
+        .collect();
+    assert_eq!(writes, Vec::<String>::new());
+    assert_eq!(cluster(&api), whole);
+    for (m, before) in ["a", "b"].iter().zip(&footprints) {
+        assert_eq!(&footprint(&api, m), before, "the restart changed {m}");
+    }
+    let events = api.events();
+    assert!(
+        events.iter().any(|e| e["regarding"]["name"] == "a"
+            && e["note"]
+                .as_str()
+                .unwrap()
+                .contains("its last good configuration is kept")),
+        "{events:?}"
+    );
+
+    // Fixed again, a follows its JWKS URI as before.
+    issuer.up().await;
+    issuer.answer(Answer::Body(200, jwks_of(&TestKey::rsa_b())));
+    converge(&ctx, &good).await;
+    refresh_and_apply(&ctx, &http, &good).await;
+    assert_eq!(model_kids(&api, "models/a"), ["rsa-b"]);
+}
