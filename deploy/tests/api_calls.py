@@ -257,7 +257,8 @@ def derive_controller_calls() -> set[Call]:
             for kind, vs, _, _ in calls_in(body, api_bindings(body, {})):
                 if kind == param:
                     verbs |= vs
-            callees = re.findall(r"\b(\w+)\s*\(\s*&?\s*(?:ctx\.)?client\b", body)
+            # Helpers are passed the client, or the whole context (`apply(ctx, ..)`).
+            callees = re.findall(r"\b(\w+)\s*\(\s*&?\s*(?:ctx\.client|client|ctx\s*,)", body)
             helpers[name] = (verbs, callees)
 
     def helper_verbs(name: str, seen: frozenset = frozenset()) -> set[str]:
@@ -286,17 +287,21 @@ def derive_controller_calls() -> set[Call]:
                     group, resource = resource_of(kind)
                     for verb in helper_verbs(helper):
                         calls.add(Call(group, resource, verb, False, condition_at(ranges, m.start()), f"{rel}:{name}"))
-            # Helpers whose kind is the object passed: apply_if_changed(&ctx.client, &objects.virtual_service, ..).
+            # Helpers whose kind is the object passed: apply_if_changed(ctx, &objects.virtual_service, ..)
+            # (or &ctx.client). Generic helpers that make no call of their own, such as the
+            # timeout wrapper `call(ctx, api.get(..))`, are skipped: the call inside is direct.
             locals_ = local_kinds(body)
-            for m in re.finditer(r"\b(\w+)\s*\(\s*&?ctx\.client\s*,\s*&?([\w.]+)", body):
+            for m in re.finditer(r"\b(\w+)\s*\(\s*&?ctx(?:\.client)?\s*,\s*&?([\w.]+)", body):
                 helper, arg = m.group(1), m.group(2)
-                if helper not in helpers or helper == name:
+                if helper not in helpers or helper == name or not helper_verbs(helper):
                     continue
                 last = arg.split(".")[-1]
                 if last in locals_:
                     kind, field = locals_[last]
                 elif last in field_types():
                     kind, field = field_types()[last], last
+                elif name in helpers:
+                    continue  # a generic helper passing its own object on: resolved through callees
                 else:
                     raise AssertionError(f"{rel}:{name}: cannot tell the kind of {arg} passed to {helper}")
                 group, resource = resource_of(kind)
