@@ -169,38 +169,62 @@ fn expect(what: &str, response: &Response, status: u16, by: By) -> Result<(), St
 fn probe(gw: &Gateway, state: State, round: usize) -> Vec<String> {
     let mut client = gw.client();
     let mut failures = Vec::new();
-    let mut check = |what: String, request: &Request, status: u16, by: By| {
-        match client.send(request) {
+    let mut check =
+        |what: String, request: &Request, status: u16, by: By| match client.send(request) {
             Ok(response) => {
                 if let Err(e) = expect(&what, &response, status, by) {
                     failures.push(format!("reload {round}: {e}"));
                 }
             }
             Err(e) => failures.push(format!("reload {round}: {what}: {e}")),
-        }
-    };
+        };
     let staging = Request::predict(STAGING);
     if state.staging {
         check("staging without a token".into(), &staging, 401, By::Filter);
     } else {
-        check("staging unconfigured".into(), &staging, 200, By::Server("v1"));
+        check(
+            "staging unconfigured".into(),
+            &staging,
+            200,
+            By::Server("v1"),
+        );
     }
     let rotated = TestKey::rsa_b().sign(&sample::fraud_claims("rotated"));
     let with_rotated = Request::predict(FRAUD).bearer(&rotated);
     if state.rotated_key {
-        check("token of the rotated-in key".into(), &with_rotated, 200, By::AnyServer);
+        check(
+            "token of the rotated-in key".into(),
+            &with_rotated,
+            200,
+            By::AnyServer,
+        );
     } else {
-        check("token of the withdrawn key".into(), &with_rotated, 401, By::Filter);
+        check(
+            "token of the withdrawn key".into(),
+            &with_rotated,
+            401,
+            By::Filter,
+        );
     }
     let iris = if state.iris_to_b { "b" } else { "a" };
-    check("iris split".into(), &Request::predict(IRIS), 200, By::Server(iris));
+    check(
+        "iris split".into(),
+        &Request::predict(IRIS),
+        200,
+        By::Server(iris),
+    );
     // The newest fleet model asks for a token; the one that just left passes untouched to
     // the other application behind the gateway.
     let newest = Request::predict(&fleet_model(state.first + FLEET - 1));
     check("newest fleet model".into(), &newest, 401, By::Filter);
     if let Some(gone) = state.first.checked_sub(1) {
         let gone = Request::predict(&fleet_model(gone));
-        check("fleet model removed".into(), &gone, 200, By::Server("other-app"));
+        check(
+            "fleet model removed".into(),
+            &gone,
+            200,
+            By::Server("other-app"),
+        );
     }
     failures
 }

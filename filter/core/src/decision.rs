@@ -13,8 +13,7 @@ use crate::reason::DenyReason;
 use crate::request::{Request, addressed_model, is_exempt};
 use crate::routing::RouteReason;
 use crate::token::{
-    MAX_TOKEN_BYTES, TokenRules, TokenSource, find_token, numeric_date, query_without,
-    verify,
+    MAX_TOKEN_BYTES, TokenRules, TokenSource, find_token, numeric_date, query_without, verify,
 };
 
 /// What the host provides for a decision.

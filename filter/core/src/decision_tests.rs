@@ -416,7 +416,11 @@ fn malformed_oversized_and_critical_tokens_are_refused_before_verification() {
         r#"{"alg":"RS256","kid":"rsa-a","cr\u0069t":["exp"]}"#,
     ] {
         let signed = key.sign_raw(header, &good_claims().to_string());
-        assert_eq!(denied(&mut h, &signed), DenyReason::MalformedToken, "{header}");
+        assert_eq!(
+            denied(&mut h, &signed),
+            DenyReason::MalformedToken,
+            "{header}"
+        );
     }
     // So are duplicates in the payload, even validly signed: two readings of one token.
     let claims = good_claims().to_string();
@@ -424,7 +428,11 @@ fn malformed_oversized_and_critical_tokens_are_refused_before_verification() {
     let signed = key.sign_raw(r#"{"alg":"RS256","kid":"rsa-a"}"#, &twice);
     assert_eq!(denied(&mut h, &signed), DenyReason::MalformedToken);
     let once = key.sign_raw(r#"{"alg":"RS256","kid":"rsa-a"}"#, &claims);
-    let (outcome, ..) = h.run("POST", PREDICT, &[("authorization", &format!("Bearer {once}"))]);
+    let (outcome, ..) = h.run(
+        "POST",
+        PREDICT,
+        &[("authorization", &format!("Bearer {once}"))],
+    );
     assert_eq!(outcome, Outcome::Allowed(AllowReason::Token));
 }
 
@@ -764,10 +772,16 @@ fn forwarding_claims_and_removing_tokens() {
     );
     assert_eq!(outcome, Outcome::Allowed(AllowReason::Preflight));
     assert!(edits.contains(&Edit::RemoveHeader("authorization".into())));
-    assert!(edits.contains(&Edit::SetPath(format!("{PREDICT}?x=1"))), "{edits:?}");
+    assert!(
+        edits.contains(&Edit::SetPath(format!("{PREDICT}?x=1"))),
+        "{edits:?}"
+    );
     // Nothing to take out: the path is left alone.
     let (_, _, edits, _) = h.run("GET", &format!("{scrape}?a=1"), &[]);
-    assert!(!edits.iter().any(|e| matches!(e, Edit::SetPath(_))), "{edits:?}");
+    assert!(
+        !edits.iter().any(|e| matches!(e, Edit::SetPath(_))),
+        "{edits:?}"
+    );
 
     let mut audit = base_config();
     if let Some(Policy::Jwt(p)) = audit.policies.get_mut("jwt") {

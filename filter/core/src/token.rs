@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 
 use crate::keys::{VerifyingKey, is_accepted_algorithm};
 use crate::reason::DenyReason;
-use crate::strict_json::UniqueKeys;
 use crate::request::Request;
+use crate::strict_json::UniqueKeys;
 
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
