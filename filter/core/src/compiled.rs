@@ -99,7 +99,7 @@ impl CompiledConfig {
 
     /// Validates and compiles a configuration.
     pub fn compile(config: &FilterConfig) -> Result<(Self, Vec<String>), ConfigError> {
-        crate::rsa_verify::install();
+        crate::crypto::install();
         if config.version != CONFIG_VERSION {
             return Err(error(
                 "version",
@@ -333,8 +333,8 @@ mod tests {
         let readme = include_str!("../../README.md");
         let start = readme.find("```json\n").unwrap() + 8;
         let end = start + readme[start..].find("```").unwrap();
-        let example =
-            readme[start..end].replace("\"n\": \"…\"", &format!("\"n\": \"{}\"", "A".repeat(342)));
+        let n = modelgate_testkit::TestKey::rsa_a().jwk()["n"].clone();
+        let example = readme[start..end].replace("\"n\": \"…\"", &format!("\"n\": {n}"));
         let (config, warnings) = compile(&example).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(config.models.len(), 3);
