@@ -184,7 +184,7 @@ impl HttpContext for Stream {
         state.metrics.record(&decision);
         drop(guard);
 
-        let model = decision.model.map_or("-", |m| m.id.as_str());
+        let model = decision.model.map_or("-", |m| &*m.id);
         match decision.outcome {
             Outcome::AuditDenied(reason) => log(
                 LogLevel::Warn,

@@ -119,7 +119,7 @@ impl Decision<'_> {
     /// The answer to send instead of forwarding the request, if it is refused.
     pub fn refusal(&self) -> Option<Refusal> {
         match self.outcome {
-            Outcome::Denied(reason) => Some(refusal(self.model.map(|m| m.id.as_str()), reason)),
+            Outcome::Denied(reason) => Some(refusal(self.model.map(|m| &*m.id), reason)),
             _ => None,
         }
     }
@@ -176,7 +176,7 @@ impl CompiledConfig {
         let model = &self.models[index];
         decision.model = Some(model);
 
-        let free_pass = if is_exempt(request, &model.prometheus_path) {
+        let free_pass = if is_exempt(request, &model.id) {
             Some(AllowReason::Exempt)
         } else if request.is_cors_preflight() {
             Some(AllowReason::Preflight)
