@@ -272,16 +272,89 @@ impl PublicKey {
             .flat_map(|byte| (0..8).rev().map(move |i| (byte >> i) & 1 == 1));
         // Skip up to and including the leading one bit: `acc` already holds base^1.
         bits.by_ref().find(|bit| *bit);
+        // A product of 2k + 1 limbs, reused by every squaring (e = 65537: 16 of them).
+        let mut wide = vec![0u32; 2 * self.n.len() + 1];
         for bit in bits {
-            acc = self.mont_mul(&acc, &acc);
+            acc = self.mont_sqr(&acc, &mut wide);
             if bit {
                 acc = self.mont_mul(&acc, &base);
             }
         }
-        let mut one = vec![0u32; self.n.len()];
-        one[0] = 1;
-        let plain = self.mont_mul(&acc, &one);
+        // Out of Montgomery form: one reduction of acc itself (acc * 1 * R^-1).
+        wide.fill(0);
+        wide[..acc.len()].copy_from_slice(&acc);
+        let plain = self.reduce(&mut wide);
         Some(to_be_bytes(&plain, self.byte_len))
+    }
+
+    /// `a^2 * R^-1 mod n`: the square as a double-width product, each cross product
+    /// `a_i * a_j` computed once and doubled (about half the multiplications of
+    /// [`PublicKey::mont_mul`]'s product), then one Montgomery reduction.
+    fn mont_sqr(&self, a: &[u32], wide: &mut [u32]) -> Vec<u32> {
+        let k = self.n.len();
+        let a = &a[..k];
+        let t = &mut wide[..2 * k + 1];
+        t.fill(0);
+        for i in 0..k {
+            let ai = u64::from(a[i]);
+            let mut carry = 0u64;
+            for (tj, &aj) in t[2 * i + 1..i + k].iter_mut().zip(&a[i + 1..]) {
+                let s = u64::from(*tj) + ai * u64::from(aj) + carry;
+                *tj = s as u32;
+                carry = s >> 32;
+            }
+            // Rows before this one reached at most limb i + k - 1.
+            t[i + k] = carry as u32;
+        }
+        // Double the cross products (they sum to less than a^2 / 2: no bit is lost)...
+        let mut top = 0u32;
+        for limb in t[..2 * k].iter_mut() {
+            let next = *limb >> 31;
+            *limb = (*limb << 1) | top;
+            top = next;
+        }
+        // ...and add the squares on the diagonal.
+        let mut carry = 0u64;
+        for (i, &ai) in a.iter().enumerate() {
+            let square = u64::from(ai) * u64::from(ai);
+            let low = u64::from(t[2 * i]) + (square & 0xffff_ffff) + carry;
+            t[2 * i] = low as u32;
+            let high = u64::from(t[2 * i + 1]) + (square >> 32) + (low >> 32);
+            t[2 * i + 1] = high as u32;
+            carry = high >> 32;
+        }
+        self.reduce(t)
+    }
+
+    /// Montgomery reduction of `t < n * R` held in `2k + 1` limbs: `t * R^-1 mod n`.
+    fn reduce(&self, t: &mut [u32]) -> Vec<u32> {
+        let k = self.n.len();
+        let n = &self.n[..k];
+        let t = &mut t[..2 * k + 1];
+        for i in 0..k {
+            let m = u64::from(t[i].wrapping_mul(self.n0_inv));
+            let mut carry = 0u64;
+            for (tj, &nj) in t[i..i + k].iter_mut().zip(n) {
+                let s = u64::from(*tj) + m * u64::from(nj) + carry;
+                *tj = s as u32;
+                carry = s >> 32;
+            }
+            for tj in t[i + k..].iter_mut() {
+                if carry == 0 {
+                    break;
+                }
+                let s = u64::from(*tj) + carry;
+                *tj = s as u32;
+                carry = s >> 32;
+            }
+        }
+        // (t + m n) / R < 2n: at most one subtraction.
+        let mut out = t[k..].to_vec();
+        if out[k] != 0 || !less_than(&out, n) {
+            subtract_in_place(&mut out, n);
+        }
+        out.truncate(k);
+        out
     }
 
     /// `a * b * R^-1 mod n` (coarsely integrated operand scanning). Slices are cut to
@@ -433,6 +506,46 @@ mod tests {
         let expected = (r * r) % n128;
         let got = r_squared(&n);
         assert_eq!(u128::from(got[0]) | (u128::from(got[1]) << 32), expected);
+    }
+
+    #[test]
+    fn squaring_and_reduction_agree_with_multiplication() {
+        let (n, e) = key_parts(&TestKey::rsa_a());
+        let key = PublicKey::new(&n, &e).unwrap();
+        let k = key.n.len();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u32
+        };
+        let mut wide = vec![0u32; 2 * k + 1];
+        let mut one = vec![0u32; k];
+        one[0] = 1;
+        let mut cases: Vec<Vec<u32>> = (0..50)
+            .map(|_| {
+                let mut a: Vec<u32> = (0..k).map(|_| next()).collect();
+                a[k - 1] %= key.n[k - 1].max(1);
+                a
+            })
+            .collect();
+        // Edge values: 0, 1, n - 1 (all limbs high), and values with long carry chains.
+        cases.push(vec![0; k]);
+        cases.push(one.clone());
+        let mut n_minus_1 = key.n.clone();
+        n_minus_1[0] -= 1;
+        cases.push(n_minus_1);
+        let mut ones = vec![u32::MAX; k];
+        ones[k - 1] = key.n[k - 1] - 1;
+        cases.push(ones);
+        for a in &cases {
+            assert!(less_than(a, &key.n));
+            assert_eq!(key.mont_sqr(a, &mut wide), key.mont_mul(a, a));
+            wide.fill(0);
+            wide[..k].copy_from_slice(a);
+            assert_eq!(key.reduce(&mut wide), key.mont_mul(a, &one));
+        }
     }
 
     #[test]
