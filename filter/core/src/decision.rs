@@ -276,16 +276,25 @@ impl CompiledConfig {
             return Err(DenyReason::TokenTooLarge);
         }
         let key = TokenCache::key(policy, token);
-        let claims = match env.cache.get(&key, env.now) {
+        let claims = match env.cache.get(&key, token, env.now) {
             Some(claims) => claims,
             None => {
+                if let Some(reason) = env.cache.refused(&key, token, env.now) {
+                    return Err(reason);
+                }
                 let rules = TokenRules {
                     keys: &jwt.keys,
                     validation: &jwt.validation,
                 };
-                let claims = Rc::new(verify(token, &rules, env.now)?);
+                let claims = match verify(token, &rules, env.now) {
+                    Ok(claims) => Rc::new(claims),
+                    Err(reason) => {
+                        env.cache.insert_refused(key, token, reason, env.now);
+                        return Err(reason);
+                    }
+                };
                 let exp = claims.get("exp").and_then(numeric_date).unwrap_or(0);
-                env.cache.insert(key, exp, claims.clone(), env.now);
+                env.cache.insert(key, token, exp, claims.clone(), env.now);
                 claims
             }
         };
