@@ -108,6 +108,11 @@ impl CompiledConfig {
     /// whatever the order of the document's fields.
     pub fn from_json(bytes: &[u8]) -> Result<(Self, Vec<String>), ConfigError> {
         let mut loader = Loader::default();
+        // Every model names its policy once: sizing the table up front spares the peak of
+        // growing it (a copy of the table while it moves) in memory that never shrinks.
+        let expected_models = bytes.windows(9).filter(|w| w == b"\"policy\":").count();
+        loader.models.models.reserve_exact(expected_models);
+        loader.models.policy_of.reserve_exact(expected_models);
         let mut deserializer = serde_json::Deserializer::from_slice(bytes);
         let parsed = (&mut loader)
             .deserialize(&mut deserializer)
