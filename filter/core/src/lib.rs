@@ -16,6 +16,7 @@ pub mod crypto;
 pub mod decision;
 pub mod ec_verify;
 pub mod keys;
+mod montgomery;
 pub mod reason;
 pub mod request;
 pub mod routing;
