@@ -225,7 +225,10 @@ mod tests {
         assert!(cache.refused(&key, "good", 1).is_none());
         cache.insert_refused(key, "bad", DenyReason::BadSignature, 0);
         assert_eq!(cache.refused(&key, "good", 1), None);
-        assert_eq!(cache.refused(&key, "bad", 1), Some(DenyReason::BadSignature));
+        assert_eq!(
+            cache.refused(&key, "bad", 1),
+            Some(DenyReason::BadSignature)
+        );
     }
 
     #[test]
@@ -243,7 +246,12 @@ mod tests {
         assert_eq!(cache.refused(&long_key, &long, 101), None);
         for i in 0..1000 {
             let token = i.to_string();
-            cache.insert_refused(TokenCache::key(0, &token), &token, DenyReason::BadSignature, 0);
+            cache.insert_refused(
+                TokenCache::key(0, &token),
+                &token,
+                DenyReason::BadSignature,
+                0,
+            );
             assert!(cache.refused.len() <= REFUSED_CAPACITY);
         }
     }

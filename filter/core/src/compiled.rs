@@ -287,10 +287,7 @@ impl ModelTable {
     }
 
     /// Resolves policies and puts the models in id order.
-    fn finish(
-        mut self,
-        policy_ids: &[String],
-    ) -> Result<Vec<CompiledModel>, ConfigError> {
+    fn finish(mut self, policy_ids: &[String]) -> Result<Vec<CompiledModel>, ConfigError> {
         let resolved: Vec<Option<usize>> = self
             .policy_names
             .iter()
@@ -612,7 +609,10 @@ mod tests {
         let document: FilterConfig = serde_json::from_str(&example).unwrap();
         let (whole, _) = CompiledConfig::compile(&document).unwrap();
         // (Policies hold hash sets, whose Debug order varies: compared by their ids.)
-        assert_eq!(format!("{:?}", streamed.models), format!("{:?}", whole.models));
+        assert_eq!(
+            format!("{:?}", streamed.models),
+            format!("{:?}", whole.models)
+        );
         assert_eq!(streamed.policy_ids, whole.policy_ids);
     }
 
@@ -639,7 +639,10 @@ mod tests {
         assert_eq!(twice.field, r#"models["a/m"]"#, "{twice}");
         // The version is judged first, wherever it is and whatever else is wrong.
         let err = compile(r#"{"models":{"A/m":{"policy":"o"}},"version":2}"#).unwrap_err();
-        assert_eq!(err.field, r#"models["A/m"]"#, "a model before the version stops the parser");
+        assert_eq!(
+            err.field, r#"models["A/m"]"#,
+            "a model before the version stops the parser"
+        );
         let err = compile(r#"{"version":2,"models":{"A/m":{"policy":"o"}}}"#).unwrap_err();
         assert_eq!(err.field, "version");
         let err = CompiledConfig::compile(

@@ -92,4 +92,3 @@ fn verifier_factory(alg: &Algorithm, key: &DecodingKey) -> JwtResult<Box<dyn Jwt
         _ => Err(ErrorKind::InvalidKeyFormat.into()),
     }
 }
-

@@ -767,7 +767,8 @@ fn expired_and_retried_refused_tokens_cost_no_signature_check() {
     let forged_expired = bearer(&impostor.sign(&c));
     let before = crate::crypto::checks();
     assert_eq!(
-        h.run("POST", PREDICT, &[("authorization", &forged_expired)]).0,
+        h.run("POST", PREDICT, &[("authorization", &forged_expired)])
+            .0,
         Outcome::Denied(DenyReason::Expired)
     );
     assert_eq!(crate::crypto::checks(), before, "no signature check");
@@ -787,7 +788,10 @@ fn expired_and_retried_refused_tokens_cost_no_signature_check() {
             .0,
         Outcome::Denied(DenyReason::BadSignature)
     );
-    assert!(crate::crypto::checks() > after_forged, "checked again once forgotten");
+    assert!(
+        crate::crypto::checks() > after_forged,
+        "checked again once forgotten"
+    );
     // A refused token never makes a good one refused, nor the other way round.
     let good = bearer(&TestKey::rsa_a().sign(&good_claims()));
     assert_eq!(

@@ -123,15 +123,27 @@ mod tests {
             for i in 0..3 {
                 let token = key.sign(&serde_json::json!({"i": i, "exp": 1}));
                 let (message, signature) = split(&token);
-                assert!(ours.verify(message.as_bytes(), &signature).is_ok(), "{alg:?}");
+                assert!(
+                    ours.verify(message.as_bytes(), &signature).is_ok(),
+                    "{alg:?}"
+                );
                 assert!(theirs.verify(message.as_bytes(), &signature).is_ok());
-                assert!(ours.verify(format!("{message}x").as_bytes(), &signature).is_err());
+                assert!(
+                    ours.verify(format!("{message}x").as_bytes(), &signature)
+                        .is_err()
+                );
                 for at in [0, signature.len() / 2, signature.len() - 1] {
                     let mut flipped = signature.clone();
                     flipped[at] ^= 1;
-                    assert!(ours.verify(message.as_bytes(), &flipped).is_err(), "{alg:?}");
+                    assert!(
+                        ours.verify(message.as_bytes(), &flipped).is_err(),
+                        "{alg:?}"
+                    );
                 }
-                assert!(ours.verify(message.as_bytes(), &signature[1..].to_vec()).is_err());
+                assert!(
+                    ours.verify(message.as_bytes(), &signature[1..].to_vec())
+                        .is_err()
+                );
                 assert!(ours.verify(message.as_bytes(), &Vec::new()).is_err());
                 assert!(
                     ours.verify(message.as_bytes(), &vec![0; signature.len()])

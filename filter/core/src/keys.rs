@@ -189,7 +189,11 @@ mod tests {
         let unknown = json!({"kty": "weird"});
         assert!(compile_key(&unknown).is_err());
         assert!(compile_key(&json!("not an object")).is_err());
-        assert!(compile_key(&json!({"n": "AQAB"})).unwrap_err().contains("kty"));
+        assert!(
+            compile_key(&json!({"n": "AQAB"}))
+                .unwrap_err()
+                .contains("kty")
+        );
         let weak = TestKey::weak_rsa().jwk();
         assert!(compile_key(&weak).unwrap_err().contains("1024 bits"));
         // 255 significant bytes behind a zero byte are 2040 bits, not 2048.
@@ -224,7 +228,11 @@ mod tests {
         assert!(compile_key(&lying).unwrap_err().contains("does not fit"));
         let mut rsa_as_ec = TestKey::rsa_a().jwk();
         rsa_as_ec["alg"] = json!("ES256");
-        assert!(compile_key(&rsa_as_ec).unwrap_err().contains("does not fit"));
+        assert!(
+            compile_key(&rsa_as_ec)
+                .unwrap_err()
+                .contains("does not fit")
+        );
         let mut oaep = TestKey::rsa_a().jwk();
         oaep["alg"] = json!("RSA-OAEP");
         assert!(compile_key(&oaep).unwrap_err().contains("not a signature"));
@@ -233,19 +241,29 @@ mod tests {
     #[test]
     fn curve_keys_must_be_points_of_a_supported_curve() {
         let mut off_curve = TestKey::ec().jwk();
-        let mut y = URL_SAFE_NO_PAD.decode(off_curve["y"].as_str().unwrap()).unwrap();
+        let mut y = URL_SAFE_NO_PAD
+            .decode(off_curve["y"].as_str().unwrap())
+            .unwrap();
         y[31] ^= 1;
         off_curve["y"] = json!(URL_SAFE_NO_PAD.encode(&y));
         assert!(compile_key(&off_curve).unwrap_err().contains("curve"));
         let mut p521 = TestKey::ec().jwk();
         p521["crv"] = json!("P-521");
-        assert!(compile_key(&p521).unwrap_err().contains("unsupported curve"));
+        assert!(
+            compile_key(&p521)
+                .unwrap_err()
+                .contains("unsupported curve")
+        );
         let mut short_x = TestKey::ec().jwk();
         short_x["x"] = json!("AQAB");
         assert!(compile_key(&short_x).is_err());
         let mut x25519 = TestKey::ed().jwk();
         x25519["crv"] = json!("X25519");
-        assert!(compile_key(&x25519).unwrap_err().contains("unsupported curve"));
+        assert!(
+            compile_key(&x25519)
+                .unwrap_err()
+                .contains("unsupported curve")
+        );
         let mut not_b64 = TestKey::ed().jwk();
         not_b64["x"] = json!("not base64!");
         assert!(compile_key(&not_b64).unwrap_err().contains("base64url"));

@@ -210,7 +210,6 @@ impl Modulus {
     }
 }
 
-
 /// The number 1 in `limbs` limbs.
 pub(crate) fn one(limbs: usize) -> Vec<u32> {
     let mut one = vec![0u32; limbs];
@@ -361,7 +360,12 @@ mod tests {
         let p = 0xffff_fffbu64;
         let m = Modulus::new(&(p as u32).to_be_bytes()).unwrap();
         let mut wide = m.wide();
-        for (a, b) in [(0u64, 0u64), (1, p - 1), (p - 1, p - 1), (123_456_789, 987_654_321)] {
+        for (a, b) in [
+            (0u64, 0u64),
+            (1, p - 1),
+            (p - 1, p - 1),
+            (123_456_789, 987_654_321),
+        ] {
             let (x, y) = (vec![a as u32], vec![b as u32]);
             assert_eq!(u64::from(m.add(&x, &y)[0]), (a + b) % p);
             assert_eq!(u64::from(m.sub(&x, &y)[0]), (a + p - b) % p);

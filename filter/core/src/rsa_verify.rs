@@ -344,8 +344,14 @@ mod tests {
                 let token = signer.sign(&serde_json::json!({"i": i, "exp": 1}));
                 let (message, signature) = token.rsplit_once('.').unwrap();
                 let signature = b64(signature);
-                assert!(ours.verify(message.as_bytes(), &signature).is_ok(), "{alg:?}");
-                assert!(theirs.verify(message.as_bytes(), &signature).is_ok(), "{alg:?}");
+                assert!(
+                    ours.verify(message.as_bytes(), &signature).is_ok(),
+                    "{alg:?}"
+                );
+                assert!(
+                    theirs.verify(message.as_bytes(), &signature).is_ok(),
+                    "{alg:?}"
+                );
                 // Any other message or a flipped bit fails both.
                 let other = format!("{message}x");
                 assert!(ours.verify(other.as_bytes(), &signature).is_err());
@@ -356,7 +362,10 @@ mod tests {
                     assert!(theirs.verify(message.as_bytes(), &flipped).is_err());
                 }
                 // A signature of the wrong length, of the value n itself, of zero.
-                assert!(ours.verify(message.as_bytes(), &signature[1..].to_vec()).is_err());
+                assert!(
+                    ours.verify(message.as_bytes(), &signature[1..].to_vec())
+                        .is_err()
+                );
                 assert!(ours.verify(message.as_bytes(), &n).is_err());
                 assert!(ours.verify(message.as_bytes(), &vec![0; 256]).is_err());
                 // The other key never verifies it.

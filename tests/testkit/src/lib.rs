@@ -94,7 +94,11 @@ impl TestKey {
             Algorithm::ES256 | Algorithm::ES384 => {
                 let (curve, x, y) =
                     (utils.ec_pub_components_from_private_key)(der, self.alg).expect("ec key");
-                let crv = if curve == EllipticCurve::P256 { "P-256" } else { "P-384" };
+                let crv = if curve == EllipticCurve::P256 {
+                    "P-256"
+                } else {
+                    "P-384"
+                };
                 json!({"kty": "EC", "crv": crv, "x": b64(&x), "y": b64(&y)})
             }
             Algorithm::EdDSA => {
