@@ -1,16 +1,18 @@
-//! ECDSA (ES256 on P-256, ES384 on P-384) and EdDSA (Ed25519) verification, with the
-//! RustCrypto curve crates built without their key-format and signing features: only the
-//! verifying code is reachable from here, so only it ends up in the module.
+//! ECDSA (ES256 on P-256 with the `p256` crate, ES384 on P-384 with ours,
+//! [`crate::ecdsa`]) and EdDSA (Ed25519 with `ed25519-dalek`), the crates built without
+//! their key-format and signing features and tables: only verifying code is reachable.
 
 use jsonwebtoken::crypto::JwtVerifier;
 use jsonwebtoken::errors::{ErrorKind, Result as JwtResult};
 use jsonwebtoken::signature::{Error as SignatureError, Verifier};
 use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind};
 
+use crate::ecdsa::{self, CurveId};
+
 /// A public key of one of the curves the filter accepts, checked to be a valid point.
 enum CurveKey {
     P256(p256::ecdsa::VerifyingKey),
-    P384(p384::ecdsa::VerifyingKey),
+    P384(ecdsa::PublicKey),
     Ed25519(ed25519_dalek::VerifyingKey),
 }
 
@@ -24,10 +26,8 @@ impl CurveKey {
                     .ok()
                     .map(CurveKey::P256)
             }
-            Algorithm::ES384 if bytes.len() == 97 && bytes[0] == 4 => {
-                p384::ecdsa::VerifyingKey::from_sec1_bytes(bytes)
-                    .ok()
-                    .map(CurveKey::P384)
+            Algorithm::ES384 => {
+                ecdsa::PublicKey::from_sec1(CurveId::P384, bytes).map(CurveKey::P384)
             }
             Algorithm::EdDSA => {
                 let bytes: &[u8; 32] = bytes.try_into().ok()?;
@@ -68,9 +68,8 @@ impl Verifier<Vec<u8>> for CurveVerifier {
             CurveKey::P256(key) => {
                 key.verify(message, &p256::ecdsa::Signature::from_slice(signature)?)
             }
-            CurveKey::P384(key) => {
-                key.verify(message, &p384::ecdsa::Signature::from_slice(signature)?)
-            }
+            CurveKey::P384(key) if key.verify(message, signature) => Ok(()),
+            CurveKey::P384(_) => Err(SignatureError::new()),
             CurveKey::Ed25519(key) => {
                 let signature = ed25519_dalek::Signature::from_slice(signature)?;
                 // Strict: no small-order keys or non-canonical encodings (malleability).

@@ -15,6 +15,7 @@ pub mod config;
 pub mod crypto;
 pub mod decision;
 pub mod ec_verify;
+mod ecdsa;
 pub mod keys;
 mod montgomery;
 pub mod reason;

@@ -47,7 +47,7 @@ impl Modulus {
     }
 
     /// `a * R^-1 mod n`: leaves Montgomery form.
-    pub(crate) fn from_mont(&self, a: &[u32], wide: &mut [u32]) -> Vec<u32> {
+    pub(crate) fn out_of_mont(&self, a: &[u32], wide: &mut [u32]) -> Vec<u32> {
         wide.fill(0);
         wide[..a.len()].copy_from_slice(a);
         self.reduce(wide)
@@ -73,14 +73,23 @@ impl Modulus {
 
     /// `a - b mod n` for `a, b < n`.
     pub(crate) fn sub(&self, a: &[u32], b: &[u32]) -> Vec<u32> {
-        let mut out = a[..self.n.len()].to_vec();
-        if less_than(&out, b) {
-            // a - b + n, computed as a + (n - b) (both terms fit: no overflow past n).
-            let mut n_minus_b = self.n.clone();
-            subtract_in_place(&mut n_minus_b, b);
-            return self.add(&out, &n_minus_b);
+        let k = self.n.len();
+        let mut out = Vec::with_capacity(k);
+        let mut borrow = 0i64;
+        for (x, y) in a[..k].iter().zip(&b[..k]) {
+            let d = i64::from(*x) - i64::from(*y) + borrow;
+            out.push(d as u32);
+            borrow = d >> 32;
         }
-        subtract_in_place(&mut out, b);
+        if borrow != 0 {
+            // Below zero: add n back (the sum wraps to the right value modulo 2^(32k)).
+            let mut carry = 0u64;
+            for (limb, n) in out.iter_mut().zip(&self.n) {
+                let s = u64::from(*limb) + u64::from(*n) + carry;
+                *limb = s as u32;
+                carry = s >> 32;
+            }
+        }
         out
     }
 
@@ -369,13 +378,13 @@ mod tests {
             let (x, y) = (vec![a as u32], vec![b as u32]);
             assert_eq!(u64::from(m.add(&x, &y)[0]), (a + b) % p);
             assert_eq!(u64::from(m.sub(&x, &y)[0]), (a + p - b) % p);
-            let product = m.from_mont(&m.mul(&m.to_mont(&x), &m.to_mont(&y)), &mut wide);
+            let product = m.out_of_mont(&m.mul(&m.to_mont(&x), &m.to_mont(&y)), &mut wide);
             assert_eq!(u64::from(product[0]), a * b % p);
         }
         // Fermat: a^(p-1) = 1, and a^(p-2) is a's inverse.
         let a = m.to_mont(&[7]);
         let inverse = m.pow(&a, &((p - 2) as u32).to_be_bytes(), &mut wide);
-        let back = m.from_mont(&m.mul(&inverse, &a), &mut wide);
+        let back = m.out_of_mont(&m.mul(&inverse, &a), &mut wide);
         assert_eq!(back, vec![1]);
         assert!(Modulus::new(&[0x10, 0x00]).is_none(), "even");
         assert!(Modulus::new(&[0, 0]).is_none(), "zero");

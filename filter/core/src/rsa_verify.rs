@@ -274,7 +274,7 @@ impl PublicKey {
                 acc = m.mul(&acc, &base);
             }
         }
-        let plain = m.from_mont(&acc, &mut wide);
+        let plain = m.out_of_mont(&acc, &mut wide);
         Some(to_be_bytes(&plain, self.byte_len))
     }
 }
