@@ -16,7 +16,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 
 use crate::claims::{ClaimPath, ClaimRule};
 use crate::config::{
-    AuthMode, CONFIG_VERSION, DEFAULT_TOKEN_SOURCE, FilterConfig, KeySet, Model, Policy,
+    AuthMode, CONFIG_VERSION, DEFAULT_TOKEN_SOURCE, FilterConfig, JwtPolicy, KeySet, Model, Policy,
 };
 use crate::keys::{VerifyingKey, compile_key};
 use crate::routing::CompiledRouting;
@@ -156,13 +156,39 @@ fn id_order(id: &str, namespace: &str, name: &str) -> std::cmp::Ordering {
     id.bytes().cmp(wanted)
 }
 
-/// Key sets and policies, compiled (they are few: shared by many models).
+/// Key sets and policies, compiled (they are few: shared by many models). Each step is a
+/// function of its own (`inline(never)`): V8 compiles every function of the module when
+/// Envoy loads it, with memory that grows faster than the function, and that memory stays
+/// with the allocator afterwards.
+#[inline(never)]
 fn compile_policies(
     key_sets: &BTreeMap<String, KeySet>,
     policies: &BTreeMap<String, Policy>,
     warnings: &mut Vec<String>,
 ) -> Result<(Vec<CompiledPolicy>, Vec<String>), ConfigError> {
-    let mut compiled_sets: HashMap<&str, Rc<Vec<VerifyingKey>>> = HashMap::new();
+    let compiled_sets = compile_key_sets(key_sets, warnings);
+    let mut compiled = Vec::with_capacity(policies.len());
+    let mut ids = Vec::with_capacity(policies.len());
+    for (id, policy) in policies {
+        let field = format!("policies[{id:?}]");
+        compiled.push(match policy {
+            Policy::None => CompiledPolicy::None,
+            Policy::Deny { reason } => CompiledPolicy::Deny(reason.clone()),
+            Policy::Jwt(jwt) => {
+                CompiledPolicy::Jwt(Box::new(compile_jwt(&field, jwt, &compiled_sets)?))
+            }
+        });
+        ids.push(id.clone());
+    }
+    Ok((compiled, ids))
+}
+
+#[inline(never)]
+fn compile_key_sets<'a>(
+    key_sets: &'a BTreeMap<String, KeySet>,
+    warnings: &mut Vec<String>,
+) -> HashMap<&'a str, Rc<Vec<VerifyingKey>>> {
+    let mut compiled_sets = HashMap::new();
     for (id, set) in key_sets {
         let mut keys = Vec::new();
         for (i, raw) in set.keys.iter().enumerate() {
@@ -178,77 +204,72 @@ fn compile_policies(
         }
         compiled_sets.insert(id.as_str(), Rc::new(keys));
     }
+    compiled_sets
+}
 
-    let mut compiled = Vec::with_capacity(policies.len());
-    let mut ids = Vec::with_capacity(policies.len());
-    for (id, policy) in policies {
-        let field = format!("policies[{id:?}]");
-        compiled.push(match policy {
-            Policy::None => CompiledPolicy::None,
-            Policy::Deny { reason } => CompiledPolicy::Deny(reason.clone()),
-            Policy::Jwt(jwt) => {
-                if jwt.issuer.is_empty() {
-                    return Err(error(format!("{field}.issuer"), "must not be empty"));
-                }
-                let keys = compiled_sets
-                    .get(jwt.key_set.as_str())
-                    .cloned()
-                    .ok_or_else(|| {
-                        error(
-                            format!("{field}.keySet"),
-                            format!("no key set {:?}", jwt.key_set),
-                        )
-                    })?;
-                let mut claims = Vec::new();
-                for (name, values) in &jwt.claims {
-                    let at = format!("{field}.claims[{name:?}]");
-                    let claim = ClaimPath::parse(name).map_err(|e| error(&at, e))?;
-                    if values.is_empty() {
-                        return Err(error(at, "lists no accepted value"));
-                    }
-                    claims.push(ClaimRule {
-                        claim,
-                        values: values.clone(),
-                    });
-                }
-                let mut sources = Vec::new();
-                let from: Vec<&str> = if jwt.token_from.is_empty() {
-                    vec![DEFAULT_TOKEN_SOURCE]
-                } else {
-                    jwt.token_from.iter().map(String::as_str).collect()
-                };
-                for (i, text) in from.iter().enumerate() {
-                    let source = TokenSource::parse(text)
-                        .map_err(|e| error(format!("{field}.tokenFrom[{i}]"), e))?;
-                    if sources.contains(&source) {
-                        return Err(error(format!("{field}.tokenFrom[{i}]"), "listed twice"));
-                    }
-                    sources.push(source);
-                }
-                let mut forward_claims = Vec::new();
-                for (name, header) in &jwt.forward_claims {
-                    let at = format!("{field}.forwardClaims[{name:?}]");
-                    let claim = ClaimPath::parse(name).map_err(|e| error(&at, e))?;
-                    if !is_header_name(header) {
-                        return Err(error(at, format!("{header:?} is not a header name")));
-                    }
-                    forward_claims.push((claim, header.to_ascii_lowercase()));
-                }
-                CompiledPolicy::Jwt(Box::new(CompiledJwt {
-                    mode: jwt.mode,
-                    issuer: jwt.issuer.clone(),
-                    keys,
-                    validation: validation_for(&jwt.issuer, &jwt.audiences),
-                    claims,
-                    sources,
-                    forward_claims,
-                    forward_token: jwt.forward_token,
-                }))
-            }
-        });
-        ids.push(id.clone());
+#[inline(never)]
+fn compile_jwt(
+    field: &str,
+    jwt: &JwtPolicy,
+    compiled_sets: &HashMap<&str, Rc<Vec<VerifyingKey>>>,
+) -> Result<CompiledJwt, ConfigError> {
+    if jwt.issuer.is_empty() {
+        return Err(error(format!("{field}.issuer"), "must not be empty"));
     }
-    Ok((compiled, ids))
+    let keys = compiled_sets
+        .get(jwt.key_set.as_str())
+        .cloned()
+        .ok_or_else(|| {
+            error(
+                format!("{field}.keySet"),
+                format!("no key set {:?}", jwt.key_set),
+            )
+        })?;
+    let mut claims = Vec::new();
+    for (name, values) in &jwt.claims {
+        let at = format!("{field}.claims[{name:?}]");
+        let claim = ClaimPath::parse(name).map_err(|e| error(&at, e))?;
+        if values.is_empty() {
+            return Err(error(at, "lists no accepted value"));
+        }
+        claims.push(ClaimRule {
+            claim,
+            values: values.clone(),
+        });
+    }
+    let mut sources = Vec::new();
+    let from: Vec<&str> = if jwt.token_from.is_empty() {
+        vec![DEFAULT_TOKEN_SOURCE]
+    } else {
+        jwt.token_from.iter().map(String::as_str).collect()
+    };
+    for (i, text) in from.iter().enumerate() {
+        let source =
+            TokenSource::parse(text).map_err(|e| error(format!("{field}.tokenFrom[{i}]"), e))?;
+        if sources.contains(&source) {
+            return Err(error(format!("{field}.tokenFrom[{i}]"), "listed twice"));
+        }
+        sources.push(source);
+    }
+    let mut forward_claims = Vec::new();
+    for (name, header) in &jwt.forward_claims {
+        let at = format!("{field}.forwardClaims[{name:?}]");
+        let claim = ClaimPath::parse(name).map_err(|e| error(&at, e))?;
+        if !is_header_name(header) {
+            return Err(error(at, format!("{header:?} is not a header name")));
+        }
+        forward_claims.push((claim, header.to_ascii_lowercase()));
+    }
+    Ok(CompiledJwt {
+        mode: jwt.mode,
+        issuer: jwt.issuer.clone(),
+        keys,
+        validation: validation_for(&jwt.issuer, &jwt.audiences),
+        claims,
+        sources,
+        forward_claims,
+        forward_token: jwt.forward_token,
+    })
 }
 
 /// Models compiled one by one; their policies are resolved by name once all are known.
@@ -417,8 +438,8 @@ impl<'de> Visitor<'de> for &mut Loader {
                         return Err(de::Error::custom("unsupported version"));
                     }
                 }
-                1 => self.key_sets = map.next_value()?,
-                2 => self.policies = map.next_value()?,
+                1 => self.key_sets = next_value(&mut map)?,
+                2 => self.policies = next_value(&mut map)?,
                 _ => map.next_value_seed(&mut self.models)?,
             }
         }
@@ -427,6 +448,14 @@ impl<'de> Visitor<'de> for &mut Loader {
         }
         Ok(())
     }
+}
+
+/// A map value read in a function of its own (see [`compile_policies`] on why).
+#[inline(never)]
+fn next_value<'de, A: MapAccess<'de>, T: serde::Deserialize<'de>>(
+    map: &mut A,
+) -> Result<T, A::Error> {
+    map.next_value()
 }
 
 impl<'de> DeserializeSeed<'de> for &mut ModelTable {
