@@ -285,6 +285,7 @@ struct ModelTable {
 }
 
 impl ModelTable {
+    #[inline(never)]
     fn add(&mut self, id: String, model: &Model) {
         if self.error.is_some() {
             return;
@@ -336,6 +337,7 @@ impl ModelTable {
 }
 
 /// Compiles one model, its policy left to resolve.
+#[inline(never)]
 fn compile_model(id: String, model: &Model) -> Result<CompiledModel, ConfigError> {
     let field = || format!("models[{id:?}]");
     id.split_once('/')
@@ -382,6 +384,7 @@ impl Loader {
         }
     }
 
+    #[inline(never)]
     fn finish(mut self) -> Result<(CompiledConfig, Vec<String>), ConfigError> {
         crate::crypto::install();
         if let Some(e) = self.version_error() {
@@ -475,7 +478,7 @@ impl<'de> Visitor<'de> for &mut ModelTable {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(id) = map.next_key::<String>()? {
-            let model: Model = map.next_value()?;
+            let model: Model = next_value(&mut map)?;
             self.add(id, &model);
             if self.error.is_some() {
                 return Err(de::Error::custom("bad model"));

@@ -221,6 +221,7 @@ impl CompiledConfig {
         decision
     }
 
+    #[inline(never)]
     fn authorize(
         &self,
         policy: usize,
@@ -267,6 +268,7 @@ impl CompiledConfig {
     }
 
     /// Verifies a token (or finds it in the cache) and checks the required claims.
+    #[inline(never)]
     fn check_token(
         &self,
         policy: usize,

@@ -68,11 +68,7 @@ impl Verifier<Vec<u8>> for CurveVerifier {
             CurveKey::P256(key) => verify_p256(key, message, signature),
             CurveKey::P384(key) if key.verify(message, signature) => Ok(()),
             CurveKey::P384(_) => Err(SignatureError::new()),
-            CurveKey::Ed25519(key) => {
-                let signature = ed25519_dalek::Signature::from_slice(signature)?;
-                // Strict: no small-order keys or non-canonical encodings (malleability).
-                key.verify_strict(message, &signature)
-            }
+            CurveKey::Ed25519(key) => verify_ed25519(key, message, signature),
         }
     }
 }
@@ -85,6 +81,17 @@ fn verify_p256(
     signature: &[u8],
 ) -> Result<(), SignatureError> {
     key.verify(message, &p256::ecdsa::Signature::from_slice(signature)?)
+}
+
+#[inline(never)]
+fn verify_ed25519(
+    key: &ed25519_dalek::VerifyingKey,
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), SignatureError> {
+    let signature = ed25519_dalek::Signature::from_slice(signature)?;
+    // Strict: no small-order keys or non-canonical encodings (malleability).
+    key.verify_strict(message, &signature)
 }
 
 impl JwtVerifier for CurveVerifier {
