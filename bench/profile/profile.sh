@@ -39,6 +39,6 @@ for workload in "${workloads[@]}"; do
   node --cpu-prof --cpu-prof-dir="$out/$workload" --cpu-prof-interval 100 \
     "$repo/bench/profile/filter-in-v8.mjs" "$wasm" "$inputs/plugin-config.json" "$tokens" "$mode" "$requests" "$status" >/dev/null
   node "$repo/bench/profile/summarize.mjs" "$out/$workload"/*.cpuprofile 12 \
-    'TokenCache::key' 'get_http_request_headers' 'Verifier.*verify' 'mont_mul' 'serde_json::de' 'base64' 'Metrics::record'
+    'TokenCache::' 'get_http_request_headers' 'Verifier.*verify' 'montgomery::Modulus' 'serde_json::de' 'base64' 'Metrics::record'
   echo
 done

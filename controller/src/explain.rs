@@ -109,17 +109,17 @@ pub fn explain(
     };
     lines.push(format!("model: {} (addressed by {how})", model.id));
 
-    if is_exempt(&req, &model.prometheus_path) {
+    if is_exempt(&req, &model.id) {
         lines.push(format!(
             "exemption: GET /prometheus or {} needs no token",
-            model.prometheus_path
+            model.prometheus_path()
         ));
     } else if req.is_cors_preflight() {
         lines.push("exemption: CORS preflight (OPTIONS with Origin and Access-Control-Request-Method) needs no token".into());
     } else {
         lines.push(format!(
             "exemption: none (only GET /prometheus and GET {} are exempt)",
-            model.prometheus_path
+            model.prometheus_path()
         ));
     }
 

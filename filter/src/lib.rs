@@ -30,9 +30,9 @@ proxy_wasm::main! {{
     std::panic::set_hook(Box::new(|info| {
         let _ = proxy_wasm::hostcalls::log(LogLevel::Critical, &format!("modelgate: panic: {info}"));
     }));
-    // Before anything asks jsonwebtoken for its crypto provider (see rsa_verify).
-    if !modelgate_core::rsa_verify::install() {
-        let _ = proxy_wasm::hostcalls::log(LogLevel::Warn, "modelgate: fast RSA verification not installed");
+    // Before anything asks jsonwebtoken for its crypto provider (see modelgate_core::crypto).
+    if !modelgate_core::crypto::install() {
+        let _ = proxy_wasm::hostcalls::log(LogLevel::Critical, "modelgate: crypto provider not installed: tokens cannot be verified");
     }
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::new()) });
 }}
@@ -184,7 +184,7 @@ impl HttpContext for Stream {
         state.metrics.record(&decision);
         drop(guard);
 
-        let model = decision.model.map_or("-", |m| m.id.as_str());
+        let model = decision.model.map_or("-", |m| &*m.id);
         match decision.outcome {
             Outcome::AuditDenied(reason) => log(
                 LogLevel::Warn,

@@ -156,7 +156,7 @@ pub fn check_decision(config: &CompiledConfig, request: &Request<'_>, decision: 
     if let Outcome::Allowed(AllowReason::Exempt) = decision.outcome {
         let path = request.path_only();
         assert!(
-            request.method == "GET" && (path == "/prometheus" || path == model.prometheus_path),
+            request.method == "GET" && (path == "/prometheus" || path == model.prometheus_path()),
             "exempt: {} {} for {}",
             request.method,
             request.path,

@@ -7,7 +7,7 @@ use modelgate_core::{CompiledConfig, Environment, Request, TokenCache};
 use modelgate_testkit::{TestKey, claims, jwks};
 
 fn main() {
-    assert!(modelgate_core::rsa_verify::install());
+    assert!(modelgate_core::crypto::install());
     let key = TestKey::rsa_a();
     let mut config = FilterConfig::new();
     config.key_sets.insert(

@@ -118,7 +118,7 @@ impl Decision<'_> {
     /// The answer to send instead of forwarding the request, if it is refused.
     pub fn refusal(&self) -> Option<Refusal> {
         match self.outcome {
-            Outcome::Denied(reason) => Some(refusal(self.model.map(|m| m.id.as_str()), reason)),
+            Outcome::Denied(reason) => Some(refusal(self.model.map(|m| &*m.id), reason)),
             _ => None,
         }
     }
@@ -150,7 +150,9 @@ pub fn refusal(model: Option<&str>, reason: DenyReason) -> Refusal {
 }
 
 impl CompiledConfig {
-    /// Decides what to do with a request.
+    /// Decides what to do with a request. (Not inlined into the host layer's request
+    /// handler: one call per request, against V8 compiling one huge function at load.)
+    #[inline(never)]
     pub fn decide<'c>(&'c self, request: &Request<'_>, env: &mut Environment<'_>) -> Decision<'c> {
         let mut decision = Decision {
             model: None,
@@ -175,7 +177,7 @@ impl CompiledConfig {
         let model = &self.models[index];
         decision.model = Some(model);
 
-        let free_pass = if is_exempt(request, &model.prometheus_path) {
+        let free_pass = if is_exempt(request, &model.id) {
             Some(AllowReason::Exempt)
         } else if request.is_cors_preflight() {
             Some(AllowReason::Preflight)
@@ -218,6 +220,7 @@ impl CompiledConfig {
         decision
     }
 
+    #[inline(never)]
     fn authorize(
         &self,
         policy: usize,
@@ -265,6 +268,7 @@ impl CompiledConfig {
     }
 
     /// Verifies a token (or finds it in the cache) and checks the required claims.
+    #[inline(never)]
     fn check_token(
         &self,
         policy: usize,
@@ -276,16 +280,25 @@ impl CompiledConfig {
             return Err(DenyReason::TokenTooLarge);
         }
         let key = TokenCache::key(policy, token);
-        let claims = match env.cache.get(&key, env.now) {
+        let claims = match env.cache.get(&key, token, env.now) {
             Some(claims) => claims,
             None => {
+                if let Some(reason) = env.cache.refused(&key, token, env.now) {
+                    return Err(reason);
+                }
                 let rules = TokenRules {
                     keys: &jwt.keys,
                     validation: &jwt.validation,
                 };
-                let claims = Rc::new(verify(token, &rules, env.now)?);
+                let claims = match verify(token, &rules, env.now) {
+                    Ok(claims) => Rc::new(claims),
+                    Err(reason) => {
+                        env.cache.insert_refused(key, token, reason, env.now);
+                        return Err(reason);
+                    }
+                };
                 let exp = claims.get("exp").and_then(numeric_date).unwrap_or(0);
-                env.cache.insert(key, exp, claims.clone(), env.now);
+                env.cache.insert(key, token, exp, claims.clone(), env.now);
                 claims
             }
         };

@@ -828,3 +828,48 @@ fn verified_tokens_are_cached_until_exp_and_claims_rechecked() {
     h.run("POST", PREDICT, &[("authorization", &bad)]);
     assert_eq!(h.cache.len(), 0);
 }
+
+#[test]
+fn expired_and_retried_refused_tokens_cost_no_signature_check() {
+    let mut h = Harness::new(base_config());
+    let mut c = good_claims();
+    c["exp"] = json!(NOW - 3600);
+    // Signed by a key the policy does not trust under the kid of one it does, and expired:
+    // the time decides, first.
+    let mut impostor = TestKey::rsa_b();
+    impostor.kid = TestKey::rsa_a().kid;
+    let forged_expired = bearer(&impostor.sign(&c));
+    let before = crate::crypto::checks();
+    assert_eq!(
+        h.run("POST", PREDICT, &[("authorization", &forged_expired)])
+            .0,
+        Outcome::Denied(DenyReason::Expired)
+    );
+    assert_eq!(crate::crypto::checks(), before, "no signature check");
+
+    // A bad signature is checked once, then remembered for a while.
+    let forged = bearer(&impostor.sign(&good_claims()));
+    for _ in 0..3 {
+        assert_eq!(
+            h.run("POST", PREDICT, &[("authorization", &forged)]).0,
+            Outcome::Denied(DenyReason::BadSignature)
+        );
+    }
+    let after_forged = crate::crypto::checks();
+    assert_eq!(after_forged - before, 1, "one check for three requests");
+    assert_eq!(
+        h.run_at(NOW + 31, 1, "POST", PREDICT, &[("authorization", &forged)])
+            .0,
+        Outcome::Denied(DenyReason::BadSignature)
+    );
+    assert!(
+        crate::crypto::checks() > after_forged,
+        "checked again once forgotten"
+    );
+    // A refused token never makes a good one refused, nor the other way round.
+    let good = bearer(&TestKey::rsa_a().sign(&good_claims()));
+    assert_eq!(
+        h.run("POST", PREDICT, &[("authorization", &good)]).0,
+        Outcome::Allowed(AllowReason::Token)
+    );
+}

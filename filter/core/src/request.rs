@@ -161,14 +161,19 @@ fn hex(b: u8) -> Option<u8> {
 }
 
 /// Whether a `GET` path is exempt from authentication: exactly `/prometheus` or the model's
-/// own `/seldon/<ns>/<name>/prometheus`, query string aside. Exact comparison is the whole
-/// point: dot-segments, `//`, escapes, case and suffix tricks all fail it.
-pub fn is_exempt(request: &Request<'_>, model_prometheus_path: &str) -> bool {
+/// own `/seldon/<ns>/<name>/prometheus` (`model_id` is `<ns>/<name>`), query string aside.
+/// Exact comparison is the whole point: dot-segments, `//`, escapes, case and suffix tricks
+/// all fail it.
+pub fn is_exempt(request: &Request<'_>, model_id: &str) -> bool {
     if request.method != "GET" {
         return false;
     }
     let path = request.path_only();
-    path == "/prometheus" || path == model_prometheus_path
+    path == "/prometheus"
+        || path
+            .strip_prefix("/seldon/")
+            .and_then(|rest| rest.strip_prefix(model_id))
+            == Some("/prometheus")
 }
 
 #[cfg(test)]
@@ -283,12 +288,12 @@ mod tests {
 
     #[test]
     fn only_the_exact_prometheus_paths_are_exempt_and_only_for_get() {
-        let own = "/seldon/ns/m/prometheus";
+        let own = "ns/m";
         let none: Vec<(String, String)> = vec![];
         for path in [
             "/prometheus",
             "/prometheus?name[]=x",
-            own,
+            "/seldon/ns/m/prometheus",
             "/seldon/ns/m/prometheus?a=b",
         ] {
             assert!(
@@ -328,6 +333,10 @@ mod tests {
             "/seldon/ns/m/./prometheus",
             "/seldon/ns/m/x/../prometheus",
             "/seldon/ns/other/prometheus",
+            "/seldon/ns/mm/prometheus",
+            "/seldon/ns/prometheus",
+            "/seldon/ns/m",
+            "/seldon/ns/m/",
             "/seldon/ns/m/api/prometheus",
             "/seldon/NS/m/prometheus",
             "/seldon/n%73/m/prometheus",

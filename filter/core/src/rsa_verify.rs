@@ -1,72 +1,50 @@
-//! A faster RSA PKCS#1 v1.5 signature check under `jsonwebtoken`.
+//! RSA signature verification (RS256/384/512: PKCS#1 v1.5; PS256/384/512: PSS), ours.
 //!
 //! Verifying RS256 with the `rsa` crate costs about 200 µs natively and nearly 2 ms inside
 //! Envoy's V8, almost all of it in its big-number Montgomery multiplication, and it re-reads
 //! the key on every call. Verification only needs `s^e mod n` with a public exponent, so
 //! this module does exactly that: 32-bit limbs (wasm32 multiplies 32x32->64 natively), CIOS
-//! Montgomery multiplication, per-key constants computed once and kept per VM, and a
-//! comparison of the whole encoded message with the one expected (no parsing of the
-//! decrypted block). `jsonwebtoken` stays the JWT layer: this is installed as its crypto
-//! provider and every other algorithm goes to its own RustCrypto provider.
+//! Montgomery multiplication, per-key constants computed once and kept per VM, then the
+//! encoding check of RFC 8017: for PKCS#1 v1.5 a comparison of the whole encoded message
+//! with the one expected (no parsing of the decrypted block), for PSS EMSA-PSS-VERIFY with
+//! MGF1 and a salt as long as the hash (RFC 7518 3.5).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::OnceLock;
 
-use jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
-use jsonwebtoken::crypto::{CryptoProvider, JwtVerifier};
+use jsonwebtoken::crypto::JwtVerifier;
 use jsonwebtoken::errors::{ErrorKind, Result as JwtResult};
 use jsonwebtoken::signature::{Error as SignatureError, Verifier};
 use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
+use crate::montgomery::{Modulus, from_be_bytes, less_than, strip_leading_zeros, to_be_bytes};
+
 /// Keys kept per VM; beyond that the table starts afresh (keys change rarely).
 const MAX_CACHED_KEYS: usize = 64;
 
-/// Installs the provider once per process (per VM in the filter). It must run before
-/// anything else asks `jsonwebtoken` for its provider (even building a JWK does), which
-/// then stays fixed for the process. Returns whether this provider is the one in force;
-/// if not, verification is still correct, only slower.
-pub fn install() -> bool {
-    static INSTALLED: OnceLock<bool> = OnceLock::new();
-    *INSTALLED.get_or_init(|| {
-        let provider: &'static CryptoProvider = Box::leak(Box::new(CryptoProvider {
-            signer_factory: DEFAULT_PROVIDER.signer_factory,
-            verifier_factory,
-            key_utils: DEFAULT_PROVIDER.key_utils.clone(),
-        }));
-        provider.install_default().is_ok()
-    })
-}
-
-thread_local! {
-    static FAST_CHECKS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
-/// How many signatures this thread checked with the fast path (tests and profiling).
-pub fn fast_checks() -> u64 {
-    FAST_CHECKS.with(|c| c.get())
-}
-
-fn verifier_factory(alg: &Algorithm, key: &DecodingKey) -> JwtResult<Box<dyn JwtVerifier>> {
-    let hash = match alg {
-        Algorithm::RS256 => Hash::Sha256,
-        Algorithm::RS384 => Hash::Sha384,
-        Algorithm::RS512 => Hash::Sha512,
-        _ => return (DEFAULT_PROVIDER.verifier_factory)(alg, key),
+/// The verifier for an RSA algorithm and key (the caller checked the key's family).
+pub(crate) fn verifier(alg: Algorithm, key: &DecodingKey) -> JwtResult<Box<dyn JwtVerifier>> {
+    let (hash, pss) = match alg {
+        Algorithm::RS256 => (Hash::Sha256, false),
+        Algorithm::RS384 => (Hash::Sha384, false),
+        Algorithm::RS512 => (Hash::Sha512, false),
+        Algorithm::PS256 => (Hash::Sha256, true),
+        Algorithm::PS384 => (Hash::Sha384, true),
+        Algorithm::PS512 => (Hash::Sha512, true),
+        _ => return Err(ErrorKind::InvalidAlgorithm.into()),
     };
-    match key.kind() {
-        DecodingKeyKind::RsaModulusExponent { n, e } => {
-            let key = cached_key(n, e).ok_or(ErrorKind::InvalidRsaKey(String::new()))?;
-            Ok(Box::new(Pkcs1Verifier {
-                key,
-                hash,
-                alg: *alg,
-            }))
-        }
-        DecodingKeyKind::SecretOrDer(_) => (DEFAULT_PROVIDER.verifier_factory)(alg, key),
-    }
+    let DecodingKeyKind::RsaModulusExponent { n, e } = key.kind() else {
+        return Err(ErrorKind::InvalidKeyFormat.into());
+    };
+    let key = cached_key(n, e).ok_or(ErrorKind::InvalidRsaKey(String::new()))?;
+    Ok(Box::new(RsaVerifier {
+        key,
+        hash,
+        pss,
+        alg,
+    }))
 }
 
 /// Prepared keys by (modulus, exponent).
@@ -90,6 +68,13 @@ fn cached_key(n: &[u8], e: &[u8]) -> Option<Rc<PublicKey>> {
         keys.insert(id, key.clone());
         Some(key)
     })
+}
+
+/// The modulus size in bits of an RSA key given as big-endian bytes.
+pub fn modulus_bits(n: &[u8]) -> usize {
+    let n = strip_leading_zeros(n);
+    n.first()
+        .map_or(0, |top| 8 * n.len() - top.leading_zeros() as usize)
 }
 
 #[derive(Clone, Copy)]
@@ -118,45 +103,53 @@ impl Hash {
         }
     }
 
-    fn digest(self, message: &[u8]) -> Vec<u8> {
+    fn digest(self, parts: &[&[u8]]) -> Vec<u8> {
+        fn run<D: Digest>(parts: &[&[u8]]) -> Vec<u8> {
+            let mut hasher = D::new();
+            for part in parts {
+                hasher.update(part);
+            }
+            hasher.finalize().to_vec()
+        }
         match self {
-            Hash::Sha256 => Sha256::digest(message).to_vec(),
-            Hash::Sha384 => Sha384::digest(message).to_vec(),
-            Hash::Sha512 => Sha512::digest(message).to_vec(),
+            Hash::Sha256 => run::<Sha256>(parts),
+            Hash::Sha384 => run::<Sha384>(parts),
+            Hash::Sha512 => run::<Sha512>(parts),
+        }
+    }
+
+    fn len(self) -> usize {
+        match self {
+            Hash::Sha256 => 32,
+            Hash::Sha384 => 48,
+            Hash::Sha512 => 64,
         }
     }
 }
 
-struct Pkcs1Verifier {
+struct RsaVerifier {
     key: Rc<PublicKey>,
     hash: Hash,
+    pss: bool,
     alg: Algorithm,
 }
 
-impl Verifier<Vec<u8>> for Pkcs1Verifier {
+impl Verifier<Vec<u8>> for RsaVerifier {
     fn verify(&self, message: &[u8], signature: &Vec<u8>) -> Result<(), SignatureError> {
-        FAST_CHECKS.with(|c| c.set(c.get() + 1));
-        let k = self.key.byte_len;
-        if signature.len() != k {
+        crate::crypto::count_check();
+        if signature.len() != self.key.byte_len {
             return Err(SignatureError::new());
         }
-        let decrypted = self
+        let encoded = self
             .key
             .public_op(signature)
             .ok_or_else(SignatureError::new)?;
-        let prefix = self.hash.digest_info_prefix();
-        let hash = self.hash.digest(message);
-        let t_len = prefix.len() + hash.len();
-        if k < t_len + 11 {
-            return Err(SignatureError::new());
-        }
-        let mut expected = Vec::with_capacity(k);
-        expected.extend_from_slice(&[0x00, 0x01]);
-        expected.resize(k - t_len - 1, 0xff);
-        expected.push(0x00);
-        expected.extend_from_slice(prefix);
-        expected.extend_from_slice(&hash);
-        if decrypted == expected {
+        let good = if self.pss {
+            pss_encoding_holds(&encoded, self.key.bits - 1, self.hash, message)
+        } else {
+            pkcs1_encoding_holds(&encoded, self.hash, message)
+        };
+        if good {
             Ok(())
         } else {
             Err(SignatureError::new())
@@ -164,23 +157,82 @@ impl Verifier<Vec<u8>> for Pkcs1Verifier {
     }
 }
 
-impl JwtVerifier for Pkcs1Verifier {
+impl JwtVerifier for RsaVerifier {
     fn algorithm(&self) -> Algorithm {
         self.alg
     }
 }
 
-/// An RSA public key prepared for Montgomery arithmetic (little-endian 32-bit limbs).
+/// EMSA-PKCS1-v1_5 (RFC 8017 9.2): the block must be exactly the one expected.
+fn pkcs1_encoding_holds(encoded: &[u8], hash: Hash, message: &[u8]) -> bool {
+    let k = encoded.len();
+    let prefix = hash.digest_info_prefix();
+    let digest = hash.digest(&[message]);
+    let t_len = prefix.len() + digest.len();
+    if k < t_len + 11 {
+        return false;
+    }
+    let padding = k - t_len - 3;
+    encoded[0] == 0x00
+        && encoded[1] == 0x01
+        && encoded[2..2 + padding].iter().all(|b| *b == 0xff)
+        && encoded[2 + padding] == 0x00
+        && &encoded[k - t_len..k - digest.len()] == prefix
+        && encoded[k - digest.len()..] == digest[..]
+}
+
+/// EMSA-PSS-VERIFY (RFC 8017 9.1.2) with MGF1 of the same hash and a salt of the hash's
+/// length. `encoded` is the k-byte result of the public operation; `em_bits` is the
+/// modulus size in bits minus one.
+fn pss_encoding_holds(encoded: &[u8], em_bits: usize, hash: Hash, message: &[u8]) -> bool {
+    let em_len = em_bits.div_ceil(8);
+    // With em_bits a multiple of 8 the encoded message is one byte shorter than k, and the
+    // leading byte of the public operation's result must be zero.
+    let (lead, em) = encoded.split_at(encoded.len() - em_len);
+    if lead.iter().any(|b| *b != 0) {
+        return false;
+    }
+    let h_len = hash.len();
+    let s_len = h_len;
+    if em_len < h_len + s_len + 2 || em[em_len - 1] != 0xbc {
+        return false;
+    }
+    let (masked_db, rest) = em.split_at(em_len - h_len - 1);
+    let h = &rest[..h_len];
+    let top_mask = 0xffu8 >> (8 * em_len - em_bits);
+    if masked_db[0] & !top_mask != 0 {
+        return false;
+    }
+    let mut db = masked_db.to_vec();
+    let mut counter = 0u32;
+    let mut at = 0;
+    while at < db.len() {
+        let mask = hash.digest(&[h, &counter.to_be_bytes()]);
+        for (byte, m) in db[at..].iter_mut().zip(&mask) {
+            *byte ^= m;
+        }
+        at += mask.len();
+        counter += 1;
+    }
+    db[0] &= top_mask;
+    let ps_len = em_len - h_len - s_len - 2;
+    if db[..ps_len].iter().any(|b| *b != 0) || db[ps_len] != 0x01 {
+        return false;
+    }
+    let salt = &db[ps_len + 1..];
+    let m_hash = hash.digest(&[message]);
+    hash.digest(&[&[0u8; 8], &m_hash, salt]) == h
+}
+
+/// An RSA public key prepared for Montgomery arithmetic.
 struct PublicKey {
-    n: Vec<u32>,
-    /// `-n^-1 mod 2^32`.
-    n0_inv: u32,
-    /// `R^2 mod n` with `R = 2^(32 * limbs)`.
-    r2: Vec<u32>,
+    modulus: Modulus,
     /// The exponent, big-endian bytes without leading zeros.
     e: Vec<u8>,
     /// Length of the modulus in bytes.
     byte_len: usize,
+    /// Length of the modulus in bits.
+    bits: usize,
 }
 
 impl PublicKey {
@@ -188,28 +240,25 @@ impl PublicKey {
         let n = strip_leading_zeros(n);
         let e = strip_leading_zeros(e).to_vec();
         // An even modulus has no Montgomery form (and is no RSA key); e must be > 1.
-        if n.is_empty() || n[n.len() - 1] & 1 == 0 || e.is_empty() || e == [1] {
+        if e.is_empty() || e == [1] {
             return None;
         }
-        let limbs = from_be_bytes(n, n.len().div_ceil(4));
-        let n0_inv = inverse_mod_2_32(limbs[0]).wrapping_neg();
-        let r2 = r_squared(&limbs);
         Some(Self {
-            n: limbs,
-            n0_inv,
-            r2,
+            modulus: Modulus::new(n)?,
             e,
             byte_len: n.len(),
+            bits: modulus_bits(n),
         })
     }
 
     /// `s^e mod n` as `byte_len` big-endian bytes, or `None` when `s >= n`.
     fn public_op(&self, signature: &[u8]) -> Option<Vec<u8>> {
-        let s = from_be_bytes(strip_leading_zeros(signature), self.n.len());
-        if !less_than(&s, &self.n) {
+        let m = &self.modulus;
+        let s = from_be_bytes(strip_leading_zeros(signature), m.limbs());
+        if !less_than(&s, &m.n) {
             return None;
         }
-        let base = self.mont_mul(&s, &self.r2);
+        let base = m.to_mont(&s);
         let mut acc = base.clone();
         let mut bits = self
             .e
@@ -217,140 +266,22 @@ impl PublicKey {
             .flat_map(|byte| (0..8).rev().map(move |i| (byte >> i) & 1 == 1));
         // Skip up to and including the leading one bit: `acc` already holds base^1.
         bits.by_ref().find(|bit| *bit);
+        // A product of 2k + 1 limbs, reused by every squaring (e = 65537: 16 of them).
+        let mut wide = m.wide();
         for bit in bits {
-            acc = self.mont_mul(&acc, &acc);
+            acc = m.sqr(&acc, &mut wide);
             if bit {
-                acc = self.mont_mul(&acc, &base);
+                acc = m.mul(&acc, &base);
             }
         }
-        let mut one = vec![0u32; self.n.len()];
-        one[0] = 1;
-        let plain = self.mont_mul(&acc, &one);
+        let plain = m.out_of_mont(&acc, &mut wide);
         Some(to_be_bytes(&plain, self.byte_len))
     }
-
-    /// `a * b * R^-1 mod n` (coarsely integrated operand scanning). Slices are cut to
-    /// their exact lengths up front so the compiler can drop the bounds checks from the
-    /// inner loops, which run `2 * limbs^2` times per call.
-    fn mont_mul(&self, a: &[u32], b: &[u32]) -> Vec<u32> {
-        let k = self.n.len();
-        let (n, a, b) = (&self.n[..k], &a[..k], &b[..k]);
-        let mut t = vec![0u32; k + 2];
-        let (low, high) = t.split_at_mut(k);
-        let high = &mut high[..2];
-        for &bi in b {
-            let bi = u64::from(bi);
-            let mut carry = 0u64;
-            for (tj, &aj) in low.iter_mut().zip(a) {
-                let s = u64::from(*tj) + u64::from(aj) * bi + carry;
-                *tj = s as u32;
-                carry = s >> 32;
-            }
-            let s = u64::from(high[0]) + carry;
-            high[0] = s as u32;
-            high[1] = (s >> 32) as u32;
-
-            let m = u64::from(low[0].wrapping_mul(self.n0_inv));
-            let mut carry = (u64::from(low[0]) + m * u64::from(n[0])) >> 32;
-            for j in 1..k {
-                let s = u64::from(low[j]) + m * u64::from(n[j]) + carry;
-                low[j - 1] = s as u32;
-                carry = s >> 32;
-            }
-            let s = u64::from(high[0]) + carry;
-            low[k - 1] = s as u32;
-            high[0] = high[1] + (s >> 32) as u32;
-            high[1] = 0;
-        }
-        let overflow = high[0] != 0;
-        t.truncate(k);
-        if overflow || !less_than(&t, n) {
-            subtract_in_place(&mut t, n);
-        }
-        t
-    }
-}
-
-fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
-    &bytes[start..]
-}
-
-/// Big-endian bytes to `limbs` little-endian 32-bit limbs (the bytes must fit).
-fn from_be_bytes(bytes: &[u8], limbs: usize) -> Vec<u32> {
-    let mut out = vec![0u32; limbs.max(bytes.len().div_ceil(4))];
-    for (i, byte) in bytes.iter().rev().enumerate() {
-        out[i / 4] |= u32::from(*byte) << (8 * (i % 4));
-    }
-    out
-}
-
-fn to_be_bytes(limbs: &[u32], len: usize) -> Vec<u8> {
-    (0..len)
-        .rev()
-        .map(|i| {
-            limbs
-                .get(i / 4)
-                .map_or(0, |limb| (limb >> (8 * (i % 4))) as u8)
-        })
-        .collect()
-}
-
-/// `a < b` for numbers of `b.len()` limbs (extra limbs of `a` must be zero to be less).
-fn less_than(a: &[u32], b: &[u32]) -> bool {
-    if a[b.len()..].iter().any(|limb| *limb != 0) {
-        return false;
-    }
-    for i in (0..b.len()).rev() {
-        if a[i] != b[i] {
-            return a[i] < b[i];
-        }
-    }
-    false
-}
-
-/// `a -= b` modulo `2^(32 * a.len())`.
-fn subtract_in_place(a: &mut [u32], b: &[u32]) {
-    let mut borrow = 0u64;
-    for (i, limb) in a.iter_mut().enumerate() {
-        let sub = u64::from(b.get(i).copied().unwrap_or(0)) + borrow;
-        let value = u64::from(*limb);
-        *limb = value.wrapping_sub(sub) as u32;
-        borrow = u64::from(value < sub);
-    }
-}
-
-/// The inverse of an odd number modulo 2^32 (Newton's iteration doubles the correct bits).
-fn inverse_mod_2_32(odd: u32) -> u32 {
-    let mut x = 1u32;
-    for _ in 0..5 {
-        x = x.wrapping_mul(2u32.wrapping_sub(odd.wrapping_mul(x)));
-    }
-    x
-}
-
-/// `R^2 mod n` by doubling 1 modulo n, `2 * 32 * limbs` times (once per key).
-fn r_squared(n: &[u32]) -> Vec<u32> {
-    let mut x = vec![0u32; n.len()];
-    x[0] = 1;
-    for _ in 0..(64 * n.len()) {
-        let mut carry = 0u32;
-        for limb in x.iter_mut() {
-            let next = *limb >> 31;
-            *limb = (*limb << 1) | carry;
-            carry = next;
-        }
-        if carry != 0 || !less_than(&x, n) {
-            subtract_in_place(&mut x, n);
-        }
-    }
-    x
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jsonwebtoken::crypto::verify;
     use modelgate_testkit::TestKey;
 
     fn key_parts(key: &TestKey) -> (Vec<u8>, Vec<u8>) {
@@ -365,20 +296,6 @@ mod tests {
             b64(jwk["n"].as_str().unwrap()),
             b64(jwk["e"].as_str().unwrap()),
         )
-    }
-
-    #[test]
-    fn inverse_and_r_squared_are_right_on_small_numbers() {
-        for odd in [1u32, 3, 0xffff_ffff, 0x1234_5679] {
-            assert_eq!(odd.wrapping_mul(inverse_mod_2_32(odd)), 1);
-        }
-        // n = 2^32 + 15 (two limbs): R = 2^64, R^2 mod n computed with u128.
-        let n = [15u32, 1];
-        let n128 = (1u128 << 32) + 15;
-        let r = (1u128 << 64) % n128;
-        let expected = (r * r) % n128;
-        let got = r_squared(&n);
-        assert_eq!(u128::from(got[0]) | (u128::from(got[1]) << 32), expected);
     }
 
     #[test]
@@ -398,58 +315,109 @@ mod tests {
         assert!(PublicKey::new(&[0x10, 0x01], &[1]).is_none(), "e = 1");
     }
 
+    fn b64(text: &str) -> Vec<u8> {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .unwrap()
+    }
+
     #[test]
     fn agrees_with_the_rsa_crate_on_real_signatures() {
+        use jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
         let key = TestKey::rsa_a();
         let (n, e) = key_parts(&key);
-        let fast = PublicKey::new(&n, &e).unwrap();
-        for (alg, hash) in [
-            (Algorithm::RS256, Hash::Sha256),
-            (Algorithm::RS384, Hash::Sha384),
-            (Algorithm::RS512, Hash::Sha512),
+        let decoding = DecodingKey::from_rsa_raw_components(&n, &e);
+        for alg in [
+            Algorithm::RS256,
+            Algorithm::RS384,
+            Algorithm::RS512,
+            Algorithm::PS256,
+            Algorithm::PS384,
+            Algorithm::PS512,
         ] {
             let mut signer = key.clone();
             signer.alg = alg;
-            for i in 0..5 {
+            let ours = verifier(alg, &decoding).unwrap();
+            let theirs = (DEFAULT_PROVIDER.verifier_factory)(&alg, &decoding).unwrap();
+            for i in 0..3 {
                 let token = signer.sign(&serde_json::json!({"i": i, "exp": 1}));
                 let (message, signature) = token.rsplit_once('.').unwrap();
-                let signature_bytes = {
-                    use base64::Engine;
-                    base64::engine::general_purpose::URL_SAFE_NO_PAD
-                        .decode(signature)
-                        .unwrap()
-                };
-                let ours = Pkcs1Verifier {
-                    key: Rc::new(PublicKey::new(&n, &e).unwrap()),
-                    hash,
-                    alg,
-                };
+                let signature = b64(signature);
                 assert!(
-                    ours.verify(message.as_bytes(), &signature_bytes).is_ok(),
+                    ours.verify(message.as_bytes(), &signature).is_ok(),
                     "{alg:?}"
                 );
-                let decoding = DecodingKey::from_rsa_raw_components(&n, &e);
-                assert!(verify(signature, message.as_bytes(), &decoding, alg).unwrap());
+                assert!(
+                    theirs.verify(message.as_bytes(), &signature).is_ok(),
+                    "{alg:?}"
+                );
                 // Any other message or a flipped bit fails both.
                 let other = format!("{message}x");
-                assert!(ours.verify(other.as_bytes(), &signature_bytes).is_err());
-                let mut flipped = signature_bytes.clone();
-                flipped[100] ^= 1;
-                assert!(ours.verify(message.as_bytes(), &flipped).is_err());
+                assert!(ours.verify(other.as_bytes(), &signature).is_err());
+                for at in [0, 1, 100, 255] {
+                    let mut flipped = signature.clone();
+                    flipped[at] ^= 1;
+                    assert!(ours.verify(message.as_bytes(), &flipped).is_err());
+                    assert!(theirs.verify(message.as_bytes(), &flipped).is_err());
+                }
+                // A signature of the wrong length, of the value n itself, of zero.
                 assert!(
-                    (DEFAULT_PROVIDER.verifier_factory)(&alg, &decoding)
-                        .unwrap()
-                        .verify(message.as_bytes(), &flipped)
-                        .is_err()
-                );
-                // A signature of the wrong length, or of the value n itself.
-                assert!(
-                    ours.verify(message.as_bytes(), &signature_bytes[1..].to_vec())
+                    ours.verify(message.as_bytes(), &signature[1..].to_vec())
                         .is_err()
                 );
                 assert!(ours.verify(message.as_bytes(), &n).is_err());
+                assert!(ours.verify(message.as_bytes(), &vec![0; 256]).is_err());
+                // The other key never verifies it.
+                let (n_b, e_b) = key_parts(&TestKey::rsa_b());
+                let other_key = DecodingKey::from_rsa_raw_components(&n_b, &e_b);
+                let wrong = verifier(alg, &other_key).unwrap();
+                assert!(wrong.verify(message.as_bytes(), &signature).is_err());
             }
         }
-        assert_eq!(fast.byte_len, 256);
+        assert_eq!(PublicKey::new(&n, &e).unwrap().byte_len, 256);
+        assert_eq!(modulus_bits(&n), 2048);
+    }
+
+    #[test]
+    fn pkcs1_and_pss_do_not_accept_each_other() {
+        let key = TestKey::rsa_a();
+        let (n, e) = key_parts(&key);
+        let decoding = DecodingKey::from_rsa_raw_components(&n, &e);
+        for (signed, checked) in [
+            (Algorithm::RS256, Algorithm::PS256),
+            (Algorithm::PS256, Algorithm::RS256),
+            (Algorithm::RS256, Algorithm::RS384),
+            (Algorithm::PS384, Algorithm::PS256),
+        ] {
+            let mut signer = key.clone();
+            signer.alg = signed;
+            let token = signer.sign(&serde_json::json!({"exp": 1}));
+            let (message, signature) = token.rsplit_once('.').unwrap();
+            let ours = verifier(checked, &decoding).unwrap();
+            assert!(
+                ours.verify(message.as_bytes(), &b64(signature)).is_err(),
+                "{signed:?} as {checked:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_rsa_algorithms_and_keys() {
+        let decoding = DecodingKey::from_rsa_raw_components(&[0x10, 0x01], &[3]);
+        assert!(verifier(Algorithm::ES256, &decoding).is_err());
+        assert!(verifier(Algorithm::HS256, &decoding).is_err());
+        let ec = DecodingKey::from_ec_der(&[4; 65]);
+        assert!(verifier(Algorithm::RS256, &ec).is_err());
+        let even = DecodingKey::from_rsa_raw_components(&[0x10, 0x00], &[3]);
+        assert!(verifier(Algorithm::RS256, &even).is_err());
+    }
+
+    #[test]
+    fn modulus_bits_ignores_leading_zero_bytes() {
+        assert_eq!(modulus_bits(&[0, 0, 0x01]), 1);
+        assert_eq!(modulus_bits(&[0x80, 0]), 16);
+        assert_eq!(modulus_bits(&[0, 0x7f, 0]), 15);
+        assert_eq!(modulus_bits(&[]), 0);
     }
 }

@@ -7,7 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
+use jsonwebtoken::jwk::EllipticCurve;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
@@ -68,6 +69,11 @@ impl TestKey {
         Self::load("ec-p256.pem", Algorithm::ES256, "ec-1")
     }
 
+    /// EC P-384 key, ES384.
+    pub fn ec_p384() -> Self {
+        Self::load("ec-p384.pem", Algorithm::ES384, "ec-384")
+    }
+
     /// Ed25519 key, EdDSA.
     pub fn ed() -> Self {
         Self::load("ed25519.pem", Algorithm::EdDSA, "ed-1")
@@ -78,25 +84,50 @@ impl TestKey {
         Self::load("rsa-1024-weak.pem", Algorithm::RS256, "weak")
     }
 
-    /// The public JWK, with `kid`, `alg` and `use: sig`.
+    /// The public JWK, with `kid`, `alg` and `use: sig`. Computed with the RustCrypto
+    /// provider itself, not the process's default one: the filter's core installs a
+    /// verification-only provider in the processes that test it.
     pub fn jwk(&self) -> Value {
-        let jwk = Jwk::from_encoding_key(&self.encoding, self.alg).expect("public jwk");
-        let mut value = serde_json::to_value(jwk).expect("jwk json");
-        value["kid"] = json!(self.kid);
-        value["use"] = json!("sig");
-        value
+        let utils = &DEFAULT_PROVIDER.key_utils;
+        let der = self.encoding.as_bytes();
+        let mut jwk = match self.alg {
+            Algorithm::ES256 | Algorithm::ES384 => {
+                let (curve, x, y) =
+                    (utils.ec_pub_components_from_private_key)(der, self.alg).expect("ec key");
+                let crv = if curve == EllipticCurve::P256 {
+                    "P-256"
+                } else {
+                    "P-384"
+                };
+                json!({"kty": "EC", "crv": crv, "x": b64(&x), "y": b64(&y)})
+            }
+            Algorithm::EdDSA => {
+                let x = (utils.ed_pub_components_from_private_key)(der, &EllipticCurve::Ed25519)
+                    .expect("ed25519 key");
+                json!({"kty": "OKP", "crv": "Ed25519", "x": b64(&x)})
+            }
+            _ => {
+                let (n, e) = (utils.rsa_pub_components_from_private_key)(der).expect("rsa key");
+                json!({"kty": "RSA", "n": b64(&n), "e": b64(&e)})
+            }
+        };
+        jwk["alg"] = serde_json::to_value(self.alg).expect("alg");
+        jwk["kid"] = json!(self.kid);
+        jwk["use"] = json!("sig");
+        jwk
     }
 
     /// Signs claims with this key (header `kid` set).
     pub fn sign(&self, claims: &Value) -> String {
         let mut header = Header::new(self.alg);
         header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.encoding).expect("sign")
+        self.sign_with_header(&header, claims)
     }
 
-    /// Signs claims with a header of the caller's choosing.
+    /// Signs claims with a header of the caller's choosing (with the RustCrypto provider
+    /// itself, whatever provider the process installed).
     pub fn sign_with_header(&self, header: &Header, claims: &Value) -> String {
-        jsonwebtoken::encode(header, claims, &self.encoding).expect("sign")
+        sign_raw(header, claims, &self.encoding)
     }
 
     /// Signs header and payload JSON exactly as written, with this key's algorithm: a real
@@ -114,10 +145,26 @@ impl TestKey {
     /// filter's decoding can refuse it.
     pub fn sign_segments(&self, header_segment: &str, payload_segment: &str) -> String {
         let message = format!("{header_segment}.{payload_segment}");
-        let signature =
-            jsonwebtoken::crypto::sign(message.as_bytes(), &self.encoding, self.alg).expect("sign");
-        format!("{message}.{signature}")
+        // RustCrypto's signer, not the process's provider: the filter's core installs one
+        // that only verifies.
+        let signer = (DEFAULT_PROVIDER.signer_factory)(&self.alg, &self.encoding).expect("signer");
+        let signature = signer.try_sign(message.as_bytes()).expect("sign");
+        format!("{message}.{}", b64(&signature))
     }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A JWS of `header` and `claims` signed with `key`, as `jsonwebtoken::encode` makes it.
+fn sign_raw(header: &Header, claims: &Value, key: &EncodingKey) -> String {
+    let header_json = serde_json::to_vec(header).expect("header json");
+    let claims_json = serde_json::to_vec(claims).expect("claims json");
+    let message = format!("{}.{}", b64(&header_json), b64(&claims_json));
+    let signer = (DEFAULT_PROVIDER.signer_factory)(&header.alg, key).expect("signer");
+    let signature = signer.try_sign(message.as_bytes()).expect("sign");
+    format!("{message}.{}", b64(&signature))
 }
 
 /// A JWKS document holding the given keys' public halves.
@@ -154,7 +201,7 @@ pub fn raw_token(header_json: &str, payload_json: &str, signature: &[u8]) -> Str
 pub fn hmac_token(secret: &[u8], kid: &str, claims: &Value) -> String {
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some(kid.to_string());
-    jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(secret)).expect("hs256")
+    sign_raw(&header, claims, &EncodingKey::from_secret(secret))
 }
 
 /// Signs header and payload JSON exactly as written with HMAC-SHA256 keyed by `secret`:
@@ -166,9 +213,9 @@ pub fn hmac_raw_token(secret: &[u8], header_json: &str, payload_json: &str) -> S
         URL_SAFE_NO_PAD.encode(payload_json)
     );
     let key = EncodingKey::from_secret(secret);
-    let signature =
-        jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::HS256).expect("hs256");
-    format!("{message}.{signature}")
+    let signer = (DEFAULT_PROVIDER.signer_factory)(&Algorithm::HS256, &key).expect("hs256");
+    let signature = signer.try_sign(message.as_bytes()).expect("hs256");
+    format!("{message}.{}", b64(&signature))
 }
 
 /// The public half of a key as DER (SubjectPublicKeyInfo), the body of `<file>.pub.pem`
