@@ -6,7 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, Validation, decode, decode_header};
-
+use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
 
 use crate::keys::{VerifyingKey, is_accepted_algorithm};
@@ -233,15 +233,11 @@ pub fn verify(
         return Err(DenyReason::UnsupportedAlgorithm);
     }
     // The time claims first, as jwt_authn does: an expired or not yet valid token (forged
-    // or not) costs no signature check. The claims are read again, verified, below.
-    let payload = token.split('.').nth(1).ok_or(DenyReason::MalformedToken)?;
-    let UniqueKeys(unverified) = URL_SAFE_NO_PAD
-        .decode(payload)
-        .ok()
-        .and_then(|json| serde_json::from_slice(&json).ok())
-        .ok_or(DenyReason::MalformedToken)?;
-    check_times(&unverified, now)?;
-    drop(unverified);
+    // or not) costs no signature check. Read strictly: a payload naming a member twice is
+    // refused (see strict_json). Once the signature over these very bytes holds, these are
+    // the claims returned.
+    let claims = strict_segment(token, 1).ok_or(DenyReason::MalformedToken)?;
+    check_times(&claims, now)?;
     let mut candidates = rules
         .keys
         .iter()
@@ -252,10 +248,10 @@ pub fn verify(
     }
     let mut outcome = Err(DenyReason::UnsupportedAlgorithm);
     for key in candidates.filter(|k| k.algorithms.contains(&header.alg)) {
-        // Read strictly: a payload naming a member twice is refused (see strict_json).
-        match decode::<UniqueKeys>(token, &key.key, rules.validation.for_algorithm(header.alg)) {
-            // Its times were checked before: the verified claims are the same bytes.
-            Ok(data) => return Ok(data.claims.0),
+        // The signature, algorithm, issuer and audience; the payload is not read into
+        // claims a second time.
+        match decode::<IgnoredAny>(token, &key.key, rules.validation.for_algorithm(header.alg)) {
+            Ok(_) => return Ok(claims),
             Err(e) => match e.kind() {
                 ErrorKind::InvalidSignature => outcome = Err(DenyReason::BadSignature),
                 ErrorKind::InvalidIssuer => return Err(DenyReason::WrongIssuer),
@@ -280,12 +276,16 @@ pub fn verify(
 /// read strictly. jsonwebtoken reads `"crit": null` as no `crit`; RFC 7515 section 4.1.11
 /// allows only a non-empty list there, so a header that mentions it is refused outright.
 fn names_crit(token: &str) -> bool {
-    let segment = token.split('.').next().unwrap_or_default();
-    URL_SAFE_NO_PAD
-        .decode(segment)
+    strict_segment(token, 0).is_none_or(|header| header.contains_key("crit"))
+}
+
+/// Segment `index` of a compact JWS, base64url-decoded and read as a JSON object with
+/// unique keys at every depth; `None` when it is missing or not one.
+fn strict_segment(token: &str, index: usize) -> Option<Map<String, Value>> {
+    let bytes = URL_SAFE_NO_PAD.decode(token.split('.').nth(index)?).ok()?;
+    serde_json::from_slice::<UniqueKeys>(&bytes)
         .ok()
-        .and_then(|bytes| serde_json::from_slice::<UniqueKeys>(&bytes).ok())
-        .is_none_or(|UniqueKeys(header)| header.contains_key("crit"))
+        .map(|UniqueKeys(object)| object)
 }
 
 /// `exp` is required and checked with [`CLOCK_LEEWAY_SECS`]; `nbf` when present.
