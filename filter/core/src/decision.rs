@@ -2,6 +2,7 @@
 //! and why, which predictor, and the header edits to make. The proxy-wasm layer only
 //! applies it; `modelgate explain` prints it.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 
 use serde_json::{Map, Value};
@@ -13,7 +14,8 @@ use crate::reason::DenyReason;
 use crate::request::{Request, addressed_model, is_exempt};
 use crate::routing::RouteReason;
 use crate::token::{
-    MAX_TOKEN_BYTES, TokenRules, TokenSource, find_token, numeric_date, query_without, verify,
+    MAX_TOKEN_BYTES, TokenRules, TokenSource, find_token, numeric_date, query_values,
+    query_without, verify,
 };
 
 /// What the host provides for a decision.
@@ -310,28 +312,29 @@ impl CompiledConfig {
     }
 }
 
-/// The edits that take every token the sources could hold out of the request.
+/// The edits that take every token the sources could hold out of the request. The query
+/// string is copied only when it holds a token parameter.
 fn removals(request: &Request<'_>, sources: &[TokenSource]) -> Vec<Edit> {
     let mut edits = Vec::new();
-    let mut query = request.query().map(str::to_string);
-    let mut query_changed = false;
+    let mut query = request.query().map(Cow::Borrowed);
     for source in sources {
         match source {
             TokenSource::Header(name) => edits.push(Edit::RemoveHeader(name.clone())),
             TokenSource::Query(param) => {
-                if let Some(q) = &query {
-                    let rest = query_without(q, param);
-                    query_changed |= rest.len() != q.len();
-                    query = Some(rest);
+                if let Some(q) = &query
+                    && query_values(q, param).next().is_some()
+                {
+                    query = Some(Cow::Owned(query_without(q, param)));
                 }
             }
         }
     }
-    if query_changed {
+    if let Some(Cow::Owned(rest)) = query {
         let path = request.path_only();
-        edits.push(Edit::SetPath(match query.as_deref() {
-            Some(rest) if !rest.is_empty() => format!("{path}?{rest}"),
-            _ => path.to_string(),
+        edits.push(Edit::SetPath(if rest.is_empty() {
+            path.to_string()
+        } else {
+            format!("{path}?{rest}")
         }));
     }
     edits
