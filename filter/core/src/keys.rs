@@ -33,7 +33,8 @@ impl std::fmt::Debug for VerifyingKey {
     }
 }
 
-const RSA_ALGORITHMS: [Algorithm; 6] = [
+/// Every RSA algorithm a key published for RSA may verify.
+pub(crate) const RSA_ALGORITHMS: [Algorithm; 6] = [
     Algorithm::RS256,
     Algorithm::RS384,
     Algorithm::RS512,
