@@ -60,6 +60,8 @@ pub struct MemorySample {
     pub rss_kib: u64,
     /// Live heap (tcmalloc's allocated bytes), KiB.
     pub heap_kib: u64,
+    /// All the allocator holds, live or freed and kept (KiB).
+    pub heap_held_kib: u64,
 }
 
 /// Everything the comparison measured.
@@ -127,11 +129,13 @@ pub fn run(rig: &Rig, plan: &Plan, plugin_config: &str) -> Result<Comparison> {
                     cpu_us_per_request: cpu as f64 / result.requests.max(1) as f64,
                 });
             }
+            let heap = envoy.heap()?;
             out.memory.push(MemorySample {
                 round,
                 chain,
                 rss_kib: envoy.rss_kib()?,
-                heap_kib: envoy.heap_allocated()? / 1024,
+                heap_kib: heap.allocated / 1024,
+                heap_held_kib: heap.size / 1024,
             });
         }
     }

@@ -154,14 +154,20 @@ impl Envoy {
             .with_context(|| format!("no VmRSS in /proc/{}/status", self.pid()))
     }
 
-    /// Bytes the process's allocator holds live (`allocated` of Envoy's `/memory`):
-    /// unlike RSS, without the freed memory tcmalloc keeps for reuse.
-    pub fn heap_allocated(&self) -> Result<u64> {
+    /// Envoy's allocator (tcmalloc) from its `/memory`: what it holds live, and all it
+    /// holds, live or freed and kept for reuse.
+    pub fn heap(&self) -> Result<Heap> {
         let memory: Value = serde_json::from_str(&self.admin_get("/memory")?)?;
-        memory["allocated"]
-            .as_str()
-            .and_then(|a| a.parse().ok())
-            .with_context(|| format!("no allocated bytes in /memory: {memory}"))
+        let bytes = |field: &str| {
+            memory[field]
+                .as_str()
+                .and_then(|a| a.parse().ok())
+                .with_context(|| format!("no {field} in /memory: {memory}"))
+        };
+        Ok(Heap {
+            allocated: bytes("allocated")?,
+            size: bytes("heap_size")?.saturating_sub(bytes("pageheap_unmapped")?),
+        })
     }
 
     /// The ECDS version Envoy has applied to the Wasm filter slot, and how many updates it
@@ -192,6 +198,17 @@ impl Drop for Envoy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Envoy's allocator, in bytes (from `allocated`, `heap_size` and `pageheap_unmapped` of
+/// `/memory`).
+#[derive(Debug, Clone, Copy)]
+pub struct Heap {
+    /// Held by live allocations.
+    pub allocated: u64,
+    /// Held from the system and not returned: live allocations and freed memory kept for
+    /// reuse.
+    pub size: u64,
 }
 
 /// Makes a child die with the thread that started it (no orphaned Envoy or wrk if the

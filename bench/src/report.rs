@@ -215,13 +215,15 @@ fn comparison_tables(md: &mut String, c: &Comparison) {
         "\n### Envoy memory after each configuration's measurements (medians over rounds)\n\n",
     );
     md.push_str(
-        "RSS is the target's measure; the live heap (tcmalloc's `allocated`, from Envoy's \
-         `/memory`) leaves out freed memory the allocator keeps for reuse.\n\n",
+        "RSS is the target's measure. Envoy's allocator (tcmalloc, from its `/memory`) \
+         holds most of it: its live heap (`allocated`), and what it holds in all \
+         (`heap_size` − `pageheap_unmapped`), which adds the freed memory it keeps for \
+         reuse instead of returning it to the system.\n\n",
     );
     md.push_str(
-        "| config | RSS MiB | RSS − (a) MiB | RSS − (c) MiB | live heap MiB | heap − (c) MiB |\n",
+        "| config | RSS MiB | RSS − (a) MiB | RSS − (c) MiB | live heap MiB | live heap − (c) MiB | allocator holds MiB | holds − (c) MiB |\n",
     );
-    md.push_str("|---|---:|---:|---:|---:|---:|\n");
+    md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
     let memory = |chain: Chain,
                   figure: fn(&crate::comparison::MemorySample) -> u64|
      -> BTreeMap<usize, f64> {
@@ -233,6 +235,7 @@ fn comparison_tables(md: &mut String, c: &Comparison) {
     };
     let rss = |chain| memory(chain, |m| m.rss_kib);
     let heap = |chain| memory(chain, |m| m.heap_kib);
+    let held = |chain| memory(chain, |m| m.heap_held_kib);
     for chain in Chain::ALL {
         let own = rss(chain);
         if own.is_empty() {
@@ -241,7 +244,7 @@ fn comparison_tables(md: &mut String, c: &Comparison) {
         let diff = |a: f64, b: f64| a - b;
         let _ = writeln!(
             md,
-            "| ({}) {} | {:.1} | {:+.1} | {:+.1} | {:.1} | {:+.1} |",
+            "| ({}) {} | {:.1} | {:+.1} | {:+.1} | {:.1} | {:+.1} | {:.1} | {:+.1} |",
             chain.label(),
             chain.description(),
             median(own.values().copied()),
@@ -249,6 +252,8 @@ fn comparison_tables(md: &mut String, c: &Comparison) {
             same_round(&own, &rss(Chain::NoopWasm), diff),
             median(heap(chain).values().copied()),
             same_round(&heap(chain), &heap(Chain::NoopWasm), diff),
+            median(held(chain).values().copied()),
+            same_round(&held(chain), &held(Chain::NoopWasm), diff),
         );
     }
     md.push('\n');
@@ -289,13 +294,14 @@ fn scale_tables(md: &mut String, s: &Scale) {
         );
     }
     md.push_str("\nEnvoy with the no-op filter (c) and with modelgate configured with each fleet (medians over rounds; differences same-round):\n\n");
-    md.push_str("| config | spawn → serving ms | − (c) ms | ECDS update: applied ms | … serving ms | RSS MiB | RSS − (c) MiB | live heap − (c) MiB | hot CPU µs/req | hot req/s |\n");
-    md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    md.push_str("| config | spawn → serving ms | − (c) ms | ECDS update: applied ms | … serving ms | RSS MiB | RSS − (c) MiB | live heap − (c) MiB | allocator holds − (c) MiB | hot CPU µs/req | hot req/s |\n");
+    md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     let mut lineup: Vec<Option<usize>> = vec![None];
     lineup.extend(s.fleets.iter().map(|f| Some(f.models)));
     let noop_load = scale_by_round(s, None, |x| Some(x.load_ms));
     let noop_rss = scale_by_round(s, None, |x| Some(x.rss_kib as f64 / 1024.0));
     let noop_heap = scale_by_round(s, None, |x| Some(x.heap_kib as f64 / 1024.0));
+    let noop_held = scale_by_round(s, None, |x| Some(x.heap_held_kib as f64 / 1024.0));
     for models in &lineup {
         let load = scale_by_round(s, *models, |x| Some(x.load_ms));
         if load.is_empty() {
@@ -303,6 +309,7 @@ fn scale_tables(md: &mut String, s: &Scale) {
         }
         let rss = scale_by_round(s, *models, |x| Some(x.rss_kib as f64 / 1024.0));
         let heap = scale_by_round(s, *models, |x| Some(x.heap_kib as f64 / 1024.0));
+        let held = scale_by_round(s, *models, |x| Some(x.heap_held_kib as f64 / 1024.0));
         let update = scale_by_round(s, *models, |x| x.update_ms);
         let serving = scale_by_round(s, *models, |x| x.update_serving_ms);
         let cpu = scale_by_round(s, *models, |x| x.cpu_us_per_request);
@@ -317,7 +324,7 @@ fn scale_tables(md: &mut String, s: &Scale) {
         };
         let _ = writeln!(
             md,
-            "| {name} | {:.0} | {:+.0} | {} | {} | {:.1} | {:+.1} | {:+.1} | {} | {} |",
+            "| {name} | {:.0} | {:+.0} | {} | {} | {:.1} | {:+.1} | {:+.1} | {:+.1} | {} | {} |",
             median(load.values().copied()),
             same_round(&load, &noop_load, |a, b| a - b),
             opt(&update, 0),
@@ -325,6 +332,7 @@ fn scale_tables(md: &mut String, s: &Scale) {
             median(rss.values().copied()),
             same_round(&rss, &noop_rss, |a, b| a - b),
             same_round(&heap, &noop_heap, |a, b| a - b),
+            same_round(&held, &noop_held, |a, b| a - b),
             opt(&cpu, 1),
             opt(&rps, 0),
         );

@@ -74,6 +74,8 @@ pub struct ScaleSample {
     pub rss_kib: u64,
     /// Live heap then (tcmalloc's allocated bytes), KiB.
     pub heap_kib: u64,
+    /// All the allocator holds then, live or freed and kept (KiB).
+    pub heap_held_kib: u64,
 }
 
 /// Resident memory with one and with two workers (one more filter VM).
@@ -157,7 +159,7 @@ pub fn run(rig: &Rig, plan: &Plan) -> Result<Scale> {
                 rig.time_until_serving(&envoy, 200)?;
                 hot_load(rig, &envoy, plan.connections, plan.warmup)?;
                 rss[slot] = envoy.rss_kib()?;
-                heap[slot] = envoy.heap_allocated()? / 1024;
+                heap[slot] = envoy.heap()?.allocated / 1024;
             }
             out.vms.push(VmSample {
                 models,
@@ -256,7 +258,7 @@ fn measure(
         throughput = Some(result.throughput());
     }
     let rss_kib = envoy.rss_kib()?;
-    let heap_kib = envoy.heap_allocated()? / 1024;
+    let heap = envoy.heap()?;
     let (mut update_ms, mut update_serving_ms) = (None, None);
     if models.is_some() {
         let updated = with_model_added(config, PROBE_MODEL)?;
@@ -273,7 +275,8 @@ fn measure(
         cpu_us_per_request,
         throughput,
         rss_kib,
-        heap_kib,
+        heap_kib: heap.allocated / 1024,
+        heap_held_kib: heap.size / 1024,
     })
 }
 
