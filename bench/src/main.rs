@@ -333,6 +333,11 @@ fn scale_plan(mode: &str, rounds: usize, duration: Duration, warmup: Duration) -
         warmup,
         connections: if mode == "smoke" { 4 } else { 16 },
         per_vm,
+        cpu_pairs: match mode {
+            "smoke" => 0,
+            "quick" => 2,
+            _ => 5,
+        },
     }
 }
 

@@ -70,11 +70,26 @@ impl Rig {
         plugin_config: &str,
         probe: &str,
     ) -> Result<(Duration, Duration)> {
-        let request = Request::get(&format!("/seldon/{probe}/api/v1.0/predictions"));
-        let status = Client::new(envoy.address()).send(&request)?.status;
+        let status = probe_status(envoy, probe)?;
         if status != 200 {
             bail!("before the update, {probe} is answered {status}, not passed through");
         }
+        self.switch_modelgate(envoy, dir, version, plugin_config, probe, 401)
+    }
+
+    /// Sends ECDS version `version` of modelgate's configuration and waits until it is in
+    /// force: Envoy reports it applied, and a request to the model `probe` without a token
+    /// is answered `status` (`401` by a configuration that has the model, `200` by one
+    /// that does not). Returns the time until each.
+    pub fn switch_modelgate(
+        &self,
+        envoy: &Envoy,
+        dir: &Path,
+        version: u64,
+        plugin_config: &str,
+        probe: &str,
+        status: u16,
+    ) -> Result<(Duration, Duration)> {
         let (_, rejected_before) = envoy.ecds_state()?;
         let ecds_file = dir.join("ecds").join("filter.json");
         let started = Instant::now();
@@ -92,13 +107,14 @@ impl Rig {
             }
             thread::sleep(Duration::from_millis(1));
         };
-        let mut client = Client::new(envoy.address());
         loop {
-            if client.send(&request).is_ok_and(|r| r.status == 401) {
+            if probe_status(envoy, probe).is_ok_and(|s| s == status) {
                 return Ok((applied, started.elapsed()));
             }
             if started.elapsed() > Duration::from_secs(120) {
-                bail!(envoy.failure(&format!("{probe} never required a token after the update")));
+                bail!(envoy.failure(&format!(
+                    "{probe} was never answered {status} after ECDS version {version}"
+                )));
             }
             thread::sleep(Duration::from_millis(1));
         }
@@ -120,6 +136,12 @@ impl Rig {
             thread::sleep(Duration::from_millis(2));
         }
     }
+}
+
+/// The status of a request to the model `probe` (`<ns>/<name>`) without a token.
+fn probe_status(envoy: &Envoy, probe: &str) -> Result<u16> {
+    let request = Request::get(&format!("/seldon/{probe}/api/v1.0/predictions"));
+    Ok(Client::new(envoy.address()).send(&request)?.status)
 }
 
 /// Writes an ECDS document so that Envoy's watcher sees the old or the new one, never half.

@@ -36,6 +36,9 @@ pub struct Plan {
     pub connections: u32,
     /// Whether to measure the memory of one more worker VM (Envoy with two workers).
     pub per_vm: bool,
+    /// Alternations of the smallest and the largest of `cpu_sizes` in one Envoy, each
+    /// measuring the hot CPU of both (none: no paired measurement).
+    pub cpu_pairs: usize,
 }
 
 /// A fleet and what `render` made of it.
@@ -93,6 +96,19 @@ pub struct VmSample {
     pub two_workers_heap_kib: u64,
 }
 
+/// One hot measurement of the paired CPU comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct PairSample {
+    /// The alternation, from 0.
+    pub pair: usize,
+    /// Models configured.
+    pub models: usize,
+    /// Envoy CPU per hot request (µs).
+    pub cpu_us_per_request: f64,
+    /// Hot requests per second.
+    pub throughput: f64,
+}
+
 /// Everything the scale part measured.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Scale {
@@ -102,6 +118,8 @@ pub struct Scale {
     pub samples: Vec<ScaleSample>,
     /// Per-VM memory.
     pub vms: Vec<VmSample>,
+    /// Hot CPU of the smallest and the largest fleet, alternated in one Envoy.
+    pub cpu_pairs: Vec<PairSample>,
     /// Unexpected answers.
     pub anomalies: Vec<String>,
 }
@@ -141,6 +159,9 @@ pub fn run(rig: &Rig, plan: &Plan) -> Result<Scale> {
             )?;
             out.samples.push(sample);
         }
+    }
+    if plan.cpu_pairs > 0 {
+        paired_cpu(rig, plan, &configs, &mut out)?;
     }
     if plan.per_vm {
         for &models in &lineup {
@@ -278,6 +299,73 @@ fn measure(
         heap_kib: heap.allocated / 1024,
         heap_held_kib: heap.size / 1024,
     })
+}
+
+/// Per-request CPU at the smallest and the largest of `cpu_sizes`, alternated in one
+/// Envoy by ECDS updates (A B, B A, A B, ...), so that both sizes share the process, its
+/// CPU and the same minutes of the machine: separate Envoys in a round differ by more than
+/// the 5 % the target allows.
+fn paired_cpu(rig: &Rig, plan: &Plan, configs: &[(usize, String)], out: &mut Scale) -> Result<()> {
+    let sized = |n: usize| configs.iter().find(|(m, _)| *m == n);
+    let (Some(small), Some(large)) = (
+        plan.cpu_sizes.iter().min().and_then(|&n| sized(n)),
+        plan.cpu_sizes.iter().max().and_then(|&n| sized(n)),
+    ) else {
+        return Ok(());
+    };
+    if small.0 == large.0 {
+        return Ok(());
+    }
+    // A model only the large fleet has: passed through (200) by the small configuration,
+    // refused without a token (401) by the large one.
+    let probe = format!(
+        "{MODEL_NAMESPACE}/{}",
+        crate::fleet::model_name(large.0 - 1)
+    );
+    let dir = rig.work.join("scale/cpu-pairs");
+    let envoy = rig.start(&dir, Chain::Modelgate, &small.1, 1)?;
+    rig.time_until_serving(&envoy, 200)?;
+    let mut current = small.0;
+    let mut version = 1;
+    for pair in 0..plan.cpu_pairs {
+        let order = if pair % 2 == 0 {
+            [small, large]
+        } else {
+            [large, small]
+        };
+        for (models, config) in order {
+            eprintln!(
+                "bench: scale: paired CPU {}/{}: {models} models",
+                pair + 1,
+                plan.cpu_pairs
+            );
+            if *models != current {
+                version += 1;
+                let status = if *models == large.0 { 401 } else { 200 };
+                rig.switch_modelgate(&envoy, &dir, version, config, &probe, status)?;
+                current = *models;
+            }
+            if !plan.warmup.is_zero() {
+                hot_load(rig, &envoy, plan.connections, plan.warmup)?;
+            }
+            let before = envoy.cpu_micros()?;
+            let result = hot_load(rig, &envoy, plan.connections, plan.duration)?;
+            let cpu = envoy.cpu_micros()?.saturating_sub(before);
+            if result.status_errors > 0 || result.socket_errors > 0 || result.requests == 0 {
+                out.anomalies.push(format!(
+                    "paired CPU {pair}, {models} models: {} responses, {} with status >= 400, {} socket errors",
+                    result.requests, result.status_errors, result.socket_errors
+                ));
+            }
+            out.cpu_pairs.push(PairSample {
+                pair,
+                models: *models,
+                cpu_us_per_request: cpu as f64 / result.requests.max(1) as f64,
+                throughput: result.throughput(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The model an ECDS update adds (as one more SeldonDeployment with the fleet's policy).
