@@ -87,6 +87,9 @@ struct RunArgs {
     /// Namespace of the leader-election Lease.
     #[arg(long, env = "MODELGATE_LEASE_NAMESPACE")]
     lease_namespace: Option<String>,
+    /// Models reconciled at once (at least 1; default 16).
+    #[arg(long, env = "MODELGATE_CONCURRENCY")]
+    concurrency: Option<std::num::NonZeroU16>,
     /// Log as JSON lines.
     #[arg(long, env = "MODELGATE_LOG_JSON")]
     log_json: bool,
@@ -181,6 +184,9 @@ fn run_cli() -> anyhow::Result<ExitCode> {
             }
             if let Some(ns) = run.lease_namespace {
                 run_settings.lease_namespace = ns;
+            }
+            if let Some(concurrency) = run.concurrency {
+                run_settings.concurrency = concurrency;
             }
             let filter = tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

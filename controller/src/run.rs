@@ -11,7 +11,7 @@ use futures::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::Api;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::Reporter;
 use kube::runtime::watcher;
 use kube_lease_manager::LeaseManagerBuilder;
@@ -207,6 +207,7 @@ async fn lead(
         Api::<SeldonDeployment>::all(client.clone()),
         watcher::Config::default(),
     )
+    .with_config(controller::Config::default().concurrency(run.concurrency.get()))
     .owns(Api::<VirtualService>::all(client.clone()), managed.clone())
     .owns(Api::<DestinationRule>::all(client.clone()), managed.clone());
     if ctx.settings.authorization_policy {

@@ -4,6 +4,7 @@
 //! each overriding the one before.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU16;
 use std::path::Path;
 use std::time::Duration;
 
@@ -175,6 +176,9 @@ impl Default for Settings {
     }
 }
 
+/// [`RunSettings::concurrency`] when the settings do not say.
+pub const DEFAULT_CONCURRENCY: NonZeroU16 = NonZeroU16::new(16).unwrap();
+
 /// Settings of `modelgate run` only.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -196,6 +200,11 @@ pub struct RunSettings {
     pub lease_name: String,
     /// Namespace of the Lease (the controller's own).
     pub lease_namespace: String,
+    /// Models reconciled at once. Each holds API requests in flight, so this bounds the
+    /// controller's memory and its load on the API server when thousands of models need
+    /// work at once (at start-up, or after the settings change); kube's default is
+    /// unbounded.
+    pub concurrency: NonZeroU16,
 }
 
 impl Default for RunSettings {
@@ -208,6 +217,7 @@ impl Default for RunSettings {
             jwks_timeout: Duration::from_secs(10),
             lease_name: "modelgate-leader".into(),
             lease_namespace: "modelgate-system".into(),
+            concurrency: DEFAULT_CONCURRENCY,
         }
     }
 }
@@ -498,6 +508,21 @@ mod tests {
         assert_eq!(file.run.jwks_refresh, Duration::from_secs(300));
         assert_eq!(file.run.namespaces, ["models"]);
         assert!(serde_yaml_ng::from_str::<ConfigFile>("defaultIsuer: x").is_err());
+    }
+
+    #[test]
+    fn reconcile_concurrency_is_bounded_and_never_zero() {
+        assert_eq!(RunSettings::default().concurrency.get(), 16);
+        let file: ConfigFile = serde_yaml_ng::from_str("run:\n  concurrency: 4\n").unwrap();
+        assert_eq!(file.run.concurrency.get(), 4);
+        // Zero would be kube's "unbounded": refused, with the setting named.
+        let err = serde_yaml_ng::from_str::<ConfigFile>("run:\n  concurrency: 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("concurrency") && err.contains("nonzero"),
+            "{err}"
+        );
     }
 
     #[test]

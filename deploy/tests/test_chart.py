@@ -156,6 +156,7 @@ def test_default_values_are_the_controllers_defaults():
     assert config["authorizationPolicy"] is False
     assert config["run"]["namespaces"] == []
     assert (config["run"]["jwksRefresh"], config["run"]["jwksRetry"], config["run"]["jwksTimeout"]) == ("20m", "30s", "10s")
+    assert config["run"]["concurrency"] == 16
 
 
 @pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
