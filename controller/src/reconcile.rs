@@ -115,9 +115,35 @@ impl Context {
     /// Generates everything from these SeldonDeployments with the current keys and last
     /// good configurations.
     pub fn generate(&self, sdeps: &[SeldonDeployment]) -> Generated {
+        self.generate_with(sdeps, generate::generate)
+    }
+
+    /// [`Context::generate`] without the models' own objects ([`generate::shared`]): what
+    /// the Gateways and the WasmPlugin need.
+    pub fn generate_shared(&self, sdeps: &[SeldonDeployment]) -> Generated {
+        self.generate_with(sdeps, generate::shared)
+    }
+
+    fn generate_with(
+        &self,
+        sdeps: &[SeldonDeployment],
+        generate: fn(&[SeldonDeployment], Inputs<'_>) -> Generated,
+    ) -> Generated {
         let keys = self.jwks.snapshot();
-        let last_good = lock(&self.last_good).clone();
-        generate::generate(
+        // Only these models' entries: a model's reconcile must not copy every model's
+        // (thousands of key sets, in each of the concurrent reconciles).
+        let last_good: BTreeMap<String, KnownGood> = {
+            let all = lock(&self.last_good);
+            sdeps
+                .iter()
+                .filter_map(|s| {
+                    let id = s.model_id();
+                    let good = all.get(&id)?.clone();
+                    Some((id, good))
+                })
+                .collect()
+        };
+        generate(
             sdeps,
             Inputs {
                 settings: &self.settings,
@@ -172,8 +198,9 @@ pub async fn reconcile_model(
     };
     let mut writes = Writes::default();
     report(ctx, sdep, &model).await;
-    let Ok(objects) = &model.objects else {
-        ctx.metrics.model_errors(&model.id, true);
+    let Ok(Some(objects)) = &model.objects else {
+        // `generate` renders every valid model's objects: only an invalid one lands here.
+        ctx.metrics.model_errors(&model.id, model.objects.is_err());
         return Ok(writes);
     };
     ctx.metrics.model_errors(&model.id, false);
@@ -227,20 +254,20 @@ pub async fn reconcile_global(
 ) -> Result<Writes, ReconcileError> {
     let present: BTreeSet<String> = sdeps.iter().map(SeldonDeployment::model_id).collect();
     lock(&ctx.last_good).retain(|id, _| present.contains(id));
-    let generated = ctx.generate(sdeps);
+    let generated = ctx.generate_shared(sdeps);
     for model in &generated.models {
         if let Some(good) = &model.known_good {
             lock(&ctx.last_good).insert(model.id.clone(), good.clone());
         }
     }
     let generated = if recover_last_good(ctx, &generated.models).await? {
-        ctx.generate(sdeps)
+        ctx.generate_shared(sdeps)
     } else {
         generated
     };
     ctx.jwks.track(&generated.jwks_uris);
     let generated = if keep_live_keys(ctx, &generated).await? {
-        ctx.generate(sdeps)
+        ctx.generate_shared(sdeps)
     } else {
         generated
     };

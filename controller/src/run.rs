@@ -360,7 +360,7 @@ async fn lead(
 /// A hash of what the shared objects depend on, to skip API calls when nothing changed.
 fn fingerprint(ctx: &Context, sdeps: &[SeldonDeployment]) -> u64 {
     use std::hash::{Hash, Hasher};
-    let generated = ctx.generate(sdeps);
+    let generated = ctx.generate_shared(sdeps);
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     for gateway in &generated.gateways {
         serde_json::to_string(gateway)

@@ -101,3 +101,53 @@ fn the_schema_check_catches_what_the_api_server_would_prune_or_refuse() {
         );
     }
 }
+
+/// The shared objects' loop generates without the models' own objects: what it gets must
+/// be exactly what a full generation gives, for every example.
+#[test]
+fn shared_generation_gives_the_shared_objects_of_a_full_one() {
+    for example in common::examples() {
+        let (full, settings) = common::render_file(&example);
+        let read =
+            manifests::read(std::slice::from_ref(&example), &settings.default_namespace).unwrap();
+        let keys = common::fetched_keys();
+        let wasm = common::test_wasm(&settings);
+        let last_good = std::collections::BTreeMap::new();
+        let shared = modelgate_controller::generate::shared(
+            &read.seldon_deployments,
+            modelgate_controller::Inputs {
+                settings: &settings,
+                jwks: &keys,
+                last_good: &last_good,
+                wasm: &wasm,
+            },
+        );
+        let name = example.display();
+        assert_eq!(
+            serde_json::to_value(&shared.wasm_plugin).unwrap(),
+            serde_json::to_value(&full.wasm_plugin).unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            serde_json::to_value(&shared.gateways).unwrap(),
+            serde_json::to_value(&full.gateways).unwrap(),
+            "{name}"
+        );
+        assert_eq!(shared.jwks_uris, full.jwks_uris, "{name}");
+        assert_eq!(shared.models.len(), full.models.len(), "{name}");
+        for (s, f) in shared.models.iter().zip(&full.models) {
+            assert_eq!(s.id, f.id, "{name}");
+            assert_eq!(
+                s.known_good.is_some(),
+                f.known_good.is_some(),
+                "{name}: {}",
+                s.id
+            );
+            match (&s.objects, &f.objects) {
+                (Ok(None), Ok(Some(_))) => {}
+                (Err(a), Err(b)) => assert_eq!(a.len(), b.len(), "{name}: {}", s.id),
+                _ => panic!("{name}: {}: shared and full generation disagree", s.id),
+            }
+        }
+    }
+}

@@ -78,8 +78,9 @@ pub struct GeneratedModel {
     pub namespace: String,
     /// Its `seldonId` (the label value of its objects).
     pub seldon_id: String,
-    /// Its objects, or why they cannot be generated.
-    pub objects: Result<ModelObjects, Vec<ModelError>>,
+    /// Its objects (`None` from [`shared`], which leaves them out), or why they cannot be
+    /// generated.
+    pub objects: Result<Option<ModelObjects>, Vec<ModelError>>,
     /// Warnings to show the user.
     pub warnings: Vec<ModelWarning>,
     /// Its configuration now, to remember as last good (only when it parsed).
@@ -123,7 +124,7 @@ impl Generated {
             out.push(to_json(gateway));
         }
         for model in &self.models {
-            if let Ok(objects) = &model.objects {
+            if let Ok(Some(objects)) = &model.objects {
                 out.push(to_json(&objects.virtual_service));
                 out.extend(objects.destination_rules.iter().map(to_json));
                 out.extend(objects.authorization_policy.iter().map(to_json));
@@ -140,6 +141,18 @@ fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
 
 /// Generates every object from all SeldonDeployments.
 pub fn generate(sdeps: &[SeldonDeployment], inputs: Inputs<'_>) -> Generated {
+    generate_with(sdeps, inputs, true)
+}
+
+/// What the shared objects (Gateways, the WasmPlugin) need from all SeldonDeployments:
+/// [`generate`] without each model's own objects, which the running controller
+/// reconciles model by model. Over thousands of models those are most of the memory and
+/// time of a generation, which the shared objects' loop repeats.
+pub fn shared(sdeps: &[SeldonDeployment], inputs: Inputs<'_>) -> Generated {
+    generate_with(sdeps, inputs, false)
+}
+
+fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) -> Generated {
     let mut sorted: Vec<&SeldonDeployment> = sdeps.iter().collect();
     sorted.sort_by_key(|s| (s.namespace_or_empty().to_string(), s.name().to_string()));
 
@@ -176,14 +189,14 @@ pub fn generate(sdeps: &[SeldonDeployment], inputs: Inputs<'_>) -> Generated {
                     id: id.clone(),
                     namespace: sdep.namespace_or_empty().into(),
                     seldon_id: sdep.seldon_id(),
-                    objects: Ok(ModelObjects {
+                    objects: Ok(objects.then(|| ModelObjects {
                         virtual_service: render_virtual_service(sdep, &options),
                         destination_rules: render_destination_rules(sdep, inputs.settings),
                         authorization_policy: inputs
                             .settings
                             .authorization_policy
                             .then(|| render_authorization_policy(sdep, inputs.settings)),
-                    }),
+                    })),
                     warnings,
                     known_good: Some(KnownGood {
                         entry,
