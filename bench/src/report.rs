@@ -364,12 +364,7 @@ fn scale_tables(md: &mut String, s: &Scale) {
         md.push_str("| alternation | models first | CPU µs/req (small) | CPU µs/req (large) | large/small |\n");
         md.push_str("|---:|---:|---:|---:|---:|\n");
         for (pair, ratio) in ratios.iter().enumerate() {
-            let cpu = |models: usize| {
-                s.cpu_pairs
-                    .iter()
-                    .find(|p| p.pair == pair && p.models == models)
-                    .map_or(f64::NAN, |p| p.cpu_us_per_request)
-            };
+            // Samples are recorded in the order they were measured.
             let first = s
                 .cpu_pairs
                 .iter()
@@ -379,8 +374,8 @@ fn scale_tables(md: &mut String, s: &Scale) {
                 md,
                 "| {} | {first} | {:.1} | {:.1} | {ratio:.3} |",
                 pair + 1,
-                cpu(small),
-                cpu(large)
+                pair_cpu(s, pair, small).unwrap_or(f64::NAN),
+                pair_cpu(s, pair, large).unwrap_or(f64::NAN)
             );
         }
     }
@@ -393,17 +388,17 @@ fn paired_ratios(s: &Scale) -> Option<(usize, usize, Vec<f64>)> {
     let large = s.cpu_pairs.iter().map(|p| p.models).max()?;
     let pairs = s.cpu_pairs.iter().map(|p| p.pair).max()? + 1;
     let ratios: Vec<f64> = (0..pairs)
-        .filter_map(|pair| {
-            let cpu = |models: usize| {
-                s.cpu_pairs
-                    .iter()
-                    .find(|p| p.pair == pair && p.models == models)
-                    .map(|p| p.cpu_us_per_request)
-            };
-            Some(cpu(large)? / cpu(small)?)
-        })
+        .filter_map(|pair| Some(pair_cpu(s, pair, large)? / pair_cpu(s, pair, small)?))
         .collect();
     (small != large && !ratios.is_empty()).then_some((small, large, ratios))
+}
+
+/// Hot CPU per request of one alternation at one size.
+fn pair_cpu(s: &Scale, pair: usize, models: usize) -> Option<f64> {
+    s.cpu_pairs
+        .iter()
+        .find(|p| p.pair == pair && p.models == models)
+        .map(|p| p.cpu_us_per_request)
 }
 
 /// Each target of the benchmark issue, checked against the figures measured.

@@ -263,20 +263,10 @@ fn measure(
     }
     let (mut cpu_us_per_request, mut throughput) = (None, None);
     if models.is_none_or(|n| plan.cpu_sizes.contains(&n)) {
-        let before = envoy.cpu_micros()?;
-        let result = hot_load(rig, &envoy, plan.connections, plan.duration)?;
-        let cpu = envoy.cpu_micros()?.saturating_sub(before);
-        if result.status_errors > 0 || result.socket_errors > 0 || result.requests == 0 {
-            anomalies.push(format!(
-                "scale round {round}, {} models: {} responses, {} with status >= 400, {} socket errors",
-                label(models),
-                result.requests,
-                result.status_errors,
-                result.socket_errors
-            ));
-        }
-        cpu_us_per_request = Some(cpu as f64 / result.requests.max(1) as f64);
-        throughput = Some(result.throughput());
+        let what = format!("scale round {round}, {} models", label(models));
+        let (cpu, rps) = measure_hot(rig, plan, &envoy, &what, anomalies)?;
+        cpu_us_per_request = Some(cpu);
+        throughput = Some(rps);
     }
     let rss_kib = envoy.rss_kib()?;
     let heap = envoy.heap()?;
@@ -348,24 +338,42 @@ fn paired_cpu(rig: &Rig, plan: &Plan, configs: &[(usize, String)], out: &mut Sca
             if !plan.warmup.is_zero() {
                 hot_load(rig, &envoy, plan.connections, plan.warmup)?;
             }
-            let before = envoy.cpu_micros()?;
-            let result = hot_load(rig, &envoy, plan.connections, plan.duration)?;
-            let cpu = envoy.cpu_micros()?.saturating_sub(before);
-            if result.status_errors > 0 || result.socket_errors > 0 || result.requests == 0 {
-                out.anomalies.push(format!(
-                    "paired CPU {pair}, {models} models: {} responses, {} with status >= 400, {} socket errors",
-                    result.requests, result.status_errors, result.socket_errors
-                ));
-            }
+            let what = format!("paired CPU {pair}, {models} models");
+            let (cpu, rps) = measure_hot(rig, plan, &envoy, &what, &mut out.anomalies)?;
             out.cpu_pairs.push(PairSample {
                 pair,
                 models: *models,
-                cpu_us_per_request: cpu as f64 / result.requests.max(1) as f64,
-                throughput: result.throughput(),
+                cpu_us_per_request: cpu,
+                throughput: rps,
             });
         }
     }
     Ok(())
+}
+
+/// The hot workload for `plan.duration`: Envoy's CPU per request (µs) and requests per
+/// second. Answers other than `200`, socket errors or no answer at all are recorded as an
+/// anomaly of `what`.
+fn measure_hot(
+    rig: &Rig,
+    plan: &Plan,
+    envoy: &crate::envoy::Envoy,
+    what: &str,
+    anomalies: &mut Vec<String>,
+) -> Result<(f64, f64)> {
+    let before = envoy.cpu_micros()?;
+    let result = hot_load(rig, envoy, plan.connections, plan.duration)?;
+    let cpu = envoy.cpu_micros()?.saturating_sub(before);
+    if result.status_errors > 0 || result.socket_errors > 0 || result.requests == 0 {
+        anomalies.push(format!(
+            "{what}: {} responses, {} with status >= 400, {} socket errors",
+            result.requests, result.status_errors, result.socket_errors
+        ));
+    }
+    Ok((
+        cpu as f64 / result.requests.max(1) as f64,
+        result.throughput(),
+    ))
 }
 
 /// The model an ECDS update adds (as one more SeldonDeployment with the fleet's policy).
