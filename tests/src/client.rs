@@ -116,11 +116,7 @@ impl Response {
 
     /// Every value of a header.
     pub fn header_values(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        wire::header_values(&self.headers, name)
     }
 
     /// The body as text.

@@ -271,13 +271,7 @@ fn check(
                     .filter(|(n, _)| n.eq_ignore_ascii_case(name))
                     .map(|(_, v)| v.trim())
                     .collect();
-                let got: Vec<&str> = echo
-                    .received
-                    .headers
-                    .iter()
-                    .filter(|(n, _)| n == name)
-                    .map(|(_, v)| v.as_str())
-                    .collect();
+                let got: Vec<&str> = echo.received.header_values(name);
                 if sent != got {
                     return Err(format!("{name}: sent {sent:?}, {server} got {got:?}"));
                 }
@@ -342,13 +336,7 @@ fn check_reached(
     let routes = gw.routes().models.iter().find(|m| m.id() == model);
     if let Some(routes) = routes.filter(|m| m.has_header_routes()) {
         let header = routes.ab_header.as_str();
-        let upstream: Vec<&str> = echo
-            .received
-            .headers
-            .iter()
-            .filter(|(n, _)| n == header)
-            .map(|(_, v)| v.as_str())
-            .collect();
+        let upstream: Vec<&str> = echo.received.header_values(header);
         if upstream != [reached_predictor.as_str()] {
             return Err(format!(
                 "{reached_predictor} answered but received {header}: {upstream:?}"

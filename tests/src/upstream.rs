@@ -33,6 +33,11 @@ impl Received {
     pub fn header(&self, name: &str) -> Option<&str> {
         wire::header(&self.headers, name)
     }
+
+    /// Every value of a header, in order.
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        wire::header_values(&self.headers, name)
+    }
 }
 
 /// The echo a model server answers with, read back from a response body.
