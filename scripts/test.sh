@@ -9,6 +9,9 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
+# A user's clone has nothing beside it: no tracked file may read outside the repository.
+echo "test: python3 scripts/check-self-contained.py"
+python3 "$repo/scripts/check-self-contained.py"
 bash "$repo/scripts/setup.sh"
 # --no-fail-fast: one failing test binary must not hide the results of the others.
 echo "test: cargo test --workspace --no-fail-fast"

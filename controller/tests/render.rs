@@ -70,8 +70,9 @@ fn every_generated_object_passes_the_crds_and_istios_rules() {
 
 #[test]
 fn the_schema_check_catches_what_the_api_server_would_prune_or_refuse() {
-    let (generated, _) =
-        common::render_file(&common::shared_data().join("examples/01-istio-canary-75-25.yaml"));
+    let (generated, _) = common::render_file(
+        &common::vendored_data().join("seldon-examples/01-istio-canary-75-25.yaml"),
+    );
     let mut vs = generated
         .objects()
         .into_iter()

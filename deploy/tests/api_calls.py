@@ -24,7 +24,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 CONTROLLER_SRC = REPO / "controller" / "src"
-CRDS = Path(os.environ.get("MODELGATE_SHARED", REPO.parent / "shared")) / "data" / "crds"
+CRDS = REPO / "tests" / "data" / "crds"
 
 # Built-in kinds the controller uses, by the k8s-openapi type name.
 BUILTIN_KINDS = {
@@ -114,7 +114,7 @@ def functions(text: str) -> dict[str, tuple[str, str, int]]:
 @lru_cache(maxsize=None)
 def custom_kinds() -> dict[str, tuple[str, str]]:
     """Kinds declared with kube's CustomResource derive: name -> (group, resource), the
-    resource (plural) as the CRD in ../shared/data/crds names it."""
+    resource (plural) as the CRD in tests/data/crds names it."""
     plurals = {}
     for path in CRDS.glob("*.yaml"):
         for crd in yaml.safe_load_all(path.read_text()):

@@ -3,7 +3,7 @@
 Helm v4's Go SDK (PyPI `helm-python-sdk`, a ctypes binding of libhelm_c) renders the chart
 offline, exactly as `helm install` would. Built-in kinds are validated against
 Kubernetes' OpenAPI schemas (`kubernetes-validate`, strict: unknown fields are errors),
-Istio and Seldon kinds against the CRDs in ../shared/data/crds, and the ServiceMonitor
+Istio and Seldon kinds against the CRDs in tests/data/crds, and the ServiceMonitor
 against the Prometheus Operator's schema (npm `@kubernetes-models/prometheus-operator`).
 """
 
@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "chart" / "modelgate"
 EXAMPLES = REPO / "deploy" / "examples"
 TESTS = REPO / "deploy" / "tests"
-CRDS = Path(os.environ.get("MODELGATE_SHARED", REPO.parent / "shared")) / "data" / "crds"
+CRDS = REPO / "tests" / "data" / "crds"
 VALUES_ALL = TESTS / "values-all.yaml"
 
 # The chart's kubeVersion floor and the newest schemas kubernetes-validate ships.

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use super::shared_data;
+use super::vendored_data;
 
 const CRDS: [&str; 5] = [
     "istio-virtualservice.yaml",
@@ -23,7 +23,7 @@ fn schemas() -> &'static HashMap<(String, String), Value> {
     SCHEMAS.get_or_init(|| {
         let mut map = HashMap::new();
         for file in CRDS {
-            let path = shared_data().join("crds").join(file);
+            let path = vendored_data().join("crds").join(file);
             let text = std::fs::read_to_string(&path)
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             let crd: Value = serde_yaml_ng::from_str(&text).unwrap();

@@ -22,9 +22,9 @@ pub const DEFAULT_JWKS_URI: &str = "https://issuer.example.com/jwks";
 /// The default issuer of the golden settings.
 pub const DEFAULT_ISSUER: &str = "https://issuer.example.com";
 
-/// `../shared/data` beside the workspace.
-pub fn shared_data() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
+/// The workspace's vendored test data (`tests/data/`): the real CRDs and Seldon's examples.
+pub fn vendored_data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data")
 }
 
 /// This crate's test data.
@@ -87,10 +87,10 @@ pub fn render_file(path: &Path) -> (Generated, Settings) {
     (generated, settings)
 }
 
-/// Every example: the shared ones and this crate's.
+/// Every example: Seldon's own (vendored) and this crate's.
 pub fn examples() -> Vec<PathBuf> {
     let mut files = Vec::new();
-    for dir in [shared_data().join("examples"), test_data()] {
+    for dir in [vendored_data().join("seldon-examples"), test_data()] {
         let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
             .map(|e| e.unwrap().path())
