@@ -603,7 +603,7 @@ fn read_auth(r: &mut Reader<'_>, settings: &Settings) -> AuthOptions {
     };
     AuthOptions::Jwt(
         Box::new(policy),
-        keys.unwrap_or_else(|| KeySource::Inline(KeySet { keys: Vec::new() })),
+        keys.unwrap_or_else(|| KeySource::Inline(KeySet::default())),
     )
 }
 

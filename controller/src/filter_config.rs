@@ -88,10 +88,7 @@ pub fn build(
             PolicySpec::Jwt(jwt, source) => {
                 let keys = match source {
                     KeySource::Inline(set) => set.clone(),
-                    KeySource::Uri(uri) => jwks
-                        .get(uri)
-                        .cloned()
-                        .unwrap_or(KeySet { keys: Vec::new() }),
+                    KeySource::Uri(uri) => jwks.get(uri).cloned().unwrap_or(KeySet::default()),
                 };
                 let key_set = insert_shared(&mut config.key_sets, "k", keys);
                 let mut jwt = (**jwt).clone();
@@ -183,6 +180,7 @@ mod tests {
         let jwks = BTreeMap::from([(
             "https://a/jwks".to_string(),
             KeySet {
+                source: None,
                 keys: vec![serde_json::json!({"kty": "oct"})],
             },
         )]);

@@ -76,6 +76,7 @@ pub fn key_set(keys: &[TestKey]) -> KeySet {
     let refs: Vec<&TestKey> = keys.iter().collect();
     let document = jwks(&refs);
     KeySet {
+        source: None,
         keys: document["keys"].as_array().cloned().unwrap_or_default(),
     }
 }

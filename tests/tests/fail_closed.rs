@@ -28,6 +28,7 @@ fn spec_with_unusable_policies() -> GatewaySpec {
     config.key_sets.insert(
         "unusable".into(),
         KeySet {
+            source: None,
             keys: vec![weak, oct],
         },
     );

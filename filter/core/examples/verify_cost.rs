@@ -13,6 +13,7 @@ fn main() {
     config.key_sets.insert(
         "k".into(),
         KeySet {
+            source: None,
             keys: jwks(&[&key])["keys"].as_array().unwrap().clone(),
         },
     );

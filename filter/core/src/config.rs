@@ -56,8 +56,13 @@ impl Default for FilterConfig {
 /// A JWKS document (`{"keys": [...]}`). Keys stay raw JSON here: an issuer may publish keys
 /// this filter cannot use (encryption keys, HMAC secrets, unknown types), and those are
 /// skipped one by one when the configuration is compiled rather than failing the whole set.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct KeySet {
+    /// Where the keys came from: the JWKS URI they were fetched from, or
+    /// `inline:<namespace>/<name>` for one model's own `seldon.io/jwt-jwks`. The filter only
+    /// logs it; a restarted controller reuses live keys only for the same source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// The keys, as published by the issuer.
     pub keys: Vec<serde_json::Value>,
 }

@@ -43,6 +43,7 @@ fn routing(predictors: &[(&str, u32)]) -> Routing {
 fn base_config() -> FilterConfig {
     let mut config = FilterConfig::new();
     let ks = |keys: Value| KeySet {
+        source: None,
         keys: keys["keys"].as_array().unwrap().clone(),
     };
     config.key_sets.insert(
@@ -189,9 +190,13 @@ fn valid_tokens_of_every_accepted_algorithm_pass() {
     let mut config = base_config();
     let mut jwk = TestKey::rsa_a().jwk();
     jwk.as_object_mut().unwrap().remove("alg");
-    config
-        .key_sets
-        .insert("idp".into(), KeySet { keys: vec![jwk] });
+    config.key_sets.insert(
+        "idp".into(),
+        KeySet {
+            source: None,
+            keys: vec![jwk],
+        },
+    );
     let mut h = Harness::new(config);
     for alg in crate::keys::RSA_ALGORITHMS {
         let mut key = TestKey::rsa_a();
@@ -553,6 +558,7 @@ fn unusable_policies_fail_closed() {
     config.key_sets.insert(
         "idp".into(),
         KeySet {
+            source: None,
             keys: vec![
                 TestKey::weak_rsa().jwk(),
                 json!({"kty": "oct", "k": "c2VjcmV0"}),
