@@ -13,6 +13,8 @@ use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
 use modelgate_core::decision::refusal;
+use modelgate_core::headers::ROUTE_TAG_HEADER;
+use modelgate_core::request::addressed_model;
 use modelgate_core::{
     CompiledConfig, DenyReason, Edit, Environment, Outcome, Request, TokenCache,
     cache::DEFAULT_CAPACITY,
@@ -21,6 +23,9 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 use crate::metrics::Metrics;
+
+/// Configuration warnings logged per reload, at most.
+const MAX_LOGGED_WARNINGS: usize = 20;
 
 /// The root id the WasmPlugin's `pluginName` must name.
 pub const ROOT_ID: &str = "modelgate";
@@ -88,10 +93,20 @@ impl RootContext for Root {
         let mut state = self.state.borrow_mut();
         match CompiledConfig::from_json(&bytes) {
             Ok((config, warnings)) => {
-                for warning in &warnings {
+                // Bounded: a tenant's thousand unusable keys must not flood every reload.
+                for warning in warnings.iter().take(MAX_LOGGED_WARNINGS) {
                     log(
                         LogLevel::Warn,
                         &format!("modelgate: configuration: {warning}"),
+                    );
+                }
+                if warnings.len() > MAX_LOGGED_WARNINGS {
+                    log(
+                        LogLevel::Warn,
+                        &format!(
+                            "modelgate: configuration: {} more warnings not logged",
+                            warnings.len() - MAX_LOGGED_WARNINGS
+                        ),
                     );
                 }
                 log(
@@ -112,7 +127,7 @@ impl RootContext for Root {
                 let keeping = if state.config.is_some() || CONFIGURED_BEFORE.with(|c| c.get()) {
                     "the previous configuration keeps serving"
                 } else {
-                    "no configuration yet: every request is answered 503"
+                    "no configuration yet: requests to models are answered 503"
                 };
                 log(
                     LogLevel::Error,
@@ -166,11 +181,19 @@ impl HttpContext for Stream {
         let mut guard = self.state.borrow_mut();
         let state = &mut *guard;
         let Some(config) = state.config.clone() else {
-            // Fail closed: without a configuration no model can be told from another.
-            let answer = refusal(None, DenyReason::PolicyUnusable);
             drop(guard);
-            self.send_refusal(503, answer.headers, &answer.body);
-            return Action::Pause;
+            // Without a configuration no model is known: whatever addresses one, or could,
+            // is refused (fail closed); anything else is another application's and passes,
+            // without a route tag, so no model's route can take it.
+            if !matches!(addressed_model(&request), Ok(None)) {
+                let answer = refusal(None, DenyReason::PolicyUnusable);
+                self.send_refusal(503, answer.headers, &answer.body);
+                return Action::Pause;
+            }
+            if request.header(ROUTE_TAG_HEADER).is_some() {
+                self.set_http_request_header(ROUTE_TAG_HEADER, None);
+            }
+            return Action::Continue;
         };
         let random = state.next_random();
         let decision = config.decide(

@@ -1,7 +1,14 @@
 //! The configuration compiled for requests: validated once in `on_configure`, then only
-//! looked up. A configuration with a bad field is refused whole (Envoy keeps the previous
-//! one); a key an issuer publishes but this filter cannot use is skipped with a warning, and
-//! a policy left without keys denies its requests (fail closed).
+//! looked up.
+//!
+//! One model's problem is that model's alone: every key set, policy and model entry is read
+//! and compiled on its own, from its own slice of the document, so a key set that does not
+//! parse (too deep, wrong shape) leaves the policies using it without keys (their models
+//! answer `401`), a policy that does not compile denies its models (`403`), and a model
+//! entry that does not compile is denied. Each such problem is reported as a warning naming
+//! the field. Only a document that is not a configuration at all (not JSON, an unknown
+//! top-level field, another version) is refused whole, and then Envoy keeps the previous
+//! one.
 //!
 //! A VM's linear memory never shrinks, so the peak of `on_configure` stays for the life of
 //! the VM: [`CompiledConfig::from_json`] compiles each model as the parser reaches it,
@@ -13,11 +20,13 @@ use std::fmt;
 use std::rc::Rc;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 
 use crate::claims::{ClaimPath, ClaimRule};
 use crate::config::{
     AuthMode, CONFIG_VERSION, DEFAULT_TOKEN_SOURCE, FilterConfig, JwtPolicy, KeySet, Model, Policy,
 };
+use crate::headers;
 use crate::keys::{VerifyingKey, compile_key};
 use crate::routing::CompiledRouting;
 use crate::token::{PolicyValidation, TokenSource, is_header_name, validation_for};
@@ -60,6 +69,17 @@ pub struct CompiledJwt {
     pub forward_token: bool,
 }
 
+impl CompiledJwt {
+    /// Whether the policy reads or writes this header (a token source or a forwarded claim).
+    fn uses_header(&self, name: &str) -> bool {
+        self.forward_claims.iter().any(|(_, h)| h == name)
+            || self
+                .sources
+                .iter()
+                .any(|s| matches!(s, TokenSource::Header(h) if h == name))
+    }
+}
+
 /// A compiled policy.
 #[derive(Debug)]
 pub enum CompiledPolicy {
@@ -96,17 +116,21 @@ impl CompiledModel {
 pub struct CompiledConfig {
     /// Models in id order (so a model is found by binary search on its id).
     pub models: Vec<CompiledModel>,
-    /// Policies in id order.
+    /// Policies in id order, then the one that denies unusable model entries.
     pub policies: Vec<CompiledPolicy>,
     /// Policy ids, parallel to `policies` (for logs).
     pub policy_ids: Vec<String>,
 }
 
+/// The id, in logs, of the policy every unusable model entry is given.
+pub const UNUSABLE_ENTRY_POLICY: &str = "(unusable model entry)";
+
 impl CompiledConfig {
-    /// Parses and compiles a `pluginConfig` document. Warnings (skipped keys) are returned
-    /// alongside; errors refuse the whole document. Models are compiled as they are parsed,
-    /// whatever the order of the document's fields.
-    pub fn from_json(bytes: &[u8]) -> Result<(Self, Vec<String>), ConfigError> {
+    /// Parses and compiles a `pluginConfig` document. Warnings name what was skipped or
+    /// denied (a key, a key set, a policy, a model entry); an error refuses the whole
+    /// document. Models are compiled as they are parsed, whatever the order of the
+    /// document's fields.
+    pub fn from_json(bytes: &[u8]) -> Result<(Self, Vec<ConfigError>), ConfigError> {
         let mut loader = Loader::default();
         // Every model names its policy once: sizing the table up front spares the peak of
         // growing it (a copy of the table while it moves) in memory that never shrinks.
@@ -118,28 +142,32 @@ impl CompiledConfig {
             .deserialize(&mut deserializer)
             .and_then(|()| deserializer.end());
         match parsed {
-            Ok(()) => loader.finish(),
-            // A bad model stops the parser; it is reported as itself, after the version.
+            Ok(()) => Ok(loader.finish()),
             Err(e) => Err(loader
                 .version_error()
-                .or_else(|| loader.models.error.take())
                 .unwrap_or_else(|| error(json_error_path(&e), e.to_string()))),
         }
     }
 
     /// Validates and compiles a configuration.
-    pub fn compile(config: &FilterConfig) -> Result<(Self, Vec<String>), ConfigError> {
-        let mut models = ModelTable::default();
-        for (id, model) in &config.models {
-            models.add(id.clone(), model);
-        }
-        Loader {
+    pub fn compile(config: &FilterConfig) -> Result<(Self, Vec<ConfigError>), ConfigError> {
+        let mut loader = Loader {
             version: Some(config.version),
-            key_sets: config.key_sets.clone(),
-            policies: config.policies.clone(),
-            models,
+            ..Loader::default()
+        };
+        if let Some(e) = loader.version_error() {
+            return Err(e);
         }
-        .finish()
+        for (id, set) in &config.key_sets {
+            loader.key_sets.insert(id.clone(), Section::Typed(set));
+        }
+        for (id, policy) in &config.policies {
+            loader.policies.insert(id.clone(), Section::Typed(policy));
+        }
+        for (id, model) in &config.models {
+            loader.models.add(id.clone(), Ok(model));
+        }
+        Ok(loader.finish())
     }
 
     /// The model with this namespace and name.
@@ -147,6 +175,18 @@ impl CompiledConfig {
         self.models
             .binary_search_by(|m| id_order(&m.id, namespace, name))
             .ok()
+    }
+
+    /// Why requests to this model are all refused, if its policy is unusable or has no key
+    /// to verify tokens with; `None` for a model that can serve.
+    pub fn unusable(&self, model: &CompiledModel) -> Option<&str> {
+        match &self.policies[model.policy] {
+            CompiledPolicy::Deny(reason) => Some(reason),
+            CompiledPolicy::Jwt(jwt) if jwt.keys.is_empty() => {
+                Some("no usable key verifies its tokens")
+            }
+            _ => None,
+        }
     }
 }
 
@@ -156,50 +196,84 @@ fn id_order(id: &str, namespace: &str, name: &str) -> std::cmp::Ordering {
     id.bytes().cmp(wanted)
 }
 
+/// A key set or policy as it came: its own slice of the document, or (from
+/// [`CompiledConfig::compile`]) already typed.
+enum Section<'a, T> {
+    Raw(Box<RawValue>),
+    Typed(&'a T),
+}
+
+impl<T: serde::de::DeserializeOwned + Clone> Section<'_, T> {
+    /// The section read on its own: its error is its own.
+    fn read(&self) -> Result<T, String> {
+        match self {
+            Section::Raw(raw) => serde_json::from_str(raw.get()).map_err(|e| e.to_string()),
+            Section::Typed(value) => Ok((*value).clone()),
+        }
+    }
+}
+
 /// Key sets and policies, compiled (they are few: shared by many models). Each step is a
 /// function of its own (`inline(never)`): V8 compiles every function of the module when
 /// Envoy loads it, with memory that grows faster than the function, and that memory stays
 /// with the allocator afterwards.
 #[inline(never)]
 fn compile_policies(
-    key_sets: &BTreeMap<String, KeySet>,
-    policies: &BTreeMap<String, Policy>,
-    warnings: &mut Vec<String>,
-) -> Result<(Vec<CompiledPolicy>, Vec<String>), ConfigError> {
+    key_sets: &BTreeMap<String, Section<'_, KeySet>>,
+    policies: &BTreeMap<String, Section<'_, Policy>>,
+    warnings: &mut Vec<ConfigError>,
+) -> (Vec<CompiledPolicy>, Vec<String>) {
     let compiled_sets = compile_key_sets(key_sets, warnings);
-    let mut compiled = Vec::with_capacity(policies.len());
-    let mut ids = Vec::with_capacity(policies.len());
-    for (id, policy) in policies {
+    let mut compiled = Vec::with_capacity(policies.len() + 1);
+    let mut ids = Vec::with_capacity(policies.len() + 1);
+    for (id, section) in policies {
         let field = format!("policies[{id:?}]");
-        compiled.push(match policy {
-            Policy::None => CompiledPolicy::None,
-            Policy::Deny { reason } => CompiledPolicy::Deny(reason.clone()),
-            Policy::Jwt(jwt) => {
-                CompiledPolicy::Jwt(Box::new(compile_jwt(&field, jwt, &compiled_sets)?))
-            }
-        });
+        let policy = section
+            .read()
+            .map_err(|e| error(&field, e))
+            .and_then(|policy| match policy {
+                Policy::None => Ok(CompiledPolicy::None),
+                Policy::Deny { reason } => Ok(CompiledPolicy::Deny(reason)),
+                Policy::Jwt(jwt) => compile_jwt(&field, &jwt, &compiled_sets, warnings)
+                    .map(|jwt| CompiledPolicy::Jwt(Box::new(jwt))),
+            });
+        compiled.push(policy.unwrap_or_else(|e| {
+            let reason = format!("unusable policy: {e}");
+            warnings.push(e);
+            CompiledPolicy::Deny(reason)
+        }));
         ids.push(id.clone());
     }
-    Ok((compiled, ids))
+    (compiled, ids)
 }
 
 #[inline(never)]
 fn compile_key_sets<'a>(
-    key_sets: &'a BTreeMap<String, KeySet>,
-    warnings: &mut Vec<String>,
+    key_sets: &'a BTreeMap<String, Section<'_, KeySet>>,
+    warnings: &mut Vec<ConfigError>,
 ) -> HashMap<&'a str, Rc<Vec<VerifyingKey>>> {
     let mut compiled_sets = HashMap::new();
-    for (id, set) in key_sets {
+    for (id, section) in key_sets {
+        let field = format!("keySets[{id:?}]");
         let mut keys = Vec::new();
-        for (i, raw) in set.keys.iter().enumerate() {
-            match compile_key(raw) {
-                Ok(key) => keys.push(key),
-                Err(why) => warnings.push(format!("keySets[{id:?}].keys[{i}] skipped: {why}")),
+        match section.read() {
+            Ok(set) => {
+                for (i, raw) in set.keys.iter().enumerate() {
+                    match compile_key(raw) {
+                        Ok(key) => keys.push(key),
+                        Err(why) => warnings.push(error(
+                            format!("{field}.keys[{i}]"),
+                            format!("skipped: {why}"),
+                        )),
+                    }
+                }
             }
+            Err(e) => warnings.push(error(&field, format!("unreadable: {e}"))),
         }
         if keys.is_empty() {
-            warnings.push(format!(
-                "keySets[{id:?}] has no usable key: its policies deny every request"
+            warnings.push(error(
+                &field,
+                "has no usable key: its policies deny every request",
             ));
         }
         compiled_sets.insert(id.as_str(), Rc::new(keys));
@@ -212,19 +286,25 @@ fn compile_jwt(
     field: &str,
     jwt: &JwtPolicy,
     compiled_sets: &HashMap<&str, Rc<Vec<VerifyingKey>>>,
+    warnings: &mut Vec<ConfigError>,
 ) -> Result<CompiledJwt, ConfigError> {
     if jwt.issuer.is_empty() {
         return Err(error(format!("{field}.issuer"), "must not be empty"));
     }
-    let keys = compiled_sets
-        .get(jwt.key_set.as_str())
-        .cloned()
-        .ok_or_else(|| {
-            error(
+    // A missing key set leaves the policy without keys: `401`, as when no key can verify.
+    let keys = match compiled_sets.get(jwt.key_set.as_str()) {
+        Some(keys) => keys.clone(),
+        None => {
+            warnings.push(error(
                 format!("{field}.keySet"),
-                format!("no key set {:?}", jwt.key_set),
-            )
-        })?;
+                format!(
+                    "no key set {:?}: the policy denies every request",
+                    jwt.key_set
+                ),
+            ));
+            Rc::new(Vec::new())
+        }
+    };
     let mut claims = Vec::new();
     for (name, values) in &jwt.claims {
         let at = format!("{field}.claims[{name:?}]");
@@ -244,10 +324,15 @@ fn compile_jwt(
         jwt.token_from.iter().map(String::as_str).collect()
     };
     for (i, text) in from.iter().enumerate() {
-        let source =
-            TokenSource::parse(text).map_err(|e| error(format!("{field}.tokenFrom[{i}]"), e))?;
+        let at = || format!("{field}.tokenFrom[{i}]");
+        let source = TokenSource::parse(text).map_err(|e| error(at(), e))?;
         if sources.contains(&source) {
-            return Err(error(format!("{field}.tokenFrom[{i}]"), "listed twice"));
+            return Err(error(at(), "listed twice"));
+        }
+        if let TokenSource::Header(name) = &source
+            && let Some(why) = headers::reserved_for_tokens(name)
+        {
+            return Err(error(at(), format!("{name:?} is {why}")));
         }
         sources.push(source);
     }
@@ -258,7 +343,23 @@ fn compile_jwt(
         if !is_header_name(header) {
             return Err(error(at, format!("{header:?} is not a header name")));
         }
-        forward_claims.push((claim, header.to_ascii_lowercase()));
+        let header = header.to_ascii_lowercase();
+        if let Some(why) = headers::reserved_for_forwarding(&header) {
+            return Err(error(at, format!("{header:?} is {why}")));
+        }
+        if sources
+            .iter()
+            .any(|s| matches!(s, TokenSource::Header(h) if *h == header))
+        {
+            return Err(error(
+                at,
+                format!("{header:?} is where the policy reads tokens"),
+            ));
+        }
+        if forward_claims.iter().any(|(_, h)| *h == header) {
+            return Err(error(at, format!("{header:?} is written by another claim")));
+        }
+        forward_claims.push((claim, header));
     }
     Ok(CompiledJwt {
         mode: jwt.mode,
@@ -272,108 +373,162 @@ fn compile_jwt(
     })
 }
 
+/// Marks, in [`ModelTable::policy_of`], a model entry that did not compile.
+const UNUSABLE_ENTRY: u32 = u32::MAX;
+
 /// Models compiled one by one; their policies are resolved by name once all are known.
 #[derive(Default)]
 struct ModelTable {
     models: Vec<CompiledModel>,
-    /// The policy name each model named, by index into `policy_names`.
+    /// The policy name each model named, by index into `policy_names`, or
+    /// [`UNUSABLE_ENTRY`].
     policy_of: Vec<u32>,
     policy_names: Vec<String>,
     policy_name_index: HashMap<String, u32>,
-    /// The first bad model: parsing stops there.
-    error: Option<ConfigError>,
+    /// Entries skipped or denied, with why.
+    warnings: Vec<ConfigError>,
 }
 
 impl ModelTable {
     #[inline(never)]
-    fn add(&mut self, id: String, model: &Model) {
-        if self.error.is_some() {
+    fn add(&mut self, id: String, model: Result<&Model, String>) {
+        let field = format!("models[{id:?}]");
+        if !is_model_id(&id) {
+            // Nothing can address it (ids are lowercase DNS names), so nothing to deny.
+            self.warnings.push(error(
+                field,
+                "skipped: the key must be <namespace>/<name> in lowercase DNS form",
+            ));
             return;
         }
-        match compile_model(id, model) {
-            Ok(compiled) => {
-                let name = match self.policy_name_index.get(model.policy.as_str()) {
-                    Some(name) => *name,
-                    None => {
-                        let name = self.policy_names.len() as u32;
-                        self.policy_names.push(model.policy.clone());
-                        self.policy_name_index.insert(model.policy.clone(), name);
-                        name
-                    }
-                };
-                self.models.push(compiled);
-                self.policy_of.push(name);
+        let compiled = model.map_err(|e| error(&field, e)).and_then(|model| {
+            let routing = match &model.routing {
+                None => None,
+                Some(r) => Some(Box::new(
+                    CompiledRouting::compile(r)
+                        .map_err(|(f, m)| error(format!("{field}.routing.{f}"), m))?,
+                )),
+            };
+            Ok((routing, model.policy.as_str()))
+        });
+        let (routing, name) = match compiled {
+            Ok((routing, policy)) => (routing, self.policy_name(policy)),
+            Err(e) => {
+                self.warnings.push(error(
+                    e.field,
+                    format!("{} (the model is denied)", e.message),
+                ));
+                (None, UNUSABLE_ENTRY)
             }
-            Err(e) => self.error = Some(e),
+        };
+        self.models.push(CompiledModel {
+            index: 0,
+            id: id.into_boxed_str(),
+            policy: 0,
+            routing,
+        });
+        self.policy_of.push(name);
+    }
+
+    fn policy_name(&mut self, policy: &str) -> u32 {
+        match self.policy_name_index.get(policy) {
+            Some(name) => *name,
+            None => {
+                let name = self.policy_names.len() as u32;
+                self.policy_names.push(policy.to_string());
+                self.policy_name_index.insert(policy.to_string(), name);
+                name
+            }
         }
     }
 
-    /// Resolves policies and puts the models in id order.
-    fn finish(mut self, policy_ids: &[String]) -> Result<Vec<CompiledModel>, ConfigError> {
+    /// Resolves policies and puts the models in id order. A model whose entry, policy
+    /// reference or routing cannot be used, or that is listed twice, gets the policy at
+    /// `unusable` (which denies).
+    fn finish(
+        mut self,
+        policies: &[CompiledPolicy],
+        policy_ids: &[String],
+        unusable: usize,
+        warnings: &mut Vec<ConfigError>,
+    ) -> Vec<CompiledModel> {
+        warnings.append(&mut self.warnings);
         let resolved: Vec<Option<usize>> = self
             .policy_names
             .iter()
             .map(|name| policy_ids.binary_search(name).ok())
             .collect();
         for (model, name) in self.models.iter_mut().zip(&self.policy_of) {
-            let name = *name as usize;
-            model.policy = resolved[name].ok_or_else(|| {
-                error(
-                    format!("models[{:?}].policy", model.id),
-                    format!("no policy {:?}", self.policy_names[name]),
-                )
-            })?;
+            let field = || format!("models[{:?}]", model.id);
+            model.policy = if *name == UNUSABLE_ENTRY {
+                unusable
+            } else if let Some(policy) = resolved[*name as usize] {
+                policy
+            } else {
+                warnings.push(error(
+                    format!("{}.policy", field()),
+                    format!(
+                        "no policy {:?} (the model is denied)",
+                        self.policy_names[*name as usize]
+                    ),
+                ));
+                unusable
+            };
+            // Its own routing header must be the filter's to write.
+            if let (Some(routing), Some(CompiledPolicy::Jwt(jwt))) =
+                (&model.routing, policies.get(model.policy))
+                && jwt.uses_header(&routing.header)
+            {
+                warnings.push(error(
+                    format!("{}.routing.header", field()),
+                    format!(
+                        "{:?} is also a token source or forwarded claim of its policy (the model is denied)",
+                        routing.header
+                    ),
+                ));
+                model.policy = unusable;
+            }
         }
-        self.models.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        if let Some(twice) = self.models.windows(2).find(|w| w[0].id == w[1].id) {
-            return Err(error(format!("models[{:?}]", twice[0].id), "listed twice"));
+        self.models.sort_by(|a, b| a.id.cmp(&b.id));
+        // A model listed twice is ambiguous: one entry kept, denied.
+        let mut i = 1;
+        while i < self.models.len() {
+            if self.models[i].id == self.models[i - 1].id {
+                warnings.push(error(
+                    format!("models[{:?}]", self.models[i].id),
+                    "listed twice (the model is denied)",
+                ));
+                self.models[i - 1].policy = unusable;
+                self.models.remove(i);
+            } else {
+                i += 1;
+            }
         }
         for (i, model) in self.models.iter_mut().enumerate() {
             model.index = i;
         }
         self.models.shrink_to_fit();
-        Ok(self.models)
+        self.models
     }
 }
 
-/// Compiles one model, its policy left to resolve.
-#[inline(never)]
-fn compile_model(id: String, model: &Model) -> Result<CompiledModel, ConfigError> {
-    let field = || format!("models[{id:?}]");
+/// Whether a model key is `<namespace>/<name>` in lowercase DNS form.
+fn is_model_id(id: &str) -> bool {
     id.split_once('/')
-        .filter(|(ns, n)| is_dns_name(ns) && is_dns_name(n))
-        .ok_or_else(|| {
-            error(
-                field(),
-                "the key must be <namespace>/<name> in lowercase DNS form",
-            )
-        })?;
-    let routing = match &model.routing {
-        None => None,
-        Some(r) => Some(Box::new(
-            CompiledRouting::compile(r)
-                .map_err(|(f, m)| error(format!("{}.routing.{f}", field()), m))?,
-        )),
-    };
-    Ok(CompiledModel {
-        index: 0,
-        id: id.into_boxed_str(),
-        policy: 0,
-        routing,
-    })
+        .is_some_and(|(ns, n)| is_dns_name(ns) && is_dns_name(n))
 }
 
-/// Reads a `pluginConfig` document field by field: key sets and policies (few) as contract
-/// types, models compiled one at a time.
+/// Reads a `pluginConfig` document field by field: key sets and policies (few) each kept as
+/// its own slice of the document, models compiled one at a time.
 #[derive(Default)]
-struct Loader {
+struct Loader<'a> {
     version: Option<u32>,
-    key_sets: BTreeMap<String, KeySet>,
-    policies: BTreeMap<String, Policy>,
+    key_sets: BTreeMap<String, Section<'a, KeySet>>,
+    policies: BTreeMap<String, Section<'a, Policy>>,
     models: ModelTable,
 }
 
-impl Loader {
+impl Loader<'_> {
     fn version_error(&self) -> Option<ConfigError> {
         match self.version {
             Some(CONFIG_VERSION) | None => None,
@@ -385,32 +540,31 @@ impl Loader {
     }
 
     #[inline(never)]
-    fn finish(mut self) -> Result<(CompiledConfig, Vec<String>), ConfigError> {
+    fn finish(self) -> (CompiledConfig, Vec<ConfigError>) {
         crate::crypto::install();
-        if let Some(e) = self.version_error() {
-            return Err(e);
-        }
         let mut warnings = Vec::new();
-        let (policies, policy_ids) =
-            compile_policies(&self.key_sets, &self.policies, &mut warnings)?;
-        if let Some(e) = self.models.error.take() {
-            return Err(e);
-        }
-        let models = self.models.finish(&policy_ids)?;
-        Ok((
+        let (mut policies, mut policy_ids) =
+            compile_policies(&self.key_sets, &self.policies, &mut warnings);
+        let unusable = policies.len();
+        let models = self
+            .models
+            .finish(&policies, &policy_ids, unusable, &mut warnings);
+        policies.push(CompiledPolicy::Deny(UNUSABLE_ENTRY_POLICY.to_string()));
+        policy_ids.push(UNUSABLE_ENTRY_POLICY.to_string());
+        (
             CompiledConfig {
                 models,
                 policies,
                 policy_ids,
             },
             warnings,
-        ))
+        )
     }
 }
 
 const FIELDS: &[&str] = &["version", "keySets", "policies", "models"];
 
-impl<'de> DeserializeSeed<'de> for &mut Loader {
+impl<'de> DeserializeSeed<'de> for &mut Loader<'_> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -418,7 +572,7 @@ impl<'de> DeserializeSeed<'de> for &mut Loader {
     }
 }
 
-impl<'de> Visitor<'de> for &mut Loader {
+impl<'de> Visitor<'de> for &mut Loader<'_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -441,8 +595,8 @@ impl<'de> Visitor<'de> for &mut Loader {
                         return Err(de::Error::custom("unsupported version"));
                     }
                 }
-                1 => self.key_sets = next_value(&mut map)?,
-                2 => self.policies = next_value(&mut map)?,
+                1 => self.key_sets = sections(&mut map)?,
+                2 => self.policies = sections(&mut map)?,
                 _ => map.next_value_seed(&mut self.models)?,
             }
         }
@@ -453,12 +607,17 @@ impl<'de> Visitor<'de> for &mut Loader {
     }
 }
 
-/// A map value read in a function of its own (see [`compile_policies`] on why).
+/// A map of key sets or policies, each kept as its own slice of the document (read in a
+/// function of its own: see [`compile_policies`] on why).
 #[inline(never)]
-fn next_value<'de, A: MapAccess<'de>, T: serde::Deserialize<'de>>(
+fn sections<'de, 'a, A: MapAccess<'de>, T>(
     map: &mut A,
-) -> Result<T, A::Error> {
-    map.next_value()
+) -> Result<BTreeMap<String, Section<'a, T>>, A::Error> {
+    let raw: BTreeMap<String, Box<RawValue>> = map.next_value()?;
+    Ok(raw
+        .into_iter()
+        .map(|(id, v)| (id, Section::Raw(v)))
+        .collect())
 }
 
 impl<'de> DeserializeSeed<'de> for &mut ModelTable {
@@ -478,11 +637,9 @@ impl<'de> Visitor<'de> for &mut ModelTable {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(id) = map.next_key::<String>()? {
-            let model: Model = next_value(&mut map)?;
-            self.add(id, &model);
-            if self.error.is_some() {
-                return Err(de::Error::custom("bad model"));
-            }
+            let raw: &RawValue = map.next_value()?;
+            let model = serde_json::from_str::<Model>(raw.get()).map_err(|e| e.to_string());
+            self.add(id, model.as_ref().map_err(Clone::clone));
         }
         Ok(())
     }
@@ -509,14 +666,20 @@ fn json_error_path(e: &serde_json::Error) -> String {
 mod tests {
     use super::*;
 
-    fn compile(json: &str) -> Result<(CompiledConfig, Vec<String>), ConfigError> {
+    fn compile(json: &str) -> Result<(CompiledConfig, Vec<ConfigError>), ConfigError> {
         CompiledConfig::from_json(json.as_bytes())
     }
 
+    /// Whether the model may serve at all (found, and its policy usable).
+    fn serves(config: &CompiledConfig, id: &str) -> Option<bool> {
+        let (ns, name) = id.split_once('/').unwrap();
+        let model = &config.models[config.model(ns, name)?];
+        Some(config.unusable(model).is_none())
+    }
+
     #[test]
-    fn bad_fields_are_named() {
+    fn a_bad_entry_is_named_and_denies_only_its_models() {
         let cases = [
-            (r#"{"version":2}"#, "version"),
             (
                 r#"{"version":1,"models":{"ns/m":{"policy":"x"}}}"#,
                 r#"models["ns/m"].policy"#,
@@ -559,8 +722,39 @@ mod tests {
             ),
         ];
         for (json, field) in cases {
-            let err = compile(json).unwrap_err();
-            assert_eq!(err.field, field, "{json}: {err}");
+            // Beside the bad entry, a model that is fine: it must not notice.
+            let json = json.replacen(
+                r#""models":{"#,
+                r#""models":{"ok/fine":{"policy":"open"},"#,
+                1,
+            );
+            let json = if json.contains(r#""policies":{"#) {
+                json.replacen(
+                    r#""policies":{"#,
+                    r#""policies":{"open":{"auth":"none"},"#,
+                    1,
+                )
+            } else {
+                json.replacen(
+                    r#""version":1,"#,
+                    r#""version":1,"policies":{"open":{"auth":"none"}},"#,
+                    1,
+                )
+            };
+            let (config, warnings) = compile(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
+            assert!(
+                warnings.iter().any(|w| w.field == field),
+                "{json}: {warnings:?}"
+            );
+            if json.contains(r#""ok/fine""#) {
+                assert_eq!(serves(&config, "ok/fine"), Some(true), "{json}");
+            }
+            // Every model that names the bad entry is denied, never let through.
+            for model in &config.models {
+                if &*model.id != "ok/fine" {
+                    assert!(config.unusable(model).is_some(), "{json}: {}", model.id);
+                }
+            }
         }
     }
 
@@ -580,11 +774,95 @@ mod tests {
 
     #[test]
     fn syntax_errors_say_where() {
-        let err = compile(r#"{"version":1,"policies":{"p":{"auth":"maybe"}}}"#).unwrap_err();
+        let err = compile(r#"{"version":1,"policies":{"p":{"auth":"jwt"}"#).unwrap_err();
         assert!(err.field.starts_with("pluginConfig (line 1"), "{err}");
-        assert!(err.message.contains("maybe"), "{err}");
         assert!(compile("").is_err());
         assert!(compile("[]").is_err());
+        // Inside one policy, the error is that policy's, named with its message.
+        let (_, warnings) = compile(r#"{"version":1,"policies":{"p":{"auth":"maybe"}}}"#).unwrap();
+        assert_eq!(warnings[0].field, r#"policies["p"]"#);
+        assert!(warnings[0].message.contains("maybe"), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_key_set_too_deep_to_read_breaks_only_its_own_policies() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let json = format!(
+            r#"{{"version":1,"keySets":{{"bad":{{"keys":[{{"kty":"RSA","x":{deep}}}]}},"good":{{"keys":[]}}}},
+                "policies":{{"b":{{"auth":"jwt","issuer":"i","keySet":"bad"}},"o":{{"auth":"none"}}}},
+                "models":{{"t/evil":{{"policy":"b"}},"v/fine":{{"policy":"o"}}}}}}"#
+        );
+        let (config, warnings) = compile(&json).unwrap();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.field.starts_with(r#"keySets["bad"]"#)),
+            "{warnings:?}"
+        );
+        assert_eq!(serves(&config, "t/evil"), Some(false));
+        assert_eq!(serves(&config, "v/fine"), Some(true));
+        // So deep a model entry, likewise.
+        let json = format!(
+            r#"{{"version":1,"policies":{{"o":{{"auth":"none"}}}},
+                "models":{{"t/evil":{{"policy":"o","routing":{deep}}},"v/fine":{{"policy":"o"}}}}}}"#
+        );
+        let (config, _) = compile(&json).unwrap();
+        assert_eq!(serves(&config, "t/evil"), Some(false));
+        assert_eq!(serves(&config, "v/fine"), Some(true));
+    }
+
+    #[test]
+    fn headers_that_steer_routing_are_never_a_policys_to_write() {
+        for (forward, field) in [
+            ("seldon", r#"forwardClaims["m"]"#),
+            ("namespace", r#"forwardClaims["m"]"#),
+            ("x-seldon-predictor", r#"forwardClaims["m"]"#),
+            ("x-envoy-retry-on", r#"forwardClaims["m"]"#),
+            ("x-modelgate-route", r#"forwardClaims["m"]"#),
+            ("host", r#"forwardClaims["m"]"#),
+            ("authorization", r#"forwardClaims["m"]"#),
+        ] {
+            let json = format!(
+                r#"{{"version":1,"keySets":{{"k":{{"keys":[]}}}},
+                    "policies":{{"p":{{"auth":"jwt","issuer":"i","keySet":"k","forwardClaims":{{"m":"{forward}"}}}}}},
+                    "models":{{"t/evil":{{"policy":"p"}}}}}}"#
+            );
+            let (config, warnings) = compile(&json).unwrap();
+            assert!(
+                warnings
+                    .iter()
+                    .any(|w| w.field == format!(r#"policies["p"].{field}"#)),
+                "{forward}: {warnings:?}"
+            );
+            assert!(
+                matches!(config.policies[0], CompiledPolicy::Deny(_)),
+                "{forward}"
+            );
+        }
+        for (routing, token) in [("namespace", "authorization"), ("x-variant", "seldon")] {
+            let json = format!(
+                r#"{{"version":1,"keySets":{{"k":{{"keys":[]}}}},
+                    "policies":{{"p":{{"auth":"jwt","issuer":"i","keySet":"k","tokenFrom":["header:{token}"]}}}},
+                    "models":{{"t/evil":{{"policy":"p","routing":{{"header":"{routing}","predictors":[{{"name":"a","traffic":1}}]}}}}}}}}"#
+            );
+            let (config, warnings) = compile(&json).unwrap();
+            assert_eq!(
+                serves(&config, "t/evil"),
+                Some(false),
+                "{routing} {token}: {warnings:?}"
+            );
+        }
+        // A model routing on the header its own policy forwards a claim into is denied.
+        let json = r#"{"version":1,"keySets":{"k":{"keys":[]}},
+            "policies":{"p":{"auth":"jwt","issuer":"i","keySet":"k","forwardClaims":{"v":"x-variant"}}},
+            "models":{"t/m":{"policy":"p","routing":{"header":"x-variant","predictors":[{"name":"a","traffic":1}]}}}}"#;
+        let (_, warnings) = compile(json).unwrap();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.field == r#"models["t/m"].routing.header"#),
+            "{warnings:?}"
+        );
     }
 
     #[test]
@@ -596,7 +874,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(warnings.len(), 2, "{warnings:?}");
-        assert!(warnings[0].contains("HMAC"));
+        assert!(warnings[0].message.contains("HMAC"), "{warnings:?}");
         match &config.policies[0] {
             CompiledPolicy::Jwt(jwt) => assert!(jwt.keys.is_empty()),
             other => panic!("{other:?}"),
@@ -654,27 +932,22 @@ mod tests {
             (r#"{"policies":{}}"#, "version"),
             (r#"{"version":1,"version":1}"#, "duplicate"),
             (r#"{"version":1,"modles":{}}"#, "modles"),
-            (
-                r#"{"version":1,"policies":{"o":{"auth":"none"}},"models":{"a/m":{"policy":"o","extra":1}}}"#,
-                "extra",
-            ),
+            (r#"{"version":2}"#, "version"),
             (r#"{"version":1} x"#, "trailing"),
         ];
         for (json, needle) in cases {
             let err = compile(json).unwrap_err();
             assert!(err.to_string().contains(needle), "{json}: {err}");
         }
-        let twice = compile(
+        let (twice, warnings) = compile(
             r#"{"version":1,"policies":{"o":{"auth":"none"}},"models":{"a/m":{"policy":"o"},"a/m":{"policy":"o"}}}"#,
         )
-        .unwrap_err();
-        assert_eq!(twice.field, r#"models["a/m"]"#, "{twice}");
+        .unwrap();
+        assert_eq!(warnings[0].field, r#"models["a/m"]"#, "{warnings:?}");
+        assert_eq!(serves(&twice, "a/m"), Some(false));
         // The version is judged first, wherever it is and whatever else is wrong.
         let err = compile(r#"{"models":{"A/m":{"policy":"o"}},"version":2}"#).unwrap_err();
-        assert_eq!(
-            err.field, r#"models["A/m"]"#,
-            "a model before the version stops the parser"
-        );
+        assert_eq!(err.field, "version", "{err}");
         let err = compile(r#"{"version":2,"models":{"A/m":{"policy":"o"}}}"#).unwrap_err();
         assert_eq!(err.field, "version");
         let err = CompiledConfig::compile(

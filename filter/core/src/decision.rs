@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use crate::cache::TokenCache;
 use crate::compiled::{CompiledConfig, CompiledJwt, CompiledModel, CompiledPolicy};
 use crate::config::AuthMode;
+use crate::headers::{ADDRESSING_HEADERS, ROUTE_TAG_HEADER, route_tag};
 use crate::reason::DenyReason;
 use crate::request::{Request, addressed_model, is_exempt};
 use crate::routing::RouteReason;
@@ -174,6 +175,13 @@ impl CompiledConfig {
             }
         };
         let Some(index) = addressed.and_then(|n| self.model(&n.namespace, &n.name)) else {
+            // No route of a model can take a request without the filter's tag: a client's
+            // copy never reaches the router.
+            if request.header(ROUTE_TAG_HEADER).is_some() {
+                decision
+                    .edits
+                    .push(Edit::RemoveHeader(ROUTE_TAG_HEADER.to_string()));
+            }
             return decision;
         };
         let model = &self.models[index];
@@ -219,6 +227,21 @@ impl CompiledConfig {
                 Err(reason) => decision.outcome = Outcome::Denied(reason),
             }
         }
+        if let Outcome::Denied(_) = decision.outcome {
+            return decision;
+        }
+        // The edits must leave the request addressed to the model decided (the compiler
+        // refuses configurations that could do otherwise; this holds whatever it missed).
+        if !keeps_address(request, &decision.edits) {
+            decision.outcome = Outcome::Denied(DenyReason::PolicyUnusable);
+            decision.edits.clear();
+            return decision;
+        }
+        // Last, so nothing can overwrite it: the tag every route of this model requires.
+        decision.edits.push(Edit::SetHeader(
+            ROUTE_TAG_HEADER.to_string(),
+            route_tag(&model.id, decision.route.map(|r| r.predictor)),
+        ));
         decision
     }
 
@@ -338,6 +361,17 @@ fn removals(request: &Request<'_>, sources: &[TokenSource]) -> Vec<Edit> {
         }));
     }
     edits
+}
+
+/// Whether the edits leave the model a request addresses as it was: they touch neither
+/// Seldon's gRPC addressing headers nor the path's model segments.
+fn keeps_address(request: &Request<'_>, edits: &[Edit]) -> bool {
+    edits.iter().all(|edit| match edit {
+        Edit::RemoveHeader(name) | Edit::SetHeader(name, _) => {
+            !ADDRESSING_HEADERS.contains(&name.as_str()) && !name.starts_with(':')
+        }
+        Edit::SetPath(path) => path.split('?').next() == Some(request.path_only()),
+    })
 }
 
 /// Whether text can be sent as a header value as it is.

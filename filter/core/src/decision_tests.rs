@@ -872,3 +872,62 @@ fn expired_and_retried_refused_tokens_cost_no_signature_check() {
         Outcome::Allowed(AllowReason::Token)
     );
 }
+
+#[test]
+fn every_request_let_through_to_a_model_carries_its_route_tag_last() {
+    let mut h = Harness::new(base_config());
+    let tag = |edits: &[Edit]| match edits.last() {
+        Some(Edit::SetHeader(name, value)) if name == "x-modelgate-route" => Some(value.clone()),
+        _ => None,
+    };
+    let token = TestKey::rsa_a().sign(&good_claims());
+    let spoof = ("x-modelgate-route", "prod/open/");
+    let (_, _, edits, route) = h.run(
+        "POST",
+        PREDICT,
+        &[("authorization", &bearer(&token)), spoof],
+    );
+    let predictor = route.unwrap();
+    assert_eq!(tag(&edits), Some(format!("prod/fraud/{predictor}")));
+    // A model without A/B routing: the predictor part is empty.
+    let (outcome, _, edits, _) = h.run("POST", "/seldon/prod/open/api/v1.0/predictions", &[spoof]);
+    assert_eq!(outcome, Outcome::Allowed(AllowReason::NoAuth));
+    assert_eq!(tag(&edits).as_deref(), Some("prod/open/"));
+    // Exempt scrapes go on, tagged like any other request.
+    let (_, _, edits, _) = h.run("GET", "/seldon/prod/fraud/prometheus", &[]);
+    assert!(tag(&edits).unwrap().starts_with("prod/fraud/"), "{edits:?}");
+    // A request for no model loses a client's tag; one without it is left untouched.
+    let (outcome, _, edits, _) = h.run("GET", "/other/app", &[spoof]);
+    assert_eq!(outcome, Outcome::NotAModel);
+    assert_eq!(edits, [Edit::RemoveHeader("x-modelgate-route".into())]);
+    let (_, _, edits, _) = h.run("GET", "/other/app", &[]);
+    assert!(edits.is_empty());
+    // Refused requests are answered by the filter: nothing to tag.
+    let (outcome, _, _, _) = h.run("POST", PREDICT, &[spoof]);
+    assert_eq!(outcome, Outcome::Denied(DenyReason::MissingToken));
+}
+
+#[test]
+fn edits_that_would_readdress_the_request_are_caught() {
+    let headers = vec![];
+    let request = Request {
+        method: "POST",
+        path: "/seldon/a/b/x?access_token=t",
+        headers: &headers,
+    };
+    assert!(keeps_address(
+        &request,
+        &[
+            Edit::SetHeader("x-user".into(), "u".into()),
+            Edit::SetPath("/seldon/a/b/x".into())
+        ]
+    ));
+    for edit in [
+        Edit::SetHeader("seldon".into(), "fraud".into()),
+        Edit::RemoveHeader("namespace".into()),
+        Edit::SetHeader(":authority".into(), "h".into()),
+        Edit::SetPath("/seldon/bank/fraud/x".into()),
+    ] {
+        assert!(!keeps_address(&request, &[edit.clone()]), "{edit:?}");
+    }
+}

@@ -16,6 +16,7 @@ pub mod crypto;
 pub mod decision;
 pub mod ec_verify;
 mod ecdsa;
+pub mod headers;
 pub mod keys;
 mod montgomery;
 pub mod reason;

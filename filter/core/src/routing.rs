@@ -114,6 +114,10 @@ impl CompiledRouting {
                 format!("{:?} is not a header name", routing.header),
             ));
         }
+        let header = routing.header.to_ascii_lowercase();
+        if let Some(why) = crate::headers::reserved_for_routing(&header) {
+            return Err(("header".into(), format!("{header:?} is {why}")));
+        }
         let sticky = match &routing.sticky {
             None => None,
             Some(text) => Some(StickyKey::parse(text).map_err(|e| ("sticky".to_string(), e))?),
@@ -143,7 +147,7 @@ impl CompiledRouting {
             return Err(("predictors".into(), "every traffic weight is 0".into()));
         }
         Ok(Self {
-            header: routing.header.to_ascii_lowercase(),
+            header,
             override_allowed: routing.override_allowed,
             sticky,
             predictors: routing.predictors.clone(),
