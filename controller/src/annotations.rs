@@ -9,6 +9,9 @@ use std::fmt;
 
 use modelgate_core::claims::ClaimPath;
 use modelgate_core::config::{AuthMode, JwtPolicy, KeySet};
+use modelgate_core::headers;
+
+use crate::key_sets;
 use modelgate_core::routing::StickyKey;
 use modelgate_core::token::{TokenSource, is_header_name};
 
@@ -84,16 +87,6 @@ const JWT_ANNOTATIONS: [&str; 9] = [
     AUTH_MODE,
 ];
 
-/// Headers the A/B header must not be: the filter and the routes depend on them.
-const RESERVED_HEADERS: [&str; 6] = [
-    "authorization",
-    "content-type",
-    "cookie",
-    "host",
-    "namespace",
-    "seldon",
-];
-
 /// Where an annotation's value came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -132,6 +125,15 @@ pub enum ModelError {
         /// What was expected.
         expected: String,
     },
+    /// The model's share of the filter configuration is refused: over a budget, or not
+    /// usable by the filter's compiler.
+    #[error("SeldonDeployment {object}: filter configuration refused: {message}")]
+    Filter {
+        /// `<namespace>/<name>`.
+        object: String,
+        /// Why.
+        message: String,
+    },
     /// A field of the spec is not usable.
     #[error("SeldonDeployment {object}: {field}={value:?}: {expected}")]
     Spec {
@@ -152,6 +154,7 @@ impl ModelError {
         match self {
             ModelError::Annotation { annotation, .. } => annotation,
             ModelError::Spec { field, .. } => field,
+            ModelError::Filter { .. } => "pluginConfig",
         }
     }
 }
@@ -543,9 +546,15 @@ fn read_auth(r: &mut Reader<'_>, settings: &Settings) -> AuthOptions {
             });
             None
         }
-        (Some((v, s)), None) => r
-            .check(JWT_JWKS, v, s, parse_inline_jwks)
-            .map(KeySource::Inline),
+        (Some((v, s)), None) => {
+            let reduced = r.check(JWT_JWKS, v, s, parse_inline_jwks);
+            reduced.map(|reduced| {
+                for why in reduced.dropped {
+                    r.warn(JWT_JWKS, format!("key dropped: {why}"));
+                }
+                KeySource::Inline(reduced.set)
+            })
+        }
         (None, Some((v, s))) => r
             .check(JWT_JWKS_URI, v, s, parse_jwks_uri)
             .map(KeySource::Uri),
@@ -615,10 +624,8 @@ fn read_routing(r: &mut Reader<'_>) -> RoutingOptions {
                 let name = v.trim().to_ascii_lowercase();
                 if !is_header_name(&name) {
                     Err("expected an HTTP header name".into())
-                } else if RESERVED_HEADERS.contains(&name.as_str()) {
-                    Err(format!(
-                        "expected a header of its own: {name} is used by authentication or routing"
-                    ))
+                } else if let Some(why) = headers::reserved_for_routing(&name) {
+                    Err(format!("expected a header of its own: {name} is {why}"))
                 } else {
                     Ok(name)
                 }
@@ -774,20 +781,23 @@ pub fn parse_jwks_uri(value: &str) -> Result<String, String> {
 }
 
 /// An inline JWKS with at least one key the filter can use.
-fn parse_inline_jwks(value: &str) -> Result<KeySet, String> {
-    let set: KeySet = serde_json::from_str(value)
-        .map_err(|e| format!("expected a JWKS JSON document {{\"keys\": [...]}}: {e}"))?;
-    let mut why = Vec::new();
-    for (i, key) in set.keys.iter().enumerate() {
-        match modelgate_core::keys::compile_key(key) {
-            Ok(_) => return Ok(set),
-            Err(e) => why.push(format!("keys[{i}]: {e}")),
-        }
+fn parse_inline_jwks(value: &str) -> Result<key_sets::Reduced, String> {
+    if value.len() > key_sets::MAX_INLINE_JWKS_BYTES {
+        return Err(format!(
+            "expected a JWKS of at most {} bytes, not {}",
+            key_sets::MAX_INLINE_JWKS_BYTES,
+            value.len()
+        ));
     }
-    Err(format!(
-        "expected a JWKS with a usable signing key; none is: {}",
-        why.join("; ")
-    ))
+    let reduced = key_sets::read_document(value.as_bytes())
+        .map_err(|e| format!("expected a JWKS JSON document {{\"keys\": [...]}}: {e}"))?;
+    if reduced.set.keys.is_empty() {
+        return Err(format!(
+            "expected a JWKS with a usable signing key; none is: {}",
+            reduced.dropped.join("; ")
+        ));
+    }
+    Ok(reduced)
 }
 
 fn parse_claims(value: &str) -> Result<BTreeMap<String, Vec<String>>, String> {
@@ -825,6 +835,11 @@ fn parse_token_from(value: &str) -> Result<Vec<String>, String> {
         if sources.contains(&source) {
             return Err(format!("{item} is listed twice"));
         }
+        if let TokenSource::Header(name) = &source
+            && let Some(why) = headers::reserved_for_tokens(name)
+        {
+            return Err(format!("tokens cannot be read from {name}: it is {why}"));
+        }
         sources.push(source);
         out.push(item);
     }
@@ -843,6 +858,11 @@ fn parse_forward_claims(value: &str) -> Result<BTreeMap<String, String>, String>
         let header = header.trim().to_ascii_lowercase();
         if !is_header_name(&header) {
             return Err(format!("{EXPECTED}: {header:?} is not a header name"));
+        }
+        if let Some(why) = headers::reserved_for_forwarding(&header) {
+            return Err(format!(
+                "{EXPECTED}: a token may not write {header}: it is {why}"
+            ));
         }
         if map.values().any(|h| *h == header) {
             return Err(format!("{EXPECTED}: header {header} is used twice"));

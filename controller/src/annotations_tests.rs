@@ -358,7 +358,7 @@ fn ab_header_override_and_sticky() {
     fails(
         AB_HEADER,
         "Authorization",
-        "authorization is used by authentication or routing",
+        "authorization is a header that carries credentials",
     );
     fails(AB_OVERRIDE, "yes", "expected true or false");
     fails(AB_STICKY, "user", "is not a sticky key");

@@ -5,10 +5,13 @@
 
 use std::collections::BTreeMap;
 
+use modelgate_core::CompiledConfig;
+use modelgate_core::compiled::UNUSABLE_ENTRY_POLICY;
 use modelgate_core::config::{FilterConfig, JwtPolicy, KeySet, Model, Policy, Predictor, Routing};
 use sha2::{Digest, Sha256};
 
 use crate::annotations::{AuthOptions, KeySource, ModelOptions};
+use crate::key_sets;
 use crate::seldon::SeldonDeployment;
 
 /// A model's policy before its keys are looked up.
@@ -73,12 +76,15 @@ impl ModelEntry {
 
 /// Builds the filter configuration of every model. `jwks` holds the keys fetched for
 /// each JWKS URI; a URI not fetched yet gets an empty key set, so its models are denied
-/// (`401`) until the keys arrive, never let through.
+/// (`401`) until the keys arrive, never let through. Fetched keys are reduced to what the
+/// filter can use ([`key_sets::reduce`]) and every key set records its source, so a key set
+/// is shared only by models whose keys come from the same place.
 pub fn build(
     models: &BTreeMap<String, ModelEntry>,
     jwks: &BTreeMap<String, KeySet>,
 ) -> FilterConfig {
     let mut config = FilterConfig::new();
+    let mut fetched: BTreeMap<&str, KeySet> = BTreeMap::new();
     for (id, entry) in models {
         let policy = match &entry.policy {
             PolicySpec::None => Policy::None,
@@ -87,8 +93,21 @@ pub fn build(
             },
             PolicySpec::Jwt(jwt, source) => {
                 let keys = match source {
-                    KeySource::Inline(set) => set.clone(),
-                    KeySource::Uri(uri) => jwks.get(uri).cloned().unwrap_or(KeySet::default()),
+                    // A set recovered from the live WasmPlugin keeps the source it records.
+                    KeySource::Inline(set) => KeySet {
+                        source: set.source.clone().or_else(|| Some(format!("inline:{id}"))),
+                        keys: set.keys.clone(),
+                    },
+                    KeySource::Uri(uri) => fetched
+                        .entry(uri)
+                        .or_insert_with(|| KeySet {
+                            source: Some(uri.clone()),
+                            keys: jwks
+                                .get(uri)
+                                .map(|set| key_sets::reduce(&set.keys).set.keys)
+                                .unwrap_or_default(),
+                        })
+                        .clone(),
                 };
                 let key_set = insert_shared(&mut config.key_sets, "k", keys);
                 let mut jwt = (**jwt).clone();
@@ -106,6 +125,159 @@ pub fn build(
         );
     }
     config
+}
+
+/// What one model's entry may take of the shared configuration (its entry, policy and key
+/// set, counted as if it shared nothing).
+pub const MAX_MODEL_BYTES: usize = 32 * 1024;
+/// What the whole configuration may take: the WasmPlugin must stay well under etcd's
+/// 1.5 MiB object limit.
+pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
+
+/// Builds the configuration and admits into it only what the filter's own compiler accepts,
+/// within the budgets. A model over its budget, or whose entry the filter could not use,
+/// is given its last good entry (when that one passes) or is denied; when the whole is over
+/// budget, the most recently created models are denied until it fits. Returns the
+/// configuration and, per model turned away, why: the error is that model's alone.
+pub fn admit(
+    models: &mut BTreeMap<String, ModelEntry>,
+    jwks: &BTreeMap<String, KeySet>,
+    last_good: &BTreeMap<String, ModelEntry>,
+    newest_first: &[String],
+) -> (FilterConfig, BTreeMap<String, String>) {
+    let mut refused = BTreeMap::new();
+    let mut turn_away = |models: &mut BTreeMap<String, ModelEntry>, id: &str, why: String| {
+        let fallback = last_good
+            .get(id)
+            .filter(|good| Some(*good) != models.get(id))
+            .filter(|good| model_bytes(good, jwks) <= MAX_MODEL_BYTES)
+            .cloned()
+            .unwrap_or_else(|| ModelEntry::deny(format!("refused: {why}")));
+        models.insert(id.to_string(), fallback);
+        refused.entry(id.to_string()).or_insert(why);
+    };
+    let over: Vec<(String, usize)> = models
+        .iter()
+        .map(|(id, entry)| (id.clone(), model_bytes(entry, jwks)))
+        .filter(|(_, bytes)| *bytes > MAX_MODEL_BYTES)
+        .collect();
+    for (id, bytes) in over {
+        turn_away(
+            models,
+            &id,
+            format!(
+                "its filter configuration takes {bytes} bytes, over the {MAX_MODEL_BYTES}-byte budget of a model"
+            ),
+        );
+    }
+    // A model the filter would not be able to use (a last good entry included) is denied;
+    // twice at most, since a fallback is either usable or a deny.
+    for _ in 0..2 {
+        let config = build(models, jwks);
+        let unusable = unusable_models(&config, models);
+        if unusable.is_empty() {
+            break;
+        }
+        for (id, why) in unusable {
+            turn_away(models, &id, format!("the filter cannot use it: {why}"));
+        }
+    }
+    let mut config = build(models, jwks);
+    let mut newest = newest_first.iter();
+    while config_bytes(&config) > MAX_CONFIG_BYTES {
+        let Some(id) = newest.find(|id| {
+            models
+                .get(*id)
+                .is_some_and(|e| !matches!(e.policy, PolicySpec::Deny(_)))
+        }) else {
+            break;
+        };
+        models.insert(
+            id.clone(),
+            ModelEntry::deny("refused: over the configuration budget"),
+        );
+        refused.insert(
+            id.clone(),
+            format!("the filter configuration of all models is over its {MAX_CONFIG_BYTES}-byte budget, and this model is among the most recent"),
+        );
+        config = build(models, jwks);
+    }
+    (config, refused)
+}
+
+/// The size of a model's entry, policy and key set in the configuration.
+fn model_bytes(entry: &ModelEntry, jwks: &BTreeMap<String, KeySet>) -> usize {
+    let one = BTreeMap::from([("n/m".to_string(), entry.clone())]);
+    config_bytes(&build(&one, jwks))
+}
+
+fn config_bytes(config: &FilterConfig) -> usize {
+    serde_json::to_vec(config).map_or(usize::MAX, |json| json.len())
+}
+
+/// Models the filter's compiler would deny although the controller meant them to serve,
+/// with why. A JWT model whose JWKS URI has no keys yet is not among them: it waits for
+/// its keys, denied meanwhile (the fetcher reports the URI's problems).
+fn unusable_models(
+    config: &FilterConfig,
+    models: &BTreeMap<String, ModelEntry>,
+) -> Vec<(String, String)> {
+    let json = serde_json::to_vec(config).unwrap_or_default();
+    let (compiled, warnings) = match CompiledConfig::from_json(&json) {
+        Ok(compiled) => compiled,
+        // The controller builds the document from the contract's types: only a bug lands here.
+        Err(e) => {
+            return models
+                .keys()
+                .map(|id| (id.clone(), format!("configuration refused whole: {e}")))
+                .collect();
+        }
+    };
+    let mut out = Vec::new();
+    for (id, entry) in models {
+        let expected_unusable = matches!(
+            &entry.policy,
+            PolicySpec::Deny(_) | PolicySpec::Jwt(_, KeySource::Uri(_))
+        );
+        let Some((ns, name)) = id.split_once('/') else {
+            continue;
+        };
+        let Some(index) = compiled.model(ns, name) else {
+            out.push((
+                id.clone(),
+                "its entry is not in the compiled configuration".into(),
+            ));
+            continue;
+        };
+        let Some(why) = compiled.unusable(&compiled.models[index]) else {
+            continue;
+        };
+        if expected_unusable && why != UNUSABLE_ENTRY_POLICY {
+            continue;
+        }
+        let model = &config.models[id];
+        let mut related = vec![
+            format!("models[{id:?}]"),
+            format!("policies[{:?}]", model.policy),
+        ];
+        if let Some(Policy::Jwt(jwt)) = config.policies.get(&model.policy) {
+            related.push(format!("keySets[{:?}]", jwt.key_set));
+        }
+        let details: Vec<String> = warnings
+            .iter()
+            .filter(|w| related.iter().any(|r| w.field.starts_with(r.as_str())))
+            .map(|w| w.message.clone())
+            .collect();
+        out.push((
+            id.clone(),
+            if details.is_empty() {
+                why.to_string()
+            } else {
+                details.join("; ")
+            },
+        ));
+    }
+    out
 }
 
 /// Stores a value under an id made of a prefix and the start of its content's SHA-256,
@@ -206,8 +378,109 @@ mod tests {
         let (compiled, warnings) = modelgate_core::CompiledConfig::compile(&config).unwrap();
         assert_eq!(compiled.models.len(), 1);
         assert!(
-            warnings.iter().any(|w| w.contains("no usable key")),
+            warnings.iter().any(|w| w.message.contains("no usable key")),
             "{warnings:?}"
         );
+    }
+
+    fn open() -> ModelEntry {
+        ModelEntry {
+            policy: PolicySpec::None,
+            routing: None,
+        }
+    }
+
+    /// A JWT entry with inline keys and `values` accepted values of a claim.
+    fn inline(values: usize) -> ModelEntry {
+        let mut entry = jwt("https://t", "unused");
+        if let PolicySpec::Jwt(policy, source) = &mut entry.policy {
+            policy.claims.insert(
+                "groups".into(),
+                (0..values).map(|i| format!("group-{i:06}")).collect(),
+            );
+            *source = KeySource::Inline(KeySet {
+                source: None,
+                keys: vec![modelgate_testkit::TestKey::ec().jwk()],
+            });
+        }
+        entry
+    }
+
+    #[test]
+    fn a_model_over_its_budget_is_turned_away_alone() {
+        let mut models = BTreeMap::from([
+            ("t/big".to_string(), inline(5_000)),
+            ("v/fine".to_string(), inline(3)),
+            ("v/open".to_string(), open()),
+        ]);
+        let wanted = models.clone();
+        let (config, refused) = admit(&mut models, &BTreeMap::new(), &BTreeMap::new(), &[]);
+        assert_eq!(refused.keys().collect::<Vec<_>>(), ["t/big"]);
+        assert!(
+            refused["t/big"].contains("budget of a model"),
+            "{refused:?}"
+        );
+        assert!(matches!(models["t/big"].policy, PolicySpec::Deny(_)));
+        assert_eq!(models["v/fine"], wanted["v/fine"]);
+        assert_eq!(models["v/open"], wanted["v/open"]);
+        assert_eq!(config.models.len(), 3);
+        // Its last good entry, when it fits, serves instead of a deny.
+        let mut models = wanted.clone();
+        let last_good = BTreeMap::from([("t/big".to_string(), inline(2))]);
+        admit(&mut models, &BTreeMap::new(), &last_good, &[]);
+        assert_eq!(models["t/big"], inline(2));
+    }
+
+    #[test]
+    fn over_the_total_budget_the_newest_models_yield() {
+        // 60 models of about 25 KB: together over the budget, each within its own.
+        let mut models: BTreeMap<String, ModelEntry> = (0..60)
+            .map(|i| (format!("ns/m{i:02}"), inline(1_200 + i)))
+            .collect();
+        let newest_first: Vec<String> = (0..60).rev().map(|i| format!("ns/m{i:02}")).collect();
+        let (config, refused) = admit(
+            &mut models,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            &newest_first,
+        );
+        assert!(config_bytes(&config) <= MAX_CONFIG_BYTES);
+        assert!(!refused.is_empty());
+        // Those that yielded are the newest, and the oldest all kept their policy.
+        let yielded: Vec<&String> = refused.keys().collect();
+        let expected: Vec<&String> = newest_first[..yielded.len()].iter().rev().collect();
+        assert_eq!(yielded, expected);
+        assert!(!matches!(models["ns/m00"].policy, PolicySpec::Deny(_)));
+    }
+
+    #[test]
+    fn an_entry_the_filters_compiler_refuses_is_turned_away() {
+        let mut bad = open();
+        bad.routing = Some(Routing {
+            header: "x-seldon-predictor".into(),
+            override_allowed: true,
+            sticky: None,
+            // All weights 0: the filter refuses such routing.
+            predictors: vec![
+                Predictor {
+                    name: "a".into(),
+                    traffic: 0,
+                },
+                Predictor {
+                    name: "b".into(),
+                    traffic: 0,
+                },
+            ],
+        });
+        let mut models = BTreeMap::from([
+            ("t/bad".to_string(), bad),
+            ("v/fine".to_string(), open()),
+            // Waiting for its keys is not an error of its own.
+            ("v/waiting".to_string(), jwt("https://a", "https://a/jwks")),
+        ]);
+        let (_, refused) = admit(&mut models, &BTreeMap::new(), &BTreeMap::new(), &[]);
+        assert_eq!(refused.keys().collect::<Vec<_>>(), ["t/bad"], "{refused:?}");
+        assert!(refused["t/bad"].contains("traffic weight"), "{refused:?}");
+        assert!(matches!(models["t/bad"].policy, PolicySpec::Deny(_)));
     }
 }

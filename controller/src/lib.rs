@@ -4,7 +4,8 @@
 //! - [`settings`]: what the controller is told (defaults, gateway and TLS choices).
 //! - [`seldon`], [`annotations`]: what it reads, parsed into [`annotations::ModelOptions`].
 //! - [`generate`]: the pure function from SeldonDeployments and settings to objects,
-//!   shared by `render` and `run`; [`filter_config`] builds the filter's configuration.
+//!   shared by `render` and `run`; [`filter_config`] builds the filter's configuration,
+//!   from keys [`key_sets`] reduced to what the filter can use.
 //! - [`manifests`]: YAML in and out for the CLI; [`explain`]: the filter's decision, natively.
 
 pub mod annotations;
@@ -13,6 +14,7 @@ pub mod filter_config;
 pub mod generate;
 pub mod istio;
 pub mod jwks;
+pub mod key_sets;
 pub mod manifests;
 pub mod metrics;
 pub mod names;

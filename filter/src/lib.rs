@@ -13,8 +13,6 @@ use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
 use modelgate_core::decision::refusal;
-use modelgate_core::headers::ROUTE_TAG_HEADER;
-use modelgate_core::request::addressed_model;
 use modelgate_core::{
     CompiledConfig, DenyReason, Edit, Environment, Outcome, Request, TokenCache,
     cache::DEFAULT_CAPACITY,
@@ -124,16 +122,21 @@ impl RootContext for Root {
                 true
             }
             Err(e) => {
-                let keeping = if state.config.is_some() || CONFIGURED_BEFORE.with(|c| c.get()) {
+                let before = state.config.is_some() || CONFIGURED_BEFORE.with(|c| c.get());
+                let keeping = if before {
                     "the previous configuration keeps serving"
                 } else {
-                    "no configuration yet: requests to models are answered 503"
+                    "no configuration yet: every request is answered 503"
                 };
                 log(
                     LogLevel::Error,
                     &format!("modelgate: configuration refused: {e} ({keeping})"),
                 );
                 state.metrics.config_loaded(false, 0);
+                // Refusing keeps a running gateway's previous configuration; a new one fails
+                // the plugin and Envoy answers 500 (fail closed). Only a document that is no
+                // configuration at all lands here (another version, not JSON): what a tenant
+                // writes is confined to its own entries.
                 false
             }
         }
@@ -181,19 +184,11 @@ impl HttpContext for Stream {
         let mut guard = self.state.borrow_mut();
         let state = &mut *guard;
         let Some(config) = state.config.clone() else {
+            // Fail closed: without a configuration no model can be told from another.
+            let answer = refusal(None, DenyReason::PolicyUnusable);
             drop(guard);
-            // Without a configuration no model is known: whatever addresses one, or could,
-            // is refused (fail closed); anything else is another application's and passes,
-            // without a route tag, so no model's route can take it.
-            if !matches!(addressed_model(&request), Ok(None)) {
-                let answer = refusal(None, DenyReason::PolicyUnusable);
-                self.send_refusal(503, answer.headers, &answer.body);
-                return Action::Pause;
-            }
-            if request.header(ROUTE_TAG_HEADER).is_some() {
-                self.set_http_request_header(ROUTE_TAG_HEADER, None);
-            }
-            return Action::Continue;
+            self.send_refusal(503, answer.headers, &answer.body);
+            return Action::Pause;
         };
         let random = state.next_random();
         let decision = config.decide(

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
+use modelgate_core::headers::{ROUTE_TAG_HEADER, route_tag};
 use serde_json::{Value, json};
 
 use crate::routes::{GRPC_PATH_REGEX, RouteTable};
@@ -145,27 +146,37 @@ pub fn route_config(table: &RouteTable) -> Value {
         .map(|i| by_host.remove(i).1)
         .unwrap_or_default();
     for model in &table.models {
-        let rest = || json!({"prefix": model.prefix()});
+        // Every route of a model requires the filter's route tag for it, as the controller
+        // renders them: the model's on its default routes, the predictor's on its own.
+        let tag = |predictor: Option<&str>| route_tag(&model.id(), predictor);
+        let rest =
+            || json!({"prefix": model.prefix(), "headers": [prefix(ROUTE_TAG_HEADER, &tag(None))]});
         let grpc = || {
             json!({
                 "safe_regex": {"regex": GRPC_PATH_REGEX},
-                "headers": [exact("seldon", &model.name), exact("namespace", &model.namespace)],
+                "headers": [exact("seldon", &model.name), exact("namespace", &model.namespace), prefix(ROUTE_TAG_HEADER, &tag(None))],
             })
         };
         if model.has_header_routes() {
             for predictor in &model.predictors {
                 let cluster = model.cluster(&predictor.name);
                 let mut m = rest();
-                m["headers"] = json!([exact(&model.ab_header, &predictor.name)]);
+                m["headers"] = json!([
+                    exact(&model.ab_header, &predictor.name),
+                    exact(ROUTE_TAG_HEADER, &tag(Some(&predictor.name))),
+                ]);
                 routes.push(json!({
                     "name": format!("{}-{}-rest", model.id(), predictor.name),
                     "match": m,
                     "route": {"cluster": cluster, "prefix_rewrite": "/"},
                 }));
                 let mut m = grpc();
-                if let Some(headers) = m["headers"].as_array_mut() {
-                    headers.push(exact(&model.ab_header, &predictor.name));
-                }
+                m["headers"] = json!([
+                    exact("seldon", &model.name),
+                    exact("namespace", &model.namespace),
+                    exact(&model.ab_header, &predictor.name),
+                    exact(ROUTE_TAG_HEADER, &tag(Some(&predictor.name))),
+                ]);
                 routes.push(json!({
                     "name": format!("{}-{}-grpc", model.id(), predictor.name),
                     "match": m,
@@ -220,6 +231,10 @@ fn weighted_clusters(model: &crate::routes::ModelRoutes) -> Value {
 
 fn exact(name: &str, value: &str) -> Value {
     json!({"name": name, "string_match": {"exact": value}})
+}
+
+fn prefix(name: &str, value: &str) -> Value {
+    json!({"name": name, "string_match": {"prefix": value}})
 }
 
 fn socket(addr: SocketAddr) -> Value {

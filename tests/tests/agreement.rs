@@ -134,7 +134,14 @@ fn rendered_weights(model: &str) -> BTreeMap<String, u64> {
         .as_array()
         .into_iter()
         .flatten()
-        .find(|r| r["match"][0]["uri"]["prefix"] == prefix && r["match"][0]["headers"].is_null())
+        // The default route matches the route tag only (by prefix), no routing header.
+        .find(|r| {
+            let headers = &r["match"][0]["headers"];
+            r["match"][0]["uri"]["prefix"] == prefix
+                && headers.as_object().is_some_and(|h| {
+                    h.len() == 1 && h["x-modelgate-route"]["prefix"] == format!("{model}/")
+                })
+        })
         .unwrap_or_else(|| panic!("no default REST route in {vs}"));
     default_route["route"]
         .as_array()

@@ -110,7 +110,7 @@ fn a_model_whose_policy_cannot_be_used_is_denied() {
 
     let log = gw.log();
     assert!(
-        log.contains("keySets[\"unusable\"] has no usable key"),
+        log.contains("keySets[\"unusable\"]: has no usable key"),
         "a warning names the key set:\n{log}"
     );
     // The other models are unaffected.
@@ -127,20 +127,36 @@ fn a_gateway_that_never_had_a_usable_configuration_lets_nothing_through() {
         ..sample::spec()
     };
     let gw = sample::start_with("fail-closed-no-config", &spec);
+    // Whatever addresses a model, by path or by gRPC headers, is refused.
+    let grpc = Request::new("POST", "/seldon.protos.Seldon/Predict")
+        .header("content-type", "application/grpc")
+        .header("seldon", "detector")
+        .header("namespace", "fraud");
     for request in [
         Request::predict(sample::IRIS),
         Request::predict(sample::FRAUD).bearer(&sample::fraud_token("a")),
         Request::get(&format!("/seldon/{}/prometheus", sample::FRAUD)),
-        Request::get("/healthz"),
+        grpc,
     ] {
         let r = gw.send(&request);
+        // (Envoy answers a gRPC call's refusal as gRPC: HTTP 200 with a grpc-status.)
+        let refused = r.status >= 500 || r.header("grpc-status").is_some_and(|s| s != "0");
         assert!(
-            r.status >= 500 && r.upstream().is_none(),
+            refused && r.upstream().is_none(),
             "{}: {}",
             request.target,
             r.summary()
         );
     }
+    // Envoy fails a plugin that was never configured: the gateway's other applications get
+    // its 500 too (fail closed), which is why nothing a tenant writes can get a document
+    // refused whole (tests/tests/tenant.rs).
+    let other = gw.send(&Request::get("/healthz"));
+    assert!(
+        other.status >= 500 && other.upstream().is_none(),
+        "{}",
+        other.summary()
+    );
     assert_eq!(gw.requests_to_models() + gw.other_app().count(), 0);
     assert!(
         gw.log()

@@ -111,9 +111,10 @@ fn changes_apply_without_a_restart_and_without_a_failed_request() {
     let pid = gw.pid();
     let mut config = sample::filter_config();
 
-    // Routed by the gateway but unknown to the filter: passes untouched.
+    // Routed by the gateway but unknown to the filter: its routes need the filter's route
+    // tag, so the request falls through to the gateway's other application.
     let echo = assert_reached(&gw.send(&Request::predict(STAGING)), "staging before");
-    assert_eq!(echo.server, "v1");
+    assert_eq!(echo.server, "other-app");
     let rotated_in = TestKey::rsa_b().sign(&sample::fraud_claims("new-key"));
     let r = gw.send(&Request::predict(FRAUD).bearer(&rotated_in));
     assert_invalid_token(&r, FRAUD, "unknown_key", "new key before rotation");
@@ -209,7 +210,7 @@ fn changes_apply_without_a_restart_and_without_a_failed_request() {
 }
 
 #[test]
-fn a_configuration_the_filter_cannot_use_is_refused_and_the_previous_one_keeps_serving() {
+fn a_configuration_the_filter_cannot_use_is_refused_and_a_bad_entry_denies_only_its_model() {
     let gw = sample::start("reconfig-refused");
     let good = sample::filter_config();
     let mut zero_weights = good.clone();
@@ -237,20 +238,28 @@ fn a_configuration_the_filter_cannot_use_is_refused_and_the_previous_one_keeps_s
             version_2.to_string(),
             "version: 2 is not supported",
         ),
+    ];
+    // A bad entry is its model's problem alone: the document is taken, that model is
+    // denied (or, unreadable as a model, no longer routable), and every other model keeps
+    // serving.
+    let local_cases = [
         (
             "all weights 0",
             sample::to_json(&zero_weights),
             "models[\"public/iris\"].routing.predictors",
+            IRIS,
         ),
         (
             "missing policy",
             sample::to_json(&missing_policy),
             "models[\"credit/scorer\"].policy",
+            CREDIT,
         ),
         (
             "bad model key",
             sample::to_json(&bad_key),
             "models[\"Fraud/Detector\"]",
+            FRAUD,
         ),
     ];
     let token = sample::fraud_token("alice");
@@ -276,6 +285,33 @@ fn a_configuration_the_filter_cannot_use_is_refused_and_the_previous_one_keeps_s
             >= cases.len() as f64
     );
     assert_eq!(metrics.value("modelgate_config_models", &[]), 4.0);
+
+    let request_for = |model: &str| match model {
+        FRAUD => Request::predict(FRAUD).bearer(&token),
+        CREDIT => Request::predict(CREDIT).bearer(&sample::credit_token("p")),
+        _ => Request::predict(model),
+    };
+    for (what, document, logged, model) in &local_cases {
+        let outcome = gw.try_reconfigure(document).unwrap();
+        assert_eq!(outcome, ConfigOutcome::Accepted, "{what}");
+        let log = gw.log();
+        assert!(
+            log.lines()
+                .any(|l| l.contains("modelgate: configuration: ") && l.contains(logged)),
+            "{what}: no warning naming {logged:?} in the log:\n{log}"
+        );
+        let before = gw.requests_to_models();
+        let r = gw.send(&request_for(model));
+        assert!(
+            r.upstream().is_none() || r.upstream() == Some("other-app"),
+            "{what}: {}",
+            r.summary()
+        );
+        assert_eq!(gw.requests_to_models(), before, "{what}");
+        for other in [FRAUD, IRIS, CREDIT].into_iter().filter(|m| m != model) {
+            assert_reached(&gw.send(&request_for(other)), &format!("{what}: {other}"));
+        }
+    }
 
     // A good configuration still applies after the refusals.
     let mut all_b = good.clone();

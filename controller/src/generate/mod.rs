@@ -246,7 +246,28 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
         .values()
         .filter_map(|e| e.jwks_uri().map(str::to_string))
         .collect();
-    let filter_config = filter_config::build(&entries, inputs.jwks);
+    // Only what the filter's compiler accepts, within the budgets: a model turned away gets
+    // the error and keeps its objects as they are (its last good configuration).
+    let last_good: BTreeMap<String, ModelEntry> = inputs
+        .last_good
+        .iter()
+        .map(|(id, good)| (id.clone(), good.entry.clone()))
+        .collect();
+    let (filter_config, refused) =
+        filter_config::admit(&mut entries, inputs.jwks, &last_good, &newest_first(sdeps));
+    for model in &mut models {
+        if let Some(why) = refused.get(&model.id) {
+            let error = ModelError::Filter {
+                object: model.id.clone(),
+                message: why.clone(),
+            };
+            match &mut model.objects {
+                Err(errors) => errors.push(error),
+                objects => *objects = Err(vec![error]),
+            }
+            model.known_good = None;
+        }
+    }
     let wasm_plugin = render_wasm_plugin(&filter_config, inputs.settings, inputs.wasm);
     Generated {
         models,
@@ -255,6 +276,17 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
         wasm_plugin,
         jwks_uris,
     }
+}
+
+/// Model ids, most recently created first (then by id): who yields when all of them do
+/// not fit.
+fn newest_first(sdeps: &[SeldonDeployment]) -> Vec<String> {
+    let mut order: Vec<(Option<_>, String)> = sdeps
+        .iter()
+        .map(|s| (s.metadata.creation_timestamp.clone(), s.model_id()))
+        .collect();
+    order.sort_by(|a, b| b.cmp(a));
+    order.into_iter().map(|(_, id)| id).collect()
 }
 
 /// Metadata of an object belonging to a SeldonDeployment: in its namespace, labelled, and

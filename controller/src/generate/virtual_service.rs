@@ -2,10 +2,19 @@
 //! gRPC by path regex and the `seldon`/`namespace` headers) split by `traffic`, preceded,
 //! when there are several predictors that take traffic, by a REST and a gRPC route per
 //! predictor that match the A/B header the filter sets.
+//!
+//! On a gateway every route also requires the filter's route tag for this model
+//! (`x-modelgate-route`, prefix `<ns>/<name>/`; exactly `<ns>/<name>/<predictor>` on a
+//! predictor's own routes): the filter sets it only after deciding the request for this
+//! model, so no header a token writes can steer a request onto another model's route, a
+//! model is not routable before the filter knows it, and its header-match routes only
+//! answer once the filter chooses its predictors. (`mesh` has no filter, hence no tag.)
 
 use std::collections::BTreeMap;
 
-use crate::annotations::{ModelOptions, Retries};
+use modelgate_core::headers::{ROUTE_TAG_HEADER, route_tag};
+
+use crate::annotations::{GatewayRef, ModelOptions, Retries};
 use crate::istio::{
     Destination, HttpMatchRequest, HttpRetry, HttpRewrite, HttpRoute, HttpRouteDestination,
     Percent, PortSelector, StringMatch, VirtualService, VirtualServiceSpec,
@@ -47,6 +56,8 @@ impl Protocol {
 pub fn render_virtual_service(sdep: &SeldonDeployment, options: &ModelOptions) -> VirtualService {
     let serving: Vec<&PredictorSpec> = sdep.serving_predictors().collect();
     let shadow = sdep.spec.predictors.iter().find(|p| p.is_shadow());
+    let guarded = options.gateway != GatewayRef::Mesh;
+    let model_id = sdep.model_id();
     let mut http = Vec::new();
     if serving.len() > 1 {
         for protocol in [Protocol::Rest, Protocol::Grpc] {
@@ -56,6 +67,12 @@ pub fn render_virtual_service(sdep: &SeldonDeployment, options: &ModelOptions) -
                     options.routing.header.clone(),
                     StringMatch::Exact(predictor.name.clone()),
                 );
+                if guarded {
+                    m.headers.insert(
+                        ROUTE_TAG_HEADER.to_string(),
+                        StringMatch::Exact(route_tag(&model_id, Some(&predictor.name))),
+                    );
+                }
                 http.push(route(
                     sdep,
                     options,
@@ -86,12 +103,19 @@ pub fn render_virtual_service(sdep: &SeldonDeployment, options: &ModelOptions) -
                 },
             })
             .collect();
+        let mut m = model_match(sdep, protocol);
+        if guarded {
+            m.headers.insert(
+                ROUTE_TAG_HEADER.to_string(),
+                StringMatch::Prefix(route_tag(&model_id, None)),
+            );
+        }
         http.push(route(
             sdep,
             options,
             protocol,
             protocol.name().to_string(),
-            model_match(sdep, protocol),
+            m,
             split,
             shadow,
         ));

@@ -928,6 +928,9 @@ fn edits_that_would_readdress_the_request_are_caught() {
         Edit::SetHeader(":authority".into(), "h".into()),
         Edit::SetPath("/seldon/bank/fraud/x".into()),
     ] {
-        assert!(!keeps_address(&request, std::slice::from_ref(&edit)), "{edit:?}");
+        assert!(
+            !keeps_address(&request, std::slice::from_ref(&edit)),
+            "{edit:?}"
+        );
     }
 }

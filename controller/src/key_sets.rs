@@ -1,0 +1,137 @@
+//! Keys a tenant hands the controller — an inline `seldon.io/jwt-jwks`, or the document its
+//! `seldon.io/jwt-jwks-uri` serves — reduced to what the filter can use before they enter the
+//! shared configuration: only keys the filter's own compiler accepts, at most
+//! [`MAX_KEYS_PER_SET`], each re-serialised from the members a verifying key has. Nothing a
+//! tenant wrote reaches the WasmPlugin verbatim, so no key can be too deep, too large or too
+//! strange for the filter or for the controller's own client to read back.
+
+use modelgate_core::config::KeySet;
+use serde_json::{Map, Value};
+
+/// Keys kept per key set; the rest are dropped with a warning.
+pub const MAX_KEYS_PER_SET: usize = 16;
+
+/// An inline JWKS annotation longer than this is refused.
+pub const MAX_INLINE_JWKS_BYTES: usize = 64 * 1024;
+
+/// The JWK members a verifying key is made of (RFC 7517/7518); every other one is dropped.
+const MEMBERS: [&str; 9] = ["kty", "kid", "alg", "use", "n", "e", "crv", "x", "y"];
+
+/// A key set reduced to usable keys, and what was dropped and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reduced {
+    /// The usable keys, re-serialised.
+    pub set: KeySet,
+    /// One line per dropped key: its index and why.
+    pub dropped: Vec<String>,
+}
+
+/// Reads a JWKS document (`{"keys": [...]}`; other members are ignored) and reduces it.
+pub fn read_document(text: &[u8]) -> Result<Reduced, String> {
+    #[derive(serde::Deserialize)]
+    struct Document {
+        keys: Vec<Value>,
+    }
+    let document: Document = serde_json::from_slice(text).map_err(|e| e.to_string())?;
+    Ok(reduce(&document.keys))
+}
+
+/// Keeps the keys the filter's compiler accepts, re-serialised, at most [`MAX_KEYS_PER_SET`].
+pub fn reduce(keys: &[Value]) -> Reduced {
+    let mut kept = Vec::new();
+    let mut dropped = Vec::new();
+    for (i, raw) in keys.iter().enumerate() {
+        if kept.len() == MAX_KEYS_PER_SET {
+            dropped.push(format!(
+                "keys[{i}] and later: over {MAX_KEYS_PER_SET} keys per set"
+            ));
+            break;
+        }
+        let Some(key) = raw.as_object().map(known_members) else {
+            dropped.push(format!("keys[{i}]: not a JSON object"));
+            continue;
+        };
+        // The filter's own compiler decides what is usable.
+        match modelgate_core::keys::compile_key(&key) {
+            Ok(_) => kept.push(key),
+            Err(why) => dropped.push(format!("keys[{i}]: {why}")),
+        }
+    }
+    Reduced {
+        set: KeySet {
+            source: None,
+            keys: kept,
+        },
+        dropped,
+    }
+}
+
+/// The key's known members, when they are strings (the compiler refuses any other type).
+fn known_members(jwk: &Map<String, Value>) -> Value {
+    let mut out = Map::new();
+    for name in MEMBERS {
+        if let Some(value) = jwk.get(name) {
+            let value = match value {
+                Value::String(text) => Value::String(text.clone()),
+                // Kept as a marker the compiler refuses, never the tenant's structure.
+                _ => Value::Null,
+            };
+            out.insert(name.to_string(), value);
+        }
+    }
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use modelgate_testkit::TestKey;
+    use serde_json::json;
+
+    #[test]
+    fn only_usable_keys_are_kept_and_only_their_members() {
+        let mut rsa = TestKey::rsa_a().jwk();
+        rsa["x5c"] = json!(["…"]);
+        rsa["extra"] = json!({"deep": [[[[1]]]]});
+        let keys = [
+            rsa.clone(),
+            json!({"kty": "oct", "k": "c2VjcmV0"}),
+            json!("not a key"),
+            TestKey::ec().jwk(),
+        ];
+        let reduced = reduce(&keys);
+        assert_eq!(reduced.set.keys.len(), 2);
+        let kept = reduced.set.keys[0].as_object().unwrap();
+        assert!(
+            kept.keys().all(|k| MEMBERS.contains(&k.as_str())),
+            "{kept:?}"
+        );
+        assert_eq!(kept["n"], rsa["n"]);
+        assert_eq!(reduced.dropped.len(), 2, "{:?}", reduced.dropped);
+        assert!(reduced.dropped[0].starts_with("keys[1]: "));
+        assert!(reduced.dropped[1].starts_with("keys[2]: not a JSON object"));
+    }
+
+    #[test]
+    fn a_key_set_holds_at_most_the_cap() {
+        let keys: Vec<Value> = (0..40)
+            .map(|i| {
+                let mut jwk = TestKey::ec().jwk();
+                jwk["kid"] = json!(format!("k{i}"));
+                jwk
+            })
+            .collect();
+        let reduced = reduce(&keys);
+        assert_eq!(reduced.set.keys.len(), MAX_KEYS_PER_SET);
+        assert_eq!(reduced.dropped.len(), 1);
+    }
+
+    #[test]
+    fn a_member_of_the_wrong_type_is_never_copied() {
+        let mut jwk = TestKey::ec().jwk();
+        jwk["kid"] = json!([[["deep"]]]);
+        let reduced = reduce(&[jwk]);
+        assert!(reduced.set.keys.is_empty());
+        assert_eq!(reduced.dropped.len(), 1);
+    }
+}
