@@ -2,6 +2,9 @@
 //! routing shape, a readable text encoding of requests (so seeds are real request lines),
 //! and the invariants every decision must keep.
 
+use std::collections::BTreeMap;
+
+use modelgate_controller::seldon::{PredictorSpec, SeldonDeployment, SeldonDeploymentSpec};
 use modelgate_core::compiled::CompiledPolicy;
 use modelgate_core::config::AuthMode;
 use modelgate_core::{AllowReason, CompiledConfig, Decision, Outcome, Request, RouteReason};
@@ -246,4 +249,56 @@ pub fn check_decision(config: &CompiledConfig, request: &Request<'_>, decision: 
         !matches!(decision.outcome, Outcome::Denied(_)) || decision.route.is_none(),
         "a denied request was routed"
     );
+}
+
+/// A SeldonDeployment `<namespace>/<name>` from text: `key=value` lines go to
+/// `spec.annotations`, `meta key=value` lines to `metadata.annotations`, and
+/// `predictor name=traffic` or `predictor name=shadow` lines add predictors (one `default`
+/// predictor when there is none). Every value is also handed to `each_value`.
+pub fn seldon_deployment(
+    text: &str,
+    namespace: &str,
+    name: &str,
+    mut each_value: impl FnMut(&str),
+) -> SeldonDeployment {
+    let mut spec_annotations = BTreeMap::new();
+    let mut metadata_annotations = BTreeMap::new();
+    let mut predictors = Vec::new();
+    for line in text.split('\n') {
+        if let Some(rest) = line.strip_prefix("predictor ") {
+            let (name, weight) = rest.split_once('=').unwrap_or((rest, ""));
+            predictors.push(PredictorSpec {
+                name: name.to_string(),
+                traffic: weight.parse().ok(),
+                shadow: (weight == "shadow").then_some(true),
+                ..Default::default()
+            });
+            continue;
+        }
+        let (target, line) = match line.strip_prefix("meta ") {
+            Some(rest) => (&mut metadata_annotations, rest),
+            None => (&mut spec_annotations, line),
+        };
+        let (key, value) = line.split_once('=').unwrap_or((line, ""));
+        each_value(value);
+        target.insert(key.to_string(), value.to_string());
+    }
+    if predictors.is_empty() {
+        predictors.push(PredictorSpec {
+            name: "default".into(),
+            ..Default::default()
+        });
+    }
+    let mut sdep = SeldonDeployment::new(
+        name,
+        SeldonDeploymentSpec {
+            name: None,
+            predictors,
+            annotations: (!spec_annotations.is_empty()).then_some(spec_annotations),
+        },
+    );
+    sdep.metadata.namespace = Some(namespace.into());
+    sdep.metadata.annotations =
+        (!metadata_annotations.is_empty()).then_some(metadata_annotations);
+    sdep
 }
