@@ -239,6 +239,8 @@ pub struct ModelOptions {
     pub retries: Option<Retries>,
     /// VirtualService hosts.
     pub hosts: Vec<String>,
+    /// Where `seldon.io/istio-host` was read ([`Source::Setting`] for the default `*`).
+    pub hosts_from: Source,
     /// Authentication.
     pub auth: AuthOptions,
     /// A/B routing.
@@ -264,22 +266,38 @@ pub fn parse(sdep: &SeldonDeployment, settings: &Settings) -> Parsed {
         warnings: Vec::new(),
     };
     check_spec(&mut reader);
-    let gateway = reader
-        .value(ISTIO_GATEWAY, Some(&settings.default_gateway))
-        .and_then(|(v, s)| {
-            reader.check(ISTIO_GATEWAY, v, s, |v| {
-                parse_gateway(v, sdep.namespace_or_empty())
-            })
+    let gateway_value = reader.value(ISTIO_GATEWAY, Some(&settings.default_gateway));
+    let gateway = gateway_value.and_then(|(v, s)| {
+        reader.check(ISTIO_GATEWAY, v, s, |v| {
+            parse_gateway(v, sdep.namespace_or_empty())
         })
-        .unwrap_or(GatewayRef::Mesh);
+    });
     let retries = read_retries(&mut reader);
-    let hosts = match reader.value(ISTIO_HOST, None) {
-        None => vec!["*".to_string()],
-        Some((v, s)) => reader
-            .check(ISTIO_HOST, v, s, parse_hosts)
-            .unwrap_or_default(),
+    let (hosts, hosts_from) = match reader.value(ISTIO_HOST, None) {
+        None => (vec!["*".to_string()], Source::Setting),
+        Some((v, s)) => (
+            reader
+                .check(ISTIO_HOST, v, s, parse_hosts)
+                .unwrap_or_default(),
+            s,
+        ),
     };
     let auth = read_auth(&mut reader, settings);
+    // The ingress filter never sees in-mesh traffic: a JWT model there would be open.
+    if let (Some(GatewayRef::Mesh), Some((value, from)), AuthOptions::Jwt(..)) =
+        (&gateway, gateway_value, &auth)
+    {
+        reader.errors.push(ModelError::Annotation {
+            object: reader.object.clone(),
+            annotation: ISTIO_GATEWAY.into(),
+            value: value.into(),
+            from,
+            expected: format!(
+                "an ingress gateway: {AUTH} is jwt, and in-mesh traffic does not pass the gateway's filter, so the model would be open (set {AUTH}: none to serve it in-mesh without authentication)"
+            ),
+        });
+    }
+    let gateway = gateway.unwrap_or(GatewayRef::Mesh);
     let routing = read_routing(&mut reader);
     warn_unknown(&mut reader);
     let Reader {
@@ -291,6 +309,7 @@ pub fn parse(sdep: &SeldonDeployment, settings: &Settings) -> Parsed {
                 gateway,
                 retries,
                 hosts,
+                hosts_from,
                 auth,
                 routing,
             })
@@ -545,7 +564,13 @@ fn read_auth(r: &mut Reader<'_>, settings: &Settings) -> AuthOptions {
         }
         (Some((v, s)), None) => r
             .check(JWT_JWKS, v, s, parse_inline_jwks)
-            .map(KeySource::Inline),
+            // Where keys came from is the controller's to say, never the tenant's.
+            .map(|set| {
+                KeySource::Inline(KeySet {
+                    source: None,
+                    ..set
+                })
+            }),
         (None, Some((v, s))) => r
             .check(JWT_JWKS_URI, v, s, parse_jwks_uri)
             .map(KeySource::Uri),

@@ -86,9 +86,23 @@ pub fn build(
                 reason: reason.clone(),
             },
             PolicySpec::Jwt(jwt, source) => {
-                let keys = match source {
-                    KeySource::Inline(set) => set.clone(),
-                    KeySource::Uri(uri) => jwks.get(uri).cloned().unwrap_or(KeySet::default()),
+                // The source is part of the content, so two models' identical inline sets
+                // stay apart, and a restarted controller reuses live keys only for the URI
+                // they came from.
+                let (keys, from) = match source {
+                    // A source on inline keys is one this controller wrote (keys it
+                    // recovered from the cluster); annotations never carry one.
+                    KeySource::Inline(set) => (
+                        set.clone(),
+                        set.source.clone().unwrap_or_else(|| format!("inline:{id}")),
+                    ),
+                    KeySource::Uri(uri) => {
+                        (jwks.get(uri).cloned().unwrap_or_default(), uri.clone())
+                    }
+                };
+                let keys = KeySet {
+                    source: Some(from),
+                    ..keys
                 };
                 let key_set = insert_shared(&mut config.key_sets, "k", keys);
                 let mut jwt = (**jwt).clone();
