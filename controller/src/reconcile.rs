@@ -637,12 +637,12 @@ async fn check_gateway(
         // Managed and wanted: kept as generated (with the configured selector).
         (Some(live), Some(desired)) if is_managed(&live) => {
             if differs(desired, &live) {
-                apply(ctx, desired, &mut outcome.writes).await?;
+                apply::<Gateway>(ctx, desired, &mut outcome.writes).await?;
             }
             return Ok(GatewayState::Guarded);
         }
         (None, Some(desired)) => {
-            apply(ctx, desired, &mut outcome.writes).await?;
+            apply::<Gateway>(ctx, desired, &mut outcome.writes).await?;
             return Ok(GatewayState::Guarded);
         }
         (None, None) => return Ok(GatewayState::Missing),
