@@ -242,6 +242,8 @@ pub struct ModelOptions {
     pub retries: Option<Retries>,
     /// VirtualService hosts.
     pub hosts: Vec<String>,
+    /// Where `seldon.io/istio-host` was read ([`Source::Setting`] for the default `*`).
+    pub hosts_from: Source,
     /// Authentication.
     pub auth: AuthOptions,
     /// A/B routing.
@@ -267,22 +269,38 @@ pub fn parse(sdep: &SeldonDeployment, settings: &Settings) -> Parsed {
         warnings: Vec::new(),
     };
     check_spec(&mut reader);
-    let gateway = reader
-        .value(ISTIO_GATEWAY, Some(&settings.default_gateway))
-        .and_then(|(v, s)| {
-            reader.check(ISTIO_GATEWAY, v, s, |v| {
-                parse_gateway(v, sdep.namespace_or_empty())
-            })
+    let gateway_value = reader.value(ISTIO_GATEWAY, Some(&settings.default_gateway));
+    let gateway = gateway_value.and_then(|(v, s)| {
+        reader.check(ISTIO_GATEWAY, v, s, |v| {
+            parse_gateway(v, sdep.namespace_or_empty())
         })
-        .unwrap_or(GatewayRef::Mesh);
+    });
     let retries = read_retries(&mut reader);
-    let hosts = match reader.value(ISTIO_HOST, None) {
-        None => vec!["*".to_string()],
-        Some((v, s)) => reader
-            .check(ISTIO_HOST, v, s, parse_hosts)
-            .unwrap_or_default(),
+    let (hosts, hosts_from) = match reader.value(ISTIO_HOST, None) {
+        None => (vec!["*".to_string()], Source::Setting),
+        Some((v, s)) => (
+            reader
+                .check(ISTIO_HOST, v, s, parse_hosts)
+                .unwrap_or_default(),
+            s,
+        ),
     };
     let auth = read_auth(&mut reader, settings);
+    // The ingress filter never sees in-mesh traffic: a JWT model there would be open.
+    if let (Some(GatewayRef::Mesh), Some((value, from)), AuthOptions::Jwt(..)) =
+        (&gateway, gateway_value, &auth)
+    {
+        reader.errors.push(ModelError::Annotation {
+            object: reader.object.clone(),
+            annotation: ISTIO_GATEWAY.into(),
+            value: value.into(),
+            from,
+            expected: format!(
+                "an ingress gateway: {AUTH} is jwt, and in-mesh traffic does not pass the gateway's filter, so the model would be open (set {AUTH}: none to serve it in-mesh without authentication)"
+            ),
+        });
+    }
+    let gateway = gateway.unwrap_or(GatewayRef::Mesh);
     let routing = read_routing(&mut reader);
     warn_unknown(&mut reader);
     let Reader {
@@ -294,6 +312,7 @@ pub fn parse(sdep: &SeldonDeployment, settings: &Settings) -> Parsed {
                 gateway,
                 retries,
                 hosts,
+                hosts_from,
                 auth,
                 routing,
             })

@@ -101,7 +101,12 @@ fn gateway() {
         ok(&[(ISTIO_GATEWAY, "edge/gw")]).gateway.to_string(),
         "edge/gw"
     );
-    assert_eq!(ok(&[(ISTIO_GATEWAY, "mesh")]).gateway, GatewayRef::Mesh);
+    assert_eq!(
+        ok(&[(ISTIO_GATEWAY, "mesh"), (AUTH, "none")]).gateway,
+        GatewayRef::Mesh
+    );
+    // In-mesh traffic never passes the ingress filter: a JWT model there would be open.
+    fails(ISTIO_GATEWAY, "mesh", "seldon.io/auth is jwt");
     for bad in ["", "a/b/c", "Edge/gw", "/gw", "gw/"] {
         fails(
             ISTIO_GATEWAY,

@@ -92,8 +92,12 @@ pub fn build(
                 reason: reason.clone(),
             },
             PolicySpec::Jwt(jwt, source) => {
+                // The source is part of the content, so two models' identical inline sets
+                // stay apart, and a restarted controller reuses live keys only for the URI
+                // they came from.
                 let keys = match source {
-                    // A set recovered from the live WasmPlugin keeps the source it records.
+                    // A source on inline keys is one this controller wrote (keys it
+                    // recovered from the cluster); annotations never carry one.
                     KeySource::Inline(set) => KeySet {
                         source: set.source.clone().or_else(|| Some(format!("inline:{id}"))),
                         keys: set.keys.clone(),

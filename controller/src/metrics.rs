@@ -15,6 +15,13 @@ pub struct ResultLabel {
     pub result: String,
 }
 
+/// A `kind` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// The object's kind (`Gateway`, `VirtualService`, ...).
+    pub kind: String,
+}
+
 /// The metrics, cheap to clone.
 #[derive(Clone, Default)]
 pub struct Metrics {
@@ -26,6 +33,9 @@ pub struct Metrics {
     pub models: Gauge,
     /// SeldonDeployments whose annotations do not parse.
     pub invalid_models: Gauge,
+    /// Shared objects that could not be read or written, by kind (the WasmPlugin was
+    /// applied without them).
+    pub object_failures: Family<KindLabel, Counter>,
     invalid: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
 }
 
@@ -49,6 +59,18 @@ impl Metrics {
             "SeldonDeployments whose annotations do not parse",
             self.invalid_models.clone(),
         );
+        sub.register(
+            "object_failures",
+            "Shared objects (Gateways, removed models' routes) that could not be read or written, by kind",
+            self.object_failures.clone(),
+        );
+    }
+
+    /// Counts a shared object that could not be read or written.
+    pub fn object_failed(&self, kind: &str) {
+        self.object_failures
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .inc();
     }
 
     /// Counts a reconciliation.

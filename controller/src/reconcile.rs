@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 
 use modelgate_core::config::{FilterConfig, Policy};
 
-use crate::annotations::{self, KeySource};
+use crate::annotations::{self, GatewayRef, KeySource, ModelError, ModelWarning};
 use crate::filter_config::{ModelEntry, PolicySpec};
 use crate::generate::{
     self, Generated, Inputs, KnownGood, MANAGED_BY, MODEL_LABEL, WASM_PLUGIN_NAME, WasmSource,
@@ -87,6 +87,42 @@ pub struct Context {
     pub metrics: Metrics,
     /// Who reports Events; `None` leaves Events out (tests of the apply logic).
     pub reporter: Option<Reporter>,
+    /// What the shared objects' loop decided per model with the WasmPlugin it last got
+    /// applied; a model's VirtualService waits for it (see [`Verdict`]).
+    pub verdicts: Mutex<BTreeMap<String, Verdict>>,
+    /// Shared objects that failed, by `<Kind> <ns>/<name>`: when to try again and why.
+    pub retry_at: Mutex<BTreeMap<String, (Instant, String)>>,
+}
+
+/// What the shared objects' loop knows about one model once a WasmPlugin holding it has
+/// been applied. A model's VirtualService is written only when the verdict is for the
+/// model as it is now ([`shape`]): so the filter knows a model before it is routable, and
+/// problems only the whole set or the cluster shows (a host claimed earlier, a Gateway
+/// that may not be created or that the filter does not guard) stop it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// The [`shape`] of the SeldonDeployment it was decided for.
+    pub shape: u64,
+    /// The A/B header the filter sets for the model in the applied WasmPlugin, if any.
+    pub routing_header: Option<String>,
+    /// Errors: the model's objects are not written, its last good ones stay.
+    pub errors: Vec<ModelError>,
+    /// Warnings, such as a Gateway not applied yet.
+    pub warnings: Vec<ModelWarning>,
+}
+
+/// A hash of what generation reads from a SeldonDeployment (its annotations and spec).
+pub fn shape(sdep: &SeldonDeployment) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    sdep.model_id().hash(&mut hasher);
+    serde_json::to_string(&sdep.metadata.annotations)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    serde_json::to_string(&sdep.spec)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    hasher.finish()
 }
 
 impl Context {
@@ -109,6 +145,8 @@ impl Context {
             api_timeout: DEFAULT_API_TIMEOUT,
             metrics: Metrics::default(),
             reporter,
+            verdicts: Mutex::default(),
+            retry_at: Mutex::default(),
         }
     }
 
@@ -183,6 +221,31 @@ pub struct Writes {
     pub applied: Vec<String>,
     /// `<Kind> <ns>/<name>` deleted.
     pub deleted: Vec<String>,
+    /// The model waits for the shared objects' loop: no WasmPlugin holding it as it is
+    /// now has been applied yet, so its routes are not (all) written; try again soon.
+    pub waiting: bool,
+}
+
+/// What a pass over the shared objects did.
+#[derive(Debug, Default)]
+pub struct SharedOutcome {
+    /// What it wrote.
+    pub writes: Writes,
+    /// Objects that could not be read or written (each retried with its own backoff);
+    /// the WasmPlugin was applied all the same.
+    pub failed: Vec<ReconcileError>,
+    /// Whether the WasmPlugin still holds something the cluster's routes need (a removed
+    /// model's entry, an A/B header a VirtualService still routes on): run again soon.
+    pub held: bool,
+    /// Models whose verdict changed while they did not: reconcile them again.
+    pub changed: Vec<String>,
+}
+
+impl SharedOutcome {
+    /// Whether everything reached the desired state.
+    pub fn settled(&self) -> bool {
+        self.failed.is_empty() && !self.held
+    }
 }
 
 /// Reconciles one SeldonDeployment's own objects. A model whose annotations do not parse
@@ -193,17 +256,64 @@ pub async fn reconcile_model(
 ) -> Result<Writes, ReconcileError> {
     let generated = ctx.generate(std::slice::from_ref(sdep));
     recover_last_good(ctx, &generated.models).await?;
-    let Some(model) = generated.models.into_iter().next() else {
+    let Some(mut model) = generated.models.into_iter().next() else {
         return Ok(Writes::default());
     };
     let mut writes = Writes::default();
+    let verdict = lock(&ctx.verdicts)
+        .get(&model.id)
+        .filter(|v| v.shape == shape(sdep))
+        .cloned();
+    match (&verdict, &mut model.objects) {
+        // Valid on its own, but not yet in an applied WasmPlugin: not routable yet.
+        (None, Ok(_)) => {
+            report(ctx, sdep, &model).await;
+            writes.waiting = true;
+            return Ok(writes);
+        }
+        (None, Err(_)) => {}
+        (Some(verdict), objects) => {
+            let mut errors = objects.as_ref().err().cloned().unwrap_or_default();
+            for e in &verdict.errors {
+                if !errors.contains(e) {
+                    errors.push(e.clone());
+                }
+            }
+            if !errors.is_empty() {
+                *objects = Err(errors);
+            }
+            for w in &verdict.warnings {
+                if !model.warnings.contains(w) {
+                    model.warnings.push(w.clone());
+                }
+            }
+        }
+    }
     report(ctx, sdep, &model).await;
-    let Ok(Some(objects)) = &model.objects else {
+    let Ok(Some(objects)) = &mut model.objects else {
         // `generate` renders every valid model's objects: only an invalid one lands here.
         ctx.metrics.model_errors(&model.id, model.objects.is_err());
         return Ok(writes);
     };
     ctx.metrics.model_errors(&model.id, false);
+    // Routes on the A/B header only once the filter sets that header for the model (it
+    // replaces what the client sent); until then the model's default routes only.
+    let needs = model
+        .known_good
+        .as_ref()
+        .and_then(|g| g.entry.routing.as_ref())
+        .map(|r| r.header.clone());
+    let knows = verdict.as_ref().and_then(|v| v.routing_header.clone());
+    if let Some(header) = needs
+        && knows.as_ref() != Some(&header)
+    {
+        objects
+            .virtual_service
+            .spec
+            .http
+            .retain(|route| !routes_on_header(route, &header));
+        writes.waiting = true;
+    }
     apply_if_changed(ctx, &objects.virtual_service, &mut writes).await?;
     let mut wanted = BTreeSet::new();
     for rule in &objects.destination_rules {
@@ -247,11 +357,16 @@ pub async fn reconcile_model(
     Ok(writes)
 }
 
-/// Reconciles what all SeldonDeployments share: managed Gateways and the WasmPlugin.
+/// Reconciles what all SeldonDeployments share: the WasmPlugin, then managed Gateways.
+/// The WasmPlugin is always applied: an object that cannot be read or written (a Gateway
+/// in a namespace that does not exist, a removed model's route that cannot be deleted
+/// yet) is reported, retried with its own backoff, and blocks nothing else; only the
+/// WasmPlugin's own failure fails the pass. The filter forgets a model, or stops setting
+/// its A/B header, only once no route of the model needs it.
 pub async fn reconcile_global(
     ctx: &Context,
     sdeps: &[SeldonDeployment],
-) -> Result<Writes, ReconcileError> {
+) -> Result<SharedOutcome, ReconcileError> {
     let present: BTreeSet<String> = sdeps.iter().map(SeldonDeployment::model_id).collect();
     lock(&ctx.last_good).retain(|id, _| present.contains(id));
     let generated = ctx.generate_shared(sdeps);
@@ -271,45 +386,358 @@ pub async fn reconcile_global(
     } else {
         generated
     };
-    let mut writes = Writes::default();
-    let mut wanted = BTreeSet::new();
-    for gateway in &generated.gateways {
-        let namespace = gateway.namespace().unwrap_or_default();
-        wanted.insert((namespace.clone(), gateway.name_any()));
-        let api: Api<Gateway> = Api::namespaced(ctx.client.clone(), &namespace);
-        let live = call(ctx, api.get_opt(&gateway.name_any()))
-            .await
-            .map_err(|e| error::<Gateway>("get", &namespace, &gateway.name_any(), e))?;
-        match live {
-            Some(live) if !is_managed(&live) => {} // not ours: never modified
-            Some(live) if !differs(gateway, &live) => {}
-            _ => apply(ctx, gateway, &mut writes).await?,
+    let mut outcome = SharedOutcome::default();
+    let live = live_filter_config(ctx).await?;
+    let mut entries = generated.entries.clone();
+    if let Some(live) = &live {
+        outcome.held =
+            hold_what_routes_need(ctx, live, &generated, &mut entries, &mut outcome).await;
+    }
+    let wasm_plugin = if outcome.held {
+        let config = crate::filter_config::build(&entries, &ctx.jwks.snapshot());
+        generate::render_wasm_plugin(&config, &ctx.settings, &ctx.wasm)
+    } else {
+        generated.wasm_plugin.clone()
+    };
+    apply_if_changed(ctx, &wasm_plugin, &mut outcome.writes).await?;
+    ctx.metrics.set_models(generated.models.len());
+
+    let gateways = reconcile_gateways(ctx, &generated, &mut outcome).await;
+    record_verdicts(ctx, sdeps, &generated, &entries, &gateways, &mut outcome);
+    for e in &outcome.failed {
+        tracing::warn!("shared objects: {e}");
+        ctx.metrics.object_failed(&e.kind);
+    }
+    if outcome.failed.is_empty() {
+        lock(&ctx.failures).remove(SHARED_OBJECTS);
+    }
+    Ok(outcome)
+}
+
+/// Keeps in `entries` what live routes still need from the filter: the entry of a model
+/// that is gone until its VirtualService is deleted (by this function: the garbage
+/// collector's timing is not ours), and the A/B header of a model whose live
+/// VirtualService still routes on it. Returns whether anything was held.
+async fn hold_what_routes_need(
+    ctx: &Context,
+    live: &FilterConfig,
+    generated: &Generated,
+    entries: &mut BTreeMap<String, ModelEntry>,
+    outcome: &mut SharedOutcome,
+) -> bool {
+    let models: BTreeMap<&str, &generate::GeneratedModel> = generated
+        .models
+        .iter()
+        .map(|m| (m.id.as_str(), m))
+        .collect();
+    let mut held = false;
+    for (id, live_model) in &live.models {
+        let Some((namespace, name)) = id.split_once('/') else {
+            continue;
+        };
+        match models.get(id.as_str()) {
+            None => {
+                let seldon_id = crate::seldon::seldon_name(name.to_string());
+                if let Err(e) = remove_routes(ctx, namespace, &seldon_id, &mut outcome.writes).await
+                {
+                    if let Some(entry) = live_entry(live, id) {
+                        entries.insert(id.clone(), entry);
+                    }
+                    outcome.failed.push(e);
+                    held = true;
+                }
+            }
+            Some(model) => {
+                let Some(routing) = &live_model.routing else {
+                    continue;
+                };
+                let Some(entry) = entries.get_mut(id) else {
+                    continue;
+                };
+                if entry.routing.as_ref().map(|r| &r.header) == Some(&routing.header) {
+                    continue;
+                }
+                let still = vs_routes_on(ctx, namespace, &model.seldon_id, &routing.header).await;
+                match still {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        entry.routing = Some(routing.clone());
+                        held = true;
+                    }
+                    Err(e) => {
+                        entry.routing = Some(routing.clone());
+                        outcome.failed.push(e);
+                        held = true;
+                    }
+                }
+            }
         }
     }
+    held
+}
+
+/// Deletes the managed VirtualService of a model that is gone.
+async fn remove_routes(
+    ctx: &Context,
+    namespace: &str,
+    seldon_id: &str,
+    writes: &mut Writes,
+) -> Result<(), ReconcileError> {
+    let api: Api<VirtualService> = Api::namespaced(ctx.client.clone(), namespace);
+    let live = call(ctx, api.get_opt(seldon_id))
+        .await
+        .map_err(|e| error::<VirtualService>("get", namespace, seldon_id, e))?;
+    match live {
+        Some(vs) if is_managed(&vs) => {
+            delete::<VirtualService>(ctx, namespace, seldon_id, writes).await
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether a model's live VirtualService has a route on the A/B header `header`.
+async fn vs_routes_on(
+    ctx: &Context,
+    namespace: &str,
+    seldon_id: &str,
+    header: &str,
+) -> Result<bool, ReconcileError> {
+    let api: Api<VirtualService> = Api::namespaced(ctx.client.clone(), namespace);
+    let live = call(ctx, api.get_opt(seldon_id))
+        .await
+        .map_err(|e| error::<VirtualService>("get", namespace, seldon_id, e))?;
+    Ok(live.is_some_and(|vs| vs.spec.http.iter().any(|r| routes_on_header(r, header))))
+}
+
+/// Whether a route matches on the header `header` (the A/B header's per-predictor routes).
+fn routes_on_header(route: &crate::istio::HttpRoute, header: &str) -> bool {
+    route.r#match.iter().any(|m| m.headers.contains_key(header))
+}
+
+/// What the shared objects' pass found out about a Gateway models name.
+#[derive(Debug, Clone, PartialEq)]
+enum GatewayState {
+    /// There, and on pods the WasmPlugin selects.
+    Guarded,
+    /// Not there, and the controller may not create it for the models naming it.
+    Missing,
+    /// There, but its selector may pick pods the WasmPlugin does not select.
+    Unguarded(BTreeMap<String, String>),
+    /// Could not be read or written (yet): why.
+    Failed(String),
+}
+
+/// Creates the managed Gateways models need (each on its own: one that fails waits for its
+/// own retry and blocks no other), checks the other Gateways models name, and deletes
+/// managed Gateways no model needs any more.
+async fn reconcile_gateways(
+    ctx: &Context,
+    generated: &Generated,
+    outcome: &mut SharedOutcome,
+) -> BTreeMap<GatewayRef, GatewayState> {
+    let creatable: BTreeMap<GatewayRef, &Gateway> = generated
+        .gateways
+        .iter()
+        .map(|g| {
+            let key = GatewayRef::Named {
+                namespace: g.namespace().unwrap_or_default(),
+                name: g.name_any(),
+            };
+            (key, g)
+        })
+        .collect();
+    let named: BTreeSet<GatewayRef> = generated
+        .models
+        .iter()
+        .filter_map(|m| m.gateway.clone())
+        .filter(|g| *g != GatewayRef::Mesh)
+        .chain(creatable.keys().cloned())
+        .collect();
+    let mut states = BTreeMap::new();
+    for gateway in named {
+        let GatewayRef::Named { namespace, name } = &gateway else {
+            continue;
+        };
+        let key = format!("Gateway {namespace}/{name}");
+        let waiting = lock(&ctx.retry_at)
+            .get(&key)
+            .filter(|(at, _)| Instant::now() < *at)
+            .map(|(_, why)| why.clone());
+        if let Some(why) = waiting {
+            outcome.held = true;
+            states.insert(gateway.clone(), GatewayState::Failed(why));
+            continue;
+        }
+        let state = match check_gateway(
+            ctx,
+            namespace,
+            name,
+            creatable.get(&gateway).copied(),
+            outcome,
+        )
+        .await
+        {
+            Ok(state) => {
+                lock(&ctx.retry_at).remove(&key);
+                lock(&ctx.failures).remove(&key);
+                state
+            }
+            Err(e) => {
+                let why = e.to_string();
+                let delay = ctx.failed(&key);
+                lock(&ctx.retry_at).insert(key, (Instant::now() + delay, why.clone()));
+                outcome.failed.push(e);
+                GatewayState::Failed(why)
+            }
+        };
+        states.insert(gateway, state);
+    }
     let all: Api<Gateway> = Api::all(ctx.client.clone());
-    let managed = call(
+    let listed = call(
         ctx,
         all.list(&ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1))),
     )
     .await
-    .map_err(|e| error::<Gateway>("list", "*", "*", e))?;
-    for gateway in managed {
-        let key = (gateway.namespace().unwrap_or_default(), gateway.name_any());
-        if !wanted.contains(&key) {
-            delete::<Gateway>(ctx, &key.0, &key.1, &mut writes).await?;
+    .map_err(|e| error::<Gateway>("list", "*", "*", e));
+    match listed {
+        Ok(managed) => {
+            for gateway in managed {
+                let key = GatewayRef::Named {
+                    namespace: gateway.namespace().unwrap_or_default(),
+                    name: gateway.name_any(),
+                };
+                if let GatewayRef::Named { namespace, name } = &key
+                    && !creatable.contains_key(&key)
+                    && let Err(e) =
+                        delete::<Gateway>(ctx, namespace, name, &mut outcome.writes).await
+                {
+                    outcome.failed.push(e);
+                }
+            }
+        }
+        Err(e) => outcome.failed.push(e),
+    }
+    states
+}
+
+/// One Gateway: created or updated when the controller may manage it for its models,
+/// otherwise only read.
+async fn check_gateway(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    desired: Option<&Gateway>,
+    outcome: &mut SharedOutcome,
+) -> Result<GatewayState, ReconcileError> {
+    let api: Api<Gateway> = Api::namespaced(ctx.client.clone(), namespace);
+    let live = call(ctx, api.get_opt(name))
+        .await
+        .map_err(|e| error::<Gateway>("get", namespace, name, e))?;
+    let live = match (live, desired) {
+        // Managed and wanted: kept as generated (with the configured selector).
+        (Some(live), Some(desired)) if is_managed(&live) => {
+            if differs(desired, &live) {
+                apply::<Gateway>(ctx, desired, &mut outcome.writes).await?;
+            }
+            return Ok(GatewayState::Guarded);
+        }
+        (None, Some(desired)) => {
+            apply::<Gateway>(ctx, desired, &mut outcome.writes).await?;
+            return Ok(GatewayState::Guarded);
+        }
+        (None, None) => return Ok(GatewayState::Missing),
+        // Not ours (never modified), or ours but kept by other models: only checked.
+        (Some(live), _) => live,
+    };
+    let guarded = ctx
+        .settings
+        .gateway_selector
+        .iter()
+        .all(|(k, v)| live.spec.selector.get(k) == Some(v));
+    Ok(if guarded {
+        GatewayState::Guarded
+    } else {
+        GatewayState::Unguarded(live.spec.selector)
+    })
+}
+
+/// Records, once the WasmPlugin is applied, what each model's reconcile needs to know.
+fn record_verdicts(
+    ctx: &Context,
+    sdeps: &[SeldonDeployment],
+    generated: &Generated,
+    entries: &BTreeMap<String, ModelEntry>,
+    gateways: &BTreeMap<GatewayRef, GatewayState>,
+    outcome: &mut SharedOutcome,
+) {
+    let shapes: BTreeMap<String, u64> = sdeps.iter().map(|s| (s.model_id(), shape(s))).collect();
+    let selector: Vec<String> = ctx
+        .settings
+        .gateway_selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let mut verdicts = BTreeMap::new();
+    for model in &generated.models {
+        let mut errors = model.objects.as_ref().err().cloned().unwrap_or_default();
+        let mut warnings = Vec::new();
+        if let Some(gateway) = &model.gateway {
+            let problem = |expected: String| ModelError::Spec {
+                object: model.id.clone(),
+                field: annotations::ISTIO_GATEWAY.into(),
+                value: gateway.to_string(),
+                expected,
+            };
+            match gateways.get(gateway) {
+                Some(GatewayState::Missing) => errors.push(problem(format!(
+                    "an existing Gateway: it does not exist, and modelgate creates Gateways only in the model's own namespace, in the namespaces of setting tenancy.gatewayNamespaces, or the defaultGateway {}",
+                    ctx.settings.default_gateway
+                ))),
+                Some(GatewayState::Unguarded(found)) => errors.push(problem(format!(
+                    "a Gateway on the ingress pods the modelgate filter is installed on (gatewaySelector {}): its selector {found:?} may pick pods the filter does not guard, so the model would be open",
+                    selector.join(",")
+                ))),
+                Some(GatewayState::Failed(why)) => warnings.push(ModelWarning {
+                    object: model.id.clone(),
+                    annotation: annotations::ISTIO_GATEWAY.into(),
+                    message: format!("{gateway}: cannot be applied or read yet ({why}); retried with backoff"),
+                }),
+                Some(GatewayState::Guarded) | None => {}
+            }
+        }
+        let Some(shape) = shapes.get(&model.id) else {
+            continue;
+        };
+        let verdict = Verdict {
+            shape: *shape,
+            routing_header: entries
+                .get(&model.id)
+                .and_then(|e| e.routing.as_ref())
+                .map(|r| r.header.clone()),
+            errors,
+            warnings,
+        };
+        verdicts.insert(model.id.clone(), verdict);
+    }
+    let mut recorded = lock(&ctx.verdicts);
+    for (id, verdict) in &verdicts {
+        if let Some(before) = recorded.get(id)
+            && before.shape == verdict.shape
+            && (before.errors != verdict.errors || before.warnings != verdict.warnings)
+        {
+            outcome.changed.push(id.clone());
         }
     }
-    apply_if_changed(ctx, &generated.wasm_plugin, &mut writes).await?;
-    ctx.metrics.set_models(generated.models.len());
-    lock(&ctx.failures).remove(SHARED_OBJECTS);
-    Ok(writes)
+    *recorded = verdicts;
 }
 
 /// A new leader's JWKS cache is empty until its first fetches, and the issuer may be down
 /// then: generating without keys would replace the keys the filter is using with empty
-/// sets and deny every JWT model. So each URI not fetched yet takes the keys its models
-/// have in the live WasmPlugin (for the same issuer) until a fetch replaces them. Returns
-/// whether any were taken.
+/// sets and deny every JWT model. So each URI not fetched yet takes the keys the live
+/// WasmPlugin has from that very URI (a key set records its `source`) until a fetch
+/// replaces them. Keys given inline, or of a set that does not say where it came from
+/// (written by an older controller), are never taken: a model naming a URI must not
+/// inherit keys another model brought along. Returns whether any were taken.
 async fn keep_live_keys(ctx: &Context, generated: &Generated) -> Result<bool, ReconcileError> {
     let fetched = ctx.jwks.snapshot();
     let missing: BTreeSet<&String> = generated
@@ -324,24 +752,12 @@ async fn keep_live_keys(ctx: &Context, generated: &Generated) -> Result<bool, Re
         return Ok(false);
     };
     let mut kept = false;
-    for (id, good) in lock(&ctx.last_good).iter() {
-        let PolicySpec::Jwt(wanted, KeySource::Uri(uri)) = &good.entry.policy else {
-            continue;
-        };
-        if !missing.contains(uri) {
-            continue;
-        }
+    for uri in missing {
         let keys = live
-            .models
-            .get(id)
-            .and_then(|m| live.policies.get(&m.policy))
-            .and_then(|p| match p {
-                Policy::Jwt(jwt) if jwt.issuer == wanted.issuer => live.key_sets.get(&jwt.key_set),
-                _ => None,
-            });
-        if let Some(keys) = keys
-            && !keys.keys.is_empty()
-        {
+            .key_sets
+            .values()
+            .find(|set| set.source.as_ref() == Some(uri) && !set.keys.is_empty());
+        if let Some(keys) = keys {
             kept |= ctx.jwks.keep(uri, keys.clone());
         }
     }

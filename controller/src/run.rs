@@ -213,6 +213,10 @@ async fn lead(
     if ctx.settings.authorization_policy {
         controller = controller.owns(Api::<AuthorizationPolicy>::all(client.clone()), managed);
     }
+    // Models whose verdict from the shared objects' loop changed while they did not (a
+    // Gateway went missing, a host claim was decided): rare, so all are reconciled again.
+    let (again_tx, again_rx) = futures::channel::mpsc::unbounded::<()>();
+    controller = controller.reconcile_all_on(again_rx);
     let store = controller.store();
     let wake = Arc::new(Notify::new());
     let (done_tx, done_rx) = watch::channel(false);
@@ -258,7 +262,21 @@ async fn lead(
                 });
                 if !fresh {
                     match reconcile_global(&ctx, &sdeps).await {
-                        Ok(_) => last = Some((fingerprint, Instant::now())),
+                        Ok(outcome) => {
+                            if outcome.settled() {
+                                last = Some((fingerprint, Instant::now()));
+                            } else {
+                                // Each failed object waits for its own retry time; the
+                                // WasmPlugin keeps being applied meanwhile.
+                                last = None;
+                                if !outcome.failed.is_empty() {
+                                    ctx.metrics.reconciled(false);
+                                }
+                            }
+                            if !outcome.changed.is_empty() {
+                                let _ = again_tx.unbounded_send(());
+                            }
+                        }
                         Err(e) => {
                             // Back off like a model does, so a failing API server is not
                             // asked every 5 s for as long as it fails.
@@ -323,8 +341,12 @@ async fn lead(
                 let _enter = span.enter();
                 let writes = reconcile_model(&ctx, &sdep).await;
                 ctx.metrics.reconciled(writes.is_ok());
-                writes?;
+                let writes = writes?;
                 wake.notify_one();
+                if writes.waiting {
+                    // Its routes wait for a WasmPlugin that knows the model as it is now.
+                    return Ok(Action::requeue(Duration::from_secs(2)));
+                }
                 Ok(Action::requeue(Duration::from_secs(300)))
             }
         }

@@ -75,7 +75,7 @@ impl PredictorSpec {
 }
 
 /// `seldon-<md5 hex>` for names past 63 characters, the name itself otherwise.
-fn seldon_name(name: String) -> String {
+pub(crate) fn seldon_name(name: String) -> String {
     if name.len() > MAX_NAME {
         let digest = Md5::digest(name.as_bytes());
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();

@@ -152,6 +152,8 @@ pub struct Settings {
     pub service_url: String,
     /// Namespace of SeldonDeployments whose manifest names none (`render`).
     pub default_namespace: String,
+    /// What a tenant's SeldonDeployment may claim beyond its own namespace.
+    pub tenancy: TenancySettings,
 }
 
 impl Default for Settings {
@@ -172,7 +174,72 @@ impl Default for Settings {
             wasm_sha256: None,
             service_url: "http://modelgate.modelgate-system.svc.cluster.local:8080".into(),
             default_namespace: "default".into(),
+            tenancy: TenancySettings::default(),
         }
+    }
+}
+
+/// What a host that no `hosts` pattern grants gets (`tenancy.ungrantedHosts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum UngrantedHosts {
+    /// The first namespace to claim it (by creation time) has it, provided no earlier
+    /// model of another namespace is served on it already (through `*` or the host).
+    #[default]
+    FirstClaim,
+    /// Refused: only `*` and granted hosts may be used.
+    Refuse,
+}
+
+/// What a tenant, who may edit SeldonDeployments in its own namespace only, may make the
+/// controller do outside that namespace: create Gateways, and bind hostnames that other
+/// namespaces' models or other applications are served on.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct TenancySettings {
+    /// Namespaces where a Gateway a model names is created for a model of any namespace.
+    /// Without them, modelgate creates a Gateway only in the model's own namespace, or the
+    /// `defaultGateway` (the platform's); naming another Gateway elsewhere only references
+    /// it, and it must exist.
+    pub gateway_namespaces: Vec<String>,
+    /// Host patterns (`*`, `host`, `*.domain`) granted to namespaces; the key `*` grants
+    /// to every namespace. A host granted to some namespaces is refused to the others.
+    pub hosts: BTreeMap<String, Vec<String>>,
+    /// What a host that no pattern grants gets.
+    pub ungranted_hosts: UngrantedHosts,
+}
+
+impl TenancySettings {
+    fn validate(&self) -> Result<(), SettingsError> {
+        for namespace in &self.gateway_namespaces {
+            if !crate::names::is_dns_label(namespace) {
+                return Err(invalid(
+                    "tenancy.gatewayNamespaces",
+                    namespace,
+                    "namespace names",
+                ));
+            }
+        }
+        for (namespace, patterns) in &self.hosts {
+            if namespace != "*" && !crate::names::is_dns_label(namespace) {
+                return Err(invalid(
+                    "tenancy.hosts",
+                    namespace,
+                    "namespace names, or * for every namespace",
+                ));
+            }
+            for pattern in patterns {
+                let name = pattern.strip_prefix("*.").unwrap_or(pattern);
+                if pattern != "*" && !crate::names::is_dns_subdomain(name) {
+                    return Err(invalid(
+                        "tenancy.hosts",
+                        pattern,
+                        "host patterns: *, a lowercase DNS name or *.<DNS name>",
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -342,6 +409,7 @@ impl Settings {
         {
             return Err(invalid("wasmSha256", sha, "64 lowercase hex digits"));
         }
+        self.tenancy.validate()?;
         if !(self.service_url.starts_with("http://") || self.service_url.starts_with("https://")) {
             return Err(invalid(
                 "serviceUrl",
@@ -508,6 +576,29 @@ mod tests {
         assert_eq!(file.run.jwks_refresh, Duration::from_secs(300));
         assert_eq!(file.run.namespaces, ["models"]);
         assert!(serde_yaml_ng::from_str::<ConfigFile>("defaultIsuer: x").is_err());
+    }
+
+    #[test]
+    fn tenancy_settings_are_read_and_checked() {
+        let file: ConfigFile = serde_yaml_ng::from_str(
+            "tenancy:\n  gatewayNamespaces: [istio-system]\n  hosts:\n    team-a: ['*.team-a.example.com']\n    '*': []\n  ungrantedHosts: refuse\n",
+        )
+        .unwrap();
+        let tenancy = &file.settings.tenancy;
+        assert_eq!(tenancy.gateway_namespaces, ["istio-system"]);
+        assert_eq!(tenancy.hosts["team-a"], ["*.team-a.example.com"]);
+        assert_eq!(tenancy.ungranted_hosts, UngrantedHosts::Refuse);
+        file.settings.validate().unwrap();
+        let mut settings = Settings::default();
+        settings
+            .tenancy
+            .hosts
+            .insert("team-a".into(), vec!["bad host".into()]);
+        let err = settings.validate().unwrap_err().to_string();
+        assert!(err.contains("tenancy.hosts"), "{err}");
+        assert!(
+            serde_yaml_ng::from_str::<ConfigFile>("tenancy:\n  gatewayNamespace: [x]\n").is_err()
+        );
     }
 
     #[test]

@@ -57,17 +57,19 @@ fn sdeps(models: &[String]) -> Vec<SeldonDeployment> {
 }
 
 /// A fresh controller state over the API server (what a restart starts from), with a
-/// short API timeout so late answers fail fast.
+/// short API timeout so late answers fail fast. Namespace `edge` is the platform's: models
+/// of any namespace may have Gateways created there.
 fn context(api: &FakeApi) -> Context {
-    let settings = common::golden_settings(&common::test_data().join("none.yaml"));
+    let mut settings = common::golden_settings(&common::test_data().join("none.yaml"));
+    settings.tenancy.gateway_namespaces = vec!["edge".into()];
     let wasm = common::test_wasm(&settings);
     let mut ctx = Context::new(api.client(), settings, wasm, None);
     ctx.api_timeout = Duration::from_millis(200);
     ctx
 }
 
-/// How a convergence went: per model (and [`SHARED_OBJECTS`]) the delays the controller
-/// asked for before each retry.
+/// How a convergence went: per model (and [`SHARED_OBJECTS`], and each shared object that
+/// failed on its own) the delays the controller asked for before each retry.
 #[derive(Debug, Default)]
 struct Retries {
     delays: BTreeMap<String, Vec<Duration>>,
@@ -82,26 +84,64 @@ impl Retries {
     }
 }
 
-/// Reconciles every model, then the shared objects, each retried as the controller does
-/// (after `Context::failed`'s delay, here not waited for) until it succeeds.
+/// Runs the controller's two loops as `run` does, until nothing waits or fails: the
+/// shared objects (the WasmPlugin first), then every model, each retried after
+/// `Context::failed`'s delay (here not waited for: a shared object's own retry time is
+/// cleared instead).
 async fn converge(ctx: &Context, sdeps: &[SeldonDeployment]) -> Retries {
     let mut retries = Retries::default();
-    for sdep in sdeps {
-        let id = sdep.model_id();
-        while let Err(e) = reconcile_model(ctx, sdep).await {
-            let delay = ctx.failed(&id);
-            eprintln!("{id}: {e}; retry in {delay:?}");
-            let delays = retries.delays.entry(id.clone()).or_default();
-            delays.push(delay);
-            assert!(delays.len() < 20, "{id} does not converge: {e}");
+    for round in 0.. {
+        assert!(round < 20, "does not converge: {retries:?}");
+        let settled = loop {
+            match reconcile_global(ctx, sdeps).await {
+                Ok(outcome) => {
+                    for e in &outcome.failed {
+                        let key = format!("{} {}/{}", e.kind, e.namespace, e.name);
+                        let delay =
+                            ctx.retry_at.lock().unwrap().get(&key).map(|(at, _)| {
+                                at.saturating_duration_since(std::time::Instant::now())
+                            });
+                        eprintln!("{key}: {e}; retry in {delay:?}");
+                        // Rounded up: the time left is a hair under the delay asked for.
+                        let delay = delay.map_or(Duration::ZERO, |d| {
+                            Duration::from_secs(d.as_secs() + u64::from(d.subsec_nanos() > 0))
+                        });
+                        retries.delays.entry(key).or_default().push(delay);
+                    }
+                    ctx.retry_at.lock().unwrap().clear();
+                    break outcome.settled();
+                }
+                Err(e) => {
+                    let delay = ctx.failed(SHARED_OBJECTS);
+                    eprintln!("shared objects: {e}; retry in {delay:?}");
+                    let delays = retries.delays.entry(SHARED_OBJECTS.into()).or_default();
+                    delays.push(delay);
+                    assert!(delays.len() < 20, "the shared objects do not converge: {e}");
+                }
+            }
+        };
+        let mut waiting = false;
+        for sdep in sdeps {
+            let id = sdep.model_id();
+            loop {
+                match reconcile_model(ctx, sdep).await {
+                    Ok(writes) => {
+                        waiting |= writes.waiting;
+                        break;
+                    }
+                    Err(e) => {
+                        let delay = ctx.failed(&id);
+                        eprintln!("{id}: {e}; retry in {delay:?}");
+                        let delays = retries.delays.entry(id.clone()).or_default();
+                        delays.push(delay);
+                        assert!(delays.len() < 20, "{id} does not converge: {e}");
+                    }
+                }
+            }
         }
-    }
-    while let Err(e) = reconcile_global(ctx, sdeps).await {
-        let delay = ctx.failed(SHARED_OBJECTS);
-        eprintln!("shared objects: {e}; retry in {delay:?}");
-        let delays = retries.delays.entry(SHARED_OBJECTS.into()).or_default();
-        delays.push(delay);
-        assert!(delays.len() < 20, "the shared objects do not converge: {e}");
+        if settled && !waiting {
+            break;
+        }
     }
     retries
 }
@@ -173,7 +213,10 @@ async fn failed_writes_are_retried_with_a_growing_backoff_and_end_in_the_fault_f
     assert_eq!(retries.of("models/a"), [5, 10, 20, 40, 80]);
     assert_eq!(retries.of("models/b"), [5]);
     assert_eq!(retries.of("models/c"), Vec::<u64>::new());
-    assert_eq!(retries.of(SHARED_OBJECTS), [5, 10, 20, 40, 80]);
+    // The WasmPlugin's own failures back off together; the Gateway's on its own, and it
+    // never held the WasmPlugin back.
+    assert_eq!(retries.of(SHARED_OBJECTS), [5, 10, 20]);
+    assert_eq!(retries.of("Gateway edge/public"), [5]);
     // A 429's Retry-After (1 s) is never undercut.
     assert!(
         retries.delays["models/a"]
@@ -184,7 +227,7 @@ async fn failed_writes_are_retried_with_a_growing_backoff_and_end_in_the_fault_f
 
     // Success resets the backoff: the next failure waits 5 s again.
     api.inject(Method::GET, "virtualservices/a", Fault::Status(500));
-    api.inject(Method::GET, "v1/gateways", Fault::Status(500));
+    api.inject(Method::GET, "wasmplugins/modelgate", Fault::Status(500));
     let again = converge(&ctx, &all).await;
     assert_eq!(again.of("models/a"), [5]);
     assert_eq!(again.of(SHARED_OBJECTS), [5]);
@@ -199,6 +242,7 @@ async fn a_stalled_api_server_fails_the_call_after_the_timeout_instead_of_holdin
     let all = sdeps(&three_models());
     let api = FakeApi::default();
     let ctx = context(&api);
+    reconcile_global(&ctx, &all).await.unwrap();
     api.inject(Method::GET, "virtualservices/a", Fault::Stall);
     let first = tokio::time::timeout(Duration::from_secs(10), reconcile_model(&ctx, &all[0]))
         .await
@@ -261,7 +305,26 @@ async fn a_restart_in_the_middle_of_a_reconcile_converges_to_the_same_objects_wi
     converge(&ctx, &before).await;
     api.take_writes();
 
+    // The next process dies while the shared objects are half done: the WasmPlugin (always
+    // first) and the new Gateway are there, the old Gateway not yet deleted.
+    api.inject(Method::DELETE, "gateways/old", Fault::Stall);
+    kill_when_stalled(&api, async {
+        let _ = reconcile_global(&ctx, &after).await;
+    })
+    .await;
+    assert!(api.get("gateways", "edge", "new").is_some());
+    assert!(api.get("gateways", "edge", "old").is_some());
+    assert!(
+        plugin_config(&api)["models"]["models/a"]
+            .to_string()
+            .contains("next")
+    );
+    drop(ctx);
+
     // Killed after a's VirtualService landed, while its new DestinationRule is written.
+    let ctx = killable(&api);
+    reconcile_global(&ctx, &after).await.unwrap();
+    api.take_writes();
     api.inject(Method::PATCH, "destinationrules/a-next", Fault::Stall);
     kill_when_stalled(&api, async {
         let _ = reconcile_model(&ctx, &after[0]).await;
@@ -277,20 +340,6 @@ async fn a_restart_in_the_middle_of_a_reconcile_converges_to_the_same_objects_wi
         "{writes:?}"
     );
     assert!(api.get("destinationrules", "models", "a-canary").is_some());
-    drop(ctx);
-
-    // The next process dies while the shared objects are half done: the new Gateway is
-    // there, the old one and the WasmPlugin not yet changed.
-    let ctx = killable(&api);
-    reconcile_model(&ctx, &after[0]).await.unwrap();
-    reconcile_model(&ctx, &after[1]).await.unwrap();
-    api.inject(Method::DELETE, "gateways/old", Fault::Stall);
-    kill_when_stalled(&api, async {
-        let _ = reconcile_global(&ctx, &after).await;
-    })
-    .await;
-    assert!(api.get("gateways", "edge", "new").is_some());
-    assert!(api.get("gateways", "edge", "old").is_some());
     drop(ctx);
 
     // The third one finishes the job: the same objects as a fault-free run, the canary's

@@ -132,7 +132,8 @@ SHARED = {
 
 
 def observe(authorization_policy: bool, tmp_path, wanted: set, timeout: float = 60):
-    values = {"settings": {"defaultAuth": "none", "authorizationPolicy": authorization_policy}}
+    # edge is the platform's namespace: iris's Gateway there is created for it.
+    values = {"settings": {"defaultAuth": "none", "authorizationPolicy": authorization_policy, "tenancy": {"gatewayNamespaces": ["edge"]}}}
     objects = chart.render(values)
     config = chart.controller_config(objects)
     with FakeApi() as api:

@@ -5,6 +5,7 @@
 mod authorization_policy;
 mod destination_rule;
 mod gateway;
+pub mod tenancy;
 mod virtual_service;
 mod wasm_plugin;
 
@@ -85,6 +86,9 @@ pub struct GeneratedModel {
     pub warnings: Vec<ModelWarning>,
     /// Its configuration now, to remember as last good (only when it parsed).
     pub known_good: Option<KnownGood>,
+    /// The gateway its VirtualService is on: the one it names, or, when its annotations
+    /// do not parse, the one of its last good configuration.
+    pub gateway: Option<GatewayRef>,
 }
 
 /// Everything generated from all SeldonDeployments.
@@ -92,8 +96,11 @@ pub struct GeneratedModel {
 pub struct Generated {
     /// Per SeldonDeployment, ordered by namespace and name.
     pub models: Vec<GeneratedModel>,
-    /// Gateways to create when missing, ordered by namespace and name.
+    /// Gateways to create when missing, ordered by namespace and name: those a model
+    /// names that the controller may create for it ([`tenancy::may_create_gateway`]).
     pub gateways: Vec<Gateway>,
+    /// Every model's filter entry, by `<namespace>/<name>`, as in `filter_config`.
+    pub entries: BTreeMap<String, ModelEntry>,
     /// The filter configuration.
     pub filter_config: FilterConfig,
     /// The WasmPlugin carrying it.
@@ -156,23 +163,52 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
     let mut sorted: Vec<&SeldonDeployment> = sdeps.iter().collect();
     sorted.sort_by_key(|s| (s.namespace_or_empty().to_string(), s.name().to_string()));
 
+    let mut seen = BTreeSet::new();
+    let mut parsed: Vec<(&SeldonDeployment, String, annotations::Parsed)> = sorted
+        .into_iter()
+        .map(|sdep| {
+            let id = sdep.model_id();
+            let mut parsed = annotations::parse(sdep, inputs.settings);
+            if !seen.insert(id.clone()) {
+                parsed.options = Err(vec![ModelError::Spec {
+                    object: id.clone(),
+                    field: "metadata.name".into(),
+                    value: sdep.name().into(),
+                    expected: "a name no other SeldonDeployment in the namespace has".into(),
+                }]);
+            }
+            (sdep, id, parsed)
+        })
+        .collect();
+    // Hostnames belong to whoever claimed them first, across the whole set.
+    let claims: Vec<tenancy::HostClaim<'_>> = parsed
+        .iter()
+        .filter_map(|(sdep, id, p)| {
+            let options = p.options.as_ref().ok()?;
+            Some(tenancy::HostClaim {
+                id,
+                namespace: sdep.namespace_or_empty(),
+                created: sdep.metadata.creation_timestamp.as_ref(),
+                hosts: &options.hosts,
+                from: options.hosts_from,
+            })
+        })
+        .collect();
+    let mut refused = tenancy::refused_hosts(&claims, &inputs.settings.tenancy);
+    drop(claims);
+    for (_, id, p) in &mut parsed {
+        if let Some(error) = refused.remove(id.as_str()) {
+            p.options = Err(vec![error]);
+        }
+    }
+
     let mut models = Vec::new();
     let mut entries = BTreeMap::new();
     let mut gateways_used = BTreeSet::new();
-    let mut seen = BTreeSet::new();
-    for sdep in sorted {
-        let id = sdep.model_id();
-        let parsed = annotations::parse(sdep, inputs.settings);
+    for (sdep, id, parsed) in parsed {
         let mut warnings = parsed.warnings;
-        let mut options = parsed.options;
-        if !seen.insert(id.clone()) {
-            options = Err(vec![ModelError::Spec {
-                object: id.clone(),
-                field: "metadata.name".into(),
-                value: sdep.name().into(),
-                expected: "a name no other SeldonDeployment in the namespace has".into(),
-            }]);
-        }
+        let options = parsed.options;
+        let namespace = sdep.namespace_or_empty();
         let model = match options {
             Ok(options) => {
                 if options.gateway == GatewayRef::Mesh {
@@ -184,7 +220,22 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
                 }
                 let entry = ModelEntry::new(sdep, &options);
                 entries.insert(id.clone(), entry.clone());
-                gateways_used.insert(options.gateway.clone());
+                if tenancy::may_create_gateway(inputs.settings, namespace, &options.gateway) {
+                    gateways_used.insert(options.gateway.clone());
+                } else if options.gateway != GatewayRef::Mesh {
+                    warnings.push(ModelWarning {
+                        object: id.clone(),
+                        annotation: annotations::ISTIO_GATEWAY.into(),
+                        message: format!(
+                            "{}: modelgate does not create Gateways in namespace {} for models of namespace {namespace} (setting tenancy.gatewayNamespaces); the model is served only if that Gateway exists",
+                            options.gateway,
+                            match &options.gateway {
+                                GatewayRef::Named { namespace, .. } => namespace.as_str(),
+                                GatewayRef::Mesh => "",
+                            }
+                        ),
+                    });
+                }
                 GeneratedModel {
                     id: id.clone(),
                     namespace: sdep.namespace_or_empty().into(),
@@ -198,6 +249,7 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
                             .then(|| render_authorization_policy(sdep, inputs.settings)),
                     })),
                     warnings,
+                    gateway: Some(options.gateway.clone()),
                     known_good: Some(KnownGood {
                         entry,
                         gateway: options.gateway,
@@ -205,9 +257,12 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
                 }
             }
             Err(errors) => {
-                let entry = match inputs.last_good.get(&id) {
+                let good = inputs.last_good.get(&id);
+                let entry = match good {
                     Some(good) => {
-                        gateways_used.insert(good.gateway.clone());
+                        if tenancy::may_create_gateway(inputs.settings, namespace, &good.gateway) {
+                            gateways_used.insert(good.gateway.clone());
+                        }
                         good.entry.clone()
                     }
                     None => {
@@ -227,6 +282,7 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
                     objects: Err(errors),
                     warnings,
                     known_good: None,
+                    gateway: good.map(|g| g.gateway.clone()),
                 }
             }
         };
@@ -272,6 +328,7 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
     Generated {
         models,
         gateways,
+        entries,
         filter_config,
         wasm_plugin,
         jwks_uris,
