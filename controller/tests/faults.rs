@@ -17,7 +17,7 @@ use common::fake_api::{FakeApi, Fault};
 use common::jwks_server::{Answer, JwksServer};
 use http::Method;
 use kube::runtime::events::Reporter;
-use modelgate_controller::jwks::http_client;
+use modelgate_controller::jwks::{Fetcher, Refresher, Schedule};
 use modelgate_controller::manifests;
 use modelgate_controller::reconcile::{Context, SHARED_OBJECTS, reconcile_global, reconcile_model};
 use modelgate_controller::seldon::SeldonDeployment;
@@ -59,7 +59,8 @@ fn sdeps(models: &[String]) -> Vec<SeldonDeployment> {
 /// A fresh controller state over the API server (what a restart starts from), with a
 /// short API timeout so late answers fail fast.
 fn context(api: &FakeApi) -> Context {
-    let settings = common::golden_settings(&common::test_data().join("none.yaml"));
+    let mut settings = common::golden_settings(&common::test_data().join("none.yaml"));
+    settings.jwks = common::jwks_server::loopback_jwks_settings();
     let wasm = common::test_wasm(&settings);
     let mut ctx = Context::new(api.client(), settings, wasm, None);
     ctx.api_timeout = Duration::from_millis(200);
@@ -371,16 +372,30 @@ fn broken_answers() -> Vec<(&'static str, Answer, &'static str)> {
     ]
 }
 
-/// Fetches what is due now (every URI: refresh and retry are zero) and applies the result.
+/// Fetches JWKS from the loopback issuers with the test timeout, on `schedule`.
+fn refresher(schedule: Schedule) -> Refresher {
+    let fetcher = Fetcher::new(
+        &common::jwks_server::loopback_jwks_settings(),
+        FETCH_TIMEOUT,
+    );
+    Refresher::new(fetcher.unwrap(), schedule, 8.try_into().unwrap())
+}
+
+/// Fetches what is due now (every URI: refresh and retry are zero).
+fn every_time() -> Refresher {
+    refresher(Schedule {
+        refresh: Duration::ZERO,
+        retry: Duration::ZERO,
+    })
+}
+
+/// Fetches what is due and applies the result.
 async fn refresh_and_apply(
     ctx: &Context,
-    http: &reqwest::Client,
+    http: &Refresher,
     all: &[SeldonDeployment],
 ) -> modelgate_controller::jwks::Refreshed {
-    let report = ctx
-        .jwks
-        .refresh_due(http, Duration::ZERO, Duration::ZERO)
-        .await;
+    let report = http.refresh_due(&ctx.jwks).await;
     reconcile_global(ctx, all).await.unwrap();
     report
 }
@@ -401,7 +416,7 @@ async fn a_failing_jwks_endpoint_never_empties_or_replaces_a_models_last_good_ke
     ]);
     let api = FakeApi::default();
     let ctx = context(&api);
-    let http = http_client(FETCH_TIMEOUT);
+    let http = every_time();
     converge(&ctx, &all).await;
     // Not fetched yet: no keys, so a is denied (fail closed), never open.
     assert_eq!(model_kids(&api, "models/a"), Vec::<String>::new());
@@ -432,16 +447,22 @@ async fn a_failing_jwks_endpoint_never_empties_or_replaces_a_models_last_good_ke
     let report = refresh_and_apply(&ctx, &http, &all).await;
     assert_eq!(report.failed.len(), 1, "down: {report:?}");
     assert_eq!(serde_json::to_string(&plugin_config(&api)).unwrap(), good);
-    // A failure is retried on the retry schedule, not the refresh one.
-    let retry = Duration::from_millis(100);
+    // A failure is retried on the retry schedule, not the refresh one, backing off
+    // exponentially with every failure in a row.
+    let schedule = Schedule {
+        refresh: Duration::from_secs(3600),
+        retry: Duration::from_millis(1),
+    };
     let before = std::time::Instant::now();
-    ctx.jwks
-        .refresh_due(&http, Duration::from_secs(3600), retry)
-        .await;
-    let due = ctx.jwks.next_due().unwrap();
+    refresher(schedule).refresh_due(&ctx.jwks).await;
+    let (failures, due) = ctx.jwks.backoff(&uri).unwrap();
+    let due = due.unwrap();
+    let wait = schedule.after_failures(failures);
+    assert_eq!(failures, broken_answers().len() as u32 + 2);
+    assert_eq!(wait, Duration::from_millis(1 << (failures - 1)));
     assert!(
-        due > before && due <= std::time::Instant::now() + retry,
-        "a failed fetch is due again after the retry delay"
+        due >= before + wait && due <= std::time::Instant::now() + wait,
+        "a failed fetch is due again after its backoff"
     );
     tokio::time::sleep(due.saturating_duration_since(std::time::Instant::now())).await;
 
@@ -477,7 +498,7 @@ async fn a_restart_while_the_jwks_endpoint_is_down_keeps_the_keys_the_filter_has
         ),
     ]);
     let api = FakeApi::default();
-    let http = http_client(FETCH_TIMEOUT);
+    let http = every_time();
     let ctx = context(&api);
     converge(&ctx, &all).await;
     refresh_and_apply(&ctx, &http, &all).await;
@@ -680,7 +701,7 @@ async fn a_restart_keeps_a_broken_models_last_good_entry_and_its_gateway() {
     );
     let good = sdeps(&[a(&[]), b.clone()]);
     let api = FakeApi::default();
-    let http = http_client(FETCH_TIMEOUT);
+    let http = every_time();
     let ctx = context(&api);
     converge(&ctx, &good).await;
     refresh_and_apply(&ctx, &http, &good).await;
