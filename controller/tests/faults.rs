@@ -750,3 +750,113 @@ async fn a_restart_keeps_a_broken_models_last_good_entry_and_its_gateway() {
     refresh_and_apply(&ctx, &http, &good).await;
     assert_eq!(model_kids(&api, "models/a"), ["rsa-b"]);
 }
+
+#[tokio::test]
+async fn a_model_breaking_a_platform_rule_gets_its_own_error_and_is_never_fetched() {
+    let a = |extra: &[&str]| {
+        let mut annotations = vec!["seldon.io/jwt-audiences: team-a"];
+        annotations.extend_from_slice(extra);
+        model("a", "seldon-gateway", &[("p", 100)], &annotations)
+    };
+    let others = [
+        model("b", "edge/public", &[("p", 100)], &["seldon.io/auth: none"]),
+        model(
+            "c",
+            "seldon-gateway",
+            &[("p", 100)],
+            &[
+                "seldon.io/jwt-issuer: https://idp.models.example/team-c",
+                "seldon.io/jwt-jwks-uri: https://idp.models.example/team-c/certs",
+            ],
+        ),
+    ];
+    let good = sdeps(&[vec![a(&[])], others.to_vec()].concat());
+    let api = FakeApi::default();
+    let mut ctx = context(&api);
+    // The platform's rules, with the default (strict) JWKS target rules.
+    ctx.settings.jwks = Default::default();
+    ctx.settings.tenants = serde_yaml_ng::from_str(
+        "allowedIssuers: {'*': ['https://idp.models.example/*']}\n\
+         allowedJwksUris: {'*': ['https://idp.models.example/*']}\n\
+         allowInlineJwks: false\n",
+    )
+    .unwrap();
+    ctx.settings.validate().unwrap();
+    ctx.reporter = Some(Reporter {
+        controller: "modelgate".into(),
+        instance: None,
+    });
+    converge(&ctx, &good).await;
+    let whole = cluster(&api);
+    let footprints: Vec<String> = ["a", "b", "c"].iter().map(|m| footprint(&api, m)).collect();
+    api.take_writes();
+
+    let inline = format!("seldon.io/jwt-jwks: '{}'", jwks_of(&TestKey::rsa_b()));
+    let broken = [
+        (
+            "seldon.io/jwt-issuer: https://idp.bank.example",
+            "seldon.io/jwt-issuer",
+            "tenants.allowedIssuers",
+            None,
+        ),
+        (
+            "seldon.io/jwt-jwks-uri: https://idp.bank.example/jwks",
+            "seldon.io/jwt-jwks-uri",
+            "tenants.allowedJwksUris",
+            Some("https://idp.bank.example/jwks"),
+        ),
+        (
+            inline.as_str(),
+            "seldon.io/jwt-jwks",
+            "tenants.allowInlineJwks",
+            None,
+        ),
+        (
+            "seldon.io/jwt-jwks-uri: http://idp.models.example/team-a/certs",
+            "seldon.io/jwt-jwks-uri",
+            "jwks.allowHttp",
+            Some("http://idp.models.example/team-a/certs"),
+        ),
+        (
+            "seldon.io/jwt-jwks-uri: https://169.254.169.254/latest/meta-data",
+            "seldon.io/jwt-jwks-uri",
+            "jwks.allowedTargets",
+            Some("https://169.254.169.254/latest/meta-data"),
+        ),
+        (
+            "seldon.io/jwt-jwks-uri: https://keycloak.auth.svc.cluster.local/certs",
+            "seldon.io/jwt-jwks-uri",
+            "jwks.allowedTargets",
+            Some("https://keycloak.auth.svc.cluster.local/certs"),
+        ),
+    ];
+    for (line, annotation, rule, uri) in broken {
+        let now = sdeps(&[vec![a(&[line])], others.to_vec()].concat());
+        let events = api.events().len();
+        let retries = converge(&ctx, &now).await;
+        assert!(retries.delays.is_empty(), "{line}: {retries:?}");
+        let writes: Vec<String> = api
+            .take_writes()
+            .into_iter()
+            .filter(|w| !w.starts_with("PATCH events "))
+            .collect();
+        assert_eq!(writes, Vec::<String>::new(), "{line}");
+        assert_eq!(cluster(&api), whole, "{line}");
+        for (m, before) in ["a", "b", "c"].iter().zip(&footprints) {
+            assert_eq!(&footprint(&api, m), before, "{line} changed {m}");
+        }
+        // Told on a alone, naming the annotation and the rule.
+        let new: Vec<Value> = api.events()[events..].to_vec();
+        assert_eq!(new.len(), 1, "{line}: {new:?}");
+        assert_eq!(new[0]["type"], "Warning");
+        assert_eq!(new[0]["regarding"]["name"], "a");
+        let note = new[0]["note"].as_str().unwrap();
+        assert!(note.contains(annotation) && note.contains(rule), "{note}");
+        // The refused URI is not among those fetched.
+        let fetched = ctx.generate(&now).jwks_uris;
+        if let Some(uri) = uri {
+            assert!(!fetched.contains(uri), "{line}: {fetched:?}");
+        }
+        assert!(fetched.contains("https://idp.models.example/team-c/certs"));
+    }
+}
