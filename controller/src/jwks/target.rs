@@ -168,6 +168,8 @@ fn non_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
         "private (unique local)"
     } else if ip.is_multicast() {
         "multicast"
+    } else if ip.segments()[..6] == [0; 6] {
+        "reserved (IPv4-compatible)"
     } else {
         return None;
     })
@@ -332,6 +334,7 @@ mod tests {
             ("https://[::ffff:127.0.0.1]/", "loopback"),
             ("https://[::ffff:169.254.169.254]/", "link-local"),
             ("https://[64:ff9b::10.0.0.1]/", "private"),
+            ("https://[::127.0.0.1]/", "reserved"),
             // Integer and short forms are normalised by the URL parser.
             ("https://2130706433/", "loopback"),
             ("https://127.1/", "loopback"),
