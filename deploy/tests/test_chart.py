@@ -157,6 +157,11 @@ def test_default_values_are_the_controllers_defaults():
     assert config["run"]["namespaces"] == []
     assert (config["run"]["jwksRefresh"], config["run"]["jwksRetry"], config["run"]["jwksTimeout"]) == ("20m", "30s", "10s")
     assert config["run"]["concurrency"] == 16
+    assert config["run"]["jwksConcurrency"] == 8
+    # JWKS fetching is https-only, capped at 1 MiB and refuses internal targets; tenants
+    # are unrestricted but for that (controller/src/settings.rs, tenancy.rs).
+    assert config["jwks"] == {"allowHttp": False, "maxBytes": 1048576, "allowedTargets": []}
+    assert config["tenants"] == {"allowedIssuers": {}, "allowedJwksUris": {}, "allowInlineJwks": True}
 
 
 @pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
