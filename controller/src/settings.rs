@@ -626,9 +626,51 @@ mod tests {
     }
 
     #[test]
+    fn jwks_settings_are_strict_by_default_and_flags_relax_them() {
+        let defaults = Settings::default();
+        assert!(!defaults.jwks.allow_http);
+        assert_eq!(defaults.jwks.max_bytes, 1024 * 1024);
+        assert!(defaults.jwks.allowed_targets.is_empty());
+        assert!(defaults.tenants.allow_inline_jwks);
+        assert_eq!(RunSettings::default().jwks_concurrency.get(), 8);
+        let args = SettingsArgs {
+            default_jwks_uri: Some("http://keycloak.auth.svc.cluster.local/certs".into()),
+            jwks_allow_http: Some(true),
+            jwks_max_bytes: Some(4096),
+            jwks_allowed_targets: vec![
+                "keycloak.auth.svc.cluster.local".into(),
+                "10.0.0.0/8".into(),
+            ],
+            tenants_allow_inline_jwks: Some(false),
+            ..SettingsArgs::default()
+        };
+        let s = args.resolve().unwrap().settings;
+        assert!(s.jwks.allow_http && !s.tenants.allow_inline_jwks);
+        assert_eq!((s.jwks.max_bytes, s.jwks.allowed_targets.len()), (4096, 2));
+        let bad = SettingsArgs {
+            jwks_allowed_targets: vec!["https://x/".into()],
+            ..SettingsArgs::default()
+        };
+        let err = bad.resolve().unwrap_err().to_string();
+        assert!(err.contains("jwks.allowedTargets"), "{err}");
+        let err = serde_yaml_ng::from_str::<ConfigFile>("jwks: {allowHtp: true}").unwrap_err();
+        assert!(err.to_string().contains("allowHtp"), "{err}");
+    }
+
+    #[test]
     fn bad_settings_name_the_setting() {
         type Change = fn(&mut Settings);
-        let cases: [(&str, Change); 5] = [
+        let cases: [(&str, Change); 9] = [
+            ("defaultJwksUri", |s| {
+                s.default_jwks_uri = Some("http://idp.example.com/jwks".into())
+            }),
+            ("defaultJwksUri", |s| {
+                s.default_jwks_uri = Some("https://keycloak.auth.svc.cluster.local/certs".into())
+            }),
+            ("jwks.maxBytes", |s| s.jwks.max_bytes = 0),
+            ("tenants.allowedJwksUris", |s| {
+                s.tenants = serde_yaml_ng::from_str("allowedJwksUris: {x: [https://a*]}").unwrap()
+            }),
             ("defaultGateway", |s| s.default_gateway = "a/b/c".into()),
             ("defaultJwksUri", |s| {
                 s.default_jwks_uri = Some("ftp://x".into())

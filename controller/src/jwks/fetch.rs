@@ -25,7 +25,7 @@ pub enum JwksError {
         reason: String,
     },
     /// The request failed (connection, timeout, TLS, a refused resolved address).
-    #[error("fetching JWKS {uri}: {source}")]
+    #[error("fetching JWKS {uri}: {}", with_causes(source))]
     Request {
         /// The URI.
         uri: String,
@@ -126,10 +126,16 @@ impl Fetcher {
         let mut response = self.client.get(url).send().await.map_err(request)?;
         let status = response.status();
         if status.is_redirection() {
-            let location = response
+            // Shortened: whoever answers chooses it, and it ends up in logs and Events.
+            let location: String = response
                 .headers()
                 .get(reqwest::header::LOCATION)
-                .map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned())
+                .map(|l| {
+                    String::from_utf8_lossy(l.as_bytes())
+                        .chars()
+                        .take(200)
+                        .collect()
+                })
                 .unwrap_or_default();
             return Err(JwksError::Redirect {
                 uri: uri.into(),
@@ -176,6 +182,19 @@ impl Fetcher {
         }
         Ok(set)
     }
+}
+
+/// reqwest's message and its causes: "error sending request" alone hides which rule
+/// refused a resolved address, or that the connection was refused.
+fn with_causes(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
 }
 
 /// Resolves once, checks every address, and hands reqwest only checked addresses, so a
