@@ -260,3 +260,16 @@ def test_a_changed_setting_rolls_the_pods():
         return deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
 
     assert checksum({}) != checksum({"settings": {"defaultIssuer": "https://idp.example.com"}})
+
+
+def test_the_tenant_rules_of_the_values_reach_the_controller(tmp_path):
+    """values-all lets namespace risk name its own issuer; the same model in shop breaks
+    tenants.allowedIssuers and tenants.allowedJwksUris, and `check` says so."""
+    config = chart.controller_config(chart.render(chart.values_all()))
+    audit = (chart.EXAMPLES / "move-to-jwt" / "1-audit.yaml").read_text()
+    moved = tmp_path / "shop.yaml"
+    moved.write_text(audit.replace("namespace: risk", "namespace: shop"))
+    result = chart.modelgate("check", "-f", str(moved), config=config, tmp=tmp_path)
+    assert result.returncode != 0
+    assert "shop/fraud" in result.stderr
+    assert "tenants.allowedIssuers" in result.stderr and "tenants.allowedJwksUris" in result.stderr
