@@ -18,6 +18,7 @@ use modelgate_core::token::{TokenSource, is_header_name};
 use crate::names::{is_dns_label, is_dns_subdomain};
 use crate::seldon::{SVC_NAME_ANNOTATION, SeldonDeployment};
 use crate::settings::{AuthKind, Settings};
+use crate::tenancy;
 
 /// `seldon.io/istio-gateway`.
 pub const ISTIO_GATEWAY: &str = "seldon.io/istio-gateway";
@@ -530,6 +531,7 @@ fn read_auth(r: &mut Reader<'_>, settings: &Settings) -> AuthOptions {
         return AuthOptions::None;
     }
 
+    let namespace = r.sdep.namespace_or_empty();
     let issuer = match r.value(JWT_ISSUER, settings.default_issuer.as_ref()) {
         None => {
             r.spec_error(
@@ -541,12 +543,7 @@ fn read_auth(r: &mut Reader<'_>, settings: &Settings) -> AuthOptions {
         }
         Some((v, s)) => r
             .check(JWT_ISSUER, v, s, |v| {
-                let v = v.trim();
-                if v.is_empty() {
-                    Err("expected the issuer's iss value, not empty".into())
-                } else {
-                    Ok(v.to_string())
-                }
+                tenancy::admit_issuer(settings, namespace, s, v)
             })
             .unwrap_or_default(),
     };
@@ -566,7 +563,9 @@ fn read_auth(r: &mut Reader<'_>, settings: &Settings) -> AuthOptions {
             None
         }
         (Some((v, s)), None) => {
-            let reduced = r.check(JWT_JWKS, v, s, parse_inline_jwks);
+            let reduced = r.check(JWT_JWKS, v, s, |v| {
+                tenancy::admit_inline_jwks(settings).and_then(|()| parse_inline_jwks(v))
+            });
             reduced.map(|reduced| {
                 for why in reduced.dropped {
                     r.warn(JWT_JWKS, format!("key dropped: {why}"));
@@ -575,7 +574,9 @@ fn read_auth(r: &mut Reader<'_>, settings: &Settings) -> AuthOptions {
             })
         }
         (None, Some((v, s))) => r
-            .check(JWT_JWKS_URI, v, s, parse_jwks_uri)
+            .check(JWT_JWKS_URI, v, s, |v| {
+                tenancy::admit_jwks_uri(settings, namespace, v)
+            })
             .map(KeySource::Uri),
         (None, None) => match &settings.default_jwks_uri {
             Some(uri) => Some(KeySource::Uri(uri.clone())),

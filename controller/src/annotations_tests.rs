@@ -230,8 +230,14 @@ fn jwks_uri_and_inline_jwks() {
         KeySource::Uri("https://default-issuer/jwks".into())
     );
     assert_eq!(
-        jwt(&[(JWT_JWKS_URI, "http://keycloak.auth:8080/certs")]).1,
-        KeySource::Uri("http://keycloak.auth:8080/certs".into())
+        jwt(&[(JWT_JWKS_URI, "https://idp.example.com:8443/certs")]).1,
+        KeySource::Uri("https://idp.example.com:8443/certs".into())
+    );
+    // Plain http and internal targets are refused by default (see tenancy.rs).
+    fails(
+        JWT_JWKS_URI,
+        "http://keycloak.auth:8080/certs",
+        "jwks.allowHttp",
     );
     for bad in ["ftp://x/jwks", "not a url", "https://"] {
         fails(JWT_JWKS_URI, bad, "expected an http:// or https:// URL");

@@ -1,99 +1,31 @@
-//! Fetching the JWKS of issuers named by `seldon.io/jwt-jwks-uri` (or the default): with a
-//! timeout, refreshed periodically, and keeping the last good keys when a fetch fails.
+//! Fetching the JWKS of issuers named by `seldon.io/jwt-jwks-uri` (or the default): each
+//! URI on its own task with its own timeout, refreshed periodically, backing off while it
+//! fails, and keeping the last good keys when a fetch fails. What may be fetched and how
+//! much is read is decided in [`fetch`] and [`target`].
+
+pub mod fetch;
+pub mod target;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use modelgate_core::config::KeySet;
+use tokio::sync::{Semaphore, mpsc};
 
-/// Why a JWKS could not be fetched.
-#[derive(Debug, thiserror::Error)]
-pub enum JwksError {
-    /// The request failed (connection, timeout, TLS).
-    #[error("fetching JWKS {uri}: {source}")]
-    Request {
-        /// The URI.
-        uri: String,
-        /// Why.
-        source: reqwest::Error,
-    },
-    /// The issuer answered with an error status.
-    #[error("fetching JWKS {uri}: status {status}")]
-    Status {
-        /// The URI.
-        uri: String,
-        /// The status.
-        status: u16,
-    },
-    /// The body is not a JWKS.
-    #[error("fetching JWKS {uri}: not a JWKS document ({reason})")]
-    Document {
-        /// The URI.
-        uri: String,
-        /// Why.
-        reason: String,
-    },
-}
-
-/// An HTTP client for JWKS fetches.
-pub fn http_client(timeout: Duration) -> reqwest::Client {
-    crate::install_crypto_provider();
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .user_agent(concat!("modelgate/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_default()
-}
-
-/// Fetches one JWKS. A document without a single key the filter can use is refused, so a
-/// broken answer never replaces good keys.
-pub async fn fetch(client: &reqwest::Client, uri: &str) -> Result<KeySet, JwksError> {
-    let response = client
-        .get(uri)
-        .send()
-        .await
-        .map_err(|source| JwksError::Request {
-            uri: uri.into(),
-            source,
-        })?;
-    let status = response.status();
-    if !status.is_success() {
-        return Err(JwksError::Status {
-            uri: uri.into(),
-            status: status.as_u16(),
-        });
-    }
-    let body = response
-        .bytes()
-        .await
-        .map_err(|source| JwksError::Request {
-            uri: uri.into(),
-            source,
-        })?;
-    let set: KeySet = serde_json::from_slice(&body).map_err(|e| JwksError::Document {
-        uri: uri.into(),
-        reason: e.to_string(),
-    })?;
-    if !set
-        .keys
-        .iter()
-        .any(|k| modelgate_core::keys::compile_key(k).is_ok())
-    {
-        return Err(JwksError::Document {
-            uri: uri.into(),
-            reason: "no key the filter can use".into(),
-        });
-    }
-    Ok(set)
-}
+pub use fetch::{Fetcher, JwksError};
 
 #[derive(Debug, Default)]
 struct Entry {
     keys: Option<KeySet>,
-    /// When to fetch next.
+    /// When to fetch next (`None`: now).
     due: Option<Instant>,
+    /// Failed fetches in a row: each doubles the wait before the next one.
+    failures: u32,
+    /// Whether the last fetch succeeded: such URIs have a pool of fetches of their own.
+    healthy: bool,
+    /// A fetch is under way (or waiting for its pool).
+    in_flight: bool,
 }
 
 /// The keys of every JWKS URI in use, shared by the fetcher and generation.
@@ -111,11 +43,42 @@ pub struct Refreshed {
     pub failed: Vec<(String, String)>,
 }
 
+/// The outcome of one fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// The URI.
+    pub uri: String,
+    /// Whether its keys changed, or why the fetch failed (the last good keys stay).
+    pub outcome: Result<bool, String>,
+}
+
+/// When fetches come due again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// After a success.
+    pub refresh: Duration,
+    /// After a first failure; doubled by each further one, up to `refresh`.
+    pub retry: Duration,
+}
+
+impl Schedule {
+    /// The wait after `failures` failed fetches in a row.
+    pub fn after_failures(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(20);
+        self.retry
+            .saturating_mul(1 << doublings)
+            .min(self.refresh.max(self.retry))
+    }
+}
+
 impl JwksCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The last good keys of every URI fetched so far.
     pub fn snapshot(&self) -> BTreeMap<String, KeySet> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries
+        self.lock()
             .iter()
             .filter_map(|(uri, e)| e.keys.clone().map(|k| (uri.clone(), k)))
             .collect()
@@ -123,7 +86,7 @@ impl JwksCache {
 
     /// Sets the URIs in use: new ones are due now, unused ones are forgotten.
     pub fn track(&self, uris: &BTreeSet<String>) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut entries = self.lock();
         entries.retain(|uri, _| uris.contains(uri));
         for uri in uris {
             entries.entry(uri.clone()).or_default();
@@ -135,8 +98,7 @@ impl JwksCache {
     /// until a fetch replaces them, and the fetch stays due. Returns whether they were
     /// taken.
     pub fn keep(&self, uri: &str, keys: KeySet) -> bool {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        match entries.get_mut(uri) {
+        match self.lock().get_mut(uri) {
             Some(entry) if entry.keys.is_none() => {
                 entry.keys = Some(keys);
                 true
@@ -145,53 +107,149 @@ impl JwksCache {
         }
     }
 
-    /// When the next fetch is due (`None`: nothing tracked).
+    /// When the next fetch is due (`None`: nothing to fetch that is not being fetched).
     pub fn next_due(&self) -> Option<Instant> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries
+        self.lock()
             .values()
+            .filter(|e| !e.in_flight)
             .map(|e| e.due.unwrap_or_else(Instant::now))
             .min()
     }
 
-    /// Fetches every URI that is due; a success is due again after `refresh`, a failure
-    /// after `retry`, keeping the keys it had.
-    pub async fn refresh_due(
-        &self,
-        client: &reqwest::Client,
-        refresh: Duration,
-        retry: Duration,
-    ) -> Refreshed {
+    /// How many failed fetches in a row `uri` has had, and when it is due (tests, logs).
+    pub fn backoff(&self, uri: &str) -> Option<(u32, Option<Instant>)> {
+        self.lock().get(uri).map(|e| (e.failures, e.due))
+    }
+
+    /// Marks every due URI not being fetched as being fetched; returns them, those with
+    /// the fewest failures first, and whether each is healthy.
+    fn take_due(&self) -> Vec<(String, bool)> {
         let now = Instant::now();
-        let due: Vec<String> = {
-            let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-            entries
-                .iter()
-                .filter(|(_, e)| e.due.is_none_or(|d| d <= now))
-                .map(|(uri, _)| uri.clone())
-                .collect()
+        let mut due: Vec<(u32, Option<Instant>, String, bool)> = self
+            .lock()
+            .iter_mut()
+            .filter(|(_, e)| !e.in_flight && e.due.is_none_or(|d| d <= now))
+            .map(|(uri, e)| {
+                e.in_flight = true;
+                (e.failures, e.due, uri.clone(), e.healthy)
+            })
+            .collect();
+        due.sort();
+        due.into_iter()
+            .map(|(_, _, uri, healthy)| (uri, healthy))
+            .collect()
+    }
+
+    /// Records a fetch: a success is due again after `refresh`, a failure after its
+    /// backoff, keeping the keys it had.
+    fn record(
+        &self,
+        uri: &str,
+        result: Result<KeySet, JwksError>,
+        schedule: Schedule,
+    ) -> Result<bool, String> {
+        let mut entries = self.lock();
+        let Some(entry) = entries.get_mut(uri) else {
+            // No longer in use: nothing to keep.
+            return Ok(false);
         };
-        let mut report = Refreshed::default();
-        for uri in due {
-            let result = fetch(client, &uri).await;
-            let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(entry) = entries.get_mut(&uri) else {
-                continue;
-            };
-            match result {
-                Ok(keys) => {
-                    if entry.keys.as_ref() != Some(&keys) {
-                        report.changed.push(uri.clone());
-                    }
-                    entry.keys = Some(keys);
-                    entry.due = Some(Instant::now() + refresh);
-                }
-                Err(e) => {
-                    report.failed.push((uri.clone(), e.to_string()));
-                    entry.due = Some(Instant::now() + retry);
-                }
+        entry.in_flight = false;
+        match result {
+            Ok(keys) => {
+                let changed = entry.keys.as_ref() != Some(&keys);
+                entry.keys = Some(keys);
+                entry.failures = 0;
+                entry.healthy = true;
+                entry.due = Some(Instant::now() + schedule.refresh);
+                Ok(changed)
+            }
+            Err(e) => {
+                entry.failures = entry.failures.saturating_add(1);
+                entry.healthy = false;
+                entry.due = Some(Instant::now() + schedule.after_failures(entry.failures));
+                Err(e.to_string())
             }
         }
+    }
+}
+
+/// Runs the fetches of a [`JwksCache`]: every URI on a task of its own, at most
+/// `concurrency` at once among healthy URIs and as many among the others (new or
+/// failing), so a tenant's dead or slow URIs delay no issuer that answers.
+#[derive(Debug, Clone)]
+pub struct Refresher {
+    fetcher: Fetcher,
+    schedule: Schedule,
+    healthy: Arc<Semaphore>,
+    others: Arc<Semaphore>,
+}
+
+impl Refresher {
+    /// A refresher fetching with `fetcher` on `schedule`.
+    pub fn new(fetcher: Fetcher, schedule: Schedule, concurrency: std::num::NonZeroU16) -> Self {
+        let permits = usize::from(concurrency.get());
+        Self {
+            fetcher,
+            schedule,
+            healthy: Arc::new(Semaphore::new(permits)),
+            others: Arc::new(Semaphore::new(permits)),
+        }
+    }
+
+    /// Starts a fetch for every due URI not already being fetched; each reports on
+    /// `results` as soon as it is done. Returns how many were started.
+    pub fn start_due(&self, cache: &JwksCache, results: &mpsc::UnboundedSender<Fetched>) -> usize {
+        let due = cache.take_due();
+        let started = due.len();
+        for (uri, healthy) in due {
+            let pool = if healthy { &self.healthy } else { &self.others }.clone();
+            let (fetcher, cache, results) = (self.fetcher.clone(), cache.clone(), results.clone());
+            let schedule = self.schedule;
+            tokio::spawn(async move {
+                let Ok(_permit) = pool.acquire_owned().await else {
+                    return;
+                };
+                let result = fetcher.fetch(&uri).await;
+                let outcome = cache.record(&uri, result, schedule);
+                let _ = results.send(Fetched { uri, outcome });
+            });
+        }
+        started
+    }
+
+    /// Fetches every due URI and waits for all of them (`render`, tests).
+    pub async fn refresh_due(&self, cache: &JwksCache) -> Refreshed {
+        let (sender, mut receiver) = mpsc::unbounded_channel();
+        self.start_due(cache, &sender);
+        drop(sender);
+        let mut report = Refreshed::default();
+        while let Some(fetched) = receiver.recv().await {
+            match fetched.outcome {
+                Ok(true) => report.changed.push(fetched.uri),
+                Ok(false) => {}
+                Err(e) => report.failed.push((fetched.uri, e)),
+            }
+        }
+        report.changed.sort();
+        report.failed.sort();
         report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_back_off_exponentially_up_to_the_refresh_interval() {
+        let schedule = Schedule {
+            refresh: Duration::from_secs(20 * 60),
+            retry: Duration::from_secs(30),
+        };
+        let waits: Vec<u64> = (1..=8)
+            .map(|n| schedule.after_failures(n).as_secs())
+            .collect();
+        assert_eq!(waits, [30, 60, 120, 240, 480, 960, 1200, 1200]);
+        assert_eq!(schedule.after_failures(u32::MAX).as_secs(), 1200);
     }
 }

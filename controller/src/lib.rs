@@ -1,11 +1,13 @@
 //! The modelgate controller: from annotated SeldonDeployments to the Istio objects and the
 //! filter configuration that guard and route them.
 //!
-//! - [`settings`]: what the controller is told (defaults, gateway and TLS choices).
+//! - [`settings`]: what the controller is told (defaults, gateway and TLS choices);
+//!   [`tenancy`]: what tenants may name in their models' JWT annotations.
 //! - [`seldon`], [`annotations`]: what it reads, parsed into [`annotations::ModelOptions`].
 //! - [`generate`]: the pure function from SeldonDeployments and settings to objects,
 //!   shared by `render` and `run`; [`filter_config`] builds the filter's configuration,
 //!   from keys [`key_sets`] reduced to what the filter can use.
+//! - [`jwks`]: fetching issuers' keys, bounded and confined to admitted targets.
 //! - [`manifests`]: YAML in and out for the CLI; [`explain`]: the filter's decision, natively.
 
 pub mod annotations;
@@ -22,6 +24,7 @@ pub mod reconcile;
 pub mod run;
 pub mod seldon;
 pub mod settings;
+pub mod tenancy;
 pub mod wasm;
 pub mod wasm_server;
 

@@ -232,7 +232,7 @@ fn generate_from_files(
         }
         return Ok(first);
     }
-    let keys = fetch_all(&first.jwks_uris)?;
+    let keys = fetch_all(&first.jwks_uris, settings)?;
     Ok(generate(
         &manifests.seldon_deployments,
         Inputs {
@@ -242,23 +242,28 @@ fn generate_from_files(
     ))
 }
 
+/// Fetches every URI under the same rules and limits as `run`, all at once.
 fn fetch_all(
     uris: &std::collections::BTreeSet<String>,
+    settings: &Settings,
 ) -> anyhow::Result<BTreeMap<String, modelgate_core::config::KeySet>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let client = jwks::http_client(std::time::Duration::from_secs(10));
-    let mut keys = BTreeMap::new();
-    for uri in uris {
-        match runtime.block_on(jwks::fetch(&client, uri)) {
-            Ok(set) => {
-                keys.insert(uri.clone(), set);
-            }
-            Err(e) => eprintln!("warning: {e}: models using it deny every request"),
-        }
+    let defaults = modelgate_controller::RunSettings::default();
+    let fetcher = jwks::Fetcher::new(&settings.jwks, defaults.jwks_timeout)?;
+    let schedule = jwks::Schedule {
+        refresh: defaults.jwks_refresh,
+        retry: defaults.jwks_retry,
+    };
+    let refresher = jwks::Refresher::new(fetcher, schedule, defaults.jwks_concurrency);
+    let cache = jwks::JwksCache::default();
+    cache.track(uris);
+    let report = runtime.block_on(refresher.refresh_due(&cache));
+    for (_, e) in &report.failed {
+        eprintln!("warning: {e}: models using it deny every request");
     }
-    Ok(keys)
+    Ok(cache.snapshot())
 }
 
 fn report(generated: &Generated) {

@@ -53,6 +53,9 @@ pub enum RunError {
     /// Leader election failed.
     #[error("leader election: {0}")]
     Lease(#[from] kube_lease_manager::LeaseManagerError),
+    /// The JWKS HTTP client cannot be built.
+    #[error(transparent)]
+    JwksClient(#[from] crate::jwks::fetch::ClientError),
 }
 
 /// CRDs the controller needs, with install hints.
@@ -110,6 +113,7 @@ async fn termination() {
 /// Runs the controller until it is told to stop.
 pub async fn run(settings: Settings, run: RunSettings) -> Result<(), RunError> {
     crate::install_crypto_provider();
+    let jwks_fetcher = crate::jwks::Fetcher::new(&settings.jwks, run.jwks_timeout)?;
     let client = Client::try_default().await?;
     check_crds(&client, &settings).await?;
 
@@ -180,7 +184,14 @@ pub async fn run(settings: Settings, run: RunSettings) -> Result<(), RunError> {
                 }
             }
         };
-        lead(ctx.clone(), &run, server.clone(), lost_or_stopped).await;
+        lead(
+            ctx.clone(),
+            &run,
+            &jwks_fetcher,
+            server.clone(),
+            lost_or_stopped,
+        )
+        .await;
         if *stop_rx.borrow() {
             break;
         }
@@ -198,6 +209,7 @@ pub async fn run(settings: Settings, run: RunSettings) -> Result<(), RunError> {
 async fn lead(
     ctx: Arc<Context>,
     run: &RunSettings,
+    jwks_fetcher: &crate::jwks::Fetcher,
     server: ServerState,
     until: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
@@ -298,28 +310,40 @@ async fn lead(
     let keys = {
         let ctx = ctx.clone();
         let wake = wake.clone();
-        let (refresh, retry) = (run.jwks_refresh, run.jwks_retry);
-        let http = crate::jwks::http_client(run.jwks_timeout);
+        let refresher = crate::jwks::Refresher::new(
+            jwks_fetcher.clone(),
+            crate::jwks::Schedule {
+                refresh: run.jwks_refresh,
+                retry: run.jwks_retry,
+            },
+            run.jwks_concurrency,
+        );
         let mut done = done_rx.clone();
         tokio::spawn(async move {
+            // Each URI is fetched on a task of its own and reports here when done, so new
+            // keys are applied at once, whatever other URIs are still doing.
+            let (results, mut fetched) = tokio::sync::mpsc::unbounded_channel();
             loop {
-                let report = ctx.jwks.refresh_due(&http, refresh, retry).await;
-                for (uri, e) in &report.failed {
-                    tracing::warn!(%uri, "JWKS refresh failed, keeping the last good keys: {e}");
-                    ctx.metrics.jwks_fetched(false);
-                }
-                for uri in &report.changed {
-                    tracing::info!(%uri, "JWKS keys changed");
-                    ctx.metrics.jwks_fetched(true);
-                }
-                if !report.changed.is_empty() {
-                    wake.notify_one();
-                }
+                refresher.start_due(&ctx.jwks, &results);
                 let next = ctx.jwks.next_due().map_or(Duration::from_secs(1), |d| {
                     d.saturating_duration_since(Instant::now())
                         .min(Duration::from_secs(1))
                 });
                 tokio::select! {
+                    Some(crate::jwks::Fetched { uri, outcome }) = fetched.recv() => match outcome {
+                        Ok(changed) => {
+                            ctx.metrics.jwks_fetched(true);
+                            if changed {
+                                tracing::info!(%uri, "JWKS keys changed");
+                                wake.notify_one();
+                            }
+                        }
+                        Err(e) => {
+                            let failures = ctx.jwks.backoff(&uri).map_or(0, |(n, _)| n);
+                            tracing::warn!(%uri, failures, "JWKS refresh failed, keeping the last good keys: {e}");
+                            ctx.metrics.jwks_fetched(false);
+                        }
+                    },
                     _ = tokio::time::sleep(next) => {}
                     _ = done.wait_for(|d| *d) => return,
                 }

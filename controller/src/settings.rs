@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::jwks::target::{AllowedTarget, TargetPolicy};
+use crate::tenancy::PatternsByNamespace;
+
 /// `seldon.io/auth` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -154,6 +157,8 @@ pub struct Settings {
     pub default_namespace: String,
     /// What a tenant's SeldonDeployment may claim beyond its own namespace.
     pub tenancy: TenancySettings,
+    /// Which JWKS URIs the controller fetches at all, and how much it reads.
+    pub jwks: JwksSettings,
 }
 
 impl Default for Settings {
@@ -175,6 +180,45 @@ impl Default for Settings {
             service_url: "http://modelgate.modelgate-system.svc.cluster.local:8080".into(),
             default_namespace: "default".into(),
             tenancy: TenancySettings::default(),
+            jwks: JwksSettings::default(),
+        }
+    }
+}
+
+/// [`JwksSettings::max_bytes`] when the settings do not say: 1 MiB, far above any real
+/// JWKS (a few KiB) and far below the controller's memory limit.
+pub const DEFAULT_JWKS_MAX_BYTES: u64 = 1024 * 1024;
+
+/// What the controller fetches as a JWKS (settings `jwks`), whoever names the URI.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct JwksSettings {
+    /// Whether `http://` JWKS URIs are fetched (only `https://` otherwise).
+    pub allow_http: bool,
+    /// Largest JWKS body read, in bytes; a larger one fails the fetch.
+    pub max_bytes: u64,
+    /// Networks and host names admitted despite being internal: loopback, link-local,
+    /// private and other non-public addresses, and cluster names (`*.svc`,
+    /// `*.cluster.local`, single labels) are refused otherwise.
+    pub allowed_targets: Vec<AllowedTarget>,
+}
+
+impl Default for JwksSettings {
+    fn default() -> Self {
+        Self {
+            allow_http: false,
+            max_bytes: DEFAULT_JWKS_MAX_BYTES,
+            allowed_targets: Vec::new(),
+        }
+    }
+}
+
+impl JwksSettings {
+    /// The scheme and target rules these settings make.
+    pub fn target_policy(&self) -> TargetPolicy {
+        TargetPolicy {
+            allow_http: self.allow_http,
+            allowed: self.allowed_targets.clone(),
         }
     }
 }
@@ -194,7 +238,7 @@ pub enum UngrantedHosts {
 /// What a tenant, who may edit SeldonDeployments in its own namespace only, may make the
 /// controller do outside that namespace: create Gateways, and bind hostnames that other
 /// namespaces' models or other applications are served on.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct TenancySettings {
     /// Namespaces where a Gateway a model names is created for a model of any namespace.
@@ -207,6 +251,27 @@ pub struct TenancySettings {
     pub hosts: BTreeMap<String, Vec<String>>,
     /// What a host that no pattern grants gets.
     pub ungranted_hosts: UngrantedHosts,
+    /// Issuers models may name in `seldon.io/jwt-issuer`, by namespace (`*`: every
+    /// namespace); patterns are exact or a prefix ending in `*`. Empty: any.
+    pub allowed_issuers: PatternsByNamespace,
+    /// JWKS URIs models may name in `seldon.io/jwt-jwks-uri`, likewise; empty: any (that
+    /// the `jwks` target rules admit).
+    pub allowed_jwks_uris: PatternsByNamespace,
+    /// Whether models may carry their keys inline (`seldon.io/jwt-jwks`).
+    pub allow_inline_jwks: bool,
+}
+
+impl Default for TenancySettings {
+    fn default() -> Self {
+        Self {
+            gateway_namespaces: Vec::new(),
+            hosts: BTreeMap::new(),
+            ungranted_hosts: UngrantedHosts::default(),
+            allowed_issuers: BTreeMap::new(),
+            allowed_jwks_uris: BTreeMap::new(),
+            allow_inline_jwks: true,
+        }
+    }
 }
 
 impl TenancySettings {
@@ -246,6 +311,9 @@ impl TenancySettings {
 /// [`RunSettings::concurrency`] when the settings do not say.
 pub const DEFAULT_CONCURRENCY: NonZeroU16 = NonZeroU16::new(16).unwrap();
 
+/// [`RunSettings::jwks_concurrency`] when the settings do not say.
+pub const DEFAULT_JWKS_CONCURRENCY: NonZeroU16 = NonZeroU16::new(8).unwrap();
+
 /// Settings of `modelgate run` only.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -257,12 +325,17 @@ pub struct RunSettings {
     /// How often JWKS URIs are fetched again.
     #[serde(with = "humantime_serde_shim")]
     pub jwks_refresh: Duration,
-    /// How soon a failed JWKS fetch is tried again.
+    /// How soon a failed JWKS fetch is tried again; each further failure doubles the
+    /// wait, up to `jwks_refresh`.
     #[serde(with = "humantime_serde_shim")]
     pub jwks_retry: Duration,
-    /// Timeout of one JWKS fetch.
+    /// Timeout of one JWKS fetch (connection, answer and body).
     #[serde(with = "humantime_serde_shim")]
     pub jwks_timeout: Duration,
+    /// JWKS fetches at once, in each of two pools: URIs that answered since the
+    /// controller started, and the others (new or failing), so tenants' slow or dead
+    /// URIs never hold up the issuers that work.
+    pub jwks_concurrency: NonZeroU16,
     /// Name of the leader-election Lease.
     pub lease_name: String,
     /// Namespace of the Lease (the controller's own).
@@ -282,6 +355,7 @@ impl Default for RunSettings {
             jwks_refresh: Duration::from_secs(20 * 60),
             jwks_retry: Duration::from_secs(30),
             jwks_timeout: Duration::from_secs(10),
+            jwks_concurrency: DEFAULT_JWKS_CONCURRENCY,
             lease_name: "modelgate-leader".into(),
             lease_namespace: "modelgate-system".into(),
             concurrency: DEFAULT_CONCURRENCY,
@@ -338,8 +412,19 @@ impl Settings {
         }
         if let Some(uri) = &self.default_jwks_uri {
             crate::annotations::parse_jwks_uri(uri)
+                .and_then(|u| reqwest::Url::parse(&u).map_err(|e| e.to_string()))
+                .and_then(|url| self.jwks.target_policy().check_uri(&url))
                 .map_err(|e| invalid("defaultJwksUri", uri, e))?;
         }
+        if self.jwks.max_bytes == 0 {
+            return Err(invalid(
+                "jwks.maxBytes",
+                "0",
+                "a number of bytes, 1 or more",
+            ));
+        }
+        crate::tenancy::validate_rules(&self.tenancy)
+            .map_err(|(setting, value, expected)| invalid(setting, value, expected))?;
         if self.gateway_selector.is_empty() {
             return Err(invalid("gatewaySelector", "{}", "at least one label"));
         }
@@ -490,6 +575,19 @@ pub struct SettingsArgs {
     /// Namespace of SeldonDeployments whose manifest names none.
     #[arg(long, short = 'n', env = "MODELGATE_DEFAULT_NAMESPACE")]
     pub default_namespace: Option<String>,
+    /// Fetch http:// JWKS URIs too (only https:// otherwise).
+    #[arg(long, env = "MODELGATE_JWKS_ALLOW_HTTP")]
+    pub jwks_allow_http: Option<bool>,
+    /// Largest JWKS body read, in bytes.
+    #[arg(long, env = "MODELGATE_JWKS_MAX_BYTES")]
+    pub jwks_max_bytes: Option<u64>,
+    /// Networks (10.0.0.0/8, 127.0.0.1) and host names (idp.auth.svc.cluster.local,
+    /// *.corp.example) JWKS may be fetched from although internal (comma-separated).
+    #[arg(long, env = "MODELGATE_JWKS_ALLOWED_TARGETS", value_delimiter = ',')]
+    pub jwks_allowed_targets: Vec<String>,
+    /// Whether models may carry inline keys (seldon.io/jwt-jwks).
+    #[arg(long, env = "MODELGATE_TENANTS_ALLOW_INLINE_JWKS")]
+    pub tenancy_allow_inline_jwks: Option<bool>,
 }
 
 impl SettingsArgs {
@@ -542,6 +640,25 @@ impl SettingsArgs {
         }
         if self.wasm_sha256.is_some() {
             s.wasm_sha256.clone_from(&self.wasm_sha256);
+        }
+        if let Some(v) = self.jwks_allow_http {
+            s.jwks.allow_http = v;
+        }
+        if let Some(v) = self.jwks_max_bytes {
+            s.jwks.max_bytes = v;
+        }
+        if !self.jwks_allowed_targets.is_empty() {
+            s.jwks.allowed_targets = self
+                .jwks_allowed_targets
+                .iter()
+                .map(|t| {
+                    AllowedTarget::try_from(t.clone())
+                        .map_err(|e| invalid("jwks.allowedTargets", t, e))
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(v) = self.tenancy_allow_inline_jwks {
+            s.tenancy.allow_inline_jwks = v;
         }
         s.validate()?;
         Ok(file)
@@ -617,9 +734,51 @@ mod tests {
     }
 
     #[test]
+    fn jwks_settings_are_strict_by_default_and_flags_relax_them() {
+        let defaults = Settings::default();
+        assert!(!defaults.jwks.allow_http);
+        assert_eq!(defaults.jwks.max_bytes, 1024 * 1024);
+        assert!(defaults.jwks.allowed_targets.is_empty());
+        assert!(defaults.tenancy.allow_inline_jwks);
+        assert_eq!(RunSettings::default().jwks_concurrency.get(), 8);
+        let args = SettingsArgs {
+            default_jwks_uri: Some("http://keycloak.auth.svc.cluster.local/certs".into()),
+            jwks_allow_http: Some(true),
+            jwks_max_bytes: Some(4096),
+            jwks_allowed_targets: vec![
+                "keycloak.auth.svc.cluster.local".into(),
+                "10.0.0.0/8".into(),
+            ],
+            tenancy_allow_inline_jwks: Some(false),
+            ..SettingsArgs::default()
+        };
+        let s = args.resolve().unwrap().settings;
+        assert!(s.jwks.allow_http && !s.tenancy.allow_inline_jwks);
+        assert_eq!((s.jwks.max_bytes, s.jwks.allowed_targets.len()), (4096, 2));
+        let bad = SettingsArgs {
+            jwks_allowed_targets: vec!["https://x/".into()],
+            ..SettingsArgs::default()
+        };
+        let err = bad.resolve().unwrap_err().to_string();
+        assert!(err.contains("jwks.allowedTargets"), "{err}");
+        let err = serde_yaml_ng::from_str::<ConfigFile>("jwks: {allowHtp: true}").unwrap_err();
+        assert!(err.to_string().contains("allowHtp"), "{err}");
+    }
+
+    #[test]
     fn bad_settings_name_the_setting() {
         type Change = fn(&mut Settings);
-        let cases: [(&str, Change); 5] = [
+        let cases: [(&str, Change); 9] = [
+            ("defaultJwksUri", |s| {
+                s.default_jwks_uri = Some("http://idp.example.com/jwks".into())
+            }),
+            ("defaultJwksUri", |s| {
+                s.default_jwks_uri = Some("https://keycloak.auth.svc.cluster.local/certs".into())
+            }),
+            ("jwks.maxBytes", |s| s.jwks.max_bytes = 0),
+            ("tenancy.allowedJwksUris", |s| {
+                s.tenancy = serde_yaml_ng::from_str("allowedJwksUris: {x: [https://a*]}").unwrap()
+            }),
             ("defaultGateway", |s| s.default_gateway = "a/b/c".into()),
             ("defaultJwksUri", |s| {
                 s.default_jwks_uri = Some("ftp://x".into())

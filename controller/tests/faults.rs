@@ -17,7 +17,7 @@ use common::fake_api::{FakeApi, Fault};
 use common::jwks_server::{Answer, JwksServer};
 use http::Method;
 use kube::runtime::events::Reporter;
-use modelgate_controller::jwks::http_client;
+use modelgate_controller::jwks::{Fetcher, Refresher, Schedule};
 use modelgate_controller::manifests;
 use modelgate_controller::reconcile::{Context, SHARED_OBJECTS, reconcile_global, reconcile_model};
 use modelgate_controller::seldon::SeldonDeployment;
@@ -62,6 +62,7 @@ fn sdeps(models: &[String]) -> Vec<SeldonDeployment> {
 fn context(api: &FakeApi) -> Context {
     let mut settings = common::golden_settings(&common::test_data().join("none.yaml"));
     settings.tenancy.gateway_namespaces = vec!["edge".into()];
+    settings.jwks = common::jwks_server::loopback_jwks_settings();
     let wasm = common::test_wasm(&settings);
     let mut ctx = Context::new(api.client(), settings, wasm, None);
     ctx.api_timeout = Duration::from_millis(200);
@@ -420,16 +421,30 @@ fn broken_answers() -> Vec<(&'static str, Answer, &'static str)> {
     ]
 }
 
-/// Fetches what is due now (every URI: refresh and retry are zero) and applies the result.
+/// Fetches JWKS from the loopback issuers with the test timeout, on `schedule`.
+fn refresher(schedule: Schedule) -> Refresher {
+    let fetcher = Fetcher::new(
+        &common::jwks_server::loopback_jwks_settings(),
+        FETCH_TIMEOUT,
+    );
+    Refresher::new(fetcher.unwrap(), schedule, 8.try_into().unwrap())
+}
+
+/// Fetches what is due now (every URI: refresh and retry are zero).
+fn every_time() -> Refresher {
+    refresher(Schedule {
+        refresh: Duration::ZERO,
+        retry: Duration::ZERO,
+    })
+}
+
+/// Fetches what is due and applies the result.
 async fn refresh_and_apply(
     ctx: &Context,
-    http: &reqwest::Client,
+    http: &Refresher,
     all: &[SeldonDeployment],
 ) -> modelgate_controller::jwks::Refreshed {
-    let report = ctx
-        .jwks
-        .refresh_due(http, Duration::ZERO, Duration::ZERO)
-        .await;
+    let report = http.refresh_due(&ctx.jwks).await;
     reconcile_global(ctx, all).await.unwrap();
     report
 }
@@ -450,7 +465,7 @@ async fn a_failing_jwks_endpoint_never_empties_or_replaces_a_models_last_good_ke
     ]);
     let api = FakeApi::default();
     let ctx = context(&api);
-    let http = http_client(FETCH_TIMEOUT);
+    let http = every_time();
     converge(&ctx, &all).await;
     // Not fetched yet: no keys, so a is denied (fail closed), never open.
     assert_eq!(model_kids(&api, "models/a"), Vec::<String>::new());
@@ -481,16 +496,22 @@ async fn a_failing_jwks_endpoint_never_empties_or_replaces_a_models_last_good_ke
     let report = refresh_and_apply(&ctx, &http, &all).await;
     assert_eq!(report.failed.len(), 1, "down: {report:?}");
     assert_eq!(serde_json::to_string(&plugin_config(&api)).unwrap(), good);
-    // A failure is retried on the retry schedule, not the refresh one.
-    let retry = Duration::from_millis(100);
+    // A failure is retried on the retry schedule, not the refresh one, backing off
+    // exponentially with every failure in a row.
+    let schedule = Schedule {
+        refresh: Duration::from_secs(3600),
+        retry: Duration::from_millis(1),
+    };
     let before = std::time::Instant::now();
-    ctx.jwks
-        .refresh_due(&http, Duration::from_secs(3600), retry)
-        .await;
-    let due = ctx.jwks.next_due().unwrap();
+    refresher(schedule).refresh_due(&ctx.jwks).await;
+    let (failures, due) = ctx.jwks.backoff(&uri).unwrap();
+    let due = due.unwrap();
+    let wait = schedule.after_failures(failures);
+    assert_eq!(failures, broken_answers().len() as u32 + 2);
+    assert_eq!(wait, Duration::from_millis(1 << (failures - 1)));
     assert!(
-        due > before && due <= std::time::Instant::now() + retry,
-        "a failed fetch is due again after the retry delay"
+        due >= before + wait && due <= std::time::Instant::now() + wait,
+        "a failed fetch is due again after its backoff"
     );
     tokio::time::sleep(due.saturating_duration_since(std::time::Instant::now())).await;
 
@@ -526,7 +547,7 @@ async fn a_restart_while_the_jwks_endpoint_is_down_keeps_the_keys_the_filter_has
         ),
     ]);
     let api = FakeApi::default();
-    let http = http_client(FETCH_TIMEOUT);
+    let http = every_time();
     let ctx = context(&api);
     converge(&ctx, &all).await;
     refresh_and_apply(&ctx, &http, &all).await;
@@ -729,7 +750,7 @@ async fn a_restart_keeps_a_broken_models_last_good_entry_and_its_gateway() {
     );
     let good = sdeps(&[a(&[]), b.clone()]);
     let api = FakeApi::default();
-    let http = http_client(FETCH_TIMEOUT);
+    let http = every_time();
     let ctx = context(&api);
     converge(&ctx, &good).await;
     refresh_and_apply(&ctx, &http, &good).await;
@@ -777,4 +798,115 @@ async fn a_restart_keeps_a_broken_models_last_good_entry_and_its_gateway() {
     converge(&ctx, &good).await;
     refresh_and_apply(&ctx, &http, &good).await;
     assert_eq!(model_kids(&api, "models/a"), ["rsa-b"]);
+}
+
+#[tokio::test]
+async fn a_model_breaking_a_platform_rule_gets_its_own_error_and_is_never_fetched() {
+    let a = |extra: &[&str]| {
+        let mut annotations = vec!["seldon.io/jwt-audiences: team-a"];
+        annotations.extend_from_slice(extra);
+        model("a", "seldon-gateway", &[("p", 100)], &annotations)
+    };
+    let others = [
+        model("b", "edge/public", &[("p", 100)], &["seldon.io/auth: none"]),
+        model(
+            "c",
+            "seldon-gateway",
+            &[("p", 100)],
+            &[
+                "seldon.io/jwt-issuer: https://idp.models.example/team-c",
+                "seldon.io/jwt-jwks-uri: https://idp.models.example/team-c/certs",
+            ],
+        ),
+    ];
+    let good = sdeps(&[vec![a(&[])], others.to_vec()].concat());
+    let api = FakeApi::default();
+    let mut ctx = context(&api);
+    // The platform's rules, with the default (strict) JWKS target rules.
+    ctx.settings.jwks = Default::default();
+    ctx.settings.tenancy = serde_yaml_ng::from_str(
+        "gatewayNamespaces: [edge]\n\
+         allowedIssuers: {'*': ['https://idp.models.example/*']}\n\
+         allowedJwksUris: {'*': ['https://idp.models.example/*']}\n\
+         allowInlineJwks: false\n",
+    )
+    .unwrap();
+    ctx.settings.validate().unwrap();
+    ctx.reporter = Some(Reporter {
+        controller: "modelgate".into(),
+        instance: None,
+    });
+    converge(&ctx, &good).await;
+    let whole = cluster(&api);
+    let footprints: Vec<String> = ["a", "b", "c"].iter().map(|m| footprint(&api, m)).collect();
+    api.take_writes();
+
+    let inline = format!("seldon.io/jwt-jwks: '{}'", jwks_of(&TestKey::rsa_b()));
+    let broken = [
+        (
+            "seldon.io/jwt-issuer: https://idp.bank.example",
+            "seldon.io/jwt-issuer",
+            "tenancy.allowedIssuers",
+            None,
+        ),
+        (
+            "seldon.io/jwt-jwks-uri: https://idp.bank.example/jwks",
+            "seldon.io/jwt-jwks-uri",
+            "tenancy.allowedJwksUris",
+            Some("https://idp.bank.example/jwks"),
+        ),
+        (
+            inline.as_str(),
+            "seldon.io/jwt-jwks",
+            "tenancy.allowInlineJwks",
+            None,
+        ),
+        (
+            "seldon.io/jwt-jwks-uri: http://idp.models.example/team-a/certs",
+            "seldon.io/jwt-jwks-uri",
+            "jwks.allowHttp",
+            Some("http://idp.models.example/team-a/certs"),
+        ),
+        (
+            "seldon.io/jwt-jwks-uri: https://169.254.169.254/latest/meta-data",
+            "seldon.io/jwt-jwks-uri",
+            "jwks.allowedTargets",
+            Some("https://169.254.169.254/latest/meta-data"),
+        ),
+        (
+            "seldon.io/jwt-jwks-uri: https://keycloak.auth.svc.cluster.local/certs",
+            "seldon.io/jwt-jwks-uri",
+            "jwks.allowedTargets",
+            Some("https://keycloak.auth.svc.cluster.local/certs"),
+        ),
+    ];
+    for (line, annotation, rule, uri) in broken {
+        let now = sdeps(&[vec![a(&[line])], others.to_vec()].concat());
+        let events = api.events().len();
+        let retries = converge(&ctx, &now).await;
+        assert!(retries.delays.is_empty(), "{line}: {retries:?}");
+        let writes: Vec<String> = api
+            .take_writes()
+            .into_iter()
+            .filter(|w| !w.starts_with("PATCH events "))
+            .collect();
+        assert_eq!(writes, Vec::<String>::new(), "{line}");
+        assert_eq!(cluster(&api), whole, "{line}");
+        for (m, before) in ["a", "b", "c"].iter().zip(&footprints) {
+            assert_eq!(&footprint(&api, m), before, "{line} changed {m}");
+        }
+        // Told on a alone, naming the annotation and the rule.
+        let new: Vec<Value> = api.events()[events..].to_vec();
+        assert_eq!(new.len(), 1, "{line}: {new:?}");
+        assert_eq!(new[0]["type"], "Warning");
+        assert_eq!(new[0]["regarding"]["name"], "a");
+        let note = new[0]["note"].as_str().unwrap();
+        assert!(note.contains(annotation) && note.contains(rule), "{note}");
+        // The refused URI is not among those fetched.
+        let fetched = ctx.generate(&now).jwks_uris;
+        if let Some(uri) = uri {
+            assert!(!fetched.contains(uri), "{line}: {fetched:?}");
+        }
+        assert!(fetched.contains("https://idp.models.example/team-c/certs"));
+    }
 }

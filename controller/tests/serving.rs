@@ -10,7 +10,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
 use modelgate_controller::generate::WasmSource;
-use modelgate_controller::jwks::{JwksCache, http_client};
+use modelgate_controller::jwks::{Fetcher, JwksCache, Refresher, Schedule};
 use modelgate_controller::metrics::Metrics;
 use modelgate_controller::wasm::filter_sha256;
 use modelgate_controller::wasm_server::ServerState;
@@ -47,7 +47,11 @@ async fn the_served_module_hashes_to_the_wasm_plugins_sha256() {
     let source = WasmSource::from_settings(&settings, &filter_sha256());
     let plugin =
         modelgate_controller::generate::render_wasm_plugin(&Default::default(), &settings, &source);
-    let client = http_client(Duration::from_secs(5));
+    modelgate_controller::install_crypto_provider();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
     let body = client
         .get(&plugin.spec.url)
         .send()
@@ -148,7 +152,18 @@ async fn jwks_refresh_rotation_and_outage_keep_the_last_good_keys() {
     let uri = format!("{base}/jwks");
     let cache = JwksCache::default();
     cache.track(&[uri.clone()].into());
-    let client = http_client(Duration::from_millis(500));
+    let fetcher = Fetcher::new(
+        &common::jwks_server::loopback_jwks_settings(),
+        Duration::from_millis(500),
+    )
+    .unwrap();
+    let on = |refresh, retry| {
+        Refresher::new(
+            fetcher.clone(),
+            Schedule { refresh, retry },
+            8.try_into().unwrap(),
+        )
+    };
     let kid = |cache: &JwksCache| {
         cache.snapshot()[&uri].keys[0]["kid"]
             .as_str()
@@ -157,26 +172,22 @@ async fn jwks_refresh_rotation_and_outage_keep_the_last_good_keys() {
     };
 
     // First fetch, then nothing is due until the refresh interval passes.
-    let report = cache
-        .refresh_due(&client, Duration::from_secs(3600), Duration::ZERO)
+    let report = on(Duration::from_secs(3600), Duration::ZERO)
+        .refresh_due(&cache)
         .await;
     assert_eq!(report.changed, std::slice::from_ref(&uri));
     assert_eq!(kid(&cache), "rsa-a");
-    let report = cache
-        .refresh_due(&client, Duration::from_secs(3600), Duration::ZERO)
+    let report = on(Duration::from_secs(3600), Duration::ZERO)
+        .refresh_due(&cache)
         .await;
     assert!(report.changed.is_empty() && report.failed.is_empty());
 
     // Rotation: with a zero refresh interval every round fetches.
     let cache = JwksCache::default();
     cache.track(&[uri.clone()].into());
-    cache
-        .refresh_due(&client, Duration::ZERO, Duration::ZERO)
-        .await;
+    on(Duration::ZERO, Duration::ZERO).refresh_due(&cache).await;
     *issuer.lock().unwrap() = Issuer::Keys(modelgate_testkit::jwks(&[&TestKey::rsa_b()]));
-    let report = cache
-        .refresh_due(&client, Duration::ZERO, Duration::ZERO)
-        .await;
+    let report = on(Duration::ZERO, Duration::ZERO).refresh_due(&cache).await;
     assert_eq!(report.changed, std::slice::from_ref(&uri));
     assert_eq!(kid(&cache), "rsa-b");
 
@@ -187,17 +198,24 @@ async fn jwks_refresh_rotation_and_outage_keep_the_last_good_keys() {
         Issuer::Slow,
     ] {
         *issuer.lock().unwrap() = answer;
-        let report = cache
-            .refresh_due(&client, Duration::ZERO, Duration::ZERO)
-            .await;
+        let report = on(Duration::ZERO, Duration::ZERO).refresh_due(&cache).await;
         assert_eq!(report.failed.len(), 1, "{report:?}");
         assert_eq!(kid(&cache), "rsa-b");
     }
-    // A failure is retried after the retry delay, not the refresh interval.
-    cache
-        .refresh_due(&client, Duration::from_secs(3600), Duration::from_secs(60))
+    // A failure is retried after the retry delay, doubled by each failure in a row, not
+    // the refresh interval.
+    let schedule = Schedule {
+        refresh: Duration::from_secs(3600),
+        retry: Duration::from_secs(60),
+    };
+    on(schedule.refresh, schedule.retry)
+        .refresh_due(&cache)
         .await;
-    let due = cache.next_due().unwrap();
-    assert!(due <= std::time::Instant::now() + Duration::from_secs(61));
-    assert!(due > std::time::Instant::now() + Duration::from_secs(30));
+    let (failures, due) = cache.backoff(&uri).unwrap();
+    assert_eq!(failures, 4);
+    let wait = schedule.after_failures(failures);
+    assert_eq!(wait, Duration::from_secs(480));
+    let due = due.unwrap();
+    assert!(due <= std::time::Instant::now() + wait);
+    assert!(due > std::time::Instant::now() + wait - Duration::from_secs(30));
 }

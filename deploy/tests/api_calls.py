@@ -69,9 +69,18 @@ class Call:
         return (self.group, self.resource, self.verb)
 
 
+# Rust's literals, then its comments: a `//` or `/*` inside a string ("https://...",
+# "prefix/*") is not a comment, and a bracket inside one ("{") opens nothing.
+LITERAL_OR_COMMENT = re.compile(
+    r"""(?P<literal>(?<![\w])b?r(?P<hashes>#*)".*?"(?P=hashes)|'(?:\\.|[^'\\])'|"(?:\\.|[^"\\])*")|//[^\n]*|/\*.*?\*/""",
+    flags=re.S,
+)
+
+NO_BRACKETS = str.maketrans("{}()[]", "      ")
+
+
 def strip_comments_and_tests(text: str) -> str:
-    text = re.sub(r"//[^\n]*", "", text)
-    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    text = LITERAL_OR_COMMENT.sub(lambda m: (m.group("literal") or "").translate(NO_BRACKETS), text)
     # Unit tests (`#[cfg(test)] mod tests { ... }` and `#[cfg(test)]` items) make no calls
     # in the running controller.
     while True:

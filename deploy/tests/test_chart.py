@@ -157,6 +157,18 @@ def test_default_values_are_the_controllers_defaults():
     assert config["run"]["namespaces"] == []
     assert (config["run"]["jwksRefresh"], config["run"]["jwksRetry"], config["run"]["jwksTimeout"]) == ("20m", "30s", "10s")
     assert config["run"]["concurrency"] == 16
+    assert config["run"]["jwksConcurrency"] == 8
+    # JWKS fetching is https-only, capped at 1 MiB and refuses internal targets; tenants
+    # are unrestricted but for that (controller/src/settings.rs, tenancy.rs).
+    assert config["jwks"] == {"allowHttp": False, "maxBytes": 1048576, "allowedTargets": []}
+    assert config["tenancy"] == {
+        "gatewayNamespaces": [],
+        "hosts": {},
+        "ungrantedHosts": "firstClaim",
+        "allowedIssuers": {},
+        "allowedJwksUris": {},
+        "allowInlineJwks": True,
+    }
 
 
 @pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
@@ -255,3 +267,16 @@ def test_a_changed_setting_rolls_the_pods():
         return deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
 
     assert checksum({}) != checksum({"settings": {"defaultIssuer": "https://idp.example.com"}})
+
+
+def test_the_tenant_rules_of_the_values_reach_the_controller(tmp_path):
+    """values-all lets namespace risk name its own issuer; the same model in shop breaks
+    tenancy.allowedIssuers and tenancy.allowedJwksUris, and `check` says so."""
+    config = chart.controller_config(chart.render(chart.values_all()))
+    audit = (chart.EXAMPLES / "move-to-jwt" / "1-audit.yaml").read_text()
+    moved = tmp_path / "shop.yaml"
+    moved.write_text(audit.replace("namespace: risk", "namespace: shop"))
+    result = chart.modelgate("check", "-f", str(moved), config=config, tmp=tmp_path)
+    assert result.returncode != 0
+    assert "shop/fraud" in result.stderr
+    assert "tenancy.allowedIssuers" in result.stderr and "tenancy.allowedJwksUris" in result.stderr

@@ -1,6 +1,8 @@
 //! A tiny issuer on loopback serving one JWKS URI, whose behaviour a test switches: good
-//! keys, an error status, garbage, a slow answer, a dropped connection, or no listener at
-//! all (connections refused), and back.
+//! keys, an error status, garbage, a slow answer, a dropped connection, a redirect, an
+//! endless body generated on the fly, or no listener at all (connections refused), and
+//! back. The controller refuses loopback and http by default: [`loopback_jwks_settings`]
+//! is what tests set to reach it.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -9,6 +11,14 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+
+use modelgate_controller::settings::JwksSettings;
+
+/// JWKS settings admitting this server: http, and the loopback address it listens on,
+/// set explicitly (the defaults refuse both).
+pub fn loopback_jwks_settings() -> JwksSettings {
+    serde_yaml_ng::from_str("allowHttp: true\nallowedTargets: [127.0.0.1/32]\n").unwrap()
+}
 
 /// How the issuer answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +29,17 @@ pub enum Answer {
     Slow(Duration, String),
     /// Reads the request and closes the connection without a word.
     HangUp,
+    /// A redirect (this status) to this location.
+    Redirect(u16, String),
+    /// 200 and a body of this many bytes, written from one small buffer as fast as the
+    /// client reads; with a `content-length` header when `declared`, otherwise until the
+    /// connection closes.
+    Endless {
+        /// Bytes in the body.
+        bytes: u64,
+        /// Whether the length is announced.
+        declared: bool,
+    },
 }
 
 /// The issuer. Dropping it stops it.
@@ -111,6 +132,39 @@ async fn respond(mut stream: TcpStream, answer: Answer) {
             (200, body)
         }
         Answer::HangUp => return,
+        Answer::Redirect(status, location) => {
+            let head = format!(
+                "HTTP/1.1 {status} X\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.shutdown().await;
+            return;
+        }
+        Answer::Endless { bytes, declared } => {
+            let length = if declared {
+                format!("content-length: {bytes}\r\n")
+            } else {
+                String::new()
+            };
+            let head = format!(
+                "HTTP/1.1 200 X\r\ncontent-type: application/json\r\n{length}connection: close\r\n\r\n"
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            // A JWKS that never ends: `{"keys": [` and then spaces.
+            let mut chunk = vec![b' '; 64 * 1024];
+            chunk[..10].copy_from_slice(b"{\"keys\": [");
+            let mut left = bytes;
+            while left > 0 {
+                let n = left.min(chunk.len() as u64) as usize;
+                if stream.write_all(&chunk[..n]).await.is_err() {
+                    break;
+                }
+                chunk[..10].fill(b' ');
+                left -= n as u64;
+            }
+            let _ = stream.shutdown().await;
+            return;
+        }
     };
     let head = format!(
         "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
