@@ -18,7 +18,7 @@ use crate::claims::{ClaimPath, ClaimRule};
 use crate::config::{
     AuthMode, CONFIG_VERSION, DEFAULT_TOKEN_SOURCE, FilterConfig, JwtPolicy, KeySet, Model, Policy,
 };
-use crate::keys::{VerifyingKey, compile_key};
+use crate::keys::{VerifyingKey, compile_key, select_usable};
 use crate::routing::CompiledRouting;
 use crate::token::{PolicyValidation, TokenSource, is_header_name, validation_for};
 
@@ -197,6 +197,7 @@ fn compile_key_sets<'a>(
                 Err(why) => warnings.push(format!("keySets[{id:?}].keys[{i}] skipped: {why}")),
             }
         }
+        let keys = select_usable(id, keys, warnings);
         if keys.is_empty() {
             warnings.push(format!(
                 "keySets[{id:?}] has no usable key: its policies deny every request"
