@@ -28,6 +28,14 @@ impl ClaimPath {
         &self.name
     }
 
+    /// Whether a string value of this claim is a space-separated list: only for the
+    /// top-level `scope` (RFC 8693 4.2) and `scp` (its common spelling). Any other string,
+    /// nested ones such as `realm_access.scope` included, is one value: a `sub` of
+    /// `"mallory alice"` is not `alice`.
+    pub fn is_scope_list(&self) -> bool {
+        matches!(self.name.as_str(), "scope" | "scp")
+    }
+
     /// The claim's value: a top-level claim of that exact name first (names such as
     /// `https://example.com/roles` hold dots), else the nested one.
     pub fn lookup<'c>(&self, claims: &'c Map<String, Value>) -> Option<&'c Value> {
@@ -66,15 +74,19 @@ pub struct ClaimRule {
 }
 
 impl ClaimRule {
-    /// Whether the claims satisfy this rule. A string claim is a space-separated list
-    /// (`scope`), an array is a list of values.
+    /// Whether the claims satisfy this rule. An array is a list of values; a string is one
+    /// value, except for `scope` and `scp`, space-separated lists
+    /// ([`ClaimPath::is_scope_list`]).
     pub fn holds(&self, claims: &Map<String, Value>) -> bool {
         let Some(value) = self.claim.lookup(claims) else {
             return false;
         };
         let accepted = |candidate: &str| self.values.iter().any(|v| v == candidate);
         match value {
-            Value::String(s) => s.split_ascii_whitespace().any(accepted),
+            Value::String(s) if self.claim.is_scope_list() => {
+                s.split(' ').filter(|v| !v.is_empty()).any(accepted)
+            }
+            Value::String(s) => accepted(s),
             Value::Array(items) => items.iter().filter_map(scalar_text).any(|t| accepted(&t)),
             Value::Number(_) | Value::Bool(_) => scalar_text(value).is_some_and(|t| accepted(&t)),
             _ => false,
@@ -134,6 +146,33 @@ mod tests {
         assert!(!rule("missing", &["x"]).holds(&c));
         assert!(!rule("realm_access.missing", &["x"]).holds(&c));
         assert!(!rule("group.sub", &["x"]).holds(&c));
+    }
+
+    #[test]
+    fn only_top_level_scope_and_scp_are_space_separated_lists() {
+        let c = claims(json!({
+            "sub": "mallory alice",
+            "email": "a@example.com b@example.com",
+            "groups": "marketing fraud-admins",
+            "scope": "openid  predict:run",
+            "scp": "predict:run\tadmin",
+            "realm_access": {"scope": "predict:run other"},
+            "a.scope": "predict:run other"
+        }));
+        assert!(!rule("sub", &["alice"]).holds(&c), "redteam F12");
+        assert!(rule("sub", &["mallory alice"]).holds(&c));
+        assert!(!rule("email", &["b@example.com"]).holds(&c));
+        assert!(!rule("groups", &["fraud-admins"]).holds(&c));
+        assert!(rule("scope", &["predict:run"]).holds(&c), "two spaces");
+        assert!(!rule("scope", &[""]).holds(&c), "no empty scope");
+        assert!(
+            rule("scp", &["predict:run\tadmin"]).holds(&c),
+            "RFC 8693: spaces only"
+        );
+        assert!(!rule("scp", &["admin"]).holds(&c));
+        assert!(!rule("realm_access.scope", &["predict:run"]).holds(&c));
+        assert!(rule("realm_access.scope", &["predict:run other"]).holds(&c));
+        assert!(!rule("a.scope", &["predict:run"]).holds(&c));
     }
 
     #[test]

@@ -475,8 +475,8 @@ fn required_claims_give_403_insufficient_scope() {
     );
     assert_eq!(
         outcome,
-        Outcome::Allowed(AllowReason::Token),
-        "space-separated string claim"
+        Outcome::Denied(DenyReason::InsufficientScope),
+        "only scope and scp are space-separated lists"
     );
 }
 
