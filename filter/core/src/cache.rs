@@ -123,6 +123,7 @@ impl TokenCache {
 
     /// Remembers a verified token until `exp`, with only the claims `keep` names at the
     /// top level (see [`crate::claims::ClaimsUsed`]): what the policy's decisions read.
+    /// Returns those claims, for the caller to decide on exactly what a later hit gets.
     pub fn insert_keeping(
         &mut self,
         key: Key,
@@ -131,8 +132,10 @@ impl TokenCache {
         claims: &Map<String, Value>,
         keep: &crate::claims::ClaimsUsed,
         now: u64,
-    ) {
-        self.insert(key, token, exp, Rc::new(keep.keep(claims)), now);
+    ) -> Rc<Map<String, Value>> {
+        let kept = Rc::new(keep.keep(claims));
+        self.insert(key, token, exp, kept.clone(), now);
+        kept
     }
 
     /// Remembers a verified token until `exp`. An entry counted over the whole budget is
@@ -494,8 +497,9 @@ mod tests {
         });
         let mut cache = TokenCache::new(4);
         let key = TokenCache::key(0, "t");
-        cache.insert_keeping(key, "t", 100, claims.as_object().unwrap(), &used, 0);
+        let returned = cache.insert_keeping(key, "t", 100, claims.as_object().unwrap(), &used, 0);
         let kept = cache.get(&key, "t", 1).unwrap();
+        assert_eq!(returned, kept, "a miss decides on what a hit gets");
         assert_eq!(
             Value::Object((*kept).clone()),
             serde_json::json!({"iss": "i", "exp": 100, "groups": ["ml"]})
