@@ -1,10 +1,11 @@
 //! Any bytes as a token payload: the strict reader the filter uses for claims
 //! (`strict_json::UniqueKeys`) agrees with serde_json on every object whose keys are unique,
-//! and refuses exactly those serde_json reads with a repeated key (last one winning).
+//! and refuses exactly those serde_json reads with a repeated key (last one winning) or
+//! past the reader's bounds (`MAX_MEMBERS` values in all, `MAX_DEPTH` levels).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use modelgate_core::strict_json::UniqueKeys;
+use modelgate_core::strict_json::{MAX_DEPTH, MAX_MEMBERS, UniqueKeys};
 use serde_json::{Map, Value};
 
 /// Whether an object repeats a key at any depth, judged on a reading that keeps every
@@ -20,6 +21,25 @@ fn has_repeated_key(value: &RawValueTree) -> bool {
         RawValueTree::Array(items) => items.iter().any(has_repeated_key),
         RawValueTree::Leaf => false,
     }
+}
+
+/// Values below the top (object members and array items) and levels of nesting, counted
+/// on the same reading.
+fn values_and_depth(value: &RawValueTree) -> (usize, usize) {
+    let children: Vec<&RawValueTree> = match value {
+        RawValueTree::Object(entries) => entries.iter().map(|(_, v)| v).collect(),
+        RawValueTree::Array(items) => items.iter().collect(),
+        RawValueTree::Leaf => return (0, 0),
+    };
+    children
+        .iter()
+        .map(|c| values_and_depth(c))
+        .fold((children.len(), 1), |(n, d), (cn, cd)| (n + cn, d.max(cd + 1)))
+}
+
+fn is_within_bounds(value: &RawValueTree) -> bool {
+    let (values, depth) = values_and_depth(value);
+    values <= MAX_MEMBERS && depth <= MAX_DEPTH
 }
 
 /// JSON read keeping every object member in order, duplicates included.
@@ -89,12 +109,13 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(strict, lenient, "the strict reader changed a value");
             let tree = tree.expect("serde_json read it");
             assert!(!has_repeated_key(&tree), "a repeated key was accepted");
+            assert!(is_within_bounds(&tree), "a document past the bounds was accepted");
         }
         (Err(_), Ok(_)) => {
             let tree = tree.expect("serde_json read it");
             assert!(
-                has_repeated_key(&tree),
-                "refused an object without repeated keys"
+                has_repeated_key(&tree) || !is_within_bounds(&tree),
+                "refused an object without repeated keys, within the bounds"
             );
         }
         (Ok(_), Err(e)) => panic!("accepted what serde_json refuses: {e}"),

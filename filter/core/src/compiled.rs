@@ -22,13 +22,13 @@ use std::rc::Rc;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::claims::{ClaimPath, ClaimRule};
+use crate::claims::{ClaimPath, ClaimRule, ClaimsUsed};
 use crate::config::{
     AuthMode, CONFIG_VERSION, DEFAULT_TOKEN_SOURCE, FilterConfig, JwtPolicy, KeySet, Model, Policy,
 };
 use crate::headers;
-use crate::keys::{VerifyingKey, compile_key};
-use crate::routing::CompiledRouting;
+use crate::keys::{VerifyingKey, compile_key, select_usable};
+use crate::routing::{CompiledRouting, StickyKey};
 use crate::token::{PolicyValidation, TokenSource, is_header_name, validation_for};
 
 /// A configuration error: the path of the bad field and what is wrong with it.
@@ -67,6 +67,9 @@ pub struct CompiledJwt {
     pub forward_claims: Vec<(ClaimPath, String)>,
     /// Whether the token goes on to the model.
     pub forward_token: bool,
+    /// The top-level claims its decisions read (rules, forwarded claims, and its models'
+    /// sticky claims): all the token cache keeps of a verified token.
+    pub claims_used: ClaimsUsed,
 }
 
 impl CompiledJwt {
@@ -270,6 +273,12 @@ fn compile_key_sets<'a>(
             }
             Err(e) => warnings.push(error(&field, format!("unreadable: {e}"))),
         }
+        let mut skipped = Vec::new();
+        let keys = select_usable(id, keys, &mut skipped);
+        warnings.extend(skipped.into_iter().map(|w| match w.split_once(": ") {
+            Some((field, message)) => error(field, message),
+            None => error(&field, w),
+        }));
         if keys.is_empty() {
             warnings.push(error(
                 &field,
@@ -361,6 +370,7 @@ fn compile_jwt(
         }
         forward_claims.push((claim, header));
     }
+    let claims_used = ClaimsUsed::of_policy(&claims, forward_claims.iter().map(|(c, _)| c));
     Ok(CompiledJwt {
         mode: jwt.mode,
         issuer: jwt.issuer.clone(),
@@ -370,6 +380,7 @@ fn compile_jwt(
         sources,
         forward_claims,
         forward_token: jwt.forward_token,
+        claims_used,
     })
 }
 
@@ -549,6 +560,15 @@ impl Loader<'_> {
         let models = self
             .models
             .finish(&policies, &policy_ids, unusable, &mut warnings);
+        // A sticky claim is read from the cached claims of its model's policy.
+        for model in &models {
+            if let Some(StickyKey::Claim(claim)) =
+                model.routing.as_ref().and_then(|r| r.sticky.as_ref())
+                && let Some(CompiledPolicy::Jwt(jwt)) = policies.get_mut(model.policy)
+            {
+                jwt.claims_used.add(claim);
+            }
+        }
         policies.push(CompiledPolicy::Deny(UNUSABLE_ENTRY_POLICY.to_string()));
         policy_ids.push(UNUSABLE_ENTRY_POLICY.to_string());
         (

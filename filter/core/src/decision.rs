@@ -316,15 +316,17 @@ impl CompiledConfig {
                     validation: &jwt.validation,
                 };
                 let claims = match verify(token, &rules, env.now) {
-                    Ok(claims) => Rc::new(claims),
+                    Ok(claims) => claims,
                     Err(reason) => {
                         env.cache.insert_refused(key, token, reason, env.now);
                         return Err(reason);
                     }
                 };
                 let exp = claims.get("exp").and_then(numeric_date).unwrap_or(0);
-                env.cache.insert(key, token, exp, claims.clone(), env.now);
-                claims
+                // Only what the policy's decisions read is kept, and decided on, from the
+                // first request on: a hit sees exactly what the miss saw.
+                env.cache
+                    .insert_keeping(key, token, exp, &claims, &jwt.claims_used, env.now)
             }
         };
         if jwt.claims.iter().all(|rule| rule.holds(&claims)) {

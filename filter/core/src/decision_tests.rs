@@ -475,8 +475,8 @@ fn required_claims_give_403_insufficient_scope() {
     );
     assert_eq!(
         outcome,
-        Outcome::Allowed(AllowReason::Token),
-        "space-separated string claim"
+        Outcome::Denied(DenyReason::InsufficientScope),
+        "only scope and scp are space-separated lists"
     );
 }
 
@@ -932,5 +932,44 @@ fn edits_that_would_readdress_the_request_are_caught() {
             !keeps_address(&request, std::slice::from_ref(&edit)),
             "{edit:?}"
         );
+    }
+}
+
+#[test]
+fn only_the_claims_a_policy_reads_are_kept_and_decided_on() {
+    let mut config = base_config();
+    if let Some(Policy::Jwt(jwt)) = config.policies.get_mut("jwt") {
+        jwt.forward_claims.insert("email".into(), "x-email".into());
+    }
+    if let Some(routing) = config.models.get_mut("prod/fraud").unwrap().routing.as_mut() {
+        routing.sticky = Some("claim:tenant.id".into());
+    }
+    let (compiled, _) = CompiledConfig::compile(&config).unwrap();
+    let mut cache = TokenCache::new(8);
+    let mut claims = good_claims();
+    claims["email"] = json!("a@example.com");
+    claims["tenant"] = json!({"id": "t1"});
+    claims["padding"] = json!("x".repeat(4000));
+    let token = TestKey::rsa_a().sign(&claims);
+    let headers = vec![("authorization".to_string(), bearer(&token))];
+    let request = Request {
+        method: "POST",
+        path: PREDICT,
+        headers: &headers,
+    };
+    for _ in 0..2 {
+        let d = compiled.decide(
+            &request,
+            &mut Environment {
+                now: NOW,
+                random: 1,
+                cache: &mut cache,
+            },
+        );
+        assert_eq!(d.outcome, Outcome::Allowed(AllowReason::Token));
+        let kept: Vec<&String> = d.claims.as_ref().unwrap().keys().collect();
+        assert_eq!(kept, ["email", "exp", "groups", "iss", "tenant"]);
+        assert!(d.edits.contains(&Edit::SetHeader("x-email".into(), "a@example.com".into())));
+        assert_eq!(d.route.unwrap().reason, RouteReason::Sticky);
     }
 }

@@ -1,6 +1,11 @@
 //! Signing keys from a JWKS, compiled once per configuration. Each key carries the exact
 //! algorithms it may verify, so a token can never choose an algorithm its key was not
 //! published for (no HMAC with a public key as secret, no `none`).
+//!
+//! A key set is written by a tenant (inline, or at a URI it hosts), so every key is bounded
+//! in what it can cost per token: RSA moduli of 2048 to 4096 bits (8192 at most when a
+//! [`KeyLimits`] says so), public exponents below 2^32, and a set keeps at most
+//! [`MAX_KEYS_PER_SET`] keys, never two a token could both select ([`select_usable`]).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -8,10 +13,37 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value};
 
 use crate::ec_verify::is_valid_key;
+use crate::montgomery::strip_leading_zeros;
 use crate::rsa_verify::modulus_bits;
 
 /// RSA keys shorter than this are refused.
-const MIN_RSA_BITS: usize = 2048;
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// RSA keys longer than this are refused by default.
+pub const DEFAULT_MAX_RSA_BITS: usize = 4096;
+
+/// No limit can allow RSA keys longer than this: the verifier itself refuses them. A check
+/// costs about the cube of the modulus size, so 8192 bits already cost 8 times 4096.
+pub const MAX_RSA_BITS_CEILING: usize = 8192;
+
+/// Usable keys kept per key set; further keys are skipped with a warning.
+pub const MAX_KEYS_PER_SET: usize = 32;
+
+/// What a key may cost to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyLimits {
+    /// The longest RSA modulus accepted, in bits; values over [`MAX_RSA_BITS_CEILING`]
+    /// count as the ceiling.
+    pub max_rsa_bits: usize,
+}
+
+impl Default for KeyLimits {
+    fn default() -> Self {
+        Self {
+            max_rsa_bits: DEFAULT_MAX_RSA_BITS,
+        }
+    }
+}
 
 /// A public key ready to verify signatures.
 #[derive(Clone)]
@@ -44,8 +76,13 @@ pub(crate) const RSA_ALGORITHMS: [Algorithm; 6] = [
 ];
 
 /// Compiles one JWK (RFC 7517/7518: only the members a verifying key needs are read), or
-/// says why it cannot be used.
+/// says why it cannot be used, with the default [`KeyLimits`].
 pub fn compile_key(raw: &Value) -> Result<VerifyingKey, String> {
+    compile_key_with(raw, &KeyLimits::default())
+}
+
+/// Compiles one JWK within `limits`, or says why it cannot be used.
+pub fn compile_key_with(raw: &Value, limits: &KeyLimits) -> Result<VerifyingKey, String> {
     let jwk = raw.as_object().ok_or("not a JWK: not a JSON object")?;
     let kid = member(jwk, "kid")?.map(str::to_string);
     if member(jwk, "use")? == Some("enc") {
@@ -54,18 +91,7 @@ pub fn compile_key(raw: &Value) -> Result<VerifyingKey, String> {
     let declared = member(jwk, "alg")?.map(signature_algorithm).transpose()?;
     let (family, key): (Vec<Algorithm>, DecodingKey) = match member(jwk, "kty")? {
         Some("RSA") => {
-            let n = bytes_member(jwk, "n")?;
-            let e = bytes_member(jwk, "e")?;
-            let bits = modulus_bits(&n);
-            if bits < MIN_RSA_BITS {
-                return Err(format!(
-                    "an RSA key of {bits} bits (at least {MIN_RSA_BITS} needed)"
-                ));
-            }
-            // An even modulus or an exponent of 0 or 1 is no RSA public key.
-            if n.last().is_some_and(|b| b & 1 == 0) || modulus_bits(&e) <= 1 {
-                return Err("unusable key material: not an RSA public key".into());
-            }
+            let (n, e) = rsa_components(jwk, limits)?;
             (
                 RSA_ALGORITHMS.to_vec(),
                 DecodingKey::from_rsa_raw_components(&n, &e),
@@ -116,6 +142,110 @@ pub fn compile_key(raw: &Value) -> Result<VerifyingKey, String> {
         algorithms,
         key,
     })
+}
+
+/// The modulus and exponent of an RSA JWK, without leading zero bytes, once they are known
+/// to be within `limits`.
+fn rsa_components(
+    jwk: &Map<String, Value>,
+    limits: &KeyLimits,
+) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let max_bits = limits.max_rsa_bits.min(MAX_RSA_BITS_CEILING);
+    // Neither member is decoded when its text alone is too long: a tenant's JWKS must not
+    // make the filter allocate for a number it will refuse anyway.
+    let n_text = member(jwk, "n")?.ok_or("not a JWK: no n")?;
+    if n_text.len() > base64_len(max_bits / 8 + 1) {
+        return Err(format!(
+            "an RSA key of about {} bits (at most {max_bits} accepted)",
+            n_text.len() * 6
+        ));
+    }
+    let n = bytes_member(jwk, "n")?;
+    let n = strip_leading_zeros(&n).to_vec();
+    let bits = modulus_bits(&n);
+    if bits < MIN_RSA_BITS {
+        return Err(format!(
+            "an RSA key of {bits} bits (at least {MIN_RSA_BITS} needed)"
+        ));
+    }
+    if bits > max_bits {
+        return Err(format!(
+            "an RSA key of {bits} bits (at most {max_bits} accepted)"
+        ));
+    }
+    if n.last().is_some_and(|b| b & 1 == 0) {
+        return Err("unusable key material: not an RSA public key (even modulus)".into());
+    }
+    let e_text = member(jwk, "e")?.ok_or("not a JWK: no e")?;
+    if e_text.len() > base64_len(8) {
+        return Err(format!(
+            "an RSA public exponent of about {} bits (it must be odd, at least 3 and below 2^32)",
+            e_text.len() * 6
+        ));
+    }
+    let e = bytes_member(jwk, "e")?;
+    let e = strip_leading_zeros(&e).to_vec();
+    if rsa_exponent(&e).is_none() {
+        let found = if e.len() <= 4 {
+            e.iter()
+                .fold(0u32, |acc, b| acc << 8 | u32::from(*b))
+                .to_string()
+        } else {
+            format!("of {} bits", modulus_bits(&e))
+        };
+        return Err(format!(
+            "an RSA public exponent {found} (it must be odd, at least 3 and below 2^32)"
+        ));
+    }
+    Ok((n, e))
+}
+
+/// Length of the unpadded base64url text of `bytes` bytes.
+fn base64_len(bytes: usize) -> usize {
+    (bytes * 4).div_ceil(3)
+}
+
+/// A public exponent the verifier accepts, as a number: odd, at least 3 and below 2^32
+/// (any RSA key in use has 65537 or 3). Bounding it bounds the multiplications per check.
+pub(crate) fn rsa_exponent(e: &[u8]) -> Option<u32> {
+    let e = strip_leading_zeros(e);
+    if e.len() > 4 {
+        return None;
+    }
+    let value = e.iter().fold(0u32, |acc, b| acc << 8 | u32::from(*b));
+    (value >= 3 && value % 2 == 1).then_some(value)
+}
+
+/// The keys of one set that tokens may be checked against, in JWKS order: at most
+/// [`MAX_KEYS_PER_SET`], and never two with the same `kid` and an algorithm in common, so a
+/// token with a `kid` selects at most one key (RFC 7517 4.5 allows a `kid` twice only for
+/// different key types). Keys without a `kid` are kept (old and new during a rotation);
+/// [`crate::token::verify`] bounds what they cost. Each key dropped is named in a warning.
+pub fn select_usable(
+    set: &str,
+    keys: Vec<VerifyingKey>,
+    warnings: &mut Vec<String>,
+) -> Vec<VerifyingKey> {
+    let mut kept: Vec<VerifyingKey> = Vec::with_capacity(keys.len().min(MAX_KEYS_PER_SET));
+    for key in keys {
+        let kid = key.kid.as_deref().unwrap_or("(none)");
+        if kept.len() >= MAX_KEYS_PER_SET {
+            warnings.push(format!(
+                "keySets[{set:?}]: key with kid {kid:?} skipped: more than {MAX_KEYS_PER_SET} usable keys"
+            ));
+        } else if key.kid.is_some()
+            && kept.iter().any(|k| {
+                k.kid == key.kid && k.algorithms.iter().any(|a| key.algorithms.contains(a))
+            })
+        {
+            warnings.push(format!(
+                "keySets[{set:?}]: key with kid {kid:?} skipped: an earlier key has the same kid for the same algorithm"
+            ));
+        } else {
+            kept.push(key);
+        }
+    }
+    kept
 }
 
 /// A string member of a JWK, if present.
@@ -207,6 +337,160 @@ mod tests {
         *n.last_mut().unwrap() &= 0xfe;
         even["n"] = json!(URL_SAFE_NO_PAD.encode(&n));
         assert!(compile_key(&even).unwrap_err().contains("unusable"));
+    }
+
+    /// An RSA JWK whose modulus has exactly `bits` bits (odd; not a product of primes, which
+    /// nothing here checks) and whose exponent is `e`.
+    fn rsa_jwk(bits: usize, e: &[u8]) -> Value {
+        let mut n = vec![0xc5u8; bits.div_ceil(8)];
+        n[0] = 0xff >> ((8 - bits % 8) % 8);
+        json!({"kty": "RSA", "n": URL_SAFE_NO_PAD.encode(&n), "e": URL_SAFE_NO_PAD.encode(e)})
+    }
+
+    const F4: &[u8] = &[1, 0, 1];
+
+    #[test]
+    fn rsa_moduli_are_bounded_by_the_limits() {
+        assert_eq!(
+            modulus_bits(
+                &URL_SAFE_NO_PAD
+                    .decode(rsa_jwk(4097, F4)["n"].as_str().unwrap())
+                    .unwrap()
+            ),
+            4097
+        );
+        for bits in [2048, 3072, 4096] {
+            assert!(compile_key(&rsa_jwk(bits, F4)).is_ok(), "{bits}");
+        }
+        let error = compile_key(&rsa_jwk(4097, F4)).unwrap_err();
+        assert!(
+            error.contains("4097 bits") && error.contains("at most 4096"),
+            "{error}"
+        );
+        let wide = KeyLimits { max_rsa_bits: 8192 };
+        assert!(compile_key_with(&rsa_jwk(8192, F4), &wide).is_ok());
+        assert!(compile_key(&rsa_jwk(8192, F4)).is_err(), "not by default");
+        // No limit reaches past the ceiling.
+        let wider = KeyLimits {
+            max_rsa_bits: 1 << 20,
+        };
+        let error = compile_key_with(&rsa_jwk(8193, F4), &wider).unwrap_err();
+        assert!(
+            error.contains("8193 bits") && error.contains("at most 8192"),
+            "{error}"
+        );
+        // A modulus far too long is refused from its length, before it is decoded.
+        let error = compile_key(&rsa_jwk(16384, F4)).unwrap_err();
+        assert!(error.contains("at most 4096"), "{error}");
+        let error = compile_key_with(&rsa_jwk(1 << 16, F4), &wider).unwrap_err();
+        assert!(error.contains("at most 8192"), "{error}");
+        // Leading zero bytes count for nothing, and are not kept.
+        let mut padded = rsa_jwk(4096, F4);
+        let mut n = vec![0u8];
+        n.extend(
+            URL_SAFE_NO_PAD
+                .decode(padded["n"].as_str().unwrap())
+                .unwrap(),
+        );
+        padded["n"] = json!(URL_SAFE_NO_PAD.encode(&n));
+        let key = compile_key(&padded).unwrap();
+        let jsonwebtoken::DecodingKeyKind::RsaModulusExponent { n, .. } = key.key.kind() else {
+            panic!("an RSA key");
+        };
+        assert_eq!((n.len(), n[0]), (512, 0xff));
+    }
+
+    #[test]
+    fn rsa_exponents_are_odd_and_below_2_pow_32() {
+        for good in [&[3u8][..], F4, &[0xff; 4], &[0, 0, 0, 0, 0, 1, 0, 1]] {
+            assert!(compile_key(&rsa_jwk(2048, good)).is_ok(), "{good:?}");
+        }
+        for (bad, found) in [
+            (&[1u8][..], "exponent 1 "),
+            (&[][..], "exponent 0 "),
+            (&[1, 0, 0][..], "exponent 65536 "),
+            (&[1, 0, 0, 0, 1][..], "exponent of 33 bits"),
+        ] {
+            let error = compile_key(&rsa_jwk(2048, bad)).unwrap_err();
+            assert!(error.contains(found), "{bad:?}: {error}");
+            assert!(error.contains("odd, at least 3 and below 2^32"), "{error}");
+        }
+        // An exponent as long as a modulus is refused from its length.
+        let error = compile_key(&rsa_jwk(2048, &[0xff; 256])).unwrap_err();
+        assert!(error.contains("below 2^32"), "{error}");
+        assert_eq!(rsa_exponent(&[0, 1, 0, 1]), Some(65537));
+        assert_eq!(rsa_exponent(&[0xff, 0xff, 0xff, 0xff]), Some(u32::MAX));
+        assert_eq!(rsa_exponent(&[0xff, 0xff, 0xff, 0xfe]), None);
+    }
+
+    fn key_with(kid: Option<&str>, alg: Algorithm) -> VerifyingKey {
+        let mut jwk = match alg {
+            Algorithm::ES256 => TestKey::ec().jwk(),
+            _ => TestKey::rsa_a().jwk(),
+        };
+        jwk["alg"] = serde_json::to_value(alg).unwrap();
+        match kid {
+            Some(kid) => jwk["kid"] = json!(kid),
+            None => {
+                jwk.as_object_mut().unwrap().remove("kid");
+            }
+        }
+        compile_key(&jwk).unwrap()
+    }
+
+    #[test]
+    fn a_set_keeps_a_bounded_number_of_keys_and_one_per_kid_and_algorithm() {
+        let mut warnings = Vec::new();
+        let many: Vec<_> = (0..40)
+            .map(|i| key_with(Some(&format!("k{i}")), Algorithm::RS256))
+            .collect();
+        let kept = select_usable("s", many, &mut warnings);
+        assert_eq!(kept.len(), MAX_KEYS_PER_SET);
+        assert_eq!(
+            kept.last().unwrap().kid.as_deref(),
+            Some("k31"),
+            "JWKS order"
+        );
+        assert_eq!(warnings.len(), 8, "{warnings:?}");
+        assert!(warnings[0].contains("keySets[\"s\"]") && warnings[0].contains("\"k32\""));
+
+        warnings.clear();
+        let keys = vec![
+            key_with(Some("a"), Algorithm::RS256),
+            key_with(Some("a"), Algorithm::RS256),
+            key_with(Some("a"), Algorithm::PS256),
+            key_with(Some("a"), Algorithm::ES256),
+            key_with(None, Algorithm::RS256),
+            key_with(None, Algorithm::RS256),
+            key_with(Some("b"), Algorithm::RS256),
+        ];
+        let kept = select_usable("s", keys, &mut warnings);
+        let summary: Vec<_> = kept
+            .iter()
+            .map(|k| (k.kid.as_deref(), k.algorithms[0]))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (Some("a"), Algorithm::RS256),
+                (Some("a"), Algorithm::PS256),
+                (Some("a"), Algorithm::ES256),
+                (None, Algorithm::RS256),
+                (None, Algorithm::RS256),
+                (Some("b"), Algorithm::RS256),
+            ]
+        );
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("same kid"), "{warnings:?}");
+        // A key published for every RSA algorithm shares one with any RSA key of its kid.
+        let mut undeclared = TestKey::rsa_a().jwk();
+        undeclared.as_object_mut().unwrap().remove("alg");
+        undeclared["kid"] = json!("a");
+        let keys = vec![
+            key_with(Some("a"), Algorithm::PS512),
+            compile_key(&undeclared).unwrap(),
+        ];
+        assert_eq!(select_usable("s", keys, &mut warnings).len(), 1);
     }
 
     #[test]

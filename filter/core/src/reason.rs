@@ -6,7 +6,9 @@
 pub enum DenyReason {
     /// No token where the policy looks for one.
     MissingToken,
-    /// The token does not parse as a JWS, lacks `exp`, or has a `crit` header.
+    /// The token does not parse as a JWS (or its payload is too large a JSON document, see
+    /// [`crate::strict_json`]), lacks `exp`, has an `iss` or `sub` that is not a string, or
+    /// has a `crit` header.
     MalformedToken,
     /// More than one candidate token (several places, or a repeated header).
     MultipleTokens,
@@ -14,7 +16,8 @@ pub enum DenyReason {
     TokenTooLarge,
     /// The token's `alg` is `none`, HMAC, or not one its key was published for.
     UnsupportedAlgorithm,
-    /// No key has the token's `kid`.
+    /// No key has the token's `kid`, or the token has none and too many keys could verify
+    /// its algorithm to try them in turn ([`crate::token::MAX_KEYS_TRIED`]).
     UnknownKey,
     /// No key verifies the signature.
     BadSignature,

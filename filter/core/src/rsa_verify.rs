@@ -8,6 +8,10 @@
 //! encoding check of RFC 8017: for PKCS#1 v1.5 a comparison of the whole encoded message
 //! with the one expected (no parsing of the decrypted block), for PSS EMSA-PSS-VERIFY with
 //! MGF1 and a salt as long as the hash (RFC 7518 3.5).
+//!
+//! Whatever route a key takes to get here, no key over [`MAX_RSA_BITS_CEILING`] bits or
+//! with an exponent outside [`crate::keys`]' bounds is ever prepared or used: a check costs
+//! at most 32 squarings and 32 multiplications modulo at most 8192 bits.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -19,9 +23,13 @@ use jsonwebtoken::signature::{Error as SignatureError, Verifier};
 use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
+use crate::keys::{MAX_RSA_BITS_CEILING, rsa_exponent};
 use crate::montgomery::{Modulus, from_be_bytes, less_than, strip_leading_zeros, to_be_bytes};
 
-/// Keys kept per VM; beyond that the table starts afresh (keys change rarely).
+/// Keys kept per VM; beyond that the table starts afresh (keys change rarely). Each holds
+/// at most a few KiB (moduli are bounded), and a table started afresh costs each key one
+/// preparation, about one more check, so a configuration with more RSA keys in use than
+/// this costs at most twice per check, never more per token than its bounded checks.
 const MAX_CACHED_KEYS: usize = 64;
 
 /// The verifier for an RSA algorithm and key (the caller checked the key's family).
@@ -55,6 +63,9 @@ thread_local! {
 }
 
 fn cached_key(n: &[u8], e: &[u8]) -> Option<Rc<PublicKey>> {
+    if !within_bounds(n, e) {
+        return None;
+    }
     KEYS.with(|keys| {
         let mut keys = keys.borrow_mut();
         let id = (n.to_vec(), e.to_vec());
@@ -68,6 +79,13 @@ fn cached_key(n: &[u8], e: &[u8]) -> Option<Rc<PublicKey>> {
         keys.insert(id, key.clone());
         Some(key)
     })
+}
+
+/// Whether a key is one this verifier ever uses: a modulus of at most
+/// [`MAX_RSA_BITS_CEILING`] bits and an odd exponent of at least 3 below 2^32. The lower
+/// bound on the modulus is policy, checked where keys are compiled ([`crate::keys`]).
+fn within_bounds(n: &[u8], e: &[u8]) -> bool {
+    modulus_bits(n) <= MAX_RSA_BITS_CEILING && rsa_exponent(e).is_some()
 }
 
 /// The modulus size in bits of an RSA key given as big-endian bytes.
@@ -237,12 +255,12 @@ struct PublicKey {
 
 impl PublicKey {
     fn new(n: &[u8], e: &[u8]) -> Option<Self> {
-        let n = strip_leading_zeros(n);
-        let e = strip_leading_zeros(e).to_vec();
-        // An even modulus has no Montgomery form (and is no RSA key); e must be > 1.
-        if e.is_empty() || e == [1] {
+        if !within_bounds(n, e) {
             return None;
         }
+        let n = strip_leading_zeros(n);
+        let e = strip_leading_zeros(e).to_vec();
+        // An even modulus has no Montgomery form (and is no RSA key).
         Some(Self {
             modulus: Modulus::new(n)?,
             e,
@@ -404,6 +422,29 @@ mod tests {
         assert!(verifier(Algorithm::RS256, &ec).is_err());
         let even = DecodingKey::from_rsa_raw_components(&[0x10, 0x00], &[3]);
         assert!(verifier(Algorithm::RS256, &even).is_err());
+    }
+
+    #[test]
+    fn keys_past_the_bounds_are_never_prepared_whatever_their_route() {
+        // Straight DecodingKeys, never through crate::keys: the verifier still refuses.
+        let mut n = vec![0xc5u8; MAX_RSA_BITS_CEILING / 8 + 1];
+        n[0] = 1;
+        let huge = DecodingKey::from_rsa_raw_components(&n, &[1, 0, 1]);
+        assert!(verifier(Algorithm::RS256, &huge).is_err(), "8193 bits");
+        let at_ceiling = DecodingKey::from_rsa_raw_components(&n[1..], &[1, 0, 1]);
+        assert!(verifier(Algorithm::RS256, &at_ceiling).is_ok(), "8192 bits");
+        for e in [
+            &[1, 0, 0, 0, 1][..],
+            &[1, 0, 0][..],
+            &[1][..],
+            &[][..],
+            &[0xff; 512][..],
+        ] {
+            let key = DecodingKey::from_rsa_raw_components(&n[1..], e);
+            assert!(verifier(Algorithm::RS256, &key).is_err(), "e = {e:?}");
+            assert!(PublicKey::new(&n[1..], e).is_none(), "e = {e:?}");
+        }
+        assert!(PublicKey::new(&n, &[3]).is_none());
     }
 
     #[test]

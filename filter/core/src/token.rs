@@ -17,6 +17,13 @@ use crate::strict_json::UniqueKeys;
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
+/// Signature checks one token may cost, whatever its key set holds. A token with a `kid` is
+/// checked against the first keys with that `kid` (one, in a set from
+/// [`crate::keys::select_usable`]); a token without one is tried against every key that
+/// could verify its algorithm only when there are at most this many, and is otherwise
+/// refused as `unknown_key`: no key can be chosen for it.
+pub const MAX_KEYS_TRIED: usize = 4;
+
 /// Leeway for `exp` and `nbf`, in seconds.
 pub const CLOCK_LEEWAY_SECS: u64 = 60;
 
@@ -238,16 +245,10 @@ pub fn verify(
     // the claims returned.
     let claims = strict_segment(token, 1).ok_or(DenyReason::MalformedToken)?;
     check_times(&claims, now)?;
-    let mut candidates = rules
-        .keys
-        .iter()
-        .filter(|k| header.kid.is_none() || k.kid == header.kid)
-        .peekable();
-    if candidates.peek().is_none() {
-        return Err(DenyReason::UnknownKey);
-    }
+    check_subject_types(&claims)?;
+    let candidates = candidate_keys(rules.keys, header.kid.as_deref(), header.alg)?;
     let mut outcome = Err(DenyReason::UnsupportedAlgorithm);
-    for key in candidates.filter(|k| k.algorithms.contains(&header.alg)) {
+    for key in candidates {
         // The signature, algorithm, issuer and audience; the payload is not read into
         // claims a second time.
         match decode::<IgnoredAny>(token, &key.key, rules.validation.for_algorithm(header.alg)) {
@@ -270,6 +271,60 @@ pub fn verify(
         }
     }
     outcome
+}
+
+/// The keys a token is checked against, at most [`MAX_KEYS_TRIED`] of them: with a `kid`,
+/// the first keys of that `kid` for its algorithm; without one, every key for its
+/// algorithm when there are that few. `unknown_key` when no key has the `kid` or a key
+/// cannot be chosen, `unsupported_algorithm` when the keys that could be chosen were not
+/// published for the token's algorithm.
+fn candidate_keys<'k>(
+    keys: &'k [VerifyingKey],
+    kid: Option<&str>,
+    alg: Algorithm,
+) -> Result<Vec<&'k VerifyingKey>, DenyReason> {
+    let for_alg = |k: &&VerifyingKey| k.algorithms.contains(&alg);
+    match kid {
+        Some(kid) => {
+            let mut with_kid = keys
+                .iter()
+                .filter(|k| k.kid.as_deref() == Some(kid))
+                .peekable();
+            if with_kid.peek().is_none() {
+                return Err(DenyReason::UnknownKey);
+            }
+            let chosen: Vec<_> = with_kid.filter(for_alg).take(MAX_KEYS_TRIED).collect();
+            if chosen.is_empty() {
+                return Err(DenyReason::UnsupportedAlgorithm);
+            }
+            Ok(chosen)
+        }
+        None => {
+            let chosen: Vec<_> = keys
+                .iter()
+                .filter(for_alg)
+                .take(MAX_KEYS_TRIED + 1)
+                .collect();
+            match chosen.len() {
+                0 => Err(DenyReason::UnsupportedAlgorithm),
+                n if n > MAX_KEYS_TRIED => Err(DenyReason::UnknownKey),
+                _ => Ok(chosen),
+            }
+        }
+    }
+}
+
+/// `iss` (required) and `sub` (when present) must be JSON strings (RFC 7519 4.1.1, 4.1.2).
+/// jsonwebtoken alone would accept an `iss` array holding the issuer among others; any
+/// other shape is `malformed_token`, as Envoy's jwt_authn refuses it, so that only a string
+/// that differs from the issuer is `wrong_issuer`. A missing `iss` stays `wrong_issuer`.
+fn check_subject_types(claims: &Map<String, Value>) -> Result<(), DenyReason> {
+    for name in ["iss", "sub"] {
+        if claims.get(name).is_some_and(|v| !v.is_string()) {
+            return Err(DenyReason::MalformedToken);
+        }
+    }
+    Ok(())
 }
 
 /// Whether the token's header has a `crit` member at all, whatever its value, or cannot be
@@ -429,6 +484,136 @@ mod tests {
         assert_eq!(percent_decode("a%4"), "a%4");
         assert_eq!(percent_decode("a%zz"), "a%zz");
         assert_eq!(percent_decode("a%41+b"), "aA b");
+    }
+
+    mod keys_tried {
+        use super::*;
+        use crate::keys::compile_key;
+        use jsonwebtoken::Header;
+        use modelgate_testkit::TestKey;
+        use serde_json::json;
+
+        const ISS: &str = "https://idp.example";
+        const NOW: u64 = 1_800_000_000;
+
+        fn key(signer: &TestKey, kid: Option<&str>) -> VerifyingKey {
+            let mut jwk = signer.jwk();
+            match kid {
+                Some(kid) => jwk["kid"] = json!(kid),
+                None => {
+                    jwk.as_object_mut().unwrap().remove("kid");
+                }
+            }
+            compile_key(&jwk).unwrap()
+        }
+
+        fn payload() -> Value {
+            json!({"iss": ISS, "sub": "alice", "exp": NOW + 600})
+        }
+
+        /// The verdict, and how many signatures it cost.
+        fn check(keys: &[VerifyingKey], token: &str) -> (Result<(), DenyReason>, u64) {
+            crate::crypto::install();
+            let validation = validation_for(ISS, &[]);
+            let rules = TokenRules {
+                keys,
+                validation: &validation,
+            };
+            let before = crate::crypto::checks();
+            let verdict = verify(token, &rules, NOW).map(|_| ());
+            (verdict, crate::crypto::checks() - before)
+        }
+
+        fn without_kid(signer: &TestKey, claims: &Value) -> String {
+            signer.sign_with_header(&Header::new(signer.alg), claims)
+        }
+
+        #[test]
+        fn a_kid_repeated_in_the_set_costs_at_most_the_bound() {
+            // Built by hand, not through select_usable: verify bounds it on its own.
+            let keys = vec![key(&TestKey::rsa_a(), Some("k")); 50];
+            let mut forger = TestKey::rsa_b();
+            forger.kid = "k".into();
+            let (verdict, checks) = check(&keys, &forger.sign(&payload()));
+            assert_eq!(verdict, Err(DenyReason::BadSignature));
+            assert_eq!(checks, MAX_KEYS_TRIED as u64);
+            let mut signer = TestKey::rsa_a();
+            signer.kid = "k".into();
+            assert_eq!(check(&keys, &signer.sign(&payload())), (Ok(()), 1));
+            let mut unknown = TestKey::rsa_a();
+            unknown.kid = "other".into();
+            assert_eq!(
+                check(&keys, &unknown.sign(&payload())),
+                (Err(DenyReason::UnknownKey), 0)
+            );
+        }
+
+        #[test]
+        fn without_a_kid_only_a_few_keys_are_tried() {
+            let signer = TestKey::rsa_a();
+            let token = without_kid(&signer, &payload());
+            let mut keys: Vec<_> = (0..3).map(|_| key(&TestKey::rsa_b(), None)).collect();
+            keys.push(key(&signer, None));
+            assert_eq!(check(&keys, &token), (Ok(()), 4), "the fourth key verifies");
+            keys.insert(0, key(&TestKey::rsa_b(), Some("b")));
+            assert_eq!(
+                check(&keys, &token),
+                (Err(DenyReason::UnknownKey), 0),
+                "five keys for RS256: none can be chosen"
+            );
+            // Only the keys that could verify the token's algorithm count.
+            let mut mixed: Vec<_> = (0..10).map(|_| key(&TestKey::ec(), None)).collect();
+            mixed.push(key(&signer, Some("a")));
+            assert_eq!(check(&mixed, &token), (Ok(()), 1));
+            let ed = without_kid(&TestKey::ed(), &payload());
+            assert_eq!(
+                check(&mixed, &ed),
+                (Err(DenyReason::UnsupportedAlgorithm), 0)
+            );
+        }
+
+        #[test]
+        fn iss_and_sub_must_be_strings() {
+            let signer = TestKey::rsa_a();
+            let keys = [key(&signer, Some("rsa-a"))];
+            let signed = |claims: Value| signer.sign(&claims);
+            assert_eq!(check(&keys, &signed(payload())), (Ok(()), 1));
+            for (name, value) in [
+                ("iss", json!([ISS])),
+                ("iss", json!(["https://someone-else.example", ISS])),
+                ("iss", json!({"iss": ISS})),
+                ("iss", json!(null)),
+                ("sub", json!(["alice"])),
+                ("sub", json!(7)),
+            ] {
+                let mut claims = payload();
+                claims[name] = value.clone();
+                assert_eq!(
+                    check(&keys, &signed(claims)),
+                    (Err(DenyReason::MalformedToken), 0),
+                    "{name}: {value}"
+                );
+            }
+            let mut claims = payload();
+            claims["iss"] = json!("https://someone-else.example");
+            assert_eq!(
+                check(&keys, &signed(claims)).0,
+                Err(DenyReason::WrongIssuer)
+            );
+            let mut claims = payload();
+            claims.as_object_mut().unwrap().remove("iss");
+            assert_eq!(
+                check(&keys, &signed(claims)).0,
+                Err(DenyReason::WrongIssuer)
+            );
+            let mut claims = payload();
+            claims.as_object_mut().unwrap().remove("sub");
+            assert_eq!(
+                check(&keys, &signed(claims)),
+                (Ok(()), 1),
+                "sub is optional"
+            );
+        }
     }
 
     #[test]
