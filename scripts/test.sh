@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace: the filter core's unit tests, the controller's, the
+# Checks formatting, lints (host and wasm32), docs and the filter module's size budget, then
+# runs every test of the workspace: the filter core's unit tests, the controller's, the
 # end-to-end tests that run the built filter inside a real Envoy, a bounded fuzzing run of
 # every cargo-fuzz target, a smoke run of the benchmark, and the tests of deploy/
 # (the Helm chart rendered by Helm's engine, its RBAC, the examples). Sets up what they need
@@ -12,7 +13,27 @@ cd "$repo"
 # A user's clone has nothing beside it: no tracked file may read outside the repository.
 echo "test: python3 scripts/check-self-contained.py"
 python3 "$repo/scripts/check-self-contained.py"
+echo "test: commit $(git -C "$repo" rev-parse HEAD 2>/dev/null || echo unknown)$(git -C "$repo" diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
 bash "$repo/scripts/setup.sh"
+# The gate before the tests: formatting, lints as errors (the filter's
+# deny(unwrap_used, expect_used, panic) included, on the target it ships for), docs
+# without warnings, and the module's size (it is compiled by every gateway worker's V8).
+echo "test: cargo fmt --all --check"
+cargo fmt --all --check
+echo "test: cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --quiet --workspace --all-targets -- -D warnings
+echo "test: cargo clippy -p modelgate-filter --target wasm32-wasip1 --release -- -D warnings"
+cargo clippy --quiet -p modelgate-filter --target wasm32-wasip1 --release -- -D warnings
+echo "test: RUSTDOCFLAGS='-D warnings' cargo doc --workspace --no-deps"
+RUSTDOCFLAGS="-D warnings" cargo doc --quiet --workspace --no-deps
+wasm="${CARGO_TARGET_DIR:-$repo/target}/wasm32-wasip1/release/modelgate_filter.wasm"
+WASM_BUDGET_BYTES=600000
+wasm_bytes=$(wc -c < "$wasm")
+echo "test: modelgate_filter.wasm is $wasm_bytes bytes (budget $WASM_BUDGET_BYTES)"
+if [ "$wasm_bytes" -gt "$WASM_BUDGET_BYTES" ]; then
+  echo "test: the filter module is over its size budget (BENCHMARKS.md: its size is gateway memory)" >&2
+  exit 1
+fi
 # --no-fail-fast: one failing test binary must not hide the results of the others.
 echo "test: cargo test --workspace --no-fail-fast"
 cargo test --workspace --no-fail-fast

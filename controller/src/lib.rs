@@ -4,7 +4,7 @@
 //! - [`settings`]: what the controller is told (defaults, gateway and TLS choices);
 //!   [`tenancy`]: what tenants may name in their models' JWT annotations.
 //! - [`seldon`], [`annotations`]: what it reads, parsed into [`annotations::ModelOptions`].
-//! - [`generate`]: the pure function from SeldonDeployments and settings to objects,
+//! - [`generate`](mod@generate): the pure function from SeldonDeployments and settings to objects,
 //!   shared by `render` and `run`; [`filter_config`] builds the filter's configuration,
 //!   from keys [`key_sets`] reduced to what the filter can use.
 //! - [`jwks`]: fetching issuers' keys, bounded and confined to admitted targets.

@@ -13,7 +13,6 @@
 //! Loopback only, one worker (so its one VM holds the whole cache), bounded in requests.
 
 use std::fs;
-use std::time::Instant;
 
 use modelgate_core::config::{AuthMode, FilterConfig, JwtPolicy, KeySet, Model, Policy};
 use modelgate_e2e::answers::{assert_invalid_token, assert_reached};
@@ -139,14 +138,11 @@ fn keys_past_the_bounds_are_skipped_and_cost_no_signature_check() {
         ("rsa-e-2-32", 256),
     ] {
         let token = forged_token(kid, bytes);
-        let started = Instant::now();
         let r = gw.send(&Request::predict(HUGE_KEYS).bearer(&token));
-        let took = started.elapsed();
-        // `no_keys`: the policy has no key at all, so nothing was verified. Before the
-        // bounds the 16384-bit key cost 10 s per request here; the bound is loose on
-        // purpose (a loaded machine), the reason is the proof.
+        // `no_keys`: the policy has no key at all, so nothing was verified (before the
+        // bounds the 16384-bit key cost 10 s of the worker per request here). The reason
+        // is the proof; tests assert no wall-clock time.
         assert_invalid_token(&r, HUGE_KEYS, "no_keys", kid);
-        assert!(took.as_secs() < 5, "{kid}: {took:?}");
     }
     // The configuration loaded for everyone else.
     let r = gw.send(&Request::predict(FRAUD).bearer(&sample::fraud_token("victim")));
@@ -154,11 +150,11 @@ fn keys_past_the_bounds_are_skipped_and_cost_no_signature_check() {
     let log = gw.log();
     for i in 0..4 {
         assert!(
-            log.contains(&format!("keySets[\"tenant-huge\"].keys[{i}] skipped")),
+            log.contains(&format!("keySets[\"tenant-huge\"].keys[{i}]: skipped")),
             "the skipped key {i} is logged:\n{log}"
         );
     }
-    assert!(log.contains("keySets[\"tenant-huge\"] has no usable key"));
+    assert!(log.contains("keySets[\"tenant-huge\"]: has no usable key"));
 }
 
 /// A valid token of the tenant's issuer, about 15 KiB, with hundreds of claims.

@@ -941,7 +941,13 @@ fn only_the_claims_a_policy_reads_are_kept_and_decided_on() {
     if let Some(Policy::Jwt(jwt)) = config.policies.get_mut("jwt") {
         jwt.forward_claims.insert("email".into(), "x-email".into());
     }
-    if let Some(routing) = config.models.get_mut("prod/fraud").unwrap().routing.as_mut() {
+    if let Some(routing) = config
+        .models
+        .get_mut("prod/fraud")
+        .unwrap()
+        .routing
+        .as_mut()
+    {
         routing.sticky = Some("claim:tenant.id".into());
     }
     let (compiled, _) = CompiledConfig::compile(&config).unwrap();
@@ -969,7 +975,10 @@ fn only_the_claims_a_policy_reads_are_kept_and_decided_on() {
         assert_eq!(d.outcome, Outcome::Allowed(AllowReason::Token));
         let kept: Vec<&String> = d.claims.as_ref().unwrap().keys().collect();
         assert_eq!(kept, ["email", "exp", "groups", "iss", "tenant"]);
-        assert!(d.edits.contains(&Edit::SetHeader("x-email".into(), "a@example.com".into())));
+        assert!(
+            d.edits
+                .contains(&Edit::SetHeader("x-email".into(), "a@example.com".into()))
+        );
         assert_eq!(d.route.unwrap().reason, RouteReason::Sticky);
     }
 }

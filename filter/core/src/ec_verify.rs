@@ -1,5 +1,5 @@
 //! ECDSA (ES256 on P-256 with the `p256` crate, ES384 on P-384 with ours,
-//! [`crate::ecdsa`]) and EdDSA (Ed25519 with `ed25519-dalek`), the crates built without
+//! `ecdsa`) and EdDSA (Ed25519 with `ed25519-dalek`), the crates built without
 //! their key-format and signing features and tables: only verifying code is reachable.
 
 use jsonwebtoken::crypto::JwtVerifier;
