@@ -113,7 +113,7 @@ impl fmt::Display for Source {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ModelError {
     /// An annotation's value does not parse.
-    #[error("SeldonDeployment {object}: {from} {annotation}={value:?}: {expected}")]
+    #[error("SeldonDeployment {object}: {from} {annotation}={}: {expected}", shown(.value))]
     Annotation {
         /// `<namespace>/<name>`.
         object: String,
@@ -136,7 +136,7 @@ pub enum ModelError {
         message: String,
     },
     /// A field of the spec is not usable.
-    #[error("SeldonDeployment {object}: {field}={value:?}: {expected}")]
+    #[error("SeldonDeployment {object}: {field}={}: {expected}", shown(.value))]
     Spec {
         /// `<namespace>/<name>`.
         object: String,
@@ -147,6 +147,17 @@ pub enum ModelError {
         /// What was expected.
         expected: String,
     },
+}
+
+/// A value as an error shows it: quoted, and cut short when long (a tenant's megabyte of
+/// JWKS must not become a megabyte of Event, nor push the reason out of it).
+fn shown(value: &str) -> String {
+    const MAX_CHARS: usize = 120;
+    if value.chars().count() <= MAX_CHARS {
+        return format!("{value:?}");
+    }
+    let start: String = value.chars().take(MAX_CHARS).collect();
+    format!("{start:?}… ({} bytes)", value.len())
 }
 
 impl ModelError {

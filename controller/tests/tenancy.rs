@@ -534,3 +534,125 @@ async fn a_jwt_model_on_mesh_is_an_error_and_never_open() {
             .any(|n| n.contains("mesh"))
     );
 }
+
+/// A JWKS annotation with one usable key and a member nested `depth` levels deep.
+fn deep_jwks(depth: usize) -> String {
+    let mut key = TestKey::ec().jwk();
+    key["x5c"] = json!("DEEP");
+    let deep = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+    json!({"keys": [key]})
+        .to_string()
+        .replace("\"DEEP\"", &deep)
+}
+
+#[tokio::test]
+async fn a_tenants_keys_reach_the_wasmplugin_only_as_keys_the_filter_reads() {
+    // Item 2: a JWK nested just under the JSON reader's limit used to be copied verbatim,
+    // two levels deeper, into a pluginConfig nobody could read back. Now only its known
+    // members are written; one nested past the limit is the tenant's error alone.
+    let victim = model("bank/fraud", 1, &["main"], &[("seldon.io/auth", "none")]);
+    let near_limit = model(
+        "a-evil/near",
+        2,
+        &["p"],
+        &[
+            ("seldon.io/jwt-issuer", "https://evil.example"),
+            ("seldon.io/jwt-jwks", &deep_jwks(120)),
+        ],
+    );
+    let past_limit = model(
+        "a-evil/past",
+        3,
+        &["p"],
+        &[
+            ("seldon.io/jwt-issuer", "https://evil.example"),
+            ("seldon.io/jwt-jwks", &deep_jwks(140)),
+        ],
+    );
+    let all = sdeps(&[victim, near_limit, past_limit]);
+    let api = FakeApi::default();
+    let ctx = context(&api, settings());
+    converge(&ctx, &all).await;
+
+    // The controller's own client reads the stored WasmPlugin back, and the filter's
+    // compiler takes the whole of it.
+    let config = plugin(&api);
+    let (compiled, _) = modelgate_core::CompiledConfig::from_json(config.to_string().as_bytes())
+        .expect("the filter reads what the controller wrote");
+    assert_eq!(compiled.models.len(), 3);
+    assert!(!config.to_string().contains("x5c"), "{config}");
+    assert_eq!(policy_of(&api, "bank/fraud").as_deref(), Some("none"));
+    assert_eq!(policy_of(&api, "a-evil/near").as_deref(), Some("jwt"));
+    assert_eq!(policy_of(&api, "a-evil/past").as_deref(), Some("deny"));
+    assert!(
+        events_of(&api, "past")
+            .iter()
+            .any(|e| e.contains("seldon.io/jwt-jwks") && e.contains("recursion")),
+        "{:?}",
+        events_of(&api, "past")
+    );
+    assert!(
+        events_of(&api, "fraud").is_empty(),
+        "{:?}",
+        events_of(&api, "fraud")
+    );
+}
+
+#[tokio::test]
+async fn tenants_cannot_push_the_wasmplugin_past_its_budget() {
+    // Item 8: two ~1 MB inline JWKS (one usable key and thousands of oct keys) made a 2 MB
+    // WasmPlugin that etcd refuses. Now an inline JWKS is at most 64 KiB, unusable keys
+    // never reach the configuration, and the WasmPlugin stays small.
+    let mut keys = vec![TestKey::ec().jwk()];
+    keys.extend(
+        (0..20_000).map(|i| json!({"kty": "oct", "kid": format!("key-{i:06}"), "k": "c2VjcmV0"})),
+    );
+    let huge = json!({"keys": keys}).to_string();
+    assert!(huge.len() > 500_000);
+    let mut small_keys = vec![TestKey::ec().jwk()];
+    small_keys
+        .extend((0..100).map(|i| json!({"kty": "oct", "kid": format!("k{i}"), "k": "c2VjcmV0"})));
+    let small = json!({"keys": small_keys}).to_string();
+    let tenant = |id: &str, created: u32, jwks: &str| {
+        model(
+            id,
+            created,
+            &["p"],
+            &[
+                ("seldon.io/jwt-issuer", "https://evil.example"),
+                ("seldon.io/jwt-jwks", jwks),
+            ],
+        )
+    };
+    let all = sdeps(&[
+        model("bank/fraud", 1, &["main"], &[("seldon.io/auth", "none")]),
+        tenant("a-evil/one", 2, &huge),
+        tenant("a-evil/two", 3, &huge),
+        tenant("a-evil/three", 4, &small),
+    ]);
+    let api = FakeApi::default();
+    let ctx = context(&api, settings());
+    converge(&ctx, &all).await;
+    let size = plugin(&api).to_string().len();
+    assert!(size < 16 * 1024, "pluginConfig of {size} bytes");
+    assert_eq!(policy_of(&api, "a-evil/one").as_deref(), Some("deny"));
+    assert_eq!(policy_of(&api, "a-evil/two").as_deref(), Some("deny"));
+    assert!(
+        events_of(&api, "one")
+            .iter()
+            .any(|e| e.contains("at most 65536 bytes")),
+        "{:?}",
+        events_of(&api, "one")
+    );
+    // The small set keeps its one usable key; the others are dropped with a warning.
+    assert_eq!(policy_of(&api, "a-evil/three").as_deref(), Some("jwt"));
+    assert_eq!(kids_of(&api, "a-evil/three").len(), 1);
+    assert!(
+        events_of(&api, "three")
+            .iter()
+            .any(|e| e.contains("key dropped")),
+        "{:?}",
+        events_of(&api, "three")
+    );
+    assert_eq!(policy_of(&api, "bank/fraud").as_deref(), Some("none"));
+}
