@@ -591,6 +591,37 @@ fn filter_entry(config: &Value, id: &str) -> String {
     serde_json::to_string(&(model, policy, keys)).unwrap()
 }
 
+/// Reconciles `now`, where model `a` broke (`line` says how), and checks that nothing at
+/// all changed (not the other models, not a's last good objects and entry) and that the
+/// user is told once, on a, with a Warning Event, which it returns.
+async fn only_a_is_told(
+    api: &FakeApi,
+    ctx: &Context,
+    now: &[SeldonDeployment],
+    line: &str,
+    whole: &BTreeMap<&'static str, BTreeMap<String, Value>>,
+    footprints: &[String],
+) -> Value {
+    let events = api.events().len();
+    let retries = converge(ctx, now).await;
+    assert!(retries.delays.is_empty(), "{line}: {retries:?}");
+    let writes: Vec<String> = api
+        .take_writes()
+        .into_iter()
+        .filter(|w| !w.starts_with("PATCH events "))
+        .collect();
+    assert_eq!(writes, Vec::<String>::new(), "{line}");
+    assert_eq!(&cluster(api), whole, "{line}");
+    for (m, before) in ["a", "b", "c"].iter().zip(footprints) {
+        assert_eq!(&footprint(api, m), before, "{line} changed {m}");
+    }
+    let new: Vec<Value> = api.events()[events..].to_vec();
+    assert_eq!(new.len(), 1, "{line}: {new:?}");
+    assert_eq!(new[0]["type"], "Warning");
+    assert_eq!(new[0]["regarding"]["name"], "a");
+    new[0].clone()
+}
+
 /// Everything of one model that the cluster holds: its objects and its filter entry.
 fn footprint(api: &FakeApi, name: &str) -> String {
     let mine = |kind: &str| -> Vec<Value> {
@@ -667,25 +698,8 @@ async fn broken_annotations_change_nothing_of_other_models_and_keep_their_own_la
     ];
     for (annotation, line) in broken {
         let now = sdeps(&[vec![a(&[line])], others.to_vec()].concat());
-        let events = api.events().len();
-        let retries = converge(&ctx, &now).await;
-        assert!(retries.delays.is_empty(), "{line}: {retries:?}");
-        // Nothing at all changed: not the others, not a's last good objects and entry.
-        let writes: Vec<String> = api
-            .take_writes()
-            .into_iter()
-            .filter(|w| !w.starts_with("PATCH events "))
-            .collect();
-        assert_eq!(writes, Vec::<String>::new(), "{line}");
-        assert_eq!(cluster(&api), whole, "{line}");
-        for (m, before) in ["a", "b", "c"].iter().zip(&footprints) {
-            assert_eq!(&footprint(&api, m), before, "{line} changed {m}");
-        }
-        // The user is told, on a, with the annotation and what happens.
-        let new: Vec<Value> = api.events()[events..].to_vec();
-        assert_eq!(new.len(), 1, "{line}: {new:?}");
-        let event = &new[0];
-        assert_eq!(event["type"], "Warning");
+        let event = only_a_is_told(&api, &ctx, &now, line, &whole, &footprints).await;
+        // With the annotation and what happens.
         assert_eq!(event["reason"], "InvalidAnnotation");
         assert_eq!(event["regarding"]["name"], "a");
         let note = event["note"].as_str().unwrap();
@@ -882,25 +896,9 @@ async fn a_model_breaking_a_platform_rule_gets_its_own_error_and_is_never_fetche
     ];
     for (line, annotation, rule, uri) in broken {
         let now = sdeps(&[vec![a(&[line])], others.to_vec()].concat());
-        let events = api.events().len();
-        let retries = converge(&ctx, &now).await;
-        assert!(retries.delays.is_empty(), "{line}: {retries:?}");
-        let writes: Vec<String> = api
-            .take_writes()
-            .into_iter()
-            .filter(|w| !w.starts_with("PATCH events "))
-            .collect();
-        assert_eq!(writes, Vec::<String>::new(), "{line}");
-        assert_eq!(cluster(&api), whole, "{line}");
-        for (m, before) in ["a", "b", "c"].iter().zip(&footprints) {
-            assert_eq!(&footprint(&api, m), before, "{line} changed {m}");
-        }
-        // Told on a alone, naming the annotation and the rule.
-        let new: Vec<Value> = api.events()[events..].to_vec();
-        assert_eq!(new.len(), 1, "{line}: {new:?}");
-        assert_eq!(new[0]["type"], "Warning");
-        assert_eq!(new[0]["regarding"]["name"], "a");
-        let note = new[0]["note"].as_str().unwrap();
+        let event = only_a_is_told(&api, &ctx, &now, line, &whole, &footprints).await;
+        // Naming the annotation and the rule.
+        let note = event["note"].as_str().unwrap();
         assert!(note.contains(annotation) && note.contains(rule), "{note}");
         // The refused URI is not among those fetched.
         let fetched = ctx.generate(&now).jwks_uris;

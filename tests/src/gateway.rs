@@ -214,6 +214,17 @@ impl Gateway {
         self.envoy.id()
     }
 
+    /// Envoy's resident set in MiB, from `/proc`.
+    pub fn rss_mib(&self) -> f64 {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+            .expect("VmRSS of the Envoy process")
+    }
+
     /// The route table the gateway was started with.
     pub fn routes(&self) -> &RouteTable {
         &self.routes

@@ -16,7 +16,6 @@
 //! The figures (requests, reloads, memory) are printed for the README's reliability section.
 
 use std::fmt::Write as _;
-use std::fs;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
@@ -291,17 +290,6 @@ impl Load {
     }
 }
 
-/// Envoy's resident set in MiB, from `/proc`.
-fn rss_mib(pid: u32) -> f64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .expect("VmRSS of the Envoy process")
-}
-
 #[test]
 fn reloads_under_load_lose_no_request_apply_at_once_and_do_not_grow_memory() {
     let first = State::of(0);
@@ -349,7 +337,7 @@ fn reloads_under_load_lose_no_request_apply_at_once_and_do_not_grow_memory() {
             }
             reloads += 1;
             probe_failures.extend(probe(&gw, state, round));
-            rss.push(rss_mib(pid));
+            rss.push(gw.rss_mib());
         }
     });
 

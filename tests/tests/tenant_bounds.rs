@@ -12,8 +12,6 @@
 //!
 //! Loopback only, one worker (so its one VM holds the whole cache), bounded in requests.
 
-use std::fs;
-
 use modelgate_core::config::{AuthMode, FilterConfig, JwtPolicy, KeySet, Model, Policy};
 use modelgate_e2e::answers::{assert_invalid_token, assert_reached};
 use modelgate_e2e::routes::{ModelRoutes, RouteTable};
@@ -169,17 +167,6 @@ fn big_token(i: usize) -> String {
     TestKey::ed().sign(&claims)
 }
 
-/// Envoy's resident set in MiB, from `/proc`.
-fn rss_mib(pid: u32) -> f64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .expect("VmRSS of the Envoy process")
-}
-
 #[test]
 fn many_big_valid_tokens_stay_within_the_cache_budget() {
     let gw = sample::start_with("tenant-big-tokens", &spec());
@@ -199,11 +186,11 @@ fn many_big_valid_tokens_stay_within_the_cache_budget() {
     for i in 0..WARM_UP_TOKENS {
         send(i);
     }
-    let baseline = rss_mib(gw.pid());
+    let baseline = gw.rss_mib();
     for i in WARM_UP_TOKENS..WARM_UP_TOKENS + MEASURED_TOKENS {
         send(i);
     }
-    let last = rss_mib(gw.pid());
+    let last = gw.rss_mib();
     println!(
         "Envoy resident set: {baseline:.1} MiB after {WARM_UP_TOKENS} big tokens, \
          {last:.1} MiB after {MEASURED_TOKENS} more"
