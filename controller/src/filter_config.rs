@@ -77,14 +77,39 @@ impl ModelEntry {
 /// Builds the filter configuration of every model. `jwks` holds the keys fetched for
 /// each JWKS URI; a URI not fetched yet gets an empty key set, so its models are denied
 /// (`401`) until the keys arrive, never let through. Fetched keys are reduced to what the
-/// filter can use ([`key_sets::reduce`]) and every key set records its source, so a key set
-/// is shared only by models whose keys come from the same place.
+/// filter can use ([`key_sets::reduce`]).
 pub fn build(
     models: &BTreeMap<String, ModelEntry>,
     jwks: &BTreeMap<String, KeySet>,
 ) -> FilterConfig {
+    build_from(models, &fetched_sets(jwks))
+}
+
+/// The source of a key set from a model's own `seldon.io/jwt-jwks`.
+pub const INLINE_SOURCE: &str = "inline";
+
+/// Each URI's keys, reduced once, with their source.
+fn fetched_sets(jwks: &BTreeMap<String, KeySet>) -> BTreeMap<String, KeySet> {
+    jwks.iter()
+        .map(|(uri, set)| {
+            let reduced = KeySet {
+                source: Some(uri.clone()),
+                keys: key_sets::reduce(&set.keys).set.keys,
+            };
+            (uri.clone(), reduced)
+        })
+        .collect()
+}
+
+/// [`build`] from reduced key sets. Every key set records its source, which is part of its
+/// content: a set fetched from a URI is shared only by models naming that URI, and never
+/// with inline keys, so a restarted controller can tell which live keys a URI gave.
+/// Identical inline sets are shared (thousands of models often carry the same key).
+fn build_from(
+    models: &BTreeMap<String, ModelEntry>,
+    fetched: &BTreeMap<String, KeySet>,
+) -> FilterConfig {
     let mut config = FilterConfig::new();
-    let mut fetched: BTreeMap<&str, KeySet> = BTreeMap::new();
     for (id, entry) in models {
         let policy = match &entry.policy {
             PolicySpec::None => Policy::None,
@@ -92,26 +117,17 @@ pub fn build(
                 reason: reason.clone(),
             },
             PolicySpec::Jwt(jwt, source) => {
-                // The source is part of the content, so two models' identical inline sets
-                // stay apart, and a restarted controller reuses live keys only for the URI
-                // they came from.
                 let keys = match source {
                     // A source on inline keys is one this controller wrote (keys it
                     // recovered from the cluster); annotations never carry one.
                     KeySource::Inline(set) => KeySet {
-                        source: set.source.clone().or_else(|| Some(format!("inline:{id}"))),
+                        source: set.source.clone().or_else(|| Some(INLINE_SOURCE.into())),
                         keys: set.keys.clone(),
                     },
-                    KeySource::Uri(uri) => fetched
-                        .entry(uri)
-                        .or_insert_with(|| KeySet {
-                            source: Some(uri.clone()),
-                            keys: jwks
-                                .get(uri)
-                                .map(|set| key_sets::reduce(&set.keys).set.keys)
-                                .unwrap_or_default(),
-                        })
-                        .clone(),
+                    KeySource::Uri(uri) => fetched.get(uri).cloned().unwrap_or_else(|| KeySet {
+                        source: Some(uri.clone()),
+                        keys: Vec::new(),
+                    }),
                 };
                 let key_set = insert_shared(&mut config.key_sets, "k", keys);
                 let mut jwt = (**jwt).clone();
@@ -149,35 +165,37 @@ pub fn admit(
     last_good: &BTreeMap<String, ModelEntry>,
     newest_first: &[String],
 ) -> (FilterConfig, BTreeMap<String, String>) {
+    let fetched = fetched_sets(jwks);
     let mut refused = BTreeMap::new();
     let mut turn_away = |models: &mut BTreeMap<String, ModelEntry>, id: &str, why: String| {
         let fallback = last_good
             .get(id)
             .filter(|good| Some(*good) != models.get(id))
-            .filter(|good| model_bytes(good, jwks) <= MAX_MODEL_BYTES)
+            .filter(|good| model_bytes(good, &fetched) <= MAX_MODEL_BYTES)
             .cloned()
             .unwrap_or_else(|| ModelEntry::deny(format!("refused: {why}")));
         models.insert(id.to_string(), fallback);
         refused.entry(id.to_string()).or_insert(why);
     };
-    let over: Vec<(String, usize)> = models
+    let sizes: BTreeMap<String, usize> = models
         .iter()
-        .map(|(id, entry)| (id.clone(), model_bytes(entry, jwks)))
-        .filter(|(_, bytes)| *bytes > MAX_MODEL_BYTES)
+        .map(|(id, entry)| (id.clone(), model_bytes(entry, &fetched)))
         .collect();
-    for (id, bytes) in over {
-        turn_away(
-            models,
-            &id,
-            format!(
-                "its filter configuration takes {bytes} bytes, over the {MAX_MODEL_BYTES}-byte budget of a model"
-            ),
-        );
+    for (id, bytes) in &sizes {
+        if *bytes > MAX_MODEL_BYTES {
+            turn_away(
+                models,
+                id,
+                format!(
+                    "its filter configuration takes {bytes} bytes, over the {MAX_MODEL_BYTES}-byte budget of a model"
+                ),
+            );
+        }
     }
     // A model the filter would not be able to use (a last good entry included) is denied;
     // twice at most, since a fallback is either usable or a deny.
+    let mut config = build_from(models, &fetched);
     for _ in 0..2 {
-        let config = build(models, jwks);
         let unusable = unusable_models(&config, models);
         if unusable.is_empty() {
             break;
@@ -185,38 +203,63 @@ pub fn admit(
         for (id, why) in unusable {
             turn_away(models, &id, format!("the filter cannot use it: {why}"));
         }
+        config = build_from(models, &fetched);
     }
-    let mut config = build(models, jwks);
-    let mut newest = newest_first.iter();
-    while config_bytes(&config) > MAX_CONFIG_BYTES {
-        let Some(id) = newest.find(|id| {
-            models
-                .get(*id)
-                .is_some_and(|e| !matches!(e.policy, PolicySpec::Deny(_)))
-        }) else {
-            break;
-        };
-        models.insert(
-            id.clone(),
-            ModelEntry::deny("refused: over the configuration budget"),
-        );
-        refused.insert(
-            id.clone(),
-            format!("the filter configuration of all models is over its {MAX_CONFIG_BYTES}-byte budget, and this model is among the most recent"),
-        );
-        config = build(models, jwks);
+    // Over the total, the newest models yield: as many as their own sizes say, then the
+    // whole is measured again (shared policies and key sets make a model's own size an
+    // estimate of what leaving saves).
+    let mut newest = newest_first
+        .iter()
+        .filter(|id| sizes.contains_key(*id))
+        .peekable();
+    let mut total = config_bytes(&config);
+    while total > MAX_CONFIG_BYTES && newest.peek().is_some() {
+        let mut estimate = total;
+        while estimate > MAX_CONFIG_BYTES {
+            let Some(id) = newest.next() else {
+                break;
+            };
+            if matches!(models[id].policy, PolicySpec::Deny(_)) {
+                continue;
+            }
+            models.insert(
+                id.clone(),
+                ModelEntry::deny("refused: over the configuration budget"),
+            );
+            refused.insert(
+                id.clone(),
+                format!("the filter configuration of all models is over its {MAX_CONFIG_BYTES}-byte budget, and this model is among the most recent"),
+            );
+            estimate = estimate.saturating_sub(sizes[id]);
+        }
+        config = build_from(models, &fetched);
+        total = config_bytes(&config);
     }
     (config, refused)
 }
 
-/// The size of a model's entry, policy and key set in the configuration.
-fn model_bytes(entry: &ModelEntry, jwks: &BTreeMap<String, KeySet>) -> usize {
-    let one = BTreeMap::from([("n/m".to_string(), entry.clone())]);
-    config_bytes(&build(&one, jwks))
+/// The size of a model's entry, policy and key set in the configuration, as if it shared
+/// none of them (ids and the document's punctuation counted generously).
+fn model_bytes(entry: &ModelEntry, fetched: &BTreeMap<String, KeySet>) -> usize {
+    const IDS_AND_PUNCTUATION: usize = 160;
+    let routing = entry.routing.as_ref().map_or(0, json_len);
+    let policy = match &entry.policy {
+        PolicySpec::None => 0,
+        PolicySpec::Deny(reason) => reason.len(),
+        PolicySpec::Jwt(jwt, KeySource::Inline(set)) => json_len(&**jwt) + json_len(set),
+        PolicySpec::Jwt(jwt, KeySource::Uri(uri)) => {
+            json_len(&**jwt) + fetched.get(uri).map_or(uri.len(), json_len)
+        }
+    };
+    IDS_AND_PUNCTUATION + routing + policy
+}
+
+fn json_len<T: serde::Serialize>(value: &T) -> usize {
+    serde_json::to_vec(value).map_or(usize::MAX / 4, |json| json.len())
 }
 
 fn config_bytes(config: &FilterConfig) -> usize {
-    serde_json::to_vec(config).map_or(usize::MAX, |json| json.len())
+    json_len(config)
 }
 
 /// Models the filter's compiler would deny although the controller meant them to serve,

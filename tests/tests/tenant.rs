@@ -6,7 +6,9 @@
 //! even where the controller would not have let it through.
 
 use modelgate_controller::Settings;
-use modelgate_e2e::answers::{assert_no_token, assert_reached};
+use modelgate_e2e::answers::{
+    assert_insufficient_scope, assert_invalid_token, assert_no_token, assert_reached,
+};
 use modelgate_e2e::render::{Rendered, render};
 use modelgate_e2e::{Gateway, GatewaySpec, Request, sample};
 use modelgate_testkit::{TestKey, jwks, now};
@@ -296,4 +298,118 @@ fn a_key_set_the_filter_cannot_read_denies_only_the_models_that_use_it() {
         "created with the broken set",
     );
     assert_eq!(gw.server(NEW, "default").count(), 0);
+}
+
+#[test]
+fn no_class_of_header_a_token_could_write_is_a_policys_to_write() {
+    // One class after another, in a configuration the controller would refuse to write:
+    // addressing, routing, credentials, Envoy's router, the codec, tracing, the route tag.
+    let rendered = rendered("m:x-tenant-model", false);
+    let gw = sample::start_with("tenant-header-classes", &gateway_spec(&rendered));
+    let classes = [
+        ("addressing", "namespace", "bank"),
+        ("routing", "x-seldon-predictor", "vault-dark"),
+        ("credentials", "authorization", "Bearer x"),
+        ("router: host", "host", "bank.example.com"),
+        ("router: x-envoy-*", "x-envoy-upstream-rq-timeout-ms", "1"),
+        ("codec", "content-type", "application/grpc"),
+        ("codec", "te", "trailers"),
+        ("tracing", "x-request-id", "forged"),
+        (
+            "the route tag",
+            "x-modelgate-route",
+            "bank/fraud/vault-dark",
+        ),
+    ];
+    for (class, header, value) in classes {
+        let mut config = filter_config(&rendered);
+        probe_policy(&mut config)["forwardClaims"] = json!({"m": header});
+        gw.reconfigure(&config.to_string()).unwrap();
+        let token = evil_token(json!({"m": value}));
+        for request in [Request::predict(PROBE), grpc_call(PROBE)] {
+            let r = gw.send(&request.bearer(&token));
+            assert!(
+                r.upstream().is_none(),
+                "{class} ({header}): {}",
+                r.summary()
+            );
+        }
+        assert!(
+            gw.log()
+                .contains(&format!("forwardClaims[\"m\"]: \"{header}\"")),
+            "{class} ({header}): the refusal names the field"
+        );
+        // Everyone else is served from the same configuration.
+        assert_reached(
+            &gw.send(&Request::predict(FRAUD).bearer(&bank_token())),
+            &format!("{class}: the victim"),
+        );
+    }
+    assert_eq!(gw.server(FRAUD, "vault-dark").count(), 0);
+    assert_eq!(gw.server(PROBE, "default").count(), 0);
+}
+
+#[test]
+fn a_claim_rule_is_met_by_one_value_and_the_issuer_is_one_string() {
+    // Item 11: `sub: "mallory alice"` met `["alice"]` (every string claim was split on
+    // spaces) and `"iss": [other, bank]` met the bank's issuer.
+    let rendered = rendered("m:x-tenant-model", false);
+    let mut config = filter_config(&rendered);
+    let fraud_policy = config["models"][FRAUD]["policy"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    config["policies"][&fraud_policy]["claims"] = json!({"sub": ["alice"], "scope": ["predict"]});
+    let mut spec = gateway_spec(&rendered);
+    spec.filter_config = config.to_string();
+    let gw = sample::start_with("tenant-claim-shapes", &spec);
+    let token = |claims: Value| {
+        let mut all = json!({"iss": BANK_ISSUER, "sub": "alice", "scope": "read predict", "exp": now() + 300});
+        for (k, v) in claims.as_object().unwrap() {
+            all[k] = v.clone();
+        }
+        TestKey::rsa_a().sign(&all)
+    };
+    // scope is a space-separated list (RFC 8693): "read predict" holds "predict".
+    assert_reached(
+        &gw.send(&Request::predict(FRAUD).bearer(&token(json!({})))),
+        "sub alice, scope 'read predict'",
+    );
+    let r = gw.send(&Request::predict(FRAUD).bearer(&token(json!({"sub": "mallory alice"}))));
+    assert_insufficient_scope(&r, FRAUD, "a sub that only contains alice");
+    let r = gw.send(&Request::predict(FRAUD).bearer(&token(
+        json!({"iss": ["https://other.example", BANK_ISSUER]}),
+    )));
+    assert_invalid_token(&r, FRAUD, "malformed_token", "an issuer array");
+    assert_eq!(gw.server(FRAUD, "main").count(), 1);
+}
+
+#[test]
+fn keys_sharing_a_kid_cost_one_key_not_hundreds() {
+    // Item 10: 200 keys under one kid meant 200 signature checks per token. Tampered in
+    // (the controller keeps at most 16 keys per set): the filter keeps one per kid and
+    // algorithm, and the tenant's valid token still verifies.
+    let rendered = rendered("m:x-tenant-model", false);
+    let mut config = filter_config(&rendered);
+    let key_set = probe_policy(&mut config)["keySet"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut same_kid = TestKey::ec().jwk();
+    same_kid["kid"] = json!("shared");
+    let mut keys = vec![same_kid.clone(); 200];
+    keys.insert(0, TestKey::ec().jwk());
+    config["keySets"][&key_set]["keys"] = json!(keys);
+    let mut spec = gateway_spec(&rendered);
+    spec.filter_config = config.to_string();
+    let gw = sample::start_with("tenant-shared-kid", &spec);
+    let log = gw.log();
+    assert!(
+        log.contains("skipped") && log.contains("\"shared\""),
+        "the extra keys are skipped and logged"
+    );
+    assert_reached(
+        &gw.send(&Request::predict(PROBE).bearer(&evil_token(json!({})))),
+        "the tenant's own valid token",
+    );
 }

@@ -58,9 +58,9 @@ impl Default for FilterConfig {
 /// skipped one by one when the configuration is compiled rather than failing the whole set.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct KeySet {
-    /// Where the keys came from: the JWKS URI they were fetched from, or
-    /// `inline:<namespace>/<name>` for one model's own `seldon.io/jwt-jwks`. The filter only
-    /// logs it; a restarted controller reuses live keys only for the same source.
+    /// Where the keys came from: the JWKS URI they were fetched from, or `inline` for keys
+    /// a model carries in `seldon.io/jwt-jwks`. The filter does not read it; a restarted
+    /// controller reuses live keys for a URI only from a set with that URI as its source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     /// The keys, as published by the issuer.
