@@ -92,6 +92,11 @@ pub fn render(modelgate: &Path, manifests: &Path, output: &Path) -> Result<Rende
         .arg("-f")
         .arg(manifests)
         .arg("--offline")
+        // Past some 18,000 models one WasmPlugin cannot hold them all within etcd's limit,
+        // which the controller enforces (1 MiB by default): the 100,000-model fleet
+        // measures what the filter does with a document that large all the same.
+        .arg("--plugin-config-max-bytes")
+        .arg((64usize << 20).to_string())
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr)

@@ -150,8 +150,8 @@ fn build_from(
 /// What one model's entry may take of the shared configuration (its entry, policy and key
 /// set, counted as if it shared nothing).
 pub const MAX_MODEL_BYTES: usize = 32 * 1024;
-/// What the whole configuration may take: the WasmPlugin must stay well under etcd's
-/// 1.5 MiB object limit.
+/// What the whole configuration may take by default (setting `pluginConfigMaxBytes`): the
+/// WasmPlugin must stay well under etcd's 1.5 MiB object limit.
 pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
 
 /// Builds the configuration and admits into it only what the filter's own compiler accepts,
@@ -164,6 +164,7 @@ pub fn admit(
     jwks: &BTreeMap<String, KeySet>,
     last_good: &BTreeMap<String, ModelEntry>,
     newest_first: &[String],
+    max_config_bytes: usize,
 ) -> (FilterConfig, BTreeMap<String, String>) {
     let fetched = fetched_sets(jwks);
     let mut refused = BTreeMap::new();
@@ -213,9 +214,9 @@ pub fn admit(
         .filter(|id| sizes.contains_key(*id))
         .peekable();
     let mut total = config_bytes(&config);
-    while total > MAX_CONFIG_BYTES && newest.peek().is_some() {
+    while total > max_config_bytes && newest.peek().is_some() {
         let mut estimate = total;
-        while estimate > MAX_CONFIG_BYTES {
+        while estimate > max_config_bytes {
             let Some(id) = newest.next() else {
                 break;
             };
@@ -228,7 +229,7 @@ pub fn admit(
             );
             refused.insert(
                 id.clone(),
-                format!("the filter configuration of all models is over its {MAX_CONFIG_BYTES}-byte budget, and this model is among the most recent"),
+                format!("the filter configuration of all models is over its {max_config_bytes}-byte budget (setting pluginConfigMaxBytes), and this model is among the most recent"),
             );
             estimate = estimate.saturating_sub(sizes[id]);
         }
@@ -461,7 +462,13 @@ mod tests {
             ("v/open".to_string(), open()),
         ]);
         let wanted = models.clone();
-        let (config, refused) = admit(&mut models, &BTreeMap::new(), &BTreeMap::new(), &[]);
+        let (config, refused) = admit(
+            &mut models,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            &[],
+            MAX_CONFIG_BYTES,
+        );
         assert_eq!(refused.keys().collect::<Vec<_>>(), ["t/big"]);
         assert!(
             refused["t/big"].contains("budget of a model"),
@@ -474,7 +481,13 @@ mod tests {
         // Its last good entry, when it fits, serves instead of a deny.
         let mut models = wanted.clone();
         let last_good = BTreeMap::from([("t/big".to_string(), inline(2))]);
-        admit(&mut models, &BTreeMap::new(), &last_good, &[]);
+        admit(
+            &mut models,
+            &BTreeMap::new(),
+            &last_good,
+            &[],
+            MAX_CONFIG_BYTES,
+        );
         assert_eq!(models["t/big"], inline(2));
     }
 
@@ -490,6 +503,7 @@ mod tests {
             &BTreeMap::new(),
             &BTreeMap::new(),
             &newest_first,
+            MAX_CONFIG_BYTES,
         );
         assert!(config_bytes(&config) <= MAX_CONFIG_BYTES);
         assert!(!refused.is_empty());
@@ -525,7 +539,13 @@ mod tests {
             // Waiting for its keys is not an error of its own.
             ("v/waiting".to_string(), jwt("https://a", "https://a/jwks")),
         ]);
-        let (_, refused) = admit(&mut models, &BTreeMap::new(), &BTreeMap::new(), &[]);
+        let (_, refused) = admit(
+            &mut models,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            &[],
+            MAX_CONFIG_BYTES,
+        );
         assert_eq!(refused.keys().collect::<Vec<_>>(), ["t/bad"], "{refused:?}");
         assert!(refused["t/bad"].contains("traffic weight"), "{refused:?}");
         assert!(matches!(models["t/bad"].policy, PolicySpec::Deny(_)));

@@ -155,6 +155,9 @@ pub struct Settings {
     pub service_url: String,
     /// Namespace of SeldonDeployments whose manifest names none (`render`).
     pub default_namespace: String,
+    /// The most the WasmPlugin's `pluginConfig` may take, in bytes: the object must stay
+    /// under etcd's 1.5 MiB. Over it, the most recently created models are refused.
+    pub plugin_config_max_bytes: usize,
     /// What a tenant's SeldonDeployment may claim beyond its own namespace.
     pub tenancy: TenancySettings,
     /// Which JWKS URIs the controller fetches at all, and how much it reads.
@@ -179,6 +182,7 @@ impl Default for Settings {
             wasm_sha256: None,
             service_url: "http://modelgate.modelgate-system.svc.cluster.local:8080".into(),
             default_namespace: "default".into(),
+            plugin_config_max_bytes: crate::filter_config::MAX_CONFIG_BYTES,
             tenancy: TenancySettings::default(),
             jwks: JwksSettings::default(),
         }
@@ -444,6 +448,16 @@ impl Settings {
                 "a namespace name",
             ));
         }
+        if self.plugin_config_max_bytes < crate::filter_config::MAX_MODEL_BYTES {
+            return Err(invalid(
+                "pluginConfigMaxBytes",
+                self.plugin_config_max_bytes.to_string(),
+                format!(
+                    "a number of bytes, at least one model's budget ({})",
+                    crate::filter_config::MAX_MODEL_BYTES
+                ),
+            ));
+        }
         if !crate::names::is_dns_label(&self.default_namespace) {
             return Err(invalid(
                 "defaultNamespace",
@@ -575,6 +589,9 @@ pub struct SettingsArgs {
     /// Namespace of SeldonDeployments whose manifest names none.
     #[arg(long, short = 'n', env = "MODELGATE_DEFAULT_NAMESPACE")]
     pub default_namespace: Option<String>,
+    /// The most the WasmPlugin's pluginConfig may take, in bytes.
+    #[arg(long, env = "MODELGATE_PLUGIN_CONFIG_MAX_BYTES")]
+    pub plugin_config_max_bytes: Option<usize>,
     /// Fetch http:// JWKS URIs too (only https:// otherwise).
     #[arg(long, env = "MODELGATE_JWKS_ALLOW_HTTP")]
     pub jwks_allow_http: Option<bool>,
@@ -608,6 +625,9 @@ impl SettingsArgs {
         set(&mut s.gateway_principal, &self.gateway_principal);
         set(&mut s.service_url, &self.service_url);
         set(&mut s.default_namespace, &self.default_namespace);
+        if let Some(v) = self.plugin_config_max_bytes {
+            s.plugin_config_max_bytes = v;
+        }
         if let Some(v) = self.default_auth {
             s.default_auth = v;
         }

@@ -309,8 +309,13 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
         .iter()
         .map(|(id, good)| (id.clone(), good.entry.clone()))
         .collect();
-    let (filter_config, refused) =
-        filter_config::admit(&mut entries, inputs.jwks, &last_good, &newest_first(sdeps));
+    let (filter_config, refused) = filter_config::admit(
+        &mut entries,
+        inputs.jwks,
+        &last_good,
+        &newest_first(sdeps),
+        inputs.settings.plugin_config_max_bytes,
+    );
     for model in &mut models {
         if let Some(why) = refused.get(&model.id) {
             let error = ModelError::Filter {
