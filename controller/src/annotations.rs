@@ -575,7 +575,10 @@ fn read_auth(r: &mut Reader<'_>, settings: &Settings) -> AuthOptions {
         }
         (Some((v, s)), None) => {
             let reduced = r.check(JWT_JWKS, v, s, |v| {
-                tenancy::admit_inline_jwks(settings).and_then(|()| parse_inline_jwks(v))
+                tenancy::admit_inline_jwks(settings).and_then(|()| {
+                    let limits = crate::filter_config::key_limits(settings.key_limits());
+                    parse_inline_jwks(v, &limits)
+                })
             });
             reduced.map(|reduced| {
                 for why in reduced.dropped {
@@ -812,7 +815,10 @@ pub fn parse_jwks_uri(value: &str) -> Result<String, String> {
 }
 
 /// An inline JWKS with at least one key the filter can use.
-fn parse_inline_jwks(value: &str) -> Result<key_sets::Reduced, String> {
+fn parse_inline_jwks(
+    value: &str,
+    limits: &modelgate_core::keys::KeyLimits,
+) -> Result<key_sets::Reduced, String> {
     if value.len() > key_sets::MAX_INLINE_JWKS_BYTES {
         return Err(format!(
             "expected a JWKS of at most {} bytes, not {}",
@@ -820,7 +826,7 @@ fn parse_inline_jwks(value: &str) -> Result<key_sets::Reduced, String> {
             value.len()
         ));
     }
-    let reduced = key_sets::read_document(value.as_bytes())
+    let reduced = key_sets::read_document(value.as_bytes(), limits)
         .map_err(|e| format!("expected a JWKS JSON document {{\"keys\": [...]}}: {e}"))?;
     if reduced.set.keys.is_empty() {
         return Err(format!(

@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 
 use modelgate_core::CompiledConfig;
 use modelgate_core::compiled::UNUSABLE_ENTRY_POLICY;
-use modelgate_core::config::{FilterConfig, JwtPolicy, KeySet, Model, Policy, Predictor, Routing};
+use modelgate_core::config::{
+    FilterConfig, JwtPolicy, KeySet, Limits, Model, Policy, Predictor, Routing,
+};
+use modelgate_core::keys::KeyLimits;
 use sha2::{Digest, Sha256};
 
 use crate::annotations::{AuthOptions, KeySource, ModelOptions};
@@ -82,19 +85,31 @@ pub fn build(
     models: &BTreeMap<String, ModelEntry>,
     jwks: &BTreeMap<String, KeySet>,
 ) -> FilterConfig {
-    build_from(models, &fetched_sets(jwks))
+    build_from(
+        models,
+        &fetched_sets(jwks, Limits::default()),
+        Limits::default(),
+    )
+}
+
+/// The key limits the filter's compiler applies for `limits`.
+pub fn key_limits(limits: Limits) -> KeyLimits {
+    KeyLimits {
+        max_rsa_bits: limits.max_rsa_bits as usize,
+    }
 }
 
 /// The source of a key set from a model's own `seldon.io/jwt-jwks`.
 pub const INLINE_SOURCE: &str = "inline";
 
 /// Each URI's keys, reduced once, with their source.
-fn fetched_sets(jwks: &BTreeMap<String, KeySet>) -> BTreeMap<String, KeySet> {
+fn fetched_sets(jwks: &BTreeMap<String, KeySet>, limits: Limits) -> BTreeMap<String, KeySet> {
+    let key_limits = key_limits(limits);
     jwks.iter()
         .map(|(uri, set)| {
             let reduced = KeySet {
                 source: Some(uri.clone()),
-                keys: key_sets::reduce(&set.keys).set.keys,
+                keys: key_sets::reduce(&set.keys, &key_limits).set.keys,
             };
             (uri.clone(), reduced)
         })
@@ -108,8 +123,10 @@ fn fetched_sets(jwks: &BTreeMap<String, KeySet>) -> BTreeMap<String, KeySet> {
 fn build_from(
     models: &BTreeMap<String, ModelEntry>,
     fetched: &BTreeMap<String, KeySet>,
+    limits: Limits,
 ) -> FilterConfig {
     let mut config = FilterConfig::new();
+    config.limits = limits;
     for (id, entry) in models {
         let policy = match &entry.policy {
             PolicySpec::None => Policy::None,
@@ -154,6 +171,24 @@ pub const MAX_MODEL_BYTES: usize = 32 * 1024;
 /// WasmPlugin must stay well under etcd's 1.5 MiB object limit.
 pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
 
+/// What admission holds the configuration to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budgets {
+    /// The most the whole configuration may take, in bytes (`pluginConfigMaxBytes`).
+    pub config_bytes: usize,
+    /// What keys may cost (`maxRsaBits`).
+    pub limits: Limits,
+}
+
+impl Default for Budgets {
+    fn default() -> Self {
+        Self {
+            config_bytes: MAX_CONFIG_BYTES,
+            limits: Limits::default(),
+        }
+    }
+}
+
 /// Builds the configuration and admits into it only what the filter's own compiler accepts,
 /// within the budgets. A model over its budget, or whose entry the filter could not use,
 /// is given its last good entry (when that one passes) or is denied; when the whole is over
@@ -164,9 +199,13 @@ pub fn admit(
     jwks: &BTreeMap<String, KeySet>,
     last_good: &BTreeMap<String, ModelEntry>,
     newest_first: &[String],
-    max_config_bytes: usize,
+    budgets: Budgets,
 ) -> (FilterConfig, BTreeMap<String, String>) {
-    let fetched = fetched_sets(jwks);
+    let Budgets {
+        config_bytes: max_config_bytes,
+        limits,
+    } = budgets;
+    let fetched = fetched_sets(jwks, limits);
     let mut refused = BTreeMap::new();
     let mut turn_away = |models: &mut BTreeMap<String, ModelEntry>, id: &str, why: String| {
         let fallback = last_good
@@ -195,7 +234,7 @@ pub fn admit(
     }
     // A model the filter would not be able to use (a last good entry included) is denied;
     // twice at most, since a fallback is either usable or a deny.
-    let mut config = build_from(models, &fetched);
+    let mut config = build_from(models, &fetched, limits);
     for _ in 0..2 {
         let unusable = unusable_models(&config, models);
         if unusable.is_empty() {
@@ -204,7 +243,7 @@ pub fn admit(
         for (id, why) in unusable {
             turn_away(models, &id, format!("the filter cannot use it: {why}"));
         }
-        config = build_from(models, &fetched);
+        config = build_from(models, &fetched, limits);
     }
     // Over the total, the newest models yield: as many as their own sizes say, then the
     // whole is measured again (shared policies and key sets make a model's own size an
@@ -233,7 +272,7 @@ pub fn admit(
             );
             estimate = estimate.saturating_sub(sizes[id]);
         }
-        config = build_from(models, &fetched);
+        config = build_from(models, &fetched, limits);
         total = config_bytes(&config);
     }
     (config, refused)
@@ -467,7 +506,7 @@ mod tests {
             &BTreeMap::new(),
             &BTreeMap::new(),
             &[],
-            MAX_CONFIG_BYTES,
+            Budgets::default(),
         );
         assert_eq!(refused.keys().collect::<Vec<_>>(), ["t/big"]);
         assert!(
@@ -486,7 +525,7 @@ mod tests {
             &BTreeMap::new(),
             &last_good,
             &[],
-            MAX_CONFIG_BYTES,
+            Budgets::default(),
         );
         assert_eq!(models["t/big"], inline(2));
     }
@@ -503,7 +542,7 @@ mod tests {
             &BTreeMap::new(),
             &BTreeMap::new(),
             &newest_first,
-            MAX_CONFIG_BYTES,
+            Budgets::default(),
         );
         assert!(config_bytes(&config) <= MAX_CONFIG_BYTES);
         assert!(!refused.is_empty());
@@ -544,7 +583,7 @@ mod tests {
             &BTreeMap::new(),
             &BTreeMap::new(),
             &[],
-            MAX_CONFIG_BYTES,
+            Budgets::default(),
         );
         assert_eq!(refused.keys().collect::<Vec<_>>(), ["t/bad"], "{refused:?}");
         assert!(refused["t/bad"].contains("traffic weight"), "{refused:?}");

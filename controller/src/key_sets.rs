@@ -6,6 +6,7 @@
 //! strange for the filter or for the controller's own client to read back.
 
 use modelgate_core::config::KeySet;
+use modelgate_core::keys::KeyLimits;
 use serde_json::{Map, Value};
 
 /// Keys kept per key set; the rest are dropped with a warning.
@@ -27,17 +28,17 @@ pub struct Reduced {
 }
 
 /// Reads a JWKS document (`{"keys": [...]}`; other members are ignored) and reduces it.
-pub fn read_document(text: &[u8]) -> Result<Reduced, String> {
+pub fn read_document(text: &[u8], limits: &KeyLimits) -> Result<Reduced, String> {
     #[derive(serde::Deserialize)]
     struct Document {
         keys: Vec<Value>,
     }
     let document: Document = serde_json::from_slice(text).map_err(|e| e.to_string())?;
-    Ok(reduce(&document.keys))
+    Ok(reduce(&document.keys, limits))
 }
 
 /// Keeps the keys the filter's compiler accepts, re-serialised, at most [`MAX_KEYS_PER_SET`].
-pub fn reduce(keys: &[Value]) -> Reduced {
+pub fn reduce(keys: &[Value], limits: &KeyLimits) -> Reduced {
     let mut kept = Vec::new();
     let mut dropped = Vec::new();
     for (i, raw) in keys.iter().enumerate() {
@@ -52,7 +53,7 @@ pub fn reduce(keys: &[Value]) -> Reduced {
             continue;
         };
         // The filter's own compiler decides what is usable.
-        match modelgate_core::keys::compile_key(&key) {
+        match modelgate_core::keys::compile_key_with(&key, limits) {
             Ok(_) => kept.push(key),
             Err(why) => dropped.push(format!("keys[{i}]: {why}")),
         }
@@ -99,7 +100,7 @@ mod tests {
             json!("not a key"),
             TestKey::ec().jwk(),
         ];
-        let reduced = reduce(&keys);
+        let reduced = reduce(&keys, &KeyLimits::default());
         assert_eq!(reduced.set.keys.len(), 2);
         let kept = reduced.set.keys[0].as_object().unwrap();
         assert!(
@@ -121,7 +122,7 @@ mod tests {
                 jwk
             })
             .collect();
-        let reduced = reduce(&keys);
+        let reduced = reduce(&keys, &KeyLimits::default());
         assert_eq!(reduced.set.keys.len(), MAX_KEYS_PER_SET);
         assert_eq!(reduced.dropped.len(), 1);
     }
@@ -130,8 +131,24 @@ mod tests {
     fn a_member_of_the_wrong_type_is_never_copied() {
         let mut jwk = TestKey::ec().jwk();
         jwk["kid"] = json!([[["deep"]]]);
-        let reduced = reduce(&[jwk]);
+        let reduced = reduce(&[jwk], &KeyLimits::default());
         assert!(reduced.set.keys.is_empty());
         assert_eq!(reduced.dropped.len(), 1);
+    }
+
+    #[test]
+    fn rsa_keys_over_4096_bits_only_when_the_platform_allows_them() {
+        // 1024 bytes of 0xff, base64url: an 8192-bit modulus (its primes do not matter here).
+        let n = format!("{}_w", "_".repeat(1364));
+        let key = json!({"kty": "RSA", "kid": "big", "n": n, "e": "AQAB"});
+        let reduced = reduce(std::slice::from_ref(&key), &KeyLimits::default());
+        assert!(reduced.set.keys.is_empty());
+        assert!(
+            reduced.dropped[0].contains("at most 4096"),
+            "{:?}",
+            reduced.dropped
+        );
+        let allowed = KeyLimits { max_rsa_bits: 8192 };
+        assert_eq!(reduce(&[key], &allowed).set.keys.len(), 1);
     }
 }

@@ -158,6 +158,9 @@ pub struct Settings {
     /// The most the WasmPlugin's `pluginConfig` may take, in bytes: the object must stay
     /// under etcd's 1.5 MiB. Over it, the most recently created models are refused.
     pub plugin_config_max_bytes: usize,
+    /// The longest RSA modulus accepted in any key, in bits: 4096, or up to 8192 for an
+    /// issuer that needs it (a larger key costs every gateway worker more per token).
+    pub max_rsa_bits: u32,
     /// What a tenant's SeldonDeployment may claim beyond its own namespace.
     pub tenancy: TenancySettings,
     /// Which JWKS URIs the controller fetches at all, and how much it reads.
@@ -183,6 +186,7 @@ impl Default for Settings {
             service_url: "http://modelgate.modelgate-system.svc.cluster.local:8080".into(),
             default_namespace: "default".into(),
             plugin_config_max_bytes: crate::filter_config::MAX_CONFIG_BYTES,
+            max_rsa_bits: modelgate_core::keys::DEFAULT_MAX_RSA_BITS as u32,
             tenancy: TenancySettings::default(),
             jwks: JwksSettings::default(),
         }
@@ -405,6 +409,13 @@ impl ConfigFile {
 }
 
 impl Settings {
+    /// What keys may cost, as the filter is told (`limits` of its configuration).
+    pub fn key_limits(&self) -> modelgate_core::config::Limits {
+        modelgate_core::config::Limits {
+            max_rsa_bits: self.max_rsa_bits,
+        }
+    }
+
     /// Checks every setting; the controller refuses to start on the first bad one.
     pub fn validate(&self) -> Result<(), SettingsError> {
         crate::annotations::parse_gateway(&self.default_gateway, "")
@@ -446,6 +457,19 @@ impl Settings {
                 "gatewayNamespace",
                 &self.gateway_namespace,
                 "a namespace name",
+            ));
+        }
+        let rsa_bits =
+            modelgate_core::keys::MIN_RSA_BITS..=modelgate_core::keys::MAX_RSA_BITS_CEILING;
+        if !rsa_bits.contains(&(self.max_rsa_bits as usize)) {
+            return Err(invalid(
+                "maxRsaBits",
+                self.max_rsa_bits.to_string(),
+                format!(
+                    "a number of bits from {} to {}",
+                    rsa_bits.start(),
+                    rsa_bits.end()
+                ),
             ));
         }
         if self.plugin_config_max_bytes < crate::filter_config::MAX_MODEL_BYTES {
@@ -592,6 +616,9 @@ pub struct SettingsArgs {
     /// The most the WasmPlugin's pluginConfig may take, in bytes.
     #[arg(long, env = "MODELGATE_PLUGIN_CONFIG_MAX_BYTES")]
     pub plugin_config_max_bytes: Option<usize>,
+    /// The longest RSA modulus accepted in any key, in bits (4096; at most 8192).
+    #[arg(long, env = "MODELGATE_MAX_RSA_BITS")]
+    pub max_rsa_bits: Option<u32>,
     /// Fetch http:// JWKS URIs too (only https:// otherwise).
     #[arg(long, env = "MODELGATE_JWKS_ALLOW_HTTP")]
     pub jwks_allow_http: Option<bool>,
@@ -627,6 +654,9 @@ impl SettingsArgs {
         set(&mut s.default_namespace, &self.default_namespace);
         if let Some(v) = self.plugin_config_max_bytes {
             s.plugin_config_max_bytes = v;
+        }
+        if let Some(v) = self.max_rsa_bits {
+            s.max_rsa_bits = v;
         }
         if let Some(v) = self.default_auth {
             s.default_auth = v;

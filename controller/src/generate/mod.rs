@@ -314,7 +314,10 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
         inputs.jwks,
         &last_good,
         &newest_first(sdeps),
-        inputs.settings.plugin_config_max_bytes,
+        filter_config::Budgets {
+            config_bytes: inputs.settings.plugin_config_max_bytes,
+            limits: inputs.settings.key_limits(),
+        },
     );
     for model in &mut models {
         if let Some(why) = refused.get(&model.id) {

@@ -189,7 +189,7 @@ impl TokenCache {
 
     /// Remembers a refusal for a few seconds, when it can only be repeated: a token that is
     /// not yet valid may become valid, and a long one is not worth its memory. When the
-    /// refusals reach [`REFUSED_CAPACITY`] or [`REFUSED_BUDGET_BYTES`], they start afresh.
+    /// refusals reach `REFUSED_CAPACITY` or `REFUSED_BUDGET_BYTES`, they start afresh.
     pub fn insert_refused(&mut self, key: Key, token: &str, reason: DenyReason, now: u64) {
         if reason == DenyReason::NotYetValid || token.len() > REFUSED_MAX_BYTES {
             return;

@@ -24,10 +24,13 @@ use serde_json::value::RawValue;
 
 use crate::claims::{ClaimPath, ClaimRule, ClaimsUsed};
 use crate::config::{
-    AuthMode, CONFIG_VERSION, DEFAULT_TOKEN_SOURCE, FilterConfig, JwtPolicy, KeySet, Model, Policy,
+    AuthMode, CONFIG_VERSION, DEFAULT_TOKEN_SOURCE, FilterConfig, JwtPolicy, KeySet, Limits, Model,
+    Policy,
 };
 use crate::headers;
-use crate::keys::{VerifyingKey, compile_key, select_usable};
+use crate::keys::{
+    KeyLimits, MAX_RSA_BITS_CEILING, MIN_RSA_BITS, VerifyingKey, compile_key_with, select_usable,
+};
 use crate::routing::{CompiledRouting, StickyKey};
 use crate::token::{PolicyValidation, TokenSource, is_header_name, validation_for};
 
@@ -145,7 +148,7 @@ impl CompiledConfig {
             .deserialize(&mut deserializer)
             .and_then(|()| deserializer.end());
         match parsed {
-            Ok(()) => Ok(loader.finish()),
+            Ok(()) => loader.finish(),
             Err(e) => Err(loader
                 .version_error()
                 .unwrap_or_else(|| error(json_error_path(&e), e.to_string()))),
@@ -156,6 +159,7 @@ impl CompiledConfig {
     pub fn compile(config: &FilterConfig) -> Result<(Self, Vec<ConfigError>), ConfigError> {
         let mut loader = Loader {
             version: Some(config.version),
+            limits: config.limits,
             ..Loader::default()
         };
         if let Some(e) = loader.version_error() {
@@ -170,7 +174,7 @@ impl CompiledConfig {
         for (id, model) in &config.models {
             loader.models.add(id.clone(), Ok(model));
         }
-        Ok(loader.finish())
+        loader.finish()
     }
 
     /// The model with this namespace and name.
@@ -224,9 +228,10 @@ impl<T: serde::de::DeserializeOwned + Clone> Section<'_, T> {
 fn compile_policies(
     key_sets: &BTreeMap<String, Section<'_, KeySet>>,
     policies: &BTreeMap<String, Section<'_, Policy>>,
+    limits: &KeyLimits,
     warnings: &mut Vec<ConfigError>,
 ) -> (Vec<CompiledPolicy>, Vec<String>) {
-    let compiled_sets = compile_key_sets(key_sets, warnings);
+    let compiled_sets = compile_key_sets(key_sets, limits, warnings);
     let mut compiled = Vec::with_capacity(policies.len() + 1);
     let mut ids = Vec::with_capacity(policies.len() + 1);
     for (id, section) in policies {
@@ -253,6 +258,7 @@ fn compile_policies(
 #[inline(never)]
 fn compile_key_sets<'a>(
     key_sets: &'a BTreeMap<String, Section<'_, KeySet>>,
+    limits: &KeyLimits,
     warnings: &mut Vec<ConfigError>,
 ) -> HashMap<&'a str, Rc<Vec<VerifyingKey>>> {
     let mut compiled_sets = HashMap::new();
@@ -262,7 +268,7 @@ fn compile_key_sets<'a>(
         match section.read() {
             Ok(set) => {
                 for (i, raw) in set.keys.iter().enumerate() {
-                    match compile_key(raw) {
+                    match compile_key_with(raw, limits) {
                         Ok(key) => keys.push(key),
                         Err(why) => warnings.push(error(
                             format!("{field}.keys[{i}]"),
@@ -534,12 +540,25 @@ fn is_model_id(id: &str) -> bool {
 #[derive(Default)]
 struct Loader<'a> {
     version: Option<u32>,
+    limits: Limits,
     key_sets: BTreeMap<String, Section<'a, KeySet>>,
     policies: BTreeMap<String, Section<'a, Policy>>,
     models: ModelTable,
 }
 
 impl Loader<'_> {
+    /// The key limits the document sets, if they are within what this filter allows.
+    fn key_limits(&self) -> Result<KeyLimits, ConfigError> {
+        let bits = self.limits.max_rsa_bits as usize;
+        if !(MIN_RSA_BITS..=MAX_RSA_BITS_CEILING).contains(&bits) {
+            return Err(error(
+                "limits.maxRsaBits",
+                format!("{bits} is not between {MIN_RSA_BITS} and {MAX_RSA_BITS_CEILING}"),
+            ));
+        }
+        Ok(KeyLimits { max_rsa_bits: bits })
+    }
+
     fn version_error(&self) -> Option<ConfigError> {
         match self.version {
             Some(CONFIG_VERSION) | None => None,
@@ -551,11 +570,12 @@ impl Loader<'_> {
     }
 
     #[inline(never)]
-    fn finish(self) -> (CompiledConfig, Vec<ConfigError>) {
+    fn finish(self) -> Result<(CompiledConfig, Vec<ConfigError>), ConfigError> {
         crate::crypto::install();
+        let limits = self.key_limits()?;
         let mut warnings = Vec::new();
         let (mut policies, mut policy_ids) =
-            compile_policies(&self.key_sets, &self.policies, &mut warnings);
+            compile_policies(&self.key_sets, &self.policies, &limits, &mut warnings);
         let unusable = policies.len();
         let models = self
             .models
@@ -571,18 +591,18 @@ impl Loader<'_> {
         }
         policies.push(CompiledPolicy::Deny(UNUSABLE_ENTRY_POLICY.to_string()));
         policy_ids.push(UNUSABLE_ENTRY_POLICY.to_string());
-        (
+        Ok((
             CompiledConfig {
                 models,
                 policies,
                 policy_ids,
             },
             warnings,
-        )
+        ))
     }
 }
 
-const FIELDS: &[&str] = &["version", "keySets", "policies", "models"];
+const FIELDS: &[&str] = &["version", "keySets", "policies", "models", "limits"];
 
 impl<'de> DeserializeSeed<'de> for &mut Loader<'_> {
     type Value = ();
@@ -600,7 +620,7 @@ impl<'de> Visitor<'de> for &mut Loader<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = [false; 4];
+        let mut seen = [false; 5];
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             let Some(field) = FIELDS.iter().position(|f| *f == key) else {
                 return Err(de::Error::unknown_field(&key, FIELDS));
@@ -617,7 +637,8 @@ impl<'de> Visitor<'de> for &mut Loader<'_> {
                 }
                 1 => self.key_sets = sections(&mut map)?,
                 2 => self.policies = sections(&mut map)?,
-                _ => map.next_value_seed(&mut self.models)?,
+                3 => map.next_value_seed(&mut self.models)?,
+                _ => self.limits = next_limits(&mut map)?,
             }
         }
         if self.version.is_none() {
@@ -625,6 +646,12 @@ impl<'de> Visitor<'de> for &mut Loader<'_> {
         }
         Ok(())
     }
+}
+
+/// The document's `limits` (read in a function of its own: see [`compile_policies`]).
+#[inline(never)]
+fn next_limits<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Limits, A::Error> {
+    map.next_value()
 }
 
 /// A map of key sets or policies, each kept as its own slice of the document (read in a
@@ -975,5 +1002,27 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.field, "version");
+    }
+
+    #[test]
+    fn rsa_keys_up_to_8192_bits_only_when_the_document_allows_them() {
+        use base64::Engine;
+        let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([0xffu8; 1024]);
+        let doc = |limits: &str| {
+            format!(
+                r#"{{"version":1,{limits}"keySets":{{"k":{{"keys":[{{"kty":"RSA","n":"{n}","e":"AQAB"}}]}}}},
+                    "policies":{{"p":{{"auth":"jwt","issuer":"i","keySet":"k"}}}},
+                    "models":{{"ns/m":{{"policy":"p"}}}}}}"#
+            )
+        };
+        let (config, warnings) = compile(&doc("")).unwrap();
+        assert_eq!(serves(&config, "ns/m"), Some(false), "{warnings:?}");
+        assert!(warnings[0].message.contains("at most 4096"), "{warnings:?}");
+        let (config, warnings) = compile(&doc(r#""limits":{"maxRsaBits":8192},"#)).unwrap();
+        assert_eq!(serves(&config, "ns/m"), Some(true), "{warnings:?}");
+        for bad in ["1024", "16384"] {
+            let err = compile(&doc(&format!(r#""limits":{{"maxRsaBits":{bad}}},"#))).unwrap_err();
+            assert_eq!(err.field, "limits.maxRsaBits", "{err}");
+        }
     }
 }

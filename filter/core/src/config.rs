@@ -33,6 +33,32 @@ pub struct FilterConfig {
     /// Models by `<namespace>/<name>`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub models: BTreeMap<String, Model>,
+    /// What keys may cost, when not the defaults.
+    #[serde(default, skip_serializing_if = "Limits::is_default")]
+    pub limits: Limits,
+}
+
+/// What keys may cost: the platform's choice (controller setting `maxRsaBits`), the same
+/// for every model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Limits {
+    /// The longest RSA modulus accepted, in bits: 2048 to 8192.
+    pub max_rsa_bits: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_rsa_bits: crate::keys::DEFAULT_MAX_RSA_BITS as u32,
+        }
+    }
+}
+
+impl Limits {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 impl FilterConfig {
@@ -43,6 +69,7 @@ impl FilterConfig {
             key_sets: BTreeMap::new(),
             policies: BTreeMap::new(),
             models: BTreeMap::new(),
+            limits: Limits::default(),
         }
     }
 }
