@@ -1013,11 +1013,3 @@ fn error<K: Resource<DynamicType = ()>>(
         source,
     }
 }
-
-/// Kinds whose objects a SeldonDeployment owns, for the controller's watches.
-pub type OwnedKinds = (
-    VirtualService,
-    DestinationRule,
-    AuthorizationPolicy,
-    WasmPlugin,
-);

@@ -25,9 +25,6 @@ use crate::metrics::Metrics;
 /// Configuration warnings logged per reload, at most.
 const MAX_LOGGED_WARNINGS: usize = 20;
 
-/// The root id the WasmPlugin's `pluginName` must name.
-pub const ROOT_ID: &str = "modelgate";
-
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     std::panic::set_hook(Box::new(|info| {

@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 
 use crate::routes::{GRPC_PATH_REGEX, RouteTable};
 
-/// The Wasm filter's name in the listener and in the ECDS resource.
-pub const FILTER_NAME: &str = "modelgate";
+/// The Wasm filter's name in the listener and in the ECDS resource: its root id.
+pub const FILTER_NAME: &str = modelgate_core::config::FILTER_ROOT_ID;
 
 /// Cluster for requests to `/prometheus` (the gateway's own metrics scrape path).
 pub const PROMETHEUS_CLUSTER: &str = "prometheus";

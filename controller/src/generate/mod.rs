@@ -33,8 +33,8 @@ pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "modelgate
 pub const MODEL_LABEL: &str = "modelgate.seldon.io/seldon-deployment";
 /// The WasmPlugin's name.
 pub const WASM_PLUGIN_NAME: &str = "modelgate";
-/// The filter's root id, the WasmPlugin's `pluginName`.
-pub const FILTER_ROOT_ID: &str = "modelgate";
+/// The filter's root id, the WasmPlugin's `pluginName` (the contract's).
+pub use modelgate_core::config::FILTER_ROOT_ID;
 
 /// What a model's configuration was the last time its annotations parsed; used when they
 /// stop parsing, so a typo never takes a model down.

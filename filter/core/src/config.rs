@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 /// The configuration format this build reads and writes.
 pub const CONFIG_VERSION: u32 = 1;
 
+/// The filter's root id: the WasmPlugin's `pluginName`, and the name Envoy gives the
+/// filter's ECDS resource and statistics.
+pub const FILTER_ROOT_ID: &str = "modelgate";
+
 /// The routing header used when a model does not name one (`seldon.io/ab-header`).
 pub const DEFAULT_AB_HEADER: &str = "x-seldon-predictor";
 
