@@ -9,6 +9,8 @@
 //!   from keys [`key_sets`] reduced to what the filter can use.
 //! - [`jwks`]: fetching issuers' keys, bounded and confined to admitted targets.
 //! - [`manifests`]: YAML in and out for the CLI; [`explain`]: the filter's decision, natively.
+//! - [`permissions`]: the Kubernetes API requests `run` makes, declared once: the chart's
+//!   RBAC grants them and the tests' API-server doubles refuse anything else.
 
 pub mod annotations;
 pub mod explain;
@@ -20,6 +22,7 @@ pub mod key_sets;
 pub mod manifests;
 pub mod metrics;
 pub mod names;
+pub mod permissions;
 pub mod reconcile;
 pub mod run;
 pub mod seldon;

@@ -64,6 +64,15 @@ enum Command {
         #[command(flatten)]
         settings: SettingsArgs,
     },
+    /// Print the Kubernetes permissions `run` needs with these settings (the `run:`
+    /// section of --config): the table the chart's RBAC grants.
+    Permissions {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "yaml")]
+        output: modelgate_controller::permissions::Format,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
     /// Run the controller in the cluster.
     Run {
         #[command(flatten)]
@@ -168,6 +177,13 @@ fn run_cli() -> anyhow::Result<ExitCode> {
             for line in &explanation.lines {
                 println!("{line}");
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Permissions { output, settings } => {
+            let file = settings.resolve()?;
+            let permissions =
+                modelgate_controller::permissions::Permissions::resolve(&file.settings, &file.run);
+            print!("{}", permissions.render(output));
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { run, settings } => {
