@@ -64,7 +64,7 @@ fn context(api: &FakeApi) -> Context {
     settings.tenancy.gateway_namespaces = vec!["edge".into()];
     settings.jwks = common::jwks_server::loopback_jwks_settings();
     let wasm = common::test_wasm(&settings);
-    let mut ctx = Context::new(api.client(), settings, wasm, None);
+    let mut ctx = Context::new(api.client(&settings), settings, wasm, None);
     ctx.api_timeout = Duration::from_millis(200);
     ctx
 }

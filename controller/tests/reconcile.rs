@@ -40,7 +40,7 @@ fn context(api: &FakeApi) -> Context {
     // `edge` is the platform's: models of any namespace may have Gateways created there.
     settings.tenancy.gateway_namespaces = vec!["edge".into()];
     let wasm = common::test_wasm(&settings);
-    Context::new(api.client(), settings, wasm, None)
+    Context::new(api.client(&settings), settings, wasm, None)
 }
 
 /// The shared objects (the WasmPlugin first), then every model, as `run` does, until no

@@ -69,7 +69,7 @@ fn context(api: &FakeApi, settings: Settings) -> Context {
         controller: "modelgate".into(),
         instance: Some("test".into()),
     };
-    Context::new(api.client(), settings, wasm, Some(reporter))
+    Context::new(api.client(&settings), settings, wasm, Some(reporter))
 }
 
 /// The shared objects, then every model, until nothing waits.

@@ -5,6 +5,11 @@
 //! every request too (for attempt counts). Faults ([`Fault`]) are queued per method and
 //! path and each answers one request: an error status, a 429 with `Retry-After`, a late
 //! answer, a stall that never answers, or a dropped connection.
+//!
+//! Like the API server's authorizer, it first checks each request against the
+//! controller's permissions (`controller/src/permissions.rs`) for the settings of the
+//! client ([`FakeApi::client`]): a request outside them is answered 403 Forbidden and
+//! recorded, and the test fails when its `FakeApi` goes out of scope.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -13,6 +18,8 @@ use std::time::Duration;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use kube::client::Body;
+use modelgate_controller::permissions::{ApiRequest, Permissions, Verb};
+use modelgate_controller::{RunSettings, Settings};
 use serde_json::{Value, json};
 
 #[derive(Default)]
@@ -24,6 +31,7 @@ struct State {
     failures: Vec<(Method, String)>,
     faults: Vec<(Method, String, Fault)>,
     requests: Vec<String>,
+    refused: Vec<String>,
     stalled: usize,
     next_uid: u64,
 }
@@ -43,10 +51,90 @@ pub enum Fault {
     Drop,
 }
 
-/// The fake API server.
-#[derive(Clone, Default)]
+/// The fake API server, as a test holds it: dropping it fails the test if the controller
+/// made a request outside its permissions.
+#[derive(Default)]
 pub struct FakeApi {
     state: Arc<Mutex<State>>,
+}
+
+/// The server behind one client: the shared state, and the permissions of the controller
+/// the client stands for.
+#[derive(Clone)]
+struct Server {
+    state: Arc<Mutex<State>>,
+    permissions: Arc<Permissions>,
+}
+
+/// Where a request goes: `/api/v1/...` (the core group) or `/apis/<group>/<version>/...`,
+/// then `[namespaces/<ns>/]<plural>[/<name>[/<subresource>]]`.
+struct Route {
+    api_version: String,
+    group: String,
+    /// The plural, with `/<subresource>` if any (as RBAC names it).
+    resource: String,
+    namespace: Option<String>,
+    name: Option<String>,
+}
+
+impl Route {
+    fn parse(path: &str) -> Option<Route> {
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let (group, api_version, rest) = match parts.as_slice() {
+            ["apis", group, version, rest @ ..] => {
+                (group.to_string(), format!("{group}/{version}"), rest)
+            }
+            ["api", version, rest @ ..] => (String::new(), version.to_string(), rest),
+            _ => return None,
+        };
+        let (namespace, rest) = match rest {
+            ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(ns.to_string()), rest),
+            _ => (None, rest),
+        };
+        let (resource, name) = match rest {
+            [plural] => (plural.to_string(), None),
+            [plural, name] => (plural.to_string(), Some(name.to_string())),
+            [plural, name, sub] => (format!("{plural}/{sub}"), Some(name.to_string())),
+            _ => return None,
+        };
+        Some(Route {
+            api_version,
+            group,
+            resource,
+            namespace,
+            name,
+        })
+    }
+
+    /// The verb the API server's authorizer sees: from the method, whether a name is
+    /// given, and `watch=true`.
+    fn verb(&self, method: &Method, query: &str) -> Option<Verb> {
+        let watch = query
+            .split('&')
+            .any(|kv| kv == "watch=true" || kv == "watch=1");
+        Some(match (method, &self.name) {
+            (&Method::GET | &Method::HEAD, Some(_)) => Verb::Get,
+            (&Method::GET | &Method::HEAD, None) if watch => Verb::Watch,
+            (&Method::GET | &Method::HEAD, None) => Verb::List,
+            (&Method::POST, _) => Verb::Create,
+            (&Method::PUT, _) => Verb::Update,
+            (&Method::PATCH, _) => Verb::Patch,
+            (&Method::DELETE, Some(_)) => Verb::Delete,
+            (&Method::DELETE, None) => Verb::DeleteCollection,
+            _ => return None,
+        })
+    }
+
+    fn request(&self, verb: Verb) -> ApiRequest<'_> {
+        ApiRequest {
+            verb,
+            group: &self.group,
+            resource: &self.resource,
+            namespace: self.namespace.as_deref(),
+            // A create carries no name to authorize, even one made by a server-side apply.
+            name: self.name.as_deref().filter(|_| verb != Verb::Create),
+        }
+    }
 }
 
 fn decode(text: &str) -> String {
@@ -69,8 +157,12 @@ fn decode(text: &str) -> String {
 }
 
 fn status(code: u16, reason: &str) -> Response<Body> {
+    status_with(code, reason, reason)
+}
+
+fn status_with(code: u16, reason: &str, message: &str) -> Response<Body> {
     let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                      "reason": reason, "code": code, "message": reason});
+                      "reason": reason, "code": code, "message": message});
     respond(code, &body)
 }
 
@@ -90,14 +182,24 @@ fn labels_match(object: &Value, selector: &str) -> bool {
 }
 
 impl FakeApi {
-    /// A client talking to this server.
-    pub fn client(&self) -> kube::Client {
-        let api = self.clone();
+    /// A client talking to this server for a controller with these settings (and the
+    /// default run settings: every namespace watched): requests outside its permissions
+    /// are refused.
+    pub fn client(&self, settings: &Settings) -> kube::Client {
+        let server = Server {
+            state: self.state.clone(),
+            permissions: Arc::new(Permissions::resolve(settings, &RunSettings::default())),
+        };
         let service = tower::service_fn(move |req: Request<Body>| {
-            let api = api.clone();
-            async move { api.answer(req).await }
+            let server = server.clone();
+            async move { server.answer(req).await }
         });
         kube::Client::new(service, "default")
+    }
+
+    /// Requests refused so far (outside the controller's permissions), and clears them.
+    pub fn take_refused(&self) -> Vec<String> {
+        std::mem::take(&mut self.state.lock().unwrap().refused)
     }
 
     /// Queues a fault for the next request of this method whose path contains `path`
@@ -141,46 +243,6 @@ impl FakeApi {
                 (format!("{}/{}", k.1, k.2), o)
             })
             .collect()
-    }
-
-    /// Answers a request, or fails it as the first matching queued fault says.
-    async fn answer(&self, req: Request<Body>) -> Result<Response<Body>, std::io::Error> {
-        let fault = {
-            let mut s = self.state.lock().unwrap();
-            let path = req.uri().path().to_string();
-            s.requests.push(format!("{} {path}", req.method()));
-            let found = s
-                .faults
-                .iter()
-                .position(|(m, p, _)| m == req.method() && path.contains(p.as_str()));
-            found.map(|i| s.faults.remove(i).2)
-        };
-        match fault {
-            None => Ok(self.handle(req).await),
-            Some(Fault::Status(code)) => Ok(status(code, &format!("injected {code}"))),
-            Some(Fault::TooManyRequests(seconds)) => {
-                let mut response = status(429, "TooManyRequests");
-                response
-                    .headers_mut()
-                    .insert("retry-after", seconds.to_string().parse().unwrap());
-                Ok(response)
-            }
-            Some(Fault::Delay(delay)) => {
-                // The server does the work, then answers late: a client that gives up
-                // has still written.
-                let response = self.handle(req).await;
-                tokio::time::sleep(delay).await;
-                Ok(response)
-            }
-            Some(Fault::Stall) => {
-                self.state.lock().unwrap().stalled += 1;
-                std::future::pending().await
-            }
-            Some(Fault::Drop) => Err(std::io::Error::new(
-                std::io::ErrorKind::ConnectionReset,
-                "injected: connection reset by peer",
-            )),
-        }
     }
 
     /// Stores an object as if created by someone, giving it a uid.
@@ -245,6 +307,108 @@ impl FakeApi {
             .failures
             .push((method, path.to_string()));
     }
+}
+
+impl Drop for FakeApi {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let refused = self
+            .state
+            .lock()
+            .map(|mut s| std::mem::take(&mut s.refused));
+        let refused = refused.unwrap_or_default();
+        assert!(
+            refused.is_empty(),
+            "the controller made requests outside its permissions (controller/src/permissions.rs):\n{}",
+            refused.join("\n")
+        );
+    }
+}
+
+impl Server {
+    /// Answers a request, or fails it as the first matching queued fault says.
+    async fn answer(&self, req: Request<Body>) -> Result<Response<Body>, std::io::Error> {
+        let fault = {
+            let mut s = self.state.lock().unwrap();
+            let path = req.uri().path().to_string();
+            s.requests.push(format!("{} {path}", req.method()));
+            if let Some(refusal) = self.refusal(&s, &req) {
+                s.refused.push(refusal.clone());
+                return Ok(status_with(403, "Forbidden", &refusal));
+            }
+            let found = s
+                .faults
+                .iter()
+                .position(|(m, p, _)| m == req.method() && path.contains(p.as_str()));
+            found.map(|i| s.faults.remove(i).2)
+        };
+        match fault {
+            None => Ok(self.handle(req).await),
+            Some(Fault::Status(code)) => Ok(status(code, &format!("injected {code}"))),
+            Some(Fault::TooManyRequests(seconds)) => {
+                let mut response = status(429, "TooManyRequests");
+                response
+                    .headers_mut()
+                    .insert("retry-after", seconds.to_string().parse().unwrap());
+                Ok(response)
+            }
+            Some(Fault::Delay(delay)) => {
+                // The server does the work, then answers late: a client that gives up
+                // has still written.
+                let response = self.handle(req).await;
+                tokio::time::sleep(delay).await;
+                Ok(response)
+            }
+            Some(Fault::Stall) => {
+                self.state.lock().unwrap().stalled += 1;
+                std::future::pending().await
+            }
+            Some(Fault::Drop) => Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "injected: connection reset by peer",
+            )),
+        }
+    }
+
+    /// Why the controller may not make this request, if it may not: what the API server's
+    /// authorizer would decide with RBAC granting exactly the controller's permissions.
+    fn refusal(&self, s: &State, req: &Request<Body>) -> Option<String> {
+        let uri = req.uri().to_string();
+        let call = format!("{} {}", req.method(), uri.trim_end_matches('?'));
+        let Some(route) = Route::parse(req.uri().path()) else {
+            return Some(format!("{call}: not a resource request"));
+        };
+        let Some(verb) = route.verb(req.method(), req.uri().query().unwrap_or("")) else {
+            return Some(format!("{call}: no verb for this method"));
+        };
+        let mut verbs = vec![verb];
+        // A server-side apply of an object that does not exist yet creates it, which the
+        // API server authorizes as a create too.
+        let applies = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|t| t.as_bytes().starts_with(b"application/apply-patch"));
+        let key = (
+            route.resource.clone(),
+            route.namespace.clone().unwrap_or_default(),
+            route.name.clone().unwrap_or_default(),
+        );
+        if verb == Verb::Patch && applies && !s.objects.contains_key(&key) {
+            verbs.push(Verb::Create);
+        }
+        verbs
+            .into_iter()
+            .map(|verb| route.request(verb))
+            .find(|request| !self.permissions.allows(request))
+            .map(|request| {
+                format!(
+                    "{request} is forbidden ({call}): outside the controller's permissions \
+                     (controller/src/permissions.rs)"
+                )
+            })
+    }
 
     async fn handle(&self, req: Request<Body>) -> Response<Body> {
         let method = req.method().clone();
@@ -265,22 +429,15 @@ impl FakeApi {
             s.failures.remove(i);
             return status(500, "InternalError");
         }
-        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-        // /apis/<group>/<version>/[namespaces/<ns>/]<plural>[/<name>]
-        let (api_version, rest) = match parts.as_slice() {
-            ["apis", group, version, rest @ ..] => (format!("{group}/{version}"), rest.to_vec()),
-            ["api", version, rest @ ..] => (version.to_string(), rest.to_vec()),
-            _ => return status(404, "NotFound"),
-        };
-        let (namespace, plural, name) = match rest.as_slice() {
-            ["namespaces", ns, plural] => (Some(ns.to_string()), plural.to_string(), None),
-            ["namespaces", ns, plural, name] => (
-                Some(ns.to_string()),
-                plural.to_string(),
-                Some(name.to_string()),
-            ),
-            [plural] => (None, plural.to_string(), None),
-            _ => return status(404, "NotFound"),
+        let Some(Route {
+            api_version,
+            resource: plural,
+            namespace,
+            name,
+            ..
+        }) = Route::parse(&path)
+        else {
+            return status(404, "NotFound");
         };
         let selector = query
             .split('&')
