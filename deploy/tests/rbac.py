@@ -57,17 +57,6 @@ class Rbac:
                     return True
         return False
 
-    def grants(self) -> set[tuple[str, str, str]]:
-        """Every (group, resource, verb) granted anywhere, whatever the scope."""
-        out = set()
-        for _, rules in self.bindings():
-            for rule in rules:
-                for group in rule.get("apiGroups", []):
-                    for resource in rule.get("resources", []):
-                        for verb in rule.get("verbs", []):
-                            out.add((group, resource, verb))
-        return out
-
 
 def _matches(rule: dict, request: Request) -> bool:
     def has(values: list[str], value: str) -> bool:

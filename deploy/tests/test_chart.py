@@ -10,10 +10,11 @@ import helm_python as helm
 import kubernetes_validate
 import pytest
 
-import api_calls
 import chart
 
 VALUE_SETS = {"defaults": {}, "all-options": chart.values_all()}
+
+CONTROLLER_SRC = chart.REPO / "controller" / "src"
 
 
 @pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
@@ -110,17 +111,22 @@ def chart_values() -> dict:
         return loaded.values
 
 
+def snake_to_camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
 def rust_struct_fields(name: str) -> list[str]:
-    text = (api_calls.CONTROLLER_SRC / "settings.rs").read_text()
+    text = (CONTROLLER_SRC / "settings.rs").read_text()
     body = re.search(r"pub struct " + name + r"\s*\{(.*?)\n\}", text, flags=re.S).group(1)
-    return [api_calls.snake_to_camel(f) for f in re.findall(r"pub\s+(\w+)\s*:", body)]
+    return [snake_to_camel(f) for f in re.findall(r"pub\s+(\w+)\s*:", body)]
 
 
 def rust_string_defaults(name: str) -> dict[str, str]:
     """The string-literal defaults in `impl Default for <name>` (settings.rs)."""
-    text = (api_calls.CONTROLLER_SRC / "settings.rs").read_text()
+    text = (CONTROLLER_SRC / "settings.rs").read_text()
     body = re.search(r"impl Default for " + name + r"\s*\{(.*?)\n\}", text, flags=re.S).group(1)
-    return {api_calls.snake_to_camel(k): v for k, v in re.findall(r"(\w+):\s*\"([^\"]*)\"\s*\.into\(\)", body)}
+    return {snake_to_camel(k): v for k, v in re.findall(r"(\w+):\s*\"([^\"]*)\"\s*\.into\(\)", body)}
 
 
 def test_values_hold_every_controller_setting_and_nothing_else():
@@ -188,7 +194,7 @@ def test_the_controller_refuses_a_settings_file_with_a_typo(tmp_path):
 
 
 def managed_by_label() -> tuple[str, str]:
-    text = (api_calls.CONTROLLER_SRC / "generate" / "mod.rs").read_text()
+    text = (CONTROLLER_SRC / "generate" / "mod.rs").read_text()
     m = re.search(r'MANAGED_BY:\s*\(&str,\s*&str\)\s*=\s*\("([^"]+)",\s*"([^"]+)"\)', text)
     return m.group(1), m.group(2)
 

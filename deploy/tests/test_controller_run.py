@@ -1,7 +1,7 @@
 """The real `modelgate run`, with the settings file the chart renders, against a recording
-in-memory API server (fake_api.py): every request it makes must be one of the calls
-derived from its source (api_calls.py) and allowed by the chart's RBAC. This catches what
-reading the source could miss, such as a library's own calls."""
+in-memory API server (fake_api.py): every request it makes must be allowed by the
+permissions table the same binary prints for that file (`modelgate permissions`), and by
+the chart's RBAC. This catches a call the table forgot, such as a library's own."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import time
 import pytest
 import yaml
 
-import api_calls
 import chart
+import permissions
 from fake_api import FakeApi, Recorded
 from rbac import Rbac, Request
 
@@ -139,7 +139,7 @@ def observe(authorization_policy: bool, tmp_path, wanted: set, timeout: float = 
     with FakeApi() as api:
         seed(api, authorization_policy)
         log = run_controller(api, config, tmp_path, lambda a: wanted <= {(r.verb, r.resource) for r in a.seen()}, timeout)
-        return objects, api.seen(), log
+        return objects, config, api.seen(), log
 
 
 def expected_for(authorization_policy: bool) -> set:
@@ -151,26 +151,23 @@ def expected_for(authorization_policy: bool) -> set:
 
 
 @pytest.mark.parametrize("authorization_policy", [True, False], ids=["authorization-policy", "defaults"])
-def test_every_request_of_the_running_controller_is_derived_and_allowed(authorization_policy, tmp_path):
+def test_every_request_of_the_running_controller_is_in_its_table_and_allowed(authorization_policy, tmp_path):
     expected = expected_for(authorization_policy)
-    objects, seen, log = observe(authorization_policy, tmp_path, expected)
+    objects, config, seen, log = observe(authorization_policy, tmp_path, expected)
+    grants = permissions.table(config)
     account = chart.one(objects, "ServiceAccount")
     rbac = Rbac(objects, account["metadata"]["namespace"], account["metadata"]["name"])
 
     observed = {(r.verb, r.resource) for r in seen}
     assert expected <= observed, f"the controller did not get as far as expected: missing {sorted(expected - observed)}\n{log[-3000:]}"
 
-    derived = {c.key: c for c in api_calls.derive_all()}
-    cluster_wide = {c.key for c in api_calls.derive_all() if c.cluster_wide}
-    for request in sorted(seen, key=str):
-        key = (request.group, request.resource, request.verb)
-        assert key in derived, f"{request} is not among the calls derived from the source"
-        if request.namespace is None and request.resource != "customresourcedefinitions":
-            assert key in cluster_wide, f"{request} is cluster-wide, the derivation says namespaced"
-        name = None if request.verb in ("create", "list", "watch") else request.name
-        assert rbac.allows(Request(request.verb, request.group, request.resource, request.namespace, name)), (
-            f"the chart's RBAC denies {request}"
+    for recorded in sorted(seen, key=str):
+        name = None if recorded.verb in ("create", "list", "watch") else recorded.name
+        request = Request(recorded.verb, recorded.group, recorded.resource, recorded.namespace, name)
+        assert permissions.allowing(grants, request), (
+            f"{recorded} is outside the controller's permissions table (controller/src/permissions.rs)"
         )
+        assert rbac.allows(request), f"the chart's RBAC denies {recorded}"
     assert Recorded("delete", "networking.istio.io", "destinationrules", "models", "iris-retired") in seen
     # The Gateway that is not the controller's is never written.
     assert not [r for r in seen if r.resource == "gateways" and r.name == "seldon-gateway" and r.verb != "get"]
@@ -178,7 +175,7 @@ def test_every_request_of_the_running_controller_is_derived_and_allowed(authoriz
 
 def test_the_running_controller_reconciles_gateways_and_the_wasm_plugin(tmp_path):
     wanted = expected_for(True) | SHARED
-    objects, seen, log = observe(True, tmp_path, wanted, timeout=20)
+    _, _, seen, log = observe(True, tmp_path, wanted, timeout=20)
     observed = {(r.verb, r.resource) for r in seen}
     assert SHARED <= observed, f"missing {sorted(SHARED - observed)}"
     helm_gateway = [r for r in seen if r.resource == "gateways" and r.name == "seldon-gateway"]

@@ -1,17 +1,18 @@
-"""The chart's RBAC is the controller's API calls: each is allowed where the controller
-makes it, and nothing else is granted (no `*`, no other verb or resource, no wider scope).
+"""The chart's RBAC is the controller's permissions table (controller/src/permissions.rs,
+as `modelgate permissions` prints it for the chart's settings file): each row is granted
+where the table says, and nothing else (no `*`, no other verb, resource, name or wider
+scope).
 
-The calls are derived from the source (api_calls.py); `test_controller_run.py` also runs
-the real binary against a recording API server and checks every request it makes."""
+`test_controller_run.py` also runs the real binary against a recording API server and
+checks every request it makes against the same table and this RBAC."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
-import api_calls
 import chart
+import permissions
+from permissions import Grant
 from rbac import Rbac, Request
 
 VALUE_SETS = {
@@ -24,14 +25,12 @@ VALUE_SETS = {
 
 # With the OwnerReferencesPermissionEnforcement admission plugin (opt-in value), setting
 # `ownerReferences` on an object needs `delete` on it, and `blockOwnerDeletion: true`
-# (which the controller sets) needs `update` on the owner's finalizers. VirtualServices,
-# DestinationRules and AuthorizationPolicies are deleted by the controller anyway (a
-# removed model's routes go before the filter forgets the model).
-OWNER_REFERENCE_EXTRAS = {
-    ("machinelearning.seldon.io", "seldondeployments/finalizers", "update"),
-}
-
-WRITES = {"create", "patch", "update", "delete"}
+# (which the controller sets) needs `update` on the owner's finalizers. This is no request
+# the controller makes, so it is not in its table: it is a chart-only extra, granted where
+# the models' objects are. VirtualServices, DestinationRules and AuthorizationPolicies are
+# deleted by the controller anyway (a removed model's routes go before the filter forgets
+# the model).
+OWNER_REFERENCE_EXTRA = ("machinelearning.seldon.io", "seldondeployments/finalizers", "update")
 
 
 def setup(values):
@@ -39,53 +38,34 @@ def setup(values):
     config = chart.controller_config(objects)
     account = chart.one(objects, "ServiceAccount")
     rbac = Rbac(objects, account["metadata"]["namespace"], account["metadata"]["name"])
-    return objects, config, rbac
+    return objects, config, rbac, permissions.table(config)
 
 
-def wasm_plugin_name() -> str:
-    text = (api_calls.CONTROLLER_SRC / "generate" / "mod.rs").read_text()
-    return re.search(r'WASM_PLUGIN_NAME:\s*&str\s*=\s*"([^"]+)"', text).group(1)
+def one_grant(grants: list[Grant], resource: str, verb: str) -> Grant:
+    found = [g for g in grants if g.resource == resource and verb in g.verbs]
+    assert len(found) == 1, f"{resource} {verb}: {found}"
+    return found[0]
 
 
-def model_namespaces(config) -> list[str]:
-    return config["run"].get("namespaces") or ["models", "team-x"]
-
-
-def requests_for(call: api_calls.Call, config) -> list[Request]:
-    """The concrete requests behind a derived call: where the controller makes it."""
-    named = call.verb not in ("create", "list", "watch")
-    if call.resource == "customresourcedefinitions":
-        return [Request(call.verb, call.group, call.resource, None, n) for n in api_calls.required_crds(config)]
-    if call.cluster_wide:
-        return [Request(call.verb, call.group, call.resource, None)]
-    if call.resource == "wasmplugins":
-        places = [(config["gatewayNamespace"], wasm_plugin_name())]
-    elif call.resource == "leases":
-        places = [(config["run"]["leaseNamespace"], config["run"]["leaseName"])]
-    elif call.resource == "gateways":
-        # A model may name a Gateway in any namespace.
-        places = [("istio-system", "seldon-gateway"), ("edge", "models-gateway")]
+def requests_for(grant: Grant) -> list[Request]:
+    """Concrete requests a grant covers: each verb, in each of its namespaces (two sample
+    ones for every namespace), on each of its names (a sample one if any)."""
+    if grant.scope == "cluster":
+        places = [None]
+    elif grant.namespaces is not None:
+        places = list(grant.namespaces)
     else:
-        places = [(ns, "iris") for ns in model_namespaces(config)]
-    return [Request(call.verb, call.group, call.resource, ns, name if named else None) for ns, name in places]
-
-
-def test_the_derivation_sees_every_kind_the_controller_handles():
-    calls = api_calls.derive_all()
-    resources = {(c.group, c.resource) for c in calls}
-    for group, resource in api_calls.custom_kinds().values():
-        assert (group, resource) in resources, f"no call derived for {group}/{resource}"
-    for builtin in api_calls.BUILTIN_KINDS.values():
-        assert builtin in resources, f"no call derived for {builtin}"
-    # Generic helpers resolved at their call sites: apply_if_changed = get + apply; a
-    # removed model's VirtualService is deleted before the filter forgets the model.
-    vs = {c.verb for c in calls if c.resource == "virtualservices" and not c.cluster_wide}
-    assert vs == {"get", "patch", "create", "delete"}
+        places = ["models", "edge"]
+    out = []
+    for verb in grant.verbs:
+        names = grant.names or ([None] if verb in ("create", "list", "watch") else ["iris"])
+        out += [Request(verb, grant.group, grant.resource, ns, name) for ns in places for name in names]
+    return out
 
 
 @pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
 def test_no_wildcards_and_no_non_resource_urls(values):
-    objects, _, _ = setup(values)
+    objects = chart.render(values)
     roles = [o for o in objects if o["kind"] in ("Role", "ClusterRole")]
     assert roles
     for role in roles:
@@ -98,32 +78,49 @@ def test_no_wildcards_and_no_non_resource_urls(values):
 
 
 @pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
-def test_grants_exactly_the_calls_the_controller_makes(values):
-    _, config, rbac = setup(values)
-    needed = {(g, r, v) for (g, r), verbs in api_calls.verbs_needed(config).items() for v in verbs}
+def test_grants_exactly_the_table(values):
+    """(group, resource, verb, where bound, names) of the chart against the table's."""
+    _, config, rbac, grants = setup(values)
+    needed = {
+        (g.group, g.resource, verb, scope, tuple(sorted(g.names)))
+        for g in grants
+        for verb in g.verbs
+        for scope in g.binding_scopes()
+    }
     if values.get("rbac", {}).get("ownerReferencesPermissionEnforcement"):
-        needed |= OWNER_REFERENCE_EXTRAS
-    granted = rbac.grants()
-    assert not needed - granted, f"missing: {sorted(needed - granted)}"
-    assert not granted - needed, f"broader than the controller needs: {sorted(granted - needed)}"
+        for scope in config["run"].get("namespaces") or [None]:
+            needed.add((*OWNER_REFERENCE_EXTRA, scope, ()))
+    granted = {
+        (group, resource, verb, scope, tuple(sorted(rule.get("resourceNames", []))))
+        for scope, rules in rbac.bindings()
+        for rule in rules
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert not needed - granted, f"missing: {sorted(needed - granted, key=str)}"
+    assert not granted - needed, f"broader than the table: {sorted(granted - needed, key=str)}"
 
 
 @pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
-def test_each_call_is_allowed_where_the_controller_makes_it(values):
-    _, config, rbac = setup(values)
+def test_each_row_is_allowed_where_the_table_says(values):
+    _, config, rbac, grants = setup(values)
     checked = 0
-    for call in sorted(api_calls.derive_all()):
-        if call.only_with and not config.get(api_calls.snake_to_camel(call.only_with)):
-            continue
-        for request in requests_for(call, config):
-            assert rbac.allows(request), f"denied: {request} ({call.source})"
+    for grant in grants:
+        for request in requests_for(grant):
+            assert grant.allows(request)
+            assert rbac.allows(request), f"denied: {request} ({grant.why})"
             checked += 1
     assert checked >= 30
+    # Rows that depend on a setting are there exactly when it is on.
+    conditional = {g.only_with for g in grants if g.only_with}
+    assert conditional == ({"authorizationPolicy"} if config.get("authorizationPolicy") else set())
 
 
 @pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
 def test_nothing_is_allowed_beyond_where_it_is_needed(values):
-    _, config, rbac = setup(values)
+    _, config, rbac, grants = setup(values)
+    plugin = one_grant(grants, "wasmplugins", "patch").names[0]
     denied = [
         Request("get", "", "secrets", "istio-system", "seldon-ssl-cert"),
         Request("list", "", "secrets", None),
@@ -136,7 +133,7 @@ def test_nothing_is_allowed_beyond_where_it_is_needed(values):
         Request("get", "coordination.k8s.io", "leases", config["run"]["leaseNamespace"], "kube-controller-manager"),
         Request("patch", "coordination.k8s.io", "leases", config["run"]["leaseNamespace"], "another-lease"),
         Request("patch", "extensions.istio.io", "wasmplugins", config["gatewayNamespace"], "someone-elses-plugin"),
-        Request("delete", "extensions.istio.io", "wasmplugins", config["gatewayNamespace"], wasm_plugin_name()),
+        Request("delete", "extensions.istio.io", "wasmplugins", config["gatewayNamespace"], plugin),
         Request("create", "extensions.istio.io", "wasmplugins", "kube-system"),
         Request("create", "", "events", "models"),
     ]
@@ -150,11 +147,12 @@ def test_nothing_is_allowed_beyond_where_it_is_needed(values):
         denied.append(Request("patch", "security.istio.io", "authorizationpolicies", "models", "iris"))
         denied.append(Request("watch", "security.istio.io", "authorizationpolicies", None))
     for request in denied:
+        assert not permissions.allowing(grants, request), f"the table allows {request}"
         assert not rbac.allows(request), f"allowed but not needed: {request}"
 
 
 def test_model_writes_are_bound_per_watched_namespace():
-    objects, _, _ = setup(VALUE_SETS["watched-namespaces"])
+    objects, _, _, _ = setup(VALUE_SETS["watched-namespaces"])
     bindings = [o for o in objects if o["kind"] == "RoleBinding" and o["roleRef"]["name"].endswith("-models")]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     assert not [o for o in objects if o["kind"] == "ClusterRoleBinding" and o["roleRef"]["name"].endswith("-models")]
