@@ -457,57 +457,10 @@ fn typos_of_our_annotations_are_warned_about() {
 }
 
 #[test]
-fn spec_problems_are_errors_with_their_field() {
-    let mut s = sdep(&[], &[]);
-    s.spec.predictors[1].name = "A_B".into();
-    s.spec.predictors[0].traffic = Some(-1);
-    let err: Vec<String> = parse(&s, &settings())
-        .options
-        .unwrap_err()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    assert!(
-        err.iter()
-            .any(|e| e.contains("spec.predictors[1].name=\"A_B\": a DNS label")),
-        "{err:?}"
-    );
-    assert!(
-        err.iter()
-            .any(|e| e.contains("spec.predictors[0].traffic=\"-1\"")),
-        "{err:?}"
-    );
-
-    let mut s = sdep(&[], &[]);
-    s.spec.predictors[0].traffic = Some(0);
-    s.spec.predictors[1].traffic = None;
-    let err = parse(&s, &settings()).options.unwrap_err();
-    assert!(err[0].to_string().contains("not all 0"), "{err:?}");
-
-    let mut s = sdep(&[], &[]);
+fn spec_problems_are_reported_before_the_annotations() {
+    let mut s = sdep(&[(AUTH_MODE, "x")], &[]);
     s.spec.predictors[1].name = "a".into();
-    let err = parse(&s, &settings()).options.unwrap_err();
-    assert!(
-        err[0].to_string().contains("a name no other predictor has"),
-        "{err:?}"
-    );
-
-    let mut s = sdep(&[], &[]);
-    s.spec.predictors[0].shadow = Some(true);
-    s.spec.predictors[1].shadow = Some(true);
-    let err: Vec<String> = parse(&s, &settings())
-        .options
-        .unwrap_err()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    assert!(
-        err.iter()
-            .any(|e| e.contains("at least one predictor that is not a shadow")),
-        "{err:?}"
-    );
-    assert!(
-        err.iter().any(|e| e.contains("at most one shadow")),
-        "{err:?}"
-    );
+    let errors = parse(&s, &settings()).options.unwrap_err();
+    let subjects: Vec<&str> = errors.iter().map(ModelError::subject).collect();
+    assert_eq!(subjects, ["spec.predictors[1].name", AUTH_MODE]);
 }
