@@ -170,14 +170,19 @@ pub enum KeySource {
     Inline(KeySet),
 }
 
-/// How a model authenticates requests.
+/// How a model's requests are authorized, before its keys are looked up: what its
+/// annotations ask for, or a denial. The filter configuration's
+/// [`Policy`](modelgate_core::config::Policy) is built from it.
 #[derive(Debug, Clone, PartialEq)]
-pub enum AuthOptions {
-    /// `seldon.io/auth: none`.
+pub enum PolicySpec {
+    /// No authentication (`seldon.io/auth: none`).
     None,
     /// `seldon.io/auth: jwt`: the policy (its `key_set` is filled in when the filter
     /// configuration is built) and where its keys come from.
     Jwt(Box<JwtPolicy>, KeySource),
+    /// Every request refused, with the reason (for logs). Never read from annotations:
+    /// the controller sets it for a model whose annotations or entry it could not use.
+    Deny(String),
 }
 
 /// A/B routing options (`seldon.io/ab-*`).
@@ -202,8 +207,8 @@ pub struct ModelOptions {
     pub hosts: Vec<String>,
     /// Where `seldon.io/istio-host` was read ([`Source::Setting`] for the default `*`).
     pub hosts_from: Source,
-    /// Authentication.
-    pub auth: AuthOptions,
+    /// Authentication: [`PolicySpec::None`] or [`PolicySpec::Jwt`].
+    pub policy: PolicySpec,
     /// A/B routing.
     pub routing: RoutingOptions,
 }
@@ -237,10 +242,10 @@ pub fn parse(sdep: &SeldonDeployment, settings: &Settings) -> Parsed {
     let hosts_from = r
         .value(ISTIO_HOST, None)
         .map_or(Source::Setting, |(_, s)| s);
-    let auth = read_auth(&mut r, settings);
+    let policy = read_policy(&mut r, settings);
     // The ingress filter never sees in-mesh traffic: a JWT model there would be open.
-    if let (Some(GatewayRef::Mesh), Some((value, from)), AuthOptions::Jwt(..)) =
-        (&gateway, gateway_value, &auth)
+    if let (Some(GatewayRef::Mesh), Some((value, from)), PolicySpec::Jwt(..)) =
+        (&gateway, gateway_value, &policy)
     {
         let expected = format!(
             "an ingress gateway: {AUTH} is jwt, and in-mesh traffic does not pass the gateway's filter, so the model would be open (set {AUTH}: none to serve it in-mesh without authentication)"
@@ -254,7 +259,7 @@ pub fn parse(sdep: &SeldonDeployment, settings: &Settings) -> Parsed {
         retries,
         hosts,
         hosts_from,
-        auth,
+        policy,
         routing,
     };
     Parsed {
@@ -374,7 +379,7 @@ fn read_retries(r: &mut Reader<'_>) -> Option<Retries> {
     })
 }
 
-fn read_auth(r: &mut Reader<'_>, settings: &Settings) -> AuthOptions {
+fn read_policy(r: &mut Reader<'_>, settings: &Settings) -> PolicySpec {
     let kind = match r.value(AUTH, None) {
         None => settings.default_auth,
         // A bad value is read as jwt, so that the JWT annotations are checked too.
@@ -382,7 +387,7 @@ fn read_auth(r: &mut Reader<'_>, settings: &Settings) -> AuthOptions {
     };
     if kind == AuthKind::None {
         r.warn_ignored(AppliesTo::Jwt, &format!("{AUTH} is none"));
-        return AuthOptions::None;
+        return PolicySpec::None;
     }
     let namespace = r.sdep.namespace_or_empty();
     let issuer = match r.value(JWT_ISSUER, settings.default_issuer.as_ref()) {
@@ -408,7 +413,7 @@ fn read_auth(r: &mut Reader<'_>, settings: &Settings) -> AuthOptions {
         forward_token: r.read(JWT_FORWARD_TOKEN, true, parse_bool),
         mode: r.read(AUTH_MODE, AuthMode::Enforce, parse_auth_mode),
     };
-    AuthOptions::Jwt(
+    PolicySpec::Jwt(
         Box::new(policy),
         keys.unwrap_or_else(|| KeySource::Inline(KeySet::default())),
     )

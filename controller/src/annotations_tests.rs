@@ -58,9 +58,9 @@ fn ok(annotations: &[(&str, &str)]) -> ModelOptions {
 }
 
 fn jwt(annotations: &[(&str, &str)]) -> (JwtPolicy, KeySource) {
-    match ok(annotations).auth {
-        AuthOptions::Jwt(p, k) => (*p, k),
-        AuthOptions::None => panic!("not jwt"),
+    match ok(annotations).policy {
+        PolicySpec::Jwt(p, k) => (*p, k),
+        other => panic!("not jwt: {other:?}"),
     }
 }
 
@@ -174,8 +174,8 @@ fn host() {
 
 #[test]
 fn auth() {
-    assert!(matches!(ok(&[]).auth, AuthOptions::Jwt(..)));
-    assert_eq!(ok(&[(AUTH, "none")]).auth, AuthOptions::None);
+    assert!(matches!(ok(&[]).policy, PolicySpec::Jwt(..)));
+    assert_eq!(ok(&[(AUTH, "none")]).policy, PolicySpec::None);
     fails(AUTH, "JWT", "expected jwt or none");
     fails(AUTH, "", "expected jwt or none");
     let none_by_default = Settings {
@@ -183,7 +183,7 @@ fn auth() {
         ..settings()
     };
     let parsed = parse(&sdep(&[], &[]), &none_by_default);
-    assert_eq!(parsed.options.unwrap().auth, AuthOptions::None);
+    assert_eq!(parsed.options.unwrap().policy, PolicySpec::None);
     let parsed = parse(
         &sdep(&[(AUTH, "none"), (JWT_ISSUER, "x")], &[]),
         &settings(),
