@@ -457,6 +457,43 @@ fn typos_of_our_annotations_are_warned_about() {
 }
 
 #[test]
+fn the_table_names_each_annotation_once() {
+    for (i, a) in ANNOTATIONS.iter().enumerate() {
+        assert!(a.name.starts_with("seldon.io/"), "{a:?}");
+        assert!(ANNOTATIONS[..i].iter().all(|b| b.name != a.name), "{a:?}");
+    }
+}
+
+/// The documentation names only annotations the controller reads, so a renamed or removed
+/// one cannot linger there.
+#[test]
+fn the_docs_name_only_annotations_of_the_table() {
+    // Named in the docs on purpose: Seldon's predictor annotation, and the README's
+    // example of a misspelt annotation.
+    const OTHERS: [&str; 2] = [crate::seldon::SVC_NAME_ANNOTATION, "seldon.io/jwt-isuer"];
+    let docs = [
+        ("README.md", include_str!("../../README.md")),
+        ("deploy/README.md", include_str!("../../deploy/README.md")),
+        ("SECURITY.md", include_str!("../../SECURITY.md")),
+        ("filter/README.md", include_str!("../../filter/README.md")),
+        ("BENCHMARKS.md", include_str!("../../BENCHMARKS.md")),
+    ];
+    for (path, text) in docs {
+        for (at, _) in text.match_indices("seldon.io/") {
+            let name: String = text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '/' | '-'))
+                .collect();
+            let name = name.trim_end_matches(['.', '-']);
+            assert!(
+                ANNOTATIONS.iter().any(|a| a.name == name) || OTHERS.contains(&name),
+                "{path} names {name}, which is not in ANNOTATIONS"
+            );
+        }
+    }
+}
+
+#[test]
 fn spec_problems_are_reported_before_the_annotations() {
     let mut s = sdep(&[(AUTH_MODE, "x")], &[]);
     s.spec.predictors[1].name = "a".into();
