@@ -1,5 +1,6 @@
 //! One test per annotation: good values, each kind of bad value with its message, and the
-//! precedence of `spec.annotations` over `metadata.annotations` over settings.
+//! precedence of `spec.annotations` over `metadata.annotations` over settings; and that
+//! the docs name only annotations of [`ANNOTATIONS`].
 
 use super::*;
 use crate::seldon::{PredictorSpec, SeldonDeploymentSpec};
