@@ -1,5 +1,6 @@
 //! One test per annotation: good values, each kind of bad value with its message, and the
-//! precedence of `spec.annotations` over `metadata.annotations` over settings.
+//! precedence of `spec.annotations` over `metadata.annotations` over settings; and that
+//! the docs name only annotations of [`ANNOTATIONS`].
 
 use super::*;
 use crate::seldon::{PredictorSpec, SeldonDeploymentSpec};
@@ -58,9 +59,9 @@ fn ok(annotations: &[(&str, &str)]) -> ModelOptions {
 }
 
 fn jwt(annotations: &[(&str, &str)]) -> (JwtPolicy, KeySource) {
-    match ok(annotations).auth {
-        AuthOptions::Jwt(p, k) => (*p, k),
-        AuthOptions::None => panic!("not jwt"),
+    match ok(annotations).policy {
+        PolicySpec::Jwt(p, k) => (*p, k),
+        other => panic!("not jwt: {other:?}"),
     }
 }
 
@@ -174,8 +175,8 @@ fn host() {
 
 #[test]
 fn auth() {
-    assert!(matches!(ok(&[]).auth, AuthOptions::Jwt(..)));
-    assert_eq!(ok(&[(AUTH, "none")]).auth, AuthOptions::None);
+    assert!(matches!(ok(&[]).policy, PolicySpec::Jwt(..)));
+    assert_eq!(ok(&[(AUTH, "none")]).policy, PolicySpec::None);
     fails(AUTH, "JWT", "expected jwt or none");
     fails(AUTH, "", "expected jwt or none");
     let none_by_default = Settings {
@@ -183,7 +184,7 @@ fn auth() {
         ..settings()
     };
     let parsed = parse(&sdep(&[], &[]), &none_by_default);
-    assert_eq!(parsed.options.unwrap().auth, AuthOptions::None);
+    assert_eq!(parsed.options.unwrap().policy, PolicySpec::None);
     let parsed = parse(
         &sdep(&[(AUTH, "none"), (JWT_ISSUER, "x")], &[]),
         &settings(),
@@ -457,57 +458,47 @@ fn typos_of_our_annotations_are_warned_about() {
 }
 
 #[test]
-fn spec_problems_are_errors_with_their_field() {
-    let mut s = sdep(&[], &[]);
-    s.spec.predictors[1].name = "A_B".into();
-    s.spec.predictors[0].traffic = Some(-1);
-    let err: Vec<String> = parse(&s, &settings())
-        .options
-        .unwrap_err()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    assert!(
-        err.iter()
-            .any(|e| e.contains("spec.predictors[1].name=\"A_B\": a DNS label")),
-        "{err:?}"
-    );
-    assert!(
-        err.iter()
-            .any(|e| e.contains("spec.predictors[0].traffic=\"-1\"")),
-        "{err:?}"
-    );
+fn the_table_names_each_annotation_once() {
+    for (i, a) in ANNOTATIONS.iter().enumerate() {
+        assert!(a.name.starts_with("seldon.io/"), "{a:?}");
+        assert!(ANNOTATIONS[..i].iter().all(|b| b.name != a.name), "{a:?}");
+    }
+}
 
-    let mut s = sdep(&[], &[]);
-    s.spec.predictors[0].traffic = Some(0);
-    s.spec.predictors[1].traffic = None;
-    let err = parse(&s, &settings()).options.unwrap_err();
-    assert!(err[0].to_string().contains("not all 0"), "{err:?}");
+/// The documentation names only annotations the controller reads, so a renamed or removed
+/// one cannot linger there.
+#[test]
+fn the_docs_name_only_annotations_of_the_table() {
+    // Named in the docs on purpose: Seldon's predictor annotation, and the README's
+    // example of a misspelt annotation.
+    const OTHERS: [&str; 2] = [crate::seldon::SVC_NAME_ANNOTATION, "seldon.io/jwt-isuer"];
+    let docs = [
+        ("README.md", include_str!("../../README.md")),
+        ("deploy/README.md", include_str!("../../deploy/README.md")),
+        ("SECURITY.md", include_str!("../../SECURITY.md")),
+        ("filter/README.md", include_str!("../../filter/README.md")),
+        ("BENCHMARKS.md", include_str!("../../BENCHMARKS.md")),
+    ];
+    for (path, text) in docs {
+        for (at, _) in text.match_indices("seldon.io/") {
+            let name: String = text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '/' | '-'))
+                .collect();
+            let name = name.trim_end_matches(['.', '-']);
+            assert!(
+                ANNOTATIONS.iter().any(|a| a.name == name) || OTHERS.contains(&name),
+                "{path} names {name}, which is not in ANNOTATIONS"
+            );
+        }
+    }
+}
 
-    let mut s = sdep(&[], &[]);
+#[test]
+fn spec_problems_are_reported_before_the_annotations() {
+    let mut s = sdep(&[(AUTH_MODE, "x")], &[]);
     s.spec.predictors[1].name = "a".into();
-    let err = parse(&s, &settings()).options.unwrap_err();
-    assert!(
-        err[0].to_string().contains("a name no other predictor has"),
-        "{err:?}"
-    );
-
-    let mut s = sdep(&[], &[]);
-    s.spec.predictors[0].shadow = Some(true);
-    s.spec.predictors[1].shadow = Some(true);
-    let err: Vec<String> = parse(&s, &settings())
-        .options
-        .unwrap_err()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    assert!(
-        err.iter()
-            .any(|e| e.contains("at least one predictor that is not a shadow")),
-        "{err:?}"
-    );
-    assert!(
-        err.iter().any(|e| e.contains("at most one shadow")),
-        "{err:?}"
-    );
+    let errors = parse(&s, &settings()).options.unwrap_err();
+    let subjects: Vec<&str> = errors.iter().map(ModelError::subject).collect();
+    assert_eq!(subjects, ["spec.predictors[1].name", AUTH_MODE]);
 }

@@ -7,26 +7,13 @@ use std::collections::BTreeMap;
 
 use modelgate_core::CompiledConfig;
 use modelgate_core::compiled::UNUSABLE_ENTRY_POLICY;
-use modelgate_core::config::{
-    FilterConfig, JwtPolicy, KeySet, Limits, Model, Policy, Predictor, Routing,
-};
+use modelgate_core::config::{FilterConfig, KeySet, Limits, Model, Policy, Predictor, Routing};
 use modelgate_core::keys::KeyLimits;
 use sha2::{Digest, Sha256};
 
-use crate::annotations::{AuthOptions, KeySource, ModelOptions};
+use crate::annotations::{KeySource, ModelOptions, PolicySpec};
 use crate::key_sets;
 use crate::seldon::SeldonDeployment;
-
-/// A model's policy before its keys are looked up.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PolicySpec {
-    /// No authentication.
-    None,
-    /// JWT, with where the keys come from.
-    Jwt(Box<JwtPolicy>, KeySource),
-    /// Every request refused, with the reason (for logs).
-    Deny(String),
-}
 
 /// What the filter needs to know about one model.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,10 +35,7 @@ impl ModelEntry {
 
     /// The entry for a SeldonDeployment whose annotations parsed.
     pub fn new(sdep: &SeldonDeployment, options: &ModelOptions) -> Self {
-        let policy = match &options.auth {
-            AuthOptions::None => PolicySpec::None,
-            AuthOptions::Jwt(policy, keys) => PolicySpec::Jwt(policy.clone(), keys.clone()),
-        };
+        let policy = options.policy.clone();
         let serving: Vec<Predictor> = sdep
             .serving_predictors()
             .map(|p| Predictor {
@@ -399,7 +383,7 @@ fn insert_shared<T: serde::Serialize + PartialEq>(
 
 #[cfg(test)]
 mod tests {
-    use modelgate_core::config::AuthMode;
+    use modelgate_core::config::{AuthMode, JwtPolicy};
 
     use super::*;
 

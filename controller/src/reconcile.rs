@@ -21,8 +21,8 @@ use serde::de::DeserializeOwned;
 
 use modelgate_core::config::{FilterConfig, Policy};
 
-use crate::annotations::{self, GatewayRef, KeySource, ModelError, ModelWarning};
-use crate::filter_config::{ModelEntry, PolicySpec};
+use crate::annotations::{self, GatewayRef, KeySource, ModelError, ModelWarning, PolicySpec};
+use crate::filter_config::ModelEntry;
 use crate::generate::{
     self, Generated, Inputs, KnownGood, MANAGED_BY, MODEL_LABEL, WASM_PLUGIN_NAME, WasmSource,
 };

@@ -1,11 +1,15 @@
 //! The SeldonDeployment (`machinelearning.seldon.io/v1`), typed with just the fields the
-//! controller reads, and Seldon's naming rules for the objects derived from it.
+//! controller reads, the checks its spec must pass, and Seldon's naming rules for the
+//! objects derived from it.
 
 use std::collections::BTreeMap;
 
 use kube::CustomResource;
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
+
+use crate::annotations::ModelError;
+use crate::names::{is_dns_label, is_dns_subdomain};
 
 /// The predictor annotation that overrides a predictor's Service name (Seldon's rule).
 pub const SVC_NAME_ANNOTATION: &str = "seldon.io/svc-name";
@@ -123,6 +127,97 @@ impl SeldonDeployment {
     pub fn serving_predictors(&self) -> impl Iterator<Item = &PredictorSpec> {
         self.spec.predictors.iter().filter(|p| !p.is_shadow())
     }
+
+    /// Every problem with the names and predictors the generated objects depend on.
+    pub fn spec_errors(&self) -> Vec<ModelError> {
+        let mut errors = Vec::new();
+        let mut error = |field: String, value: &str, expected: &str| {
+            errors.push(ModelError::Spec {
+                object: self.model_id(),
+                field,
+                value: value.to_string(),
+                expected: expected.to_string(),
+            });
+        };
+        if !is_dns_label(self.namespace_or_empty()) {
+            error(
+                "metadata.namespace".into(),
+                self.namespace_or_empty(),
+                "a namespace name",
+            );
+        }
+        if !is_dns_subdomain(self.name()) {
+            error(
+                "metadata.name".into(),
+                self.name(),
+                "a Kubernetes object name",
+            );
+        }
+        let predictors = &self.spec.predictors;
+        if predictors.is_empty() {
+            error("spec.predictors".into(), "[]", "at least one predictor");
+            return errors;
+        }
+        for (i, p) in predictors.iter().enumerate() {
+            if !is_dns_label(&p.name) {
+                error(
+                    format!("spec.predictors[{i}].name"),
+                    &p.name,
+                    "a DNS label (lowercase letters, digits and '-', at most 63): it names an Istio subset",
+                );
+            } else if predictors[..i].iter().any(|q| q.name == p.name) {
+                error(
+                    format!("spec.predictors[{i}].name"),
+                    &p.name,
+                    "a name no other predictor has",
+                );
+            }
+            if let Some(traffic) = p.traffic
+                && !(0..=i64::from(i32::MAX)).contains(&traffic)
+            {
+                error(
+                    format!("spec.predictors[{i}].traffic"),
+                    &traffic.to_string(),
+                    "a weight of 0 or more",
+                );
+            }
+            if let Some(svc) = p
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(SVC_NAME_ANNOTATION))
+                && !is_dns_label(svc)
+            {
+                error(
+                    format!("spec.predictors[{i}].annotations[{SVC_NAME_ANNOTATION}]"),
+                    svc,
+                    "a Service name (DNS label)",
+                );
+            }
+        }
+        let serving: Vec<_> = self.serving_predictors().collect();
+        if serving.is_empty() {
+            error(
+                "spec.predictors".into(),
+                "only shadows",
+                "at least one predictor that is not a shadow",
+            );
+        } else if serving.len() > 1 && serving.iter().all(|p| p.traffic.unwrap_or(0) == 0) {
+            error(
+                "spec.predictors[*].traffic".into(),
+                "all 0",
+                "traffic weights that are not all 0 when there are several predictors",
+            );
+        }
+        let shadows = predictors.iter().filter(|p| p.is_shadow()).count();
+        if shadows > 1 {
+            error(
+                "spec.predictors[*].shadow".into(),
+                &format!("{shadows} shadows"),
+                "at most one shadow predictor (a route mirrors to one destination)",
+            );
+        }
+        errors
+    }
 }
 
 #[cfg(test)]
@@ -158,5 +253,67 @@ mod tests {
         assert_eq!(p.version_label(), "main");
         p.labels = Some([("version".to_string(), "v2".to_string())].into());
         assert_eq!(p.version_label(), "v2");
+    }
+
+    /// Two predictors, `a` (80) and `b` (20).
+    fn two_predictors() -> SeldonDeployment {
+        let mut s = sdep("iris");
+        s.spec.predictors = ["a", "b"]
+            .map(|name| PredictorSpec {
+                name: name.into(),
+                traffic: Some(if name == "a" { 80 } else { 20 }),
+                ..Default::default()
+            })
+            .into();
+        s
+    }
+
+    fn spec_errors(s: &SeldonDeployment) -> Vec<String> {
+        s.spec_errors().iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn spec_problems_are_errors_with_their_field() {
+        assert!(spec_errors(&two_predictors()).is_empty());
+
+        let mut s = two_predictors();
+        s.spec.predictors[1].name = "A_B".into();
+        s.spec.predictors[0].traffic = Some(-1);
+        let err = spec_errors(&s);
+        assert!(
+            err.iter()
+                .any(|e| e.contains("spec.predictors[1].name=\"A_B\": a DNS label")),
+            "{err:?}"
+        );
+        assert!(
+            err.iter()
+                .any(|e| e.contains("spec.predictors[0].traffic=\"-1\"")),
+            "{err:?}"
+        );
+
+        let mut s = two_predictors();
+        s.spec.predictors[0].traffic = Some(0);
+        s.spec.predictors[1].traffic = None;
+        let err = spec_errors(&s);
+        assert!(err[0].contains("not all 0"), "{err:?}");
+
+        let mut s = two_predictors();
+        s.spec.predictors[1].name = "a".into();
+        let err = spec_errors(&s);
+        assert!(err[0].contains("a name no other predictor has"), "{err:?}");
+
+        let mut s = two_predictors();
+        s.spec.predictors[0].shadow = Some(true);
+        s.spec.predictors[1].shadow = Some(true);
+        let err = spec_errors(&s);
+        assert!(
+            err.iter()
+                .any(|e| e.contains("at least one predictor that is not a shadow")),
+            "{err:?}"
+        );
+        assert!(
+            err.iter().any(|e| e.contains("at most one shadow")),
+            "{err:?}"
+        );
     }
 }
