@@ -7,6 +7,7 @@ pub mod answers;
 pub mod bootstrap;
 pub mod client;
 pub mod corpus;
+pub mod envoy;
 pub mod gateway;
 pub mod locate;
 pub mod metrics;
