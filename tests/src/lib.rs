@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod render;
 pub mod routes;
 pub mod sample;
+pub mod strict_fields;
 pub mod upstream;
 pub mod virtual_service;
 mod wire;
