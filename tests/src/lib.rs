@@ -17,6 +17,7 @@ pub mod sample;
 pub mod strict_fields;
 pub mod upstream;
 pub mod virtual_service;
+pub mod weights;
 mod wire;
 
 pub use client::{Client, Request, Response};
