@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use modelgate_e2e::bootstrap::FILTER_NAME;
+use modelgate_e2e::bootstrap as harness;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -89,7 +89,7 @@ pub fn bootstrap(chain: Chain, jwks: &str, ecds_file: &Path) -> Value {
         Chain::Router => vec![],
         Chain::Istio => vec![jwt_authn(jwks, false), rbac()],
         Chain::IstioCached => vec![jwt_authn(jwks, true), rbac()],
-        Chain::NoopWasm | Chain::Modelgate => vec![ecds_filter(ecds_file)],
+        Chain::NoopWasm | Chain::Modelgate => vec![harness::modelgate_filter_slot(ecds_file)],
     };
     // The stand-in for the model server reading the request: without it Envoy sends the
     // direct response before the body has arrived and closes the connection
@@ -101,44 +101,24 @@ pub fn bootstrap(chain: Chain, jwks: &str, ecds_file: &Path) -> Value {
             "max_request_bytes": 65536,
         },
     }));
-    http_filters.push(json!({
-        "name": "envoy.filters.http.router",
-        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
-    }));
-    let loopback =
-        |port: u16| json!({"socket_address": {"address": "127.0.0.1", "port_value": port}});
+    http_filters.push(harness::router());
+    let route_config = json!({
+        "name": "http.80",
+        "virtual_hosts": [{
+            "name": "seldon-gateway",
+            "domains": ["*"],
+            "routes": [{
+                "name": "model",
+                "match": {"prefix": "/"},
+                "direct_response": {"status": 200, "body": {"inline_string": "{\"ok\":true}\n"}},
+            }],
+        }],
+    });
     json!({
         "node": {"id": "modelgate-bench", "cluster": "istio-ingressgateway"},
-        "admin": {"address": loopback(0)},
+        "admin": {"address": harness::socket_address(([127, 0, 0, 1], 0).into())},
         "static_resources": {
-            "listeners": [{
-                "name": "gateway",
-                "address": loopback(0),
-                "filter_chains": [{"filters": [{
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                        "stat_prefix": "gateway",
-                        // Istio's default path normalisation, as in the e2e gateway.
-                        "normalize_path": true,
-                        "merge_slashes": false,
-                        "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
-                        "route_config": {
-                            "name": "http.80",
-                            "virtual_hosts": [{
-                                "name": "seldon-gateway",
-                                "domains": ["*"],
-                                "routes": [{
-                                    "name": "model",
-                                    "match": {"prefix": "/"},
-                                    "direct_response": {"status": 200, "body": {"inline_string": "{\"ok\":true}\n"}},
-                                }],
-                            }],
-                        },
-                        "http_filters": http_filters,
-                    },
-                }]}],
-            }],
+            "listeners": [harness::istio_like_listener(route_config, http_filters)],
         },
     })
 }
@@ -210,23 +190,10 @@ fn rbac() -> Value {
     })
 }
 
-/// The Wasm filter slot, filled by ECDS from a watched file (the e2e harness's shape).
-fn ecds_filter(ecds_file: &Path) -> Value {
-    let watched = ecds_file.parent().unwrap_or(Path::new("."));
-    json!({
-        "name": FILTER_NAME,
-        "config_discovery": {
-            "config_source": {
-                "path_config_source": {"path": ecds_file, "watched_directory": {"path": watched}},
-                "resource_api_version": "V3",
-            },
-            "type_urls": ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"],
-        },
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use modelgate_e2e::bootstrap::FILTER_NAME;
+
     use super::*;
 
     fn filter_names(chain: Chain) -> Vec<String> {

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use modelgate_e2e::Client;
+use modelgate_e2e::envoy::pin_and_die_with_parent;
 
-use crate::envoy::pin_and_die_with_parent;
 use crate::workloads::Workload;
 
 /// Sends the same request again and again (headers come with `-H`).

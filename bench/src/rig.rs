@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use modelgate_e2e::bootstrap::ecds_document;
+use modelgate_e2e::bootstrap::write_ecds_document;
 use modelgate_e2e::{Client, Request};
 
 use crate::chains::{self, Chain};
@@ -49,8 +49,10 @@ impl Rig {
         let ecds_file = dir.join("ecds").join("filter.json");
         fs::create_dir_all(dir.join("ecds"))?;
         match chain {
-            Chain::NoopWasm => write_ecds(&ecds_file, 1, &self.noop_wasm, "{}")?,
-            Chain::Modelgate => write_ecds(&ecds_file, 1, &self.filter_wasm, plugin_config)?,
+            Chain::NoopWasm => write_ecds_document(&ecds_file, 1, &self.noop_wasm, "{}")?,
+            Chain::Modelgate => {
+                write_ecds_document(&ecds_file, 1, &self.filter_wasm, plugin_config)?
+            }
             _ => {}
         }
         let bootstrap = chains::bootstrap(chain, &self.tokens.jwks, &ecds_file);
@@ -90,16 +92,16 @@ impl Rig {
         probe: &str,
         status: u16,
     ) -> Result<(Duration, Duration)> {
-        let (_, rejected_before) = envoy.ecds_state()?;
+        let refused_before = envoy.ecds_state()?.refused();
         let ecds_file = dir.join("ecds").join("filter.json");
         let started = Instant::now();
-        write_ecds(&ecds_file, version, &self.filter_wasm, plugin_config)?;
+        write_ecds_document(&ecds_file, version, &self.filter_wasm, plugin_config)?;
         let applied = loop {
-            let (applied, rejected) = envoy.ecds_state()?;
-            if applied == version.to_string() {
+            let state = envoy.ecds_state()?;
+            if state.version == version.to_string() {
                 break started.elapsed();
             }
-            if rejected > rejected_before {
+            if state.refused() > refused_before {
                 bail!(envoy.failure(&format!("ECDS version {version} was refused")));
             }
             if started.elapsed() > Duration::from_secs(120) {
@@ -142,15 +144,4 @@ impl Rig {
 fn probe_status(envoy: &Envoy, probe: &str) -> Result<u16> {
     let request = Request::get(&format!("/seldon/{probe}/api/v1.0/predictions"));
     Ok(Client::new(envoy.address()).send(&request)?.status)
-}
-
-/// Writes an ECDS document so that Envoy's watcher sees the old or the new one, never half.
-fn write_ecds(file: &Path, version: u64, wasm: &Path, config: &str) -> Result<()> {
-    let tmp = file.with_extension("tmp");
-    fs::write(
-        &tmp,
-        serde_json::to_vec(&ecds_document(version, wasm, config))?,
-    )?;
-    fs::rename(&tmp, file)?;
-    Ok(())
 }

@@ -6,15 +6,18 @@
 //!
 //! The filter's configuration is not in the bootstrap: it comes from a file through
 //! extension config discovery (ECDS), the way istiod delivers a WasmPlugin, so a test can
-//! change it while Envoy runs.
+//! change it while Envoy runs. The benchmark builds its chains from the same listener and
+//! filter slot, so what is measured is what is tested.
 
 use std::collections::BTreeMap;
+use std::fs;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use modelgate_core::headers::{ROUTE_TAG_HEADER, route_tag};
+use modelgate_core::headers::{ADDRESSING_HEADERS, ROUTE_TAG_HEADER, route_tag};
 use serde_json::{Value, json};
 
+use crate::HarnessError;
 use crate::routes::{GRPC_PATH_REGEX, RouteTable};
 
 /// The Wasm filter's name in the listener and in the ECDS resource: its root id.
@@ -45,7 +48,6 @@ pub fn bootstrap(spec: &BootstrapSpec<'_>) -> Value {
         .iter()
         .map(|tag| json!({"tag_name": tag, "regex": format!("({tag}=\\.=(.*?);\\.;)")}))
         .collect();
-    let watched = spec.ecds_file.parent().unwrap_or(Path::new("."));
     let clusters: Vec<Value> = spec
         .endpoints
         .iter()
@@ -53,52 +55,88 @@ pub fn bootstrap(spec: &BootstrapSpec<'_>) -> Value {
         .collect();
     json!({
         "node": {"id": "modelgate-e2e", "cluster": "istio-ingressgateway"},
-        "admin": {"address": socket(([127, 0, 0, 1], 0).into())},
+        "admin": {"address": socket_address(([127, 0, 0, 1], 0).into())},
         "stats_config": {"stats_tags": stats_tags},
         "static_resources": {
-            "listeners": [{
-                "name": "gateway",
-                "address": socket(([127, 0, 0, 1], 0).into()),
-                "filter_chains": [{"filters": [{
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                        "stat_prefix": "gateway",
-                        // Istio's default normalisation (BASE): dot-segments resolved,
-                        // `//` kept, escaped slashes kept.
-                        "normalize_path": true,
-                        "merge_slashes": false,
-                        "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
-                        "route_config": route_config(spec.routes),
-                        "http_filters": [
-                            {
-                                "name": FILTER_NAME,
-                                "config_discovery": {
-                                    "config_source": {
-                                        "path_config_source": {
-                                            "path": spec.ecds_file,
-                                            "watched_directory": {"path": watched},
-                                        },
-                                        "resource_api_version": "V3",
-                                    },
-                                    "type_urls": ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"],
-                                },
-                            },
-                            {
-                                "name": "envoy.filters.http.router",
-                                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
-                            },
-                        ],
-                    },
-                }]}],
-            }],
+            "listeners": [istio_like_listener(
+                route_config(spec.routes),
+                vec![modelgate_filter_slot(spec.ecds_file), router()],
+            )],
             "clusters": clusters,
         },
     })
 }
 
+/// The ingress gateway's listener, on a loopback port the kernel picks: one HTTP
+/// connection manager, configured as Istio configures the gateway's, with `route_config`
+/// and `http_filters`.
+pub fn istio_like_listener(route_config: Value, http_filters: Vec<Value>) -> Value {
+    json!({
+        "name": "gateway",
+        "address": socket_address(([127, 0, 0, 1], 0).into()),
+        "filter_chains": [{"filters": [istio_like_hcm(route_config, http_filters)]}],
+    })
+}
+
+/// The HTTP connection manager with Istio's default path normalisation (BASE):
+/// dot-segments resolved, `//` kept, escaped slashes kept.
+fn istio_like_hcm(route_config: Value, http_filters: Vec<Value>) -> Value {
+    json!({
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": "gateway",
+            "normalize_path": true,
+            "merge_slashes": false,
+            "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
+            "route_config": route_config,
+            "http_filters": http_filters,
+        },
+    })
+}
+
+/// The modelgate filter's slot in the HTTP filters: a Wasm filter whose module and
+/// configuration ECDS reads from `ecds_file`, a file in a watched directory (see
+/// [`write_ecds_document`]).
+pub fn modelgate_filter_slot(ecds_file: &Path) -> Value {
+    let watched = ecds_file.parent().unwrap_or(Path::new("."));
+    json!({
+        "name": FILTER_NAME,
+        "config_discovery": {
+            "config_source": {
+                "path_config_source": {"path": ecds_file, "watched_directory": {"path": watched}},
+                "resource_api_version": "V3",
+            },
+            "type_urls": ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"],
+        },
+    })
+}
+
+/// Envoy's router, the last HTTP filter.
+pub fn router() -> Value {
+    json!({
+        "name": "envoy.filters.http.router",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+    })
+}
+
+/// Writes the ECDS document of `version` into `ecds_file` so that Envoy's watcher sees the
+/// old or the new one, never half: a temporary file in the same directory, renamed over it.
+pub fn write_ecds_document(
+    ecds_file: &Path,
+    version: u64,
+    wasm: &Path,
+    filter_config_json: &str,
+) -> Result<(), HarnessError> {
+    let tmp = ecds_file.with_extension("tmp");
+    let document = ecds_document(version, wasm, filter_config_json);
+    fs::write(&tmp, serde_json::to_vec(&document)?)?;
+    fs::rename(&tmp, ecds_file)?;
+    Ok(())
+}
+
 /// The ECDS file's content: the Wasm filter with the given `pluginConfig` JSON.
-pub fn ecds_document(version: u64, wasm: &Path, filter_config_json: &str) -> Value {
+fn ecds_document(version: u64, wasm: &Path, filter_config_json: &str) -> Value {
     json!({
         "version_info": version.to_string(),
         "resources": [{
@@ -151,10 +189,11 @@ pub fn route_config(table: &RouteTable) -> Value {
         let tag = |predictor: Option<&str>| route_tag(&model.id(), predictor);
         let rest =
             || json!({"prefix": model.prefix(), "headers": [prefix(ROUTE_TAG_HEADER, &tag(None))]});
+        let [seldon, namespace] = ADDRESSING_HEADERS;
         let grpc = || {
             json!({
                 "safe_regex": {"regex": GRPC_PATH_REGEX},
-                "headers": [exact("seldon", &model.name), exact("namespace", &model.namespace), prefix(ROUTE_TAG_HEADER, &tag(None))],
+                "headers": [exact(seldon, &model.name), exact(namespace, &model.namespace), prefix(ROUTE_TAG_HEADER, &tag(None))],
             })
         };
         if model.has_header_routes() {
@@ -172,8 +211,8 @@ pub fn route_config(table: &RouteTable) -> Value {
                 }));
                 let mut m = grpc();
                 m["headers"] = json!([
-                    exact("seldon", &model.name),
-                    exact("namespace", &model.namespace),
+                    exact(seldon, &model.name),
+                    exact(namespace, &model.namespace),
                     exact(&model.ab_header, &predictor.name),
                     exact(ROUTE_TAG_HEADER, &tag(Some(&predictor.name))),
                 ]);
@@ -237,7 +276,8 @@ fn prefix(name: &str, value: &str) -> Value {
     json!({"name": name, "string_match": {"prefix": value}})
 }
 
-fn socket(addr: SocketAddr) -> Value {
+/// An Envoy socket address.
+pub fn socket_address(addr: SocketAddr) -> Value {
     json!({"socket_address": {"address": addr.ip().to_string(), "port_value": addr.port()}})
 }
 
@@ -248,7 +288,7 @@ fn cluster(name: &str, addr: SocketAddr) -> Value {
         "connect_timeout": "1s",
         "load_assignment": {
             "cluster_name": name,
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket(addr)}}]}],
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket_address(addr)}}]}],
         },
     })
 }

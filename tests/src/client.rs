@@ -10,6 +10,9 @@ use serde_json::Value;
 
 use crate::wire::{self, Framing};
 
+/// The path of Seldon's gRPC `Predict` call.
+pub const GRPC_PREDICT_PATH: &str = "/seldon.protos.Seldon/Predict";
+
 /// How long a test waits for an answer before calling the request failed.
 const IO_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -55,6 +58,27 @@ impl Request {
             &format!("/seldon/{model}/api/v1.0/predictions"),
             &serde_json::json!({"data": {"ndarray": [[1.0, 2.0, 3.0, 4.0]]}}),
         )
+    }
+
+    /// Seldon's gRPC `Predict` call to `model` (`<ns>/<name>`), addressed by its `seldon`
+    /// and `namespace` headers, with `te: trailers` and one empty message as its body.
+    pub fn grpc_predict(model: &str) -> Self {
+        let (namespace, name) = model.split_once('/').unwrap_or(("", model));
+        Self::new("POST", GRPC_PREDICT_PATH)
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header("seldon", name)
+            .header("namespace", namespace)
+            .body(vec![0, 0, 0, 0, 0])
+    }
+
+    /// Makes this a gRPC request (`content-type: application/grpc`) addressed to `model`
+    /// (`<ns>/<name>`) by Seldon's `seldon` and `namespace` headers, whatever its path.
+    pub fn grpc_to(self, model: &str) -> Self {
+        let (namespace, name) = model.split_once('/').unwrap_or(("", model));
+        self.header("content-type", "application/grpc")
+            .header("seldon", name)
+            .header("namespace", namespace)
     }
 
     /// Adds a header (another line if it is already there).

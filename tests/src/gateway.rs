@@ -6,19 +6,16 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use crate::HarnessError;
-use crate::bootstrap::{self, BootstrapSpec, FILTER_NAME, OTHER_APP_CLUSTER, PROMETHEUS_CLUSTER};
+use crate::bootstrap::{self, BootstrapSpec, OTHER_APP_CLUSTER, PROMETHEUS_CLUSTER};
 use crate::client::{Client, Request, Response};
+use crate::envoy::{EnvoyOptions, EnvoyProcess};
 use crate::locate;
 use crate::metrics::Scrape;
 use crate::routes::RouteTable;
@@ -54,10 +51,7 @@ pub enum ConfigOutcome {
 
 /// A running Envoy with the filter and its upstreams. Dropping it kills Envoy.
 pub struct Gateway {
-    envoy: Child,
-    dir: PathBuf,
-    admin: SocketAddr,
-    listener: SocketAddr,
+    envoy: EnvoyProcess,
     wasm: PathBuf,
     ecds_file: PathBuf,
     version: AtomicU64,
@@ -72,7 +66,6 @@ impl Gateway {
     /// where the generated configuration and `envoy.log` stay after the run for
     /// post-mortems (until a later run of the same name).
     pub fn start(name: &str, spec: &GatewaySpec) -> Result<Self, HarnessError> {
-        let envoy_bin = locate::envoy_binary()?;
         let wasm = locate::filter_wasm()?;
         let dir = fresh_work_dir(name)?;
         let ecds_dir = dir.join("ecds");
@@ -96,133 +89,56 @@ impl Gateway {
             servers.insert(cluster.to_string(), server);
         }
 
-        write_atomically(
-            &ecds_file,
-            &bootstrap::ecds_document(1, &wasm, &spec.filter_config),
-        )?;
-        let bootstrap_file = dir.join("bootstrap.json");
+        bootstrap::write_ecds_document(&ecds_file, 1, &wasm, &spec.filter_config)?;
         let document = bootstrap::bootstrap(&BootstrapSpec {
             routes: &spec.routes,
             endpoints: &endpoints,
             ecds_file: &ecds_file,
         });
-        fs::write(&bootstrap_file, serde_json::to_vec_pretty(&document)?)?;
-
-        let admin_file = dir.join("admin-address");
-        let log_file = fs::File::create(dir.join("envoy.log"))?;
-        let mut command = Command::new(&envoy_bin);
-        command
-            .arg("-c")
-            .arg(&bootstrap_file)
-            .args(["--concurrency", &spec.workers.max(1).to_string()])
-            .args(["-l", "warning", "--component-log-level", "wasm:info"])
-            // No shared memory: parallel test gateways cannot clash on a base id.
-            .arg("--disable-hot-restart")
-            .arg("--admin-address-path")
-            .arg(&admin_file)
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone()?)
-            .stderr(log_file);
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            command.pre_exec(|| {
-                // Envoy dies with the thread that started it, even if the test process is
-                // killed before Drop runs: no orphaned gateways.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let envoy = command
-            .spawn()
-            .map_err(|e| HarnessError::new(format!("cannot start {}: {e}", envoy_bin.display())))?;
-
-        let mut gateway = Self {
+        let options = EnvoyOptions {
+            log_args: ["-l", "warning", "--component-log-level", "wasm:info"]
+                .map(String::from)
+                .to_vec(),
+            startup_deadline: DEADLINE,
+            ..EnvoyOptions::new(spec.workers)
+        };
+        let envoy = EnvoyProcess::start(&dir, &document, &options)?;
+        Ok(Self {
             envoy,
-            dir,
-            admin: ([127, 0, 0, 1], 0).into(),
-            listener: ([127, 0, 0, 1], 0).into(),
             wasm,
             ecds_file,
             version: AtomicU64::new(1),
             reconfiguring: Mutex::new(()),
             routes: spec.routes.clone(),
             servers,
-        };
-        gateway.admin = gateway.wait_until_ready(&admin_file)?;
-        gateway.listener = gateway.listener_address()?;
-        Ok(gateway)
+        })
     }
 
-    fn wait_until_ready(&mut self, admin_file: &Path) -> Result<SocketAddr, HarnessError> {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.envoy.try_wait()? {
-                return Err(self.failure(&format!("Envoy exited at startup ({status})")));
-            }
-            if let Some(admin) = fs::read_to_string(admin_file)
-                .ok()
-                .and_then(|a| a.trim().parse::<SocketAddr>().ok())
-                && Client::new(admin)
-                    .send(&Request::get("/ready"))
-                    .is_ok_and(|r| r.status == 200)
-            {
-                return Ok(admin);
-            }
-            if start.elapsed() > DEADLINE {
-                return Err(self.failure("Envoy did not become ready"));
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn listener_address(&self) -> Result<SocketAddr, HarnessError> {
-        let listeners = self.admin_get("/listeners?format=json")?.json();
-        let address = &listeners["listener_statuses"][0]["local_address"]["socket_address"];
-        let port = address["port_value"]
-            .as_u64()
-            .and_then(|p| u16::try_from(p).ok())
-            .ok_or_else(|| self.failure(&format!("no listener port in {listeners}")))?;
-        Ok(([127, 0, 0, 1], port).into())
-    }
-
-    /// An error carrying the end of Envoy's log.
     fn failure(&self, what: &str) -> HarnessError {
-        let log = self.log();
-        let tail: Vec<&str> = log.lines().rev().take(30).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        HarnessError::new(format!(
-            "{what}; log {}:\n{}",
-            self.dir.join("envoy.log").display(),
-            tail.join("\n")
-        ))
+        self.envoy.failure(what)
     }
 
     /// The address clients send requests to.
     pub fn address(&self) -> SocketAddr {
-        self.listener
+        self.envoy.address()
     }
 
     /// Envoy's admin address.
     pub fn admin_address(&self) -> SocketAddr {
-        self.admin
+        self.envoy.admin_address()
     }
 
     /// Envoy's process id.
     pub fn pid(&self) -> u32 {
-        self.envoy.id()
+        self.envoy.pid()
     }
 
     /// Envoy's resident set in MiB, from `/proc`.
     pub fn rss_mib(&self) -> f64 {
-        let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map(|kb| kb / 1024.0)
-            .expect("VmRSS of the Envoy process")
+        match self.envoy.rss_kib() {
+            Ok(kib) => kib as f64 / 1024.0,
+            Err(e) => panic!("{e}"),
+        }
     }
 
     /// The route table the gateway was started with.
@@ -232,7 +148,7 @@ impl Gateway {
 
     /// A client of the gateway with its own keep-alive connection.
     pub fn client(&self) -> Client {
-        Client::new(self.listener)
+        Client::new(self.envoy.address())
     }
 
     /// Sends one request on a new connection. An I/O error fails the calling test.
@@ -277,14 +193,7 @@ impl Gateway {
 
     /// A request to the admin interface.
     pub fn admin_get(&self, path: &str) -> Result<Response, HarnessError> {
-        let response = Client::new(self.admin).send(&Request::get(path))?;
-        if response.status != 200 {
-            return Err(HarnessError::new(format!(
-                "admin {path}: {}",
-                response.summary()
-            )));
-        }
-        Ok(response)
+        self.envoy.admin_get(path)
     }
 
     /// The gateway's metrics as Prometheus scrapes them.
@@ -297,12 +206,12 @@ impl Gateway {
 
     /// Envoy's log so far.
     pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
+        self.envoy.log()
     }
 
     /// The scratch directory.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.envoy.dir()
     }
 
     /// Replaces the filter configuration, or fails when Envoy refuses it.
@@ -320,20 +229,17 @@ impl Gateway {
             .reconfiguring
             .lock()
             .map_err(|_| HarnessError::new("an earlier reconfiguration panicked"))?;
-        let before = self.ecds_stats()?;
+        let before = self.envoy.ecds_state()?;
         let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
-        write_atomically(
-            &self.ecds_file,
-            &bootstrap::ecds_document(version, &self.wasm, filter_config),
-        )?;
+        bootstrap::write_ecds_document(&self.ecds_file, version, &self.wasm, filter_config)?;
         let start = Instant::now();
         loop {
-            let now = self.ecds_stats()?;
+            let now = self.envoy.ecds_state()?;
             if now.version == version.to_string() {
                 thread::sleep(WORKER_SETTLE);
                 return Ok(ConfigOutcome::Accepted);
             }
-            if now.rejected > before.rejected || now.failed > before.failed {
+            if now.refused() > before.refused() {
                 return Ok(ConfigOutcome::Refused);
             }
             if start.elapsed() > DEADLINE {
@@ -344,41 +250,6 @@ impl Gateway {
             thread::sleep(Duration::from_millis(10));
         }
     }
-
-    fn ecds_stats(&self) -> Result<EcdsStats, HarnessError> {
-        let prefix = format!("extension_config_discovery.http_filter.{FILTER_NAME}.");
-        let text = self
-            .admin_get(&format!("/stats?filter=^{}", prefix.replace('.', "\\.")))?
-            .text();
-        let mut stats = EcdsStats::default();
-        for line in text.lines() {
-            let Some((name, value)) = line.split_once(": ") else {
-                continue;
-            };
-            let value = value.trim().trim_matches('"');
-            match name.strip_prefix(&prefix) {
-                Some("version_text") => stats.version = value.to_string(),
-                Some("update_rejected") => stats.rejected = value.parse().unwrap_or(0),
-                Some("update_failure") => stats.failed = value.parse().unwrap_or(0),
-                _ => {}
-            }
-        }
-        Ok(stats)
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.envoy.kill();
-        let _ = self.envoy.wait();
-    }
-}
-
-#[derive(Debug, Default)]
-struct EcdsStats {
-    version: String,
-    rejected: u64,
-    failed: u64,
 }
 
 /// `tests/.work/<name>.<pid>`, created empty. Directories of earlier runs of the same name
@@ -400,13 +271,4 @@ fn fresh_work_dir(name: &str) -> Result<PathBuf, HarnessError> {
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir)?;
     Ok(dir)
-}
-
-/// Writes a file so that a watcher sees either the old or the new content: a temporary
-/// file in the same directory, renamed over the target.
-fn write_atomically(path: &Path, document: &Value) -> Result<(), HarnessError> {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, serde_json::to_vec(document)?)?;
-    fs::rename(&tmp, path)?;
-    Ok(())
 }

@@ -7,14 +7,17 @@ pub mod answers;
 pub mod bootstrap;
 pub mod client;
 pub mod corpus;
+pub mod envoy;
 pub mod gateway;
 pub mod locate;
 pub mod metrics;
 pub mod render;
 pub mod routes;
 pub mod sample;
+pub mod strict_fields;
 pub mod upstream;
 pub mod virtual_service;
+pub mod weights;
 mod wire;
 
 pub use client::{Client, Request, Response};

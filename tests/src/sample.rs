@@ -81,11 +81,13 @@ pub fn key_set(keys: &[TestKey]) -> KeySet {
     }
 }
 
-/// A JWT policy of issuer A with no extras.
-fn team_policy(key_set: &str) -> JwtPolicy {
+/// An enforced JWT policy of `issuer` with the keys of `key_set`, and nothing else: no
+/// audience, claim rule or forwarded claim, the token read from `authorization` and
+/// forwarded.
+pub fn jwt_policy(issuer: &str, key_set: &str) -> JwtPolicy {
     JwtPolicy {
         mode: AuthMode::Enforce,
-        issuer: ISSUER.into(),
+        issuer: issuer.into(),
         audiences: vec![],
         key_set: key_set.into(),
         claims: BTreeMap::new(),
@@ -123,7 +125,7 @@ pub fn filter_config() -> FilterConfig {
         .key_sets
         .insert("partners".into(), key_set(&partner_keys()));
 
-    let mut fraud = team_policy("team");
+    let mut fraud = jwt_policy(ISSUER, "team");
     fraud.audiences = vec![FRAUD_AUDIENCE.into()];
     fraud.claims.insert(
         "groups".into(),
@@ -146,7 +148,7 @@ pub fn filter_config() -> FilterConfig {
     };
     config.policies.insert("credit".into(), Policy::Jwt(credit));
 
-    let mut audit = team_policy("team");
+    let mut audit = jwt_policy(ISSUER, "team");
     audit.mode = AuthMode::Audit;
     config
         .policies

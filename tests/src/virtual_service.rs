@@ -4,10 +4,11 @@
 //! writing fails the end-to-end tests loudly instead of being silently left out of the
 //! gateway.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::HarnessError;
 use crate::routes::{PredictorDestination, VirtualServiceRoutes};
+use crate::strict_fields::Fields;
 
 /// API versions istiod reads VirtualServices under.
 const API_VERSIONS: [&str; 3] = [
@@ -427,96 +428,6 @@ impl Destinations {
 
     fn into_list(self) -> Vec<PredictorDestination> {
         self.list
-    }
-}
-
-/// An object whose keys must all be known, read field by field with errors naming the
-/// field's path.
-struct Fields<'v, 'f> {
-    path: String,
-    map: &'v Map<String, Value>,
-    fail: &'f dyn Fn(&str, String) -> HarnessError,
-}
-
-impl<'v, 'f> Fields<'v, 'f> {
-    fn new(
-        value: &'v Value,
-        path: &str,
-        known: &[&str],
-        fail: &'f dyn Fn(&str, String) -> HarnessError,
-    ) -> Result<Self, HarnessError> {
-        let map = value.as_object().ok_or_else(|| {
-            fail(
-                if path.is_empty() { "." } else { path },
-                format!("{value}: not an object"),
-            )
-        })?;
-        if let Some(unknown) = map.keys().find(|k| !known.contains(&k.as_str())) {
-            return Err(fail(
-                &join(path, unknown),
-                format!("a field the harness does not translate (it knows {known:?})"),
-            ));
-        }
-        Ok(Self {
-            path: path.to_string(),
-            map,
-            fail,
-        })
-    }
-
-    fn get(&self, key: &str) -> Option<&'v Value> {
-        self.map.get(key)
-    }
-
-    fn required(&self, key: &str) -> Result<&'v Value, HarnessError> {
-        self.get(key)
-            .ok_or_else(|| (self.fail)(&join(&self.path, key), "missing".into()))
-    }
-
-    fn string(&self, key: &str) -> Result<&'v str, HarnessError> {
-        self.optional_string(key)?
-            .ok_or_else(|| (self.fail)(&join(&self.path, key), "missing".into()))
-    }
-
-    fn optional_string(&self, key: &str) -> Result<Option<&'v str>, HarnessError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(other) => Err((self.fail)(
-                &join(&self.path, key),
-                format!("{other}: not a string"),
-            )),
-        }
-    }
-
-    fn array(&self, key: &str) -> Result<&'v [Value], HarnessError> {
-        match self.get(key) {
-            None => Ok(&[]),
-            Some(Value::Array(a)) => Ok(a),
-            Some(other) => Err((self.fail)(
-                &join(&self.path, key),
-                format!("{other}: not a list"),
-            )),
-        }
-    }
-
-    fn strings(&self, key: &str) -> Result<Vec<&'v str>, HarnessError> {
-        self.array(key)?
-            .iter()
-            .map(|v| {
-                v.as_str().ok_or_else(|| {
-                    (self.fail)(&join(&self.path, key), format!("{v}: not a string"))
-                })
-            })
-            .collect()
-    }
-}
-
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
     }
 }
 

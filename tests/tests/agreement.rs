@@ -16,8 +16,9 @@ use modelgate_e2e::answers::{
     assert_refused, no_token_challenge,
 };
 use modelgate_e2e::render::{Rendered, render};
+use modelgate_e2e::weights::within_five_sigma;
 use modelgate_e2e::{Gateway, Request, Response, locate, sample};
-use modelgate_testkit::{TestKey, jwks, now};
+use modelgate_testkit::{TestKey, changed_claims, jwks, now};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -77,15 +78,7 @@ fn fraud_token(user: &str) -> String {
 
 /// A team token with some claims replaced (`null` removes one).
 fn team_token_with(changes: Value) -> String {
-    let mut claims = team_claims("mallory");
-    for (k, v) in changes.as_object().into_iter().flatten() {
-        if v.is_null() {
-            claims.as_object_mut().map(|c| c.remove(k));
-        } else {
-            claims[k] = v.clone();
-        }
-    }
-    TestKey::rsa_a().sign(&claims)
+    TestKey::rsa_a().sign(&changed_claims(team_claims("mallory"), &changes))
 }
 
 /// A partner's token for `risk/scorer` (EdDSA).
@@ -96,15 +89,6 @@ fn partner_token(user: &str) -> String {
 
 fn predict(model: &str) -> Request {
     Request::predict(model)
-}
-
-fn grpc(namespace: &str, name: &str) -> Request {
-    Request::new("POST", "/seldon.protos.Seldon/Predict")
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .header("seldon", name)
-        .header("namespace", namespace)
-        .body(vec![0, 0, 0, 0, 0])
 }
 
 /// Asserts a model's answer chosen on `header`: the predictor that answered is the one the
@@ -165,13 +149,6 @@ fn served(gw: &Gateway) -> usize {
     .iter()
     .flat_map(|(model, predictors)| predictors.iter().map(|p| gw.server(model, p).count()))
     .sum()
-}
-
-/// Whether `count` of `n` draws is within 5 standard deviations of `share`.
-fn within_five_sigma(count: usize, n: usize, share: f64) -> bool {
-    let expected = n as f64 * share;
-    let sigma = (n as f64 * share * (1.0 - share)).sqrt();
-    (count as f64 - expected).abs() <= 5.0 * sigma
 }
 
 /// The `seldon.io/jwt-jwks` annotation of a SeldonDeployment in the manifest.
@@ -278,7 +255,7 @@ fn authorization_follows_the_annotations() {
     for model in [FRAUD, SCORER, SINGLE] {
         assert_no_token(&gw.send(&predict(model)), model, model);
     }
-    let r = gw.send(&grpc("risk", "fraud"));
+    let r = gw.send(&Request::grpc_predict(FRAUD));
     assert_eq!(r.status, 200, "{}", r.summary());
     assert_eq!(r.header("grpc-status"), Some("16"), "{}", r.summary());
     assert_eq!(
@@ -410,7 +387,11 @@ fn overrides_reach_the_dark_launch_only_where_allowed() {
         let r = gw.send(&predict(FRAUD).bearer(&token).header(HEADER, "dark"));
         assert_eq!(assert_routed(&r, HEADER, "override"), "dark");
     }
-    let r = gw.send(&grpc("risk", "fraud").bearer(&token).header(HEADER, "dark"));
+    let r = gw.send(
+        &Request::grpc_predict(FRAUD)
+            .bearer(&token)
+            .header(HEADER, "dark"),
+    );
     assert_eq!(assert_routed(&r, HEADER, "gRPC override"), "dark");
     assert_eq!(
         r.echo().unwrap().received.path,
@@ -457,7 +438,7 @@ fn overrides_reach_the_dark_launch_only_where_allowed() {
         }
     }
     let r = gw.send(
-        &grpc("risk", "scorer")
+        &Request::grpc_predict(SCORER)
             .bearer(&partner_token("carol"))
             .header(SCORER_HEADER, "v2"),
     );
@@ -548,7 +529,7 @@ fn random_choices_follow_the_rendered_weights() {
 #[test]
 fn grpc_requests_take_the_generated_grpc_routes() {
     let gw = start("agreement-grpc");
-    let r = gw.send(&grpc("risk", "fraud").bearer(&fraud_token("alice")));
+    let r = gw.send(&Request::grpc_predict(FRAUD).bearer(&fraud_token("alice")));
     let predictor = assert_routed(&r, HEADER, "fraud gRPC");
     assert_ne!(predictor, "dark");
     assert_eq!(
@@ -557,7 +538,7 @@ fn grpc_requests_take_the_generated_grpc_routes() {
         "gRPC routes do not rewrite"
     );
     let token = team_token_with(json!({"groups": ["analysts"]}));
-    let r = gw.send(&grpc("risk", "fraud").bearer(&token));
+    let r = gw.send(&Request::grpc_predict(FRAUD).bearer(&token));
     assert_eq!(r.status, 200, "{}", r.summary());
     assert!(r.upstream().is_none(), "{}", r.summary());
     assert_eq!(
@@ -567,8 +548,8 @@ fn grpc_requests_take_the_generated_grpc_routes() {
         r.summary()
     );
 
-    assert_routed(&gw.send(&grpc("public", "iris")), HEADER, "iris gRPC");
-    let r = gw.send(&grpc("risk", "scorer").bearer(&partner_token("carol")));
+    assert_routed(&gw.send(&Request::grpc_predict(IRIS)), HEADER, "iris gRPC");
+    let r = gw.send(&Request::grpc_predict(SCORER).bearer(&partner_token("carol")));
     assert_routed(&r, SCORER_HEADER, "scorer gRPC");
     assert_eq!(served(&gw), 3);
 }

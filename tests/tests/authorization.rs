@@ -9,7 +9,7 @@ use modelgate_e2e::answers::{
 };
 use modelgate_e2e::sample::{self, CREDIT, FRAUD, ISSUER, LEGACY};
 use modelgate_e2e::{Request, Response};
-use modelgate_testkit::{TestKey, hmac_token, now, public_pem, raw_token};
+use modelgate_testkit::{TestKey, changed_claims, hmac_token, now, public_pem, raw_token};
 use serde_json::{Value, json};
 
 fn fraud(token: &str) -> Request {
@@ -60,15 +60,7 @@ fn valid_tokens_of_each_key_type_reach_the_model_with_the_token() {
 
 /// A fraud token with some claims changed (`null` removes a claim).
 fn fraud_with(changes: Value) -> Value {
-    let mut claims = sample::fraud_claims("mallory");
-    for (k, v) in changes.as_object().cloned().unwrap_or_default() {
-        if v.is_null() {
-            claims.as_object_mut().unwrap().remove(&k);
-        } else {
-            claims[k] = v;
-        }
-    }
-    claims
+    changed_claims(sample::fraud_claims("mallory"), &changes)
 }
 
 #[test]
@@ -371,15 +363,6 @@ fn audit_mode_lets_would_be_refusals_through_and_logs_them() {
     }
 }
 
-fn grpc(model_name: &str, namespace: &str) -> Request {
-    Request::new("POST", "/seldon.protos.Seldon/Predict")
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .header("seldon", model_name)
-        .header("namespace", namespace)
-        .body(vec![0, 0, 0, 0, 0])
-}
-
 /// Envoy turns a local reply to a gRPC request into `200` with a gRPC status.
 fn assert_grpc_refused(r: &Response, grpc_status: &str, challenge: &str, context: &str) {
     assert_eq!(r.status, 200, "{context}: {}", r.summary());
@@ -391,12 +374,12 @@ fn assert_grpc_refused(r: &Response, grpc_status: &str, challenge: &str, context
 #[test]
 fn grpc_requests_are_addressed_by_the_seldon_and_namespace_headers() {
     let gw = sample::start("auth-grpc");
-    let r = gw.send(&grpc("detector", "fraud"));
+    let r = gw.send(&Request::grpc_predict(FRAUD));
     assert_grpc_refused(&r, "16", &no_token_challenge(FRAUD), "no token");
-    let r = gw.send(&grpc("detector", "fraud").bearer("nonsense"));
+    let r = gw.send(&Request::grpc_predict(FRAUD).bearer("nonsense"));
     assert_grpc_refused(&r, "16", &invalid_token_challenge(FRAUD), "bad token");
 
-    let r = gw.send(&grpc("detector", "fraud").bearer(&sample::fraud_token("alice")));
+    let r = gw.send(&Request::grpc_predict(FRAUD).bearer(&sample::fraud_token("alice")));
     let echo = assert_reached(&r, "valid token");
     assert_eq!(echo.received.path, "/seldon.protos.Seldon/Predict");
     assert_eq!(
@@ -406,7 +389,7 @@ fn grpc_requests_are_addressed_by_the_seldon_and_namespace_headers() {
     );
 
     // Path and headers naming different models: refused, whatever the token.
-    let mut conflicting = grpc("scorer", "credit").bearer(&sample::fraud_token("alice"));
+    let mut conflicting = Request::grpc_predict(CREDIT).bearer(&sample::fraud_token("alice"));
     conflicting.target = format!("/seldon/{FRAUD}/seldon.protos.Seldon/Predict");
     let r = gw.send(&conflicting);
     assert_eq!(r.status, 200, "{}", r.summary());

@@ -8,10 +8,7 @@ use modelgate_e2e::{Request, Response};
 
 /// A request addressed to `fraud/detector` by the gRPC headers, whatever its path.
 fn grpc_addressed(method: &str, path: &str) -> Request {
-    Request::new(method, path)
-        .header("content-type", "application/grpc")
-        .header("seldon", "detector")
-        .header("namespace", "fraud")
+    Request::new(method, path).grpc_to(FRAUD)
 }
 
 #[test]

@@ -2,10 +2,11 @@
 //! through (`401` when no key can verify its tokens, `403` otherwise), and a gateway that
 //! never received a usable configuration lets nothing through.
 
-use modelgate_core::config::{JwtPolicy, KeySet, Model, Policy};
+use modelgate_core::config::{KeySet, Model, Policy};
 use modelgate_e2e::answers::{
     assert_invalid_token, assert_reached, assert_refused, insufficient_scope_challenge,
 };
+use modelgate_e2e::client::GRPC_PREDICT_PATH;
 use modelgate_e2e::sample::{self, ISSUER};
 use modelgate_e2e::{GatewaySpec, ModelRoutes, Request};
 use modelgate_testkit::TestKey;
@@ -34,16 +35,7 @@ fn spec_with_unusable_policies() -> GatewaySpec {
     );
     config.policies.insert(
         "keyless".into(),
-        Policy::Jwt(JwtPolicy {
-            mode: Default::default(),
-            issuer: ISSUER.into(),
-            audiences: vec![],
-            key_set: "unusable".into(),
-            claims: Default::default(),
-            token_from: vec![],
-            forward_claims: Default::default(),
-            forward_token: true,
-        }),
+        Policy::Jwt(sample::jwt_policy(ISSUER, "unusable")),
     );
     for (model, policy) in [(BROKEN, "broken"), (KEYLESS, "keyless")] {
         config.models.insert(
@@ -128,10 +120,7 @@ fn a_gateway_that_never_had_a_usable_configuration_lets_nothing_through() {
     };
     let gw = sample::start_with("fail-closed-no-config", &spec);
     // Whatever addresses a model, by path or by gRPC headers, is refused.
-    let grpc = Request::new("POST", "/seldon.protos.Seldon/Predict")
-        .header("content-type", "application/grpc")
-        .header("seldon", "detector")
-        .header("namespace", "fraud");
+    let grpc = Request::new("POST", GRPC_PREDICT_PATH).grpc_to(sample::FRAUD);
     for request in [
         Request::predict(sample::IRIS),
         Request::predict(sample::FRAUD).bearer(&sample::fraud_token("a")),

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use modelgate_e2e::answers::{assert_no_token, assert_reached, assert_refused};
 use modelgate_e2e::sample::{self, FRAUD, IRIS, IRIS_HEADER, STICKY_HEADER};
+use modelgate_e2e::weights::within_five_sigma;
 use modelgate_e2e::{Client, Request};
 
 const HEADER: &str = "x-seldon-predictor";
@@ -160,13 +161,6 @@ fn split(client: &mut Client, request: &Request, n: usize) -> BTreeMap<String, u
         *counts.entry(echo.server).or_insert(0) += 1;
     }
     counts
-}
-
-/// Whether `count` of `n` draws is within 5 standard deviations of `share`.
-fn within_five_sigma(count: usize, n: usize, share: f64) -> bool {
-    let expected = n as f64 * share;
-    let sigma = (n as f64 * share * (1.0 - share)).sqrt();
-    (count as f64 - expected).abs() <= 5.0 * sigma
 }
 
 #[test]

@@ -9,9 +9,10 @@ use modelgate_controller::Settings;
 use modelgate_e2e::answers::{
     assert_insufficient_scope, assert_invalid_token, assert_no_token, assert_reached,
 };
+use modelgate_e2e::client::GRPC_PREDICT_PATH;
 use modelgate_e2e::render::{Rendered, render};
 use modelgate_e2e::{Gateway, GatewaySpec, Request, sample};
-use modelgate_testkit::{TestKey, jwks, now};
+use modelgate_testkit::{TestKey, changed_claims, jwks, now};
 use serde_json::{Value, json};
 
 const BANK_ISSUER: &str = "https://127.0.0.1/realms/bank";
@@ -90,11 +91,8 @@ fn filter_config(rendered: &Rendered) -> Value {
 
 /// The tenant's own, validly signed token carrying the claims it likes.
 fn evil_token(extra: Value) -> String {
-    let mut claims = json!({"iss": EVIL_ISSUER, "sub": "mallory", "exp": now() + 300});
-    for (k, v) in extra.as_object().unwrap() {
-        claims[k] = v.clone();
-    }
-    TestKey::ec().sign(&claims)
+    let claims = json!({"iss": EVIL_ISSUER, "sub": "mallory", "exp": now() + 300});
+    TestKey::ec().sign(&changed_claims(claims, &extra))
 }
 
 fn bank_token() -> String {
@@ -103,11 +101,7 @@ fn bank_token() -> String {
 
 /// Seldon's gRPC call addressed, by its headers, to `<namespace>/<name>`.
 fn grpc_call(model: &str) -> Request {
-    let (namespace, name) = model.split_once('/').unwrap();
-    Request::new("POST", "/seldon.protos.Seldon/Predict")
-        .header("content-type", "application/grpc")
-        .header("seldon", name)
-        .header("namespace", namespace)
+    Request::new("POST", GRPC_PREDICT_PATH).grpc_to(model)
 }
 
 /// Requests the victim's predictors received.
@@ -364,11 +358,8 @@ fn a_claim_rule_is_met_by_one_value_and_the_issuer_is_one_string() {
     spec.filter_config = config.to_string();
     let gw = sample::start_with("tenant-claim-shapes", &spec);
     let token = |claims: Value| {
-        let mut all = json!({"iss": BANK_ISSUER, "sub": "alice", "scope": "read predict", "exp": now() + 300});
-        for (k, v) in claims.as_object().unwrap() {
-            all[k] = v.clone();
-        }
-        TestKey::rsa_a().sign(&all)
+        let all = json!({"iss": BANK_ISSUER, "sub": "alice", "scope": "read predict", "exp": now() + 300});
+        TestKey::rsa_a().sign(&changed_claims(all, &claims))
     };
     // scope is a space-separated list (RFC 8693): "read predict" holds "predict".
     assert_reached(

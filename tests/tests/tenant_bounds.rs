@@ -12,7 +12,7 @@
 //!
 //! Loopback only, one worker (so its one VM holds the whole cache), bounded in requests.
 
-use modelgate_core::config::{AuthMode, FilterConfig, JwtPolicy, KeySet, Model, Policy};
+use modelgate_core::config::{FilterConfig, KeySet, Model, Policy};
 use modelgate_e2e::answers::{assert_invalid_token, assert_reached};
 use modelgate_e2e::routes::{ModelRoutes, RouteTable};
 use modelgate_e2e::sample::{self, FRAUD};
@@ -47,16 +47,7 @@ fn rsa_jwk(kid: &str, bits: usize, e: &[u8]) -> Value {
 }
 
 fn tenant_policy(key_set: &str) -> Policy {
-    Policy::Jwt(JwtPolicy {
-        mode: AuthMode::Enforce,
-        issuer: TENANT_ISSUER.into(),
-        audiences: vec![],
-        key_set: key_set.into(),
-        claims: Default::default(),
-        token_from: vec![],
-        forward_claims: Default::default(),
-        forward_token: true,
-    })
+    Policy::Jwt(sample::jwt_policy(TENANT_ISSUER, key_set))
 }
 
 /// The sample configuration plus the two tenant models.

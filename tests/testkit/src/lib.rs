@@ -185,6 +185,19 @@ pub fn claims(issuer: &str, subject: &str, audience: &str, now: u64) -> Value {
     json!({"iss": issuer, "sub": subject, "aud": audience, "iat": now, "exp": now + 3600})
 }
 
+/// `claims` with some replaced or added by `changes` (an object; `null` removes a claim).
+pub fn changed_claims(mut claims: Value, changes: &Value) -> Value {
+    for (name, value) in changes.as_object().into_iter().flatten() {
+        match claims.as_object_mut() {
+            Some(all) if value.is_null() => {
+                all.remove(name);
+            }
+            _ => claims[name] = value.clone(),
+        }
+    }
+    claims
+}
+
 /// Builds a token from raw header and payload JSON and a raw signature: for `alg: none`,
 /// duplicate keys and other shapes no honest library would produce.
 pub fn raw_token(header_json: &str, payload_json: &str, signature: &[u8]) -> String {
