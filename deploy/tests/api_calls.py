@@ -397,8 +397,8 @@ def snake_to_camel(name: str) -> str:
 
 
 def required_crds(settings: dict) -> list[str]:
-    """The CRDs `check_crds` reads at start-up (run.rs, required_crds), for these settings."""
-    text = strip_comments_and_tests((CONTROLLER_SRC / "run.rs").read_text())
+    """The CRDs `check_crds` reads at start-up (run/mod.rs, required_crds), for these settings."""
+    text = strip_comments_and_tests((CONTROLLER_SRC / "run" / "mod.rs").read_text())
     _, body, _ = functions(text)["required_crds"]
     names = []
     ranges = conditional_ranges(body)
