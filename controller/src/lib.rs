@@ -13,6 +13,7 @@
 pub mod annotations;
 pub mod explain;
 pub mod filter_config;
+pub mod from_files;
 pub mod generate;
 pub mod istio;
 pub mod jwks;
