@@ -576,7 +576,7 @@ fn read_auth(r: &mut Reader<'_>, settings: &Settings) -> AuthOptions {
         (Some((v, s)), None) => {
             let reduced = r.check(JWT_JWKS, v, s, |v| {
                 tenancy::admit_inline_jwks(settings).and_then(|()| {
-                    let limits = crate::filter_config::key_limits(settings.key_limits());
+                    let limits = crate::generate::filter_config::key_limits(settings.key_limits());
                     parse_inline_jwks(v, &limits)
                 })
             });

@@ -5,14 +5,13 @@
 //!   [`tenancy`]: what tenants may name in their models' JWT annotations.
 //! - [`seldon`], [`annotations`]: what it reads, parsed into [`annotations::ModelOptions`].
 //! - [`generate`](mod@generate): the pure function from SeldonDeployments and settings to objects,
-//!   shared by `render` and `run`; [`filter_config`] builds the filter's configuration,
+//!   shared by `render` and `run`; [`generate::filter_config`] builds the filter's configuration,
 //!   from keys [`key_sets`] reduced to what the filter can use.
 //! - [`jwks`]: fetching issuers' keys, bounded and confined to admitted targets.
 //! - [`manifests`]: YAML in and out for the CLI; [`explain`]: the filter's decision, natively.
 
 pub mod annotations;
 pub mod explain;
-pub mod filter_config;
 pub mod from_files;
 pub mod generate;
 pub mod istio;

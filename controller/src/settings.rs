@@ -185,7 +185,7 @@ impl Default for Settings {
             wasm_sha256: None,
             service_url: "http://modelgate.modelgate-system.svc.cluster.local:8080".into(),
             default_namespace: "default".into(),
-            plugin_config_max_bytes: crate::filter_config::MAX_CONFIG_BYTES,
+            plugin_config_max_bytes: crate::generate::filter_config::MAX_CONFIG_BYTES,
             max_rsa_bits: modelgate_core::keys::DEFAULT_MAX_RSA_BITS as u32,
             tenancy: TenancySettings::default(),
             jwks: JwksSettings::default(),
@@ -472,13 +472,13 @@ impl Settings {
                 ),
             ));
         }
-        if self.plugin_config_max_bytes < crate::filter_config::MAX_MODEL_BYTES {
+        if self.plugin_config_max_bytes < crate::generate::filter_config::MAX_MODEL_BYTES {
             return Err(invalid(
                 "pluginConfigMaxBytes",
                 self.plugin_config_max_bytes.to_string(),
                 format!(
                     "a number of bytes, at least one model's budget ({})",
-                    crate::filter_config::MAX_MODEL_BYTES
+                    crate::generate::filter_config::MAX_MODEL_BYTES
                 ),
             ));
         }

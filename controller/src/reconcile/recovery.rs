@@ -11,7 +11,7 @@ use super::ReconcileError;
 use super::apply::{call, error, is_managed};
 use super::context::{Context, lock};
 use crate::annotations::{self, KeySource};
-use crate::filter_config::{ModelEntry, PolicySpec};
+use crate::generate::filter_config::{ModelEntry, PolicySpec};
 use crate::generate::{self, Generated, KnownGood, WASM_PLUGIN_NAME};
 use crate::istio::{VirtualService, WasmPlugin};
 

@@ -14,7 +14,7 @@ use super::model::routes_on_header;
 use super::recovery::{keep_live_keys, live_entry, live_filter_config, recover_last_good};
 use super::verdict::record_verdicts;
 use super::{ReconcileError, Writes};
-use crate::filter_config::ModelEntry;
+use crate::generate::filter_config::ModelEntry;
 use crate::generate::{self, Generated};
 use crate::istio::VirtualService;
 use crate::seldon::SeldonDeployment;
@@ -78,7 +78,7 @@ pub async fn reconcile_global(
             hold_what_routes_need(ctx, live, &generated, &mut entries, &mut outcome).await;
     }
     let wasm_plugin = if outcome.held {
-        let config = crate::filter_config::build(&entries, &ctx.jwks.snapshot());
+        let config = crate::generate::filter_config::build(&entries, &ctx.jwks.snapshot());
         generate::render_wasm_plugin(&config, &ctx.settings, &ctx.wasm)
     } else {
         generated.wasm_plugin.clone()

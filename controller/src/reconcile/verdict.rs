@@ -8,8 +8,8 @@ use super::SharedOutcome;
 use super::context::{Context, lock};
 use super::gateways::GatewayState;
 use crate::annotations::{self, GatewayRef, ModelError, ModelWarning};
-use crate::filter_config::ModelEntry;
 use crate::generate::Generated;
+use crate::generate::filter_config::ModelEntry;
 use crate::seldon::SeldonDeployment;
 
 /// What the shared objects' loop knows about one model once a WasmPlugin holding it has
