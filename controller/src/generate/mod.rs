@@ -144,7 +144,9 @@ impl Generated {
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
-    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+    serde_json::to_value(value).expect(
+        "serialising an Istio object is infallible: derived Serialize, string map keys only",
+    )
 }
 
 /// Generates every object from all SeldonDeployments.

@@ -35,10 +35,10 @@ pub fn shape(sdep: &SeldonDeployment) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     sdep.model_id().hash(&mut hasher);
     serde_json::to_string(&sdep.metadata.annotations)
-        .unwrap_or_default()
+        .expect("serialising annotations is infallible: a map of strings")
         .hash(&mut hasher);
     serde_json::to_string(&sdep.spec)
-        .unwrap_or_default()
+        .expect("serialising a SeldonDeployment's spec is infallible: derived Serialize, string map keys only")
         .hash(&mut hasher);
     hasher.finish()
 }

@@ -90,11 +90,11 @@ fn fingerprint(ctx: &Context, sdeps: &[SeldonDeployment]) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     for gateway in &generated.gateways {
         serde_json::to_string(gateway)
-            .unwrap_or_default()
+            .expect("serialising a Gateway is infallible: derived Serialize, string map keys only")
             .hash(&mut hasher);
     }
     serde_json::to_string(&generated.wasm_plugin)
-        .unwrap_or_default()
+        .expect("serialising a WasmPlugin is infallible: derived Serialize, string map keys only")
         .hash(&mut hasher);
     hasher.finish()
 }
