@@ -429,7 +429,7 @@ fn read_keys(r: &mut Reader<'_>, settings: &Settings) -> Option<KeySource> {
             None
         }
         (Some(_), None) => {
-            let limits = crate::filter_config::key_limits(settings.key_limits());
+            let limits = crate::generate::filter_config::key_limits(settings.key_limits());
             let reduced = r.read(JWT_JWKS, None, |v| {
                 tenancy::admit_inline_jwks(settings)
                     .and_then(|()| parse_inline_jwks(v, &limits))

@@ -1,20 +1,28 @@
 //! The modelgate controller: from annotated SeldonDeployments to the Istio objects and the
-//! filter configuration that guard and route them.
+//! filter configuration that guard and route them. Modules in the order data flows
+//! through them (`controller/README.md` draws the two paths, render and run):
 //!
-//! - [`settings`]: what the controller is told (defaults, gateway and TLS choices);
-//!   [`tenancy`]: what tenants may name in their models' JWT annotations.
-//! - [`seldon`], [`annotations`]: what it reads, parsed into [`annotations::ModelOptions`].
-//! - [`generate`](mod@generate): the pure function from SeldonDeployments and settings to objects,
-//!   shared by `render` and `run`; [`filter_config`] builds the filter's configuration,
-//!   from keys [`key_sets`] reduced to what the filter can use.
+//! - [`settings`]: what the controller is told (generation defaults, gateways, run timing).
+//! - [`tenancy`]: what tenants may name in their models' JWT annotations.
+//! - [`seldon`]: the SeldonDeployment, typed with the fields the controller reads.
+//! - [`annotations`]: a model's annotations parsed into [`annotations::ModelOptions`].
+//! - [`key_sets`]: tenants' keys reduced to what the filter can use.
+//! - [`generate`](mod@generate): the pure function from SeldonDeployments and settings to objects.
+//! - [`istio`]: the typed Istio objects it produces; [`names`]: the name rules they follow.
+//! - [`manifests`]: YAML in and out for the CLI.
+//! - [`from_files`]: generation from manifest files, as `render`, `check` and `explain` do it.
+//! - [`explain`]: the filter's decision on a request, natively.
 //! - [`jwks`]: fetching issuers' keys, bounded and confined to admitted targets.
-//! - [`manifests`]: YAML in and out for the CLI; [`explain`]: the filter's decision, natively.
+//! - [`reconcile`]: applying generated objects to the cluster, per model and shared.
+//! - [`run`]: the controller process: CRD check, leader election, the leader's loops.
 //! - [`permissions`]: the Kubernetes API requests `run` makes, declared once: the chart's
 //!   RBAC grants them and the tests' API-server doubles refuse anything else.
+//! - [`metrics`]: the controller's Prometheus metrics.
+//! - [`wasm`], [`wasm_server`]: the embedded filter module and the HTTP server that serves it.
 
 pub mod annotations;
 pub mod explain;
-pub mod filter_config;
+pub mod from_files;
 pub mod generate;
 pub mod istio;
 pub mod jwks;

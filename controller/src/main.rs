@@ -1,6 +1,5 @@
 //! `modelgate`: the controller's command line. Parses arguments and wires the library up.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,9 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use modelgate_controller::explain::{ExplainRequest, explain};
-use modelgate_controller::generate::WasmSource;
-use modelgate_controller::settings::SettingsArgs;
-use modelgate_controller::{Generated, Inputs, Settings, generate, jwks, manifests, wasm};
+use modelgate_controller::from_files::{FromFiles, generate_from_files};
+use modelgate_controller::settings::{RunSettingsArgs, SettingsArgs};
+use modelgate_controller::{Generated, Settings, manifests};
 
 #[derive(Parser)]
 #[command(
@@ -64,44 +63,24 @@ enum Command {
         #[command(flatten)]
         settings: SettingsArgs,
     },
-    /// Print the Kubernetes permissions `run` needs with these settings (the `run:`
-    /// section of --config): the table the chart's RBAC grants.
+    /// Print the Kubernetes permissions `run` needs with these settings (and the same run
+    /// flags): the table the chart's RBAC grants.
     Permissions {
         /// Output format.
         #[arg(long, value_enum, default_value = "yaml")]
         output: modelgate_controller::permissions::Format,
+        #[command(flatten)]
+        run: RunSettingsArgs,
         #[command(flatten)]
         settings: SettingsArgs,
     },
     /// Run the controller in the cluster.
     Run {
         #[command(flatten)]
-        run: RunArgs,
+        run: RunSettingsArgs,
         #[command(flatten)]
         settings: SettingsArgs,
     },
-}
-
-#[derive(clap::Args)]
-struct RunArgs {
-    /// Namespaces to watch (comma-separated); all when not given.
-    #[arg(long, env = "MODELGATE_NAMESPACES", value_delimiter = ',')]
-    namespaces: Vec<String>,
-    /// Address of the HTTP server (filter module, /metrics, /healthz, /readyz).
-    #[arg(long, env = "MODELGATE_LISTEN")]
-    listen: Option<String>,
-    /// How often JWKS URIs are fetched again, like 20m.
-    #[arg(long, env = "MODELGATE_JWKS_REFRESH", value_parser = humantime::parse_duration)]
-    jwks_refresh: Option<std::time::Duration>,
-    /// Namespace of the leader-election Lease.
-    #[arg(long, env = "MODELGATE_LEASE_NAMESPACE")]
-    lease_namespace: Option<String>,
-    /// Models reconciled at once (at least 1; default 16).
-    #[arg(long, env = "MODELGATE_CONCURRENCY")]
-    concurrency: Option<std::num::NonZeroU16>,
-    /// Log as JSON lines.
-    #[arg(long, env = "MODELGATE_LOG_JSON")]
-    log_json: bool,
 }
 
 #[derive(clap::Args)]
@@ -130,7 +109,7 @@ fn run_cli() -> anyhow::Result<ExitCode> {
             settings,
         } => {
             let settings = settings.resolve()?.settings;
-            let generated = generate_from_files(&files.files, &settings, offline)?;
+            let generated = from_files(&files, &settings, offline)?;
             report(&generated);
             let yaml = manifests::to_yaml(&generated.objects());
             std::io::stdout().write_all(yaml.as_bytes())?;
@@ -138,7 +117,7 @@ fn run_cli() -> anyhow::Result<ExitCode> {
         }
         Command::Check { files, settings } => {
             let settings = settings.resolve()?.settings;
-            let generated = generate_from_files(&files.files, &settings, true)?;
+            let generated = from_files(&files, &settings, true)?;
             report(&generated);
             let errors = generated.errors().count();
             eprintln!(
@@ -159,7 +138,7 @@ fn run_cli() -> anyhow::Result<ExitCode> {
         } => {
             let settings = settings.resolve()?.settings;
             let request = ExplainRequest::parse(&request, &headers).map_err(anyhow::Error::msg)?;
-            let generated = generate_from_files(&files.files, &settings, offline)?;
+            let generated = from_files(&files, &settings, offline)?;
             report(&generated);
             let now = now.unwrap_or_else(|| {
                 std::time::SystemTime::now()
@@ -179,31 +158,22 @@ fn run_cli() -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Permissions { output, settings } => {
+        Command::Permissions {
+            output,
+            run,
+            settings,
+        } => {
             let file = settings.resolve()?;
-            let permissions =
-                modelgate_controller::permissions::Permissions::resolve(&file.settings, &file.run);
+            let permissions = modelgate_controller::permissions::Permissions::resolve(
+                &file.settings,
+                &run.resolve(file.run),
+            );
             print!("{}", permissions.render(output));
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { run, settings } => {
             let file = settings.resolve()?;
-            let mut run_settings = file.run;
-            if !run.namespaces.is_empty() {
-                run_settings.namespaces = run.namespaces;
-            }
-            if let Some(listen) = run.listen {
-                run_settings.listen = listen;
-            }
-            if let Some(refresh) = run.jwks_refresh {
-                run_settings.jwks_refresh = refresh;
-            }
-            if let Some(ns) = run.lease_namespace {
-                run_settings.lease_namespace = ns;
-            }
-            if let Some(concurrency) = run.concurrency {
-                run_settings.concurrency = concurrency;
-            }
+            let run_settings = run.resolve(file.run);
             let filter = tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
             if run.log_json {
@@ -221,65 +191,13 @@ fn run_cli() -> anyhow::Result<ExitCode> {
     }
 }
 
-fn generate_from_files(
-    files: &[PathBuf],
-    settings: &Settings,
-    offline: bool,
-) -> anyhow::Result<Generated> {
-    let manifests = manifests::read(files, &settings.default_namespace)?;
-    for skipped in &manifests.skipped {
-        eprintln!("note: skipped {skipped} (not a SeldonDeployment)");
+/// Generates from the files, printing the notes met on the way.
+fn from_files(files: &Files, settings: &Settings, offline: bool) -> anyhow::Result<Generated> {
+    let FromFiles { generated, notes } = generate_from_files(&files.files, settings, offline)?;
+    for note in &notes {
+        eprintln!("{note}");
     }
-    let wasm_source = WasmSource::from_settings(settings, &wasm::filter_sha256());
-    let last_good = BTreeMap::new();
-    let no_keys = BTreeMap::new();
-    let inputs = Inputs {
-        settings,
-        jwks: &no_keys,
-        last_good: &last_good,
-        wasm: &wasm_source,
-    };
-    let first = generate(&manifests.seldon_deployments, inputs);
-    if offline || first.jwks_uris.is_empty() {
-        for uri in &first.jwks_uris {
-            eprintln!(
-                "note: JWKS {uri} not fetched (--offline): models using it deny every request"
-            );
-        }
-        return Ok(first);
-    }
-    let keys = fetch_all(&first.jwks_uris, settings)?;
-    Ok(generate(
-        &manifests.seldon_deployments,
-        Inputs {
-            jwks: &keys,
-            ..inputs
-        },
-    ))
-}
-
-/// Fetches every URI under the same rules and limits as `run`, all at once.
-fn fetch_all(
-    uris: &std::collections::BTreeSet<String>,
-    settings: &Settings,
-) -> anyhow::Result<BTreeMap<String, modelgate_core::config::KeySet>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let defaults = modelgate_controller::RunSettings::default();
-    let fetcher = jwks::Fetcher::new(&settings.jwks, defaults.jwks_timeout)?;
-    let schedule = jwks::Schedule {
-        refresh: defaults.jwks_refresh,
-        retry: defaults.jwks_retry,
-    };
-    let refresher = jwks::Refresher::new(fetcher, schedule, defaults.jwks_concurrency);
-    let cache = jwks::JwksCache::default();
-    cache.track(uris);
-    let report = runtime.block_on(refresher.refresh_due(&cache));
-    for (_, e) in &report.failed {
-        eprintln!("warning: {e}: models using it deny every request");
-    }
-    Ok(cache.snapshot())
+    Ok(generated)
 }
 
 fn report(generated: &Generated) {

@@ -185,7 +185,7 @@ impl Default for Settings {
             wasm_sha256: None,
             service_url: "http://modelgate.modelgate-system.svc.cluster.local:8080".into(),
             default_namespace: "default".into(),
-            plugin_config_max_bytes: crate::filter_config::MAX_CONFIG_BYTES,
+            plugin_config_max_bytes: crate::generate::filter_config::MAX_CONFIG_BYTES,
             max_rsa_bits: modelgate_core::keys::DEFAULT_MAX_RSA_BITS as u32,
             tenancy: TenancySettings::default(),
             jwks: JwksSettings::default(),
@@ -472,13 +472,13 @@ impl Settings {
                 ),
             ));
         }
-        if self.plugin_config_max_bytes < crate::filter_config::MAX_MODEL_BYTES {
+        if self.plugin_config_max_bytes < crate::generate::filter_config::MAX_MODEL_BYTES {
             return Err(invalid(
                 "pluginConfigMaxBytes",
                 self.plugin_config_max_bytes.to_string(),
                 format!(
                     "a number of bytes, at least one model's budget ({})",
-                    crate::filter_config::MAX_MODEL_BYTES
+                    crate::generate::filter_config::MAX_MODEL_BYTES
                 ),
             ));
         }
@@ -642,34 +642,20 @@ impl SettingsArgs {
             None => ConfigFile::default(),
         };
         let s = &mut file.settings;
-        let set = |target: &mut String, value: &Option<String>| {
-            if let Some(v) = value {
-                target.clone_from(v);
-            }
-        };
-        set(&mut s.default_gateway, &self.default_gateway);
-        set(&mut s.gateway_namespace, &self.gateway_namespace);
-        set(&mut s.gateway_principal, &self.gateway_principal);
-        set(&mut s.service_url, &self.service_url);
-        set(&mut s.default_namespace, &self.default_namespace);
-        if let Some(v) = self.plugin_config_max_bytes {
-            s.plugin_config_max_bytes = v;
-        }
-        if let Some(v) = self.max_rsa_bits {
-            s.max_rsa_bits = v;
-        }
-        if let Some(v) = self.default_auth {
-            s.default_auth = v;
-        }
-        if self.default_issuer.is_some() {
-            s.default_issuer.clone_from(&self.default_issuer);
-        }
-        if self.default_jwks_uri.is_some() {
-            s.default_jwks_uri.clone_from(&self.default_jwks_uri);
-        }
-        if self.destination_tls_mode.is_some() {
-            s.destination_tls_mode = self.destination_tls_mode;
-        }
+        given(&mut s.default_gateway, &self.default_gateway);
+        given(&mut s.gateway_namespace, &self.gateway_namespace);
+        given(&mut s.gateway_principal, &self.gateway_principal);
+        given(&mut s.service_url, &self.service_url);
+        given(&mut s.default_namespace, &self.default_namespace);
+        given(
+            &mut s.plugin_config_max_bytes,
+            &self.plugin_config_max_bytes,
+        );
+        given(&mut s.max_rsa_bits, &self.max_rsa_bits);
+        given(&mut s.default_auth, &self.default_auth);
+        given_optional(&mut s.default_issuer, &self.default_issuer);
+        given_optional(&mut s.default_jwks_uri, &self.default_jwks_uri);
+        given_optional(&mut s.destination_tls_mode, &self.destination_tls_mode);
         if !self.gateway_selector.is_empty() {
             s.gateway_selector.clear();
             for pair in &self.gateway_selector {
@@ -679,24 +665,12 @@ impl SettingsArgs {
                 s.gateway_selector.insert(k.trim().into(), v.trim().into());
             }
         }
-        if self.gateway_tls_secret.is_some() {
-            s.gateway_tls_secret.clone_from(&self.gateway_tls_secret);
-        }
-        if let Some(v) = self.authorization_policy {
-            s.authorization_policy = v;
-        }
-        if self.wasm_url.is_some() {
-            s.wasm_url.clone_from(&self.wasm_url);
-        }
-        if self.wasm_sha256.is_some() {
-            s.wasm_sha256.clone_from(&self.wasm_sha256);
-        }
-        if let Some(v) = self.jwks_allow_http {
-            s.jwks.allow_http = v;
-        }
-        if let Some(v) = self.jwks_max_bytes {
-            s.jwks.max_bytes = v;
-        }
+        given_optional(&mut s.gateway_tls_secret, &self.gateway_tls_secret);
+        given(&mut s.authorization_policy, &self.authorization_policy);
+        given_optional(&mut s.wasm_url, &self.wasm_url);
+        given_optional(&mut s.wasm_sha256, &self.wasm_sha256);
+        given(&mut s.jwks.allow_http, &self.jwks_allow_http);
+        given(&mut s.jwks.max_bytes, &self.jwks_max_bytes);
         if !self.jwks_allowed_targets.is_empty() {
             s.jwks.allowed_targets = self
                 .jwks_allowed_targets
@@ -707,11 +681,64 @@ impl SettingsArgs {
                 })
                 .collect::<Result<_, _>>()?;
         }
-        if let Some(v) = self.tenancy_allow_inline_jwks {
-            s.tenancy.allow_inline_jwks = v;
-        }
+        given(
+            &mut s.tenancy.allow_inline_jwks,
+            &self.tenancy_allow_inline_jwks,
+        );
         s.validate()?;
         Ok(file)
+    }
+}
+
+/// Settings of `modelgate run` given on the command line or in the environment; each
+/// overrides the config file's `run:` section.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RunSettingsArgs {
+    /// Namespaces to watch (comma-separated); all when not given.
+    #[arg(long, env = "MODELGATE_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+    /// Address of the HTTP server (filter module, /metrics, /healthz, /readyz).
+    #[arg(long, env = "MODELGATE_LISTEN")]
+    pub listen: Option<String>,
+    /// How often JWKS URIs are fetched again, like 20m.
+    #[arg(long, env = "MODELGATE_JWKS_REFRESH", value_parser = humantime::parse_duration)]
+    pub jwks_refresh: Option<Duration>,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "MODELGATE_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// Models reconciled at once (at least 1; default 16).
+    #[arg(long, env = "MODELGATE_CONCURRENCY")]
+    pub concurrency: Option<NonZeroU16>,
+    /// Log as JSON lines.
+    #[arg(long, env = "MODELGATE_LOG_JSON")]
+    pub log_json: bool,
+}
+
+impl RunSettingsArgs {
+    /// The config file's run settings, overridden by these arguments.
+    pub fn resolve(&self, mut run: RunSettings) -> RunSettings {
+        if !self.namespaces.is_empty() {
+            run.namespaces.clone_from(&self.namespaces);
+        }
+        given(&mut run.listen, &self.listen);
+        given(&mut run.jwks_refresh, &self.jwks_refresh);
+        given(&mut run.lease_namespace, &self.lease_namespace);
+        given(&mut run.concurrency, &self.concurrency);
+        run
+    }
+}
+
+/// A setting given on the command line replaces the file's.
+fn given<T: Clone>(setting: &mut T, arg: &Option<T>) {
+    if let Some(value) = arg {
+        setting.clone_from(value);
+    }
+}
+
+/// [`given`] for a setting that may be unset: given, it replaces the file's.
+fn given_optional<T: Clone>(setting: &mut Option<T>, arg: &Option<T>) {
+    if arg.is_some() {
+        setting.clone_from(arg);
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod authorization_policy;
 mod destination_rule;
+pub mod filter_config;
 mod gateway;
 pub mod tenancy;
 mod virtual_service;
@@ -21,8 +22,8 @@ pub use gateway::render_gateway;
 pub use virtual_service::render_virtual_service;
 pub use wasm_plugin::{WasmSource, render_wasm_plugin};
 
+use self::filter_config::ModelEntry;
 use crate::annotations::{self, GatewayRef, ModelError, ModelWarning};
-use crate::filter_config::{self, ModelEntry};
 use crate::istio::{AuthorizationPolicy, DestinationRule, Gateway, VirtualService, WasmPlugin};
 use crate::seldon::SeldonDeployment;
 use crate::settings::Settings;
@@ -143,7 +144,9 @@ impl Generated {
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
-    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+    serde_json::to_value(value).expect(
+        "serialising an Istio object is infallible: derived Serialize, string map keys only",
+    )
 }
 
 /// Generates every object from all SeldonDeployments.

@@ -58,7 +58,9 @@ pub fn render_wasm_plugin(
             phase: "AUTHN".into(),
             fail_strategy: "FAIL_CLOSE".into(),
             plugin_name: super::FILTER_ROOT_ID.into(),
-            plugin_config: serde_json::to_value(config).unwrap_or_default(),
+            plugin_config: serde_json::to_value(config).expect(
+                "serialising a FilterConfig is infallible: derived Serialize, string map keys only",
+            ),
         },
     }
 }

@@ -293,7 +293,9 @@ fn unusable_models(
     config: &FilterConfig,
     models: &BTreeMap<String, ModelEntry>,
 ) -> Vec<(String, String)> {
-    let json = serde_json::to_vec(config).unwrap_or_default();
+    let json = serde_json::to_vec(config).expect(
+        "serialising a FilterConfig is infallible: derived Serialize, string map keys only",
+    );
     let (compiled, warnings) = match CompiledConfig::from_json(&json) {
         Ok(compiled) => compiled,
         // The controller builds the document from the contract's types: only a bug lands here.
@@ -359,7 +361,9 @@ fn insert_shared<T: serde::Serialize + PartialEq>(
     value: T,
 ) -> String {
     // serde_json of these types is deterministic: structs in field order, maps sorted.
-    let json = serde_json::to_vec(&value).unwrap_or_default();
+    let json = serde_json::to_vec(&value).expect(
+        "serialising a key set or policy is infallible: derived Serialize, string map keys only",
+    );
     let hex: String = Sha256::digest(&json)
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -1,0 +1,132 @@
+//! One SeldonDeployment's own objects: its VirtualService (routable only once an applied
+//! WasmPlugin knows the model as it is now), its DestinationRules (those of predictors
+//! that are gone deleted) and its AuthorizationPolicy.
+
+use std::collections::BTreeSet;
+
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+
+use super::apply::{apply_if_changed, call, delete, error, is_managed};
+use super::context::{Context, lock};
+use super::events::report;
+use super::recovery::recover_last_good;
+use super::verdict::shape;
+use super::{ReconcileError, Writes};
+use crate::generate::{MANAGED_BY, MODEL_LABEL};
+use crate::istio::{AuthorizationPolicy, DestinationRule};
+use crate::seldon::SeldonDeployment;
+
+/// Reconciles one SeldonDeployment's own objects. A model whose annotations do not parse
+/// keeps its objects as they are (its last good configuration) and gets a Warning Event.
+pub async fn reconcile_model(
+    ctx: &Context,
+    sdep: &SeldonDeployment,
+) -> Result<Writes, ReconcileError> {
+    let generated = ctx.generate(std::slice::from_ref(sdep));
+    recover_last_good(ctx, &generated.models).await?;
+    let Some(mut model) = generated.models.into_iter().next() else {
+        return Ok(Writes::default());
+    };
+    let mut writes = Writes::default();
+    let verdict = lock(&ctx.verdicts)
+        .get(&model.id)
+        .filter(|v| v.shape == shape(sdep))
+        .cloned();
+    match (&verdict, &mut model.objects) {
+        // Valid on its own, but not yet in an applied WasmPlugin: not routable yet.
+        (None, Ok(_)) => {
+            report(ctx, sdep, &model).await;
+            writes.waiting = true;
+            return Ok(writes);
+        }
+        (None, Err(_)) => {}
+        (Some(verdict), objects) => {
+            let mut errors = objects.as_ref().err().cloned().unwrap_or_default();
+            for e in &verdict.errors {
+                if !errors.contains(e) {
+                    errors.push(e.clone());
+                }
+            }
+            if !errors.is_empty() {
+                *objects = Err(errors);
+            }
+            for w in &verdict.warnings {
+                if !model.warnings.contains(w) {
+                    model.warnings.push(w.clone());
+                }
+            }
+        }
+    }
+    report(ctx, sdep, &model).await;
+    let Ok(Some(objects)) = &mut model.objects else {
+        // `generate` renders every valid model's objects: only an invalid one lands here.
+        ctx.metrics.model_errors(&model.id, model.objects.is_err());
+        return Ok(writes);
+    };
+    ctx.metrics.model_errors(&model.id, false);
+    // Routes on the A/B header only once the filter sets that header for the model (it
+    // replaces what the client sent); until then the model's default routes only.
+    let needs = model
+        .known_good
+        .as_ref()
+        .and_then(|g| g.entry.routing.as_ref())
+        .map(|r| r.header.clone());
+    let knows = verdict.as_ref().and_then(|v| v.routing_header.clone());
+    if let Some(header) = needs
+        && knows.as_ref() != Some(&header)
+    {
+        objects
+            .virtual_service
+            .spec
+            .http
+            .retain(|route| !routes_on_header(route, &header));
+        writes.waiting = true;
+    }
+    apply_if_changed(ctx, &objects.virtual_service, &mut writes).await?;
+    let mut wanted = BTreeSet::new();
+    for rule in &objects.destination_rules {
+        apply_if_changed(ctx, rule, &mut writes).await?;
+        wanted.insert(rule.name_any());
+    }
+    // DestinationRules of predictors that are gone.
+    let rules: Api<DestinationRule> = Api::namespaced(ctx.client.clone(), &model.namespace);
+    let selector = format!(
+        "{}={},{}={}",
+        MANAGED_BY.0, MANAGED_BY.1, MODEL_LABEL, model.seldon_id
+    );
+    let live = call(ctx, rules.list(&ListParams::default().labels(&selector)))
+        .await
+        .map_err(|e| error::<DestinationRule>("list", &model.namespace, "*", e))?;
+    for rule in live {
+        if !wanted.contains(&rule.name_any()) {
+            delete::<DestinationRule>(ctx, &model.namespace, &rule.name_any(), &mut writes).await?;
+        }
+    }
+    let policies: Api<AuthorizationPolicy> = Api::namespaced(ctx.client.clone(), &model.namespace);
+    match &objects.authorization_policy {
+        Some(policy) => apply_if_changed(ctx, policy, &mut writes).await?,
+        None => {
+            if let Some(live) = call(ctx, policies.get_opt(&model.seldon_id))
+                .await
+                .map_err(|e| {
+                    error::<AuthorizationPolicy>("get", &model.namespace, &model.seldon_id, e)
+                })?
+                && is_managed(&live)
+            {
+                delete::<AuthorizationPolicy>(ctx, &model.namespace, &model.seldon_id, &mut writes)
+                    .await?;
+            }
+        }
+    }
+    if let Some(good) = model.known_good {
+        lock(&ctx.last_good).insert(model.id.clone(), good);
+    }
+    lock(&ctx.failures).remove(&model.id);
+    Ok(writes)
+}
+
+/// Whether a route matches on the header `header` (the A/B header's per-predictor routes).
+pub(super) fn routes_on_header(route: &crate::istio::HttpRoute, header: &str) -> bool {
+    route.r#match.iter().any(|m| m.headers.contains_key(header))
+}

@@ -1,0 +1,132 @@
+//! Restart recovery: a new leader knows no fetched keys and no last good configurations
+//! yet, so until it learns them it takes them from the live WasmPlugin (and a broken
+//! model's gateway from its live VirtualService).
+
+use std::collections::BTreeSet;
+
+use kube::api::Api;
+use modelgate_core::config::{FilterConfig, Policy};
+
+use super::ReconcileError;
+use super::apply::{call, error, is_managed};
+use super::context::{Context, lock};
+use crate::annotations::PolicySpec;
+use crate::annotations::{self, KeySource};
+use crate::generate::filter_config::ModelEntry;
+use crate::generate::{self, Generated, KnownGood, WASM_PLUGIN_NAME};
+use crate::istio::{VirtualService, WasmPlugin};
+
+/// A new leader's JWKS cache is empty until its first fetches, and the issuer may be down
+/// then: generating without keys would replace the keys the filter is using with empty
+/// sets and deny every JWT model. So each URI not fetched yet takes the keys the live
+/// WasmPlugin has from that very URI (a key set records its `source`) until a fetch
+/// replaces them. Keys given inline, or of a set that does not say where it came from
+/// (written by an older controller), are never taken: a model naming a URI must not
+/// inherit keys another model brought along. Returns whether any were taken.
+pub(super) async fn keep_live_keys(
+    ctx: &Context,
+    generated: &Generated,
+) -> Result<bool, ReconcileError> {
+    let fetched = ctx.jwks.snapshot();
+    let missing: BTreeSet<&String> = generated
+        .jwks_uris
+        .iter()
+        .filter(|uri| !fetched.contains_key(*uri))
+        .collect();
+    if missing.is_empty() {
+        return Ok(false);
+    }
+    let Some(live) = live_filter_config(ctx).await? else {
+        return Ok(false);
+    };
+    let mut kept = false;
+    for uri in missing {
+        let keys = live
+            .key_sets
+            .values()
+            .find(|set| set.source.as_ref() == Some(uri) && !set.keys.is_empty());
+        if let Some(keys) = keys {
+            kept |= ctx.jwks.keep(uri, keys.clone());
+        }
+    }
+    Ok(kept)
+}
+
+/// A restarted controller knows no last good configurations, so a model whose annotations
+/// broke before the restart would lose its own: its entry would become `deny` and its
+/// Gateway, when no other model names it, would be deleted under its VirtualService. Such
+/// a model takes its last good configuration from the cluster instead: its entry in the
+/// live WasmPlugin (with the keys the filter has, inline) and the gateway of its live
+/// VirtualService. Returns whether any was found.
+pub(super) async fn recover_last_good(
+    ctx: &Context,
+    models: &[generate::GeneratedModel],
+) -> Result<bool, ReconcileError> {
+    let lost: Vec<&generate::GeneratedModel> = {
+        let last_good = lock(&ctx.last_good);
+        let looked_up = lock(&ctx.looked_up);
+        models
+            .iter()
+            .filter(|m| {
+                m.objects.is_err() && !last_good.contains_key(&m.id) && !looked_up.contains(&m.id)
+            })
+            .collect()
+    };
+    if lost.is_empty() {
+        return Ok(false);
+    }
+    let config = live_filter_config(ctx).await?;
+    let mut found = false;
+    for model in lost {
+        let entry = config.as_ref().and_then(|c| live_entry(c, &model.id));
+        if let Some(entry) = entry {
+            let api: Api<VirtualService> = Api::namespaced(ctx.client.clone(), &model.namespace);
+            let live = call(ctx, api.get_opt(&model.seldon_id))
+                .await
+                .map_err(|e| {
+                    error::<VirtualService>("get", &model.namespace, &model.seldon_id, e)
+                })?;
+            let gateway = live
+                .filter(is_managed)
+                .and_then(|vs| vs.spec.gateways.first().cloned())
+                .and_then(|g| annotations::parse_gateway(&g, &model.namespace).ok());
+            if let Some(gateway) = gateway {
+                lock(&ctx.last_good)
+                    .entry(model.id.clone())
+                    .or_insert(KnownGood { entry, gateway });
+                found = true;
+            }
+        }
+        lock(&ctx.looked_up).insert(model.id.clone());
+    }
+    Ok(found)
+}
+
+/// A model's usable entry in a filter configuration (a `deny` is none), its keys inline.
+pub(super) fn live_entry(config: &FilterConfig, id: &str) -> Option<ModelEntry> {
+    let model = config.models.get(id)?;
+    let policy = match config.policies.get(&model.policy)? {
+        Policy::None => PolicySpec::None,
+        Policy::Deny { .. } => return None,
+        Policy::Jwt(jwt) => {
+            let keys = config.key_sets.get(&jwt.key_set)?.clone();
+            PolicySpec::Jwt(Box::new(jwt.clone()), KeySource::Inline(keys))
+        }
+    };
+    Some(ModelEntry {
+        policy,
+        routing: model.routing.clone(),
+    })
+}
+
+/// The filter configuration of the live WasmPlugin, if there is one that parses.
+pub(super) async fn live_filter_config(
+    ctx: &Context,
+) -> Result<Option<FilterConfig>, ReconcileError> {
+    let namespace = &ctx.settings.gateway_namespace;
+    let api: Api<WasmPlugin> = Api::namespaced(ctx.client.clone(), namespace);
+    let live = call(ctx, api.get_opt(WASM_PLUGIN_NAME))
+        .await
+        .map_err(|e| error::<WasmPlugin>("get", namespace, WASM_PLUGIN_NAME, e))?;
+    Ok(live.and_then(|p| serde_json::from_value(p.spec.plugin_config).ok()))
+}

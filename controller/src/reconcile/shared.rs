@@ -1,0 +1,194 @@
+//! The pass over what all SeldonDeployments share: the WasmPlugin first (always applied,
+//! holding what live routes still need from the filter), then the Gateways, then each
+//! model's verdict.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kube::api::Api;
+use modelgate_core::config::FilterConfig;
+
+use super::apply::{apply_if_changed, call, delete, error, is_managed};
+use super::context::{Context, SHARED_OBJECTS, lock};
+use super::gateways::reconcile_gateways;
+use super::model::routes_on_header;
+use super::recovery::{keep_live_keys, live_entry, live_filter_config, recover_last_good};
+use super::verdict::record_verdicts;
+use super::{ReconcileError, Writes};
+use crate::generate::filter_config::ModelEntry;
+use crate::generate::{self, Generated};
+use crate::istio::VirtualService;
+use crate::seldon::SeldonDeployment;
+
+/// What a pass over the shared objects did.
+#[derive(Debug, Default)]
+pub struct SharedOutcome {
+    /// What it wrote.
+    pub writes: Writes,
+    /// Objects that could not be read or written (each retried with its own backoff);
+    /// the WasmPlugin was applied all the same.
+    pub failed: Vec<ReconcileError>,
+    /// Whether the WasmPlugin still holds something the cluster's routes need (a removed
+    /// model's entry, an A/B header a VirtualService still routes on): run again soon.
+    pub held: bool,
+    /// Models whose verdict changed while they did not: reconcile them again.
+    pub changed: Vec<String>,
+}
+
+impl SharedOutcome {
+    /// Whether everything reached the desired state.
+    pub fn settled(&self) -> bool {
+        self.failed.is_empty() && !self.held
+    }
+}
+
+/// Reconciles what all SeldonDeployments share: the WasmPlugin, then managed Gateways.
+/// The WasmPlugin is always applied: an object that cannot be read or written (a Gateway
+/// in a namespace that does not exist, a removed model's route that cannot be deleted
+/// yet) is reported, retried with its own backoff, and blocks nothing else; only the
+/// WasmPlugin's own failure fails the pass. The filter forgets a model, or stops setting
+/// its A/B header, only once no route of the model needs it.
+pub async fn reconcile_global(
+    ctx: &Context,
+    sdeps: &[SeldonDeployment],
+) -> Result<SharedOutcome, ReconcileError> {
+    let present: BTreeSet<String> = sdeps.iter().map(SeldonDeployment::model_id).collect();
+    lock(&ctx.last_good).retain(|id, _| present.contains(id));
+    let generated = ctx.generate_shared(sdeps);
+    for model in &generated.models {
+        if let Some(good) = &model.known_good {
+            lock(&ctx.last_good).insert(model.id.clone(), good.clone());
+        }
+    }
+    let generated = if recover_last_good(ctx, &generated.models).await? {
+        ctx.generate_shared(sdeps)
+    } else {
+        generated
+    };
+    ctx.jwks.track(&generated.jwks_uris);
+    let generated = if keep_live_keys(ctx, &generated).await? {
+        ctx.generate_shared(sdeps)
+    } else {
+        generated
+    };
+    let mut outcome = SharedOutcome::default();
+    let live = live_filter_config(ctx).await?;
+    let mut entries = generated.entries.clone();
+    if let Some(live) = &live {
+        outcome.held =
+            hold_what_routes_need(ctx, live, &generated, &mut entries, &mut outcome).await;
+    }
+    let wasm_plugin = if outcome.held {
+        let config = crate::generate::filter_config::build(&entries, &ctx.jwks.snapshot());
+        generate::render_wasm_plugin(&config, &ctx.settings, &ctx.wasm)
+    } else {
+        generated.wasm_plugin.clone()
+    };
+    apply_if_changed(ctx, &wasm_plugin, &mut outcome.writes).await?;
+    ctx.metrics.set_models(generated.models.len());
+
+    let gateways = reconcile_gateways(ctx, &generated, &mut outcome).await;
+    record_verdicts(ctx, sdeps, &generated, &entries, &gateways, &mut outcome);
+    for e in &outcome.failed {
+        tracing::warn!("shared objects: {e}");
+        ctx.metrics.object_failed(&e.kind);
+    }
+    if outcome.failed.is_empty() {
+        lock(&ctx.failures).remove(SHARED_OBJECTS);
+    }
+    Ok(outcome)
+}
+
+/// Keeps in `entries` what live routes still need from the filter: the entry of a model
+/// that is gone until its VirtualService is deleted (by this function: the garbage
+/// collector's timing is not ours), and the A/B header of a model whose live
+/// VirtualService still routes on it. Returns whether anything was held.
+async fn hold_what_routes_need(
+    ctx: &Context,
+    live: &FilterConfig,
+    generated: &Generated,
+    entries: &mut BTreeMap<String, ModelEntry>,
+    outcome: &mut SharedOutcome,
+) -> bool {
+    let models: BTreeMap<&str, &generate::GeneratedModel> = generated
+        .models
+        .iter()
+        .map(|m| (m.id.as_str(), m))
+        .collect();
+    let mut held = false;
+    for (id, live_model) in &live.models {
+        let Some((namespace, name)) = id.split_once('/') else {
+            continue;
+        };
+        match models.get(id.as_str()) {
+            None => {
+                let seldon_id = crate::seldon::seldon_name(name.to_string());
+                if let Err(e) = remove_routes(ctx, namespace, &seldon_id, &mut outcome.writes).await
+                {
+                    if let Some(entry) = live_entry(live, id) {
+                        entries.insert(id.clone(), entry);
+                    }
+                    outcome.failed.push(e);
+                    held = true;
+                }
+            }
+            Some(model) => {
+                let Some(routing) = &live_model.routing else {
+                    continue;
+                };
+                let Some(entry) = entries.get_mut(id) else {
+                    continue;
+                };
+                if entry.routing.as_ref().map(|r| &r.header) == Some(&routing.header) {
+                    continue;
+                }
+                let still = vs_routes_on(ctx, namespace, &model.seldon_id, &routing.header).await;
+                match still {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        entry.routing = Some(routing.clone());
+                        held = true;
+                    }
+                    Err(e) => {
+                        entry.routing = Some(routing.clone());
+                        outcome.failed.push(e);
+                        held = true;
+                    }
+                }
+            }
+        }
+    }
+    held
+}
+
+/// Deletes the managed VirtualService of a model that is gone.
+async fn remove_routes(
+    ctx: &Context,
+    namespace: &str,
+    seldon_id: &str,
+    writes: &mut Writes,
+) -> Result<(), ReconcileError> {
+    let api: Api<VirtualService> = Api::namespaced(ctx.client.clone(), namespace);
+    let live = call(ctx, api.get_opt(seldon_id))
+        .await
+        .map_err(|e| error::<VirtualService>("get", namespace, seldon_id, e))?;
+    match live {
+        Some(vs) if is_managed(&vs) => {
+            delete::<VirtualService>(ctx, namespace, seldon_id, writes).await
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether a model's live VirtualService has a route on the A/B header `header`.
+async fn vs_routes_on(
+    ctx: &Context,
+    namespace: &str,
+    seldon_id: &str,
+    header: &str,
+) -> Result<bool, ReconcileError> {
+    let api: Api<VirtualService> = Api::namespaced(ctx.client.clone(), namespace);
+    let live = call(ctx, api.get_opt(seldon_id))
+        .await
+        .map_err(|e| error::<VirtualService>("get", namespace, seldon_id, e))?;
+    Ok(live.is_some_and(|vs| vs.spec.http.iter().any(|r| routes_on_header(r, header))))
+}

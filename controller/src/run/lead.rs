@@ -1,0 +1,143 @@
+//! The leader's work: kube's Controller over SeldonDeployments and the objects the
+//! controller owns, beside the shared objects' loop and the JWKS loop, until the lease is
+//! lost or the process stops.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::Api;
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::watcher;
+use tokio::sync::{Notify, watch};
+
+use super::jwks_refresh::jwks_refresh_loop;
+use super::shared_objects::shared_objects_loop;
+use crate::istio::{AuthorizationPolicy, DestinationRule, VirtualService};
+use crate::reconcile::{Context, ReconcileError, reconcile_model};
+use crate::seldon::SeldonDeployment;
+use crate::settings::RunSettings;
+use crate::wasm_server::ServerState;
+
+/// The namespaces whose SeldonDeployments the controller reconciles (all when empty).
+#[derive(Debug, Clone)]
+pub(super) struct Watched(Vec<String>);
+
+impl Watched {
+    pub(super) fn covers(&self, sdep: &SeldonDeployment) -> bool {
+        self.0.is_empty() || self.0.contains(&sdep.namespace_or_empty().to_string())
+    }
+}
+
+/// The leader's work: the controller, the shared-object loop and the JWKS loop, until
+/// `until` resolves.
+pub(super) async fn lead(
+    ctx: Arc<Context>,
+    run: &RunSettings,
+    jwks_fetcher: &crate::jwks::Fetcher,
+    server: ServerState,
+    until: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let client = ctx.client.clone();
+    let managed = watcher::Config::default().labels("app.kubernetes.io/managed-by=modelgate");
+    let mut controller = Controller::new(
+        Api::<SeldonDeployment>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .with_config(controller::Config::default().concurrency(run.concurrency.get()))
+    .owns(Api::<VirtualService>::all(client.clone()), managed.clone())
+    .owns(Api::<DestinationRule>::all(client.clone()), managed.clone());
+    if ctx.settings.authorization_policy {
+        controller = controller.owns(Api::<AuthorizationPolicy>::all(client.clone()), managed);
+    }
+    // Models whose verdict from the shared objects' loop changed while they did not (a
+    // Gateway went missing, a host claim was decided): rare, so all are reconciled again.
+    let (again_tx, again_rx) = futures::channel::mpsc::unbounded::<()>();
+    controller = controller.reconcile_all_on(again_rx);
+    let store = controller.store();
+    let wake = Arc::new(Notify::new());
+    let (done_tx, done_rx) = watch::channel(false);
+    let watched = Watched(run.namespaces.clone());
+
+    let shared = tokio::spawn(shared_objects_loop(
+        ctx.clone(),
+        store.clone(),
+        watched.clone(),
+        wake.clone(),
+        server,
+        again_tx,
+        done_rx.clone(),
+    ));
+    let refresher = crate::jwks::Refresher::new(
+        jwks_fetcher.clone(),
+        crate::jwks::Schedule {
+            refresh: run.jwks_refresh,
+            retry: run.jwks_retry,
+        },
+        run.jwks_concurrency,
+    );
+    let keys = tokio::spawn(jwks_refresh_loop(
+        ctx.clone(),
+        refresher,
+        wake.clone(),
+        done_rx,
+    ));
+
+    let reconciler = move |sdep: Arc<SeldonDeployment>, ctx: Arc<Context>| {
+        let wake = wake.clone();
+        let watched = watched.covers(&sdep);
+        async move {
+            if !watched {
+                return Ok::<_, ReconcileError>(Action::await_change());
+            }
+            reconcile(sdep, ctx, wake).await
+        }
+    };
+    // The controller wants a Sync future; hand the signal over through a oneshot.
+    let (until_tx, until_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        until.await;
+        let _ = until_tx.send(());
+    });
+    controller
+        .graceful_shutdown_on(async move {
+            let _ = until_rx.await;
+        })
+        .run(reconciler, error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!("controller: {e}");
+            }
+        })
+        .await;
+    let _ = done_tx.send(true);
+    let _ = shared.await;
+    let _ = keys.await;
+    tracing::info!(models = store.state().len(), "stopped leading");
+}
+
+/// One watched SeldonDeployment's reconcile; the shared objects' loop is woken after it.
+async fn reconcile(
+    sdep: Arc<SeldonDeployment>,
+    ctx: Arc<Context>,
+    wake: Arc<Notify>,
+) -> Result<Action, ReconcileError> {
+    let span = tracing::info_span!("reconcile", model = %sdep.model_id());
+    let _enter = span.enter();
+    let writes = reconcile_model(&ctx, &sdep).await;
+    ctx.metrics.reconciled(writes.is_ok());
+    let writes = writes?;
+    wake.notify_one();
+    if writes.waiting {
+        // Its routes wait for a WasmPlugin that knows the model as it is now.
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    }
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// A failed reconcile is retried with the model's backoff.
+fn error_policy(sdep: Arc<SeldonDeployment>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    let delay = ctx.failed(&sdep.model_id());
+    tracing::warn!(model = %sdep.model_id(), retry_in = ?delay, "{error}");
+    Action::requeue(delay)
+}

@@ -1,0 +1,203 @@
+//! `modelgate run`: the controller process. Checks that the CRDs exist, serves the filter
+//! module and metrics on every replica, and, while it holds the leader Lease, leads
+//! (`lead`): watches SeldonDeployments and the objects it owns, keeps the shared Gateways
+//! and WasmPlugin in step (`shared_objects`), and refreshes JWKS (`jwks_refresh`). Shuts
+//! down gracefully on SIGTERM or Ctrl-C.
+
+mod jwks_refresh;
+mod lead;
+mod shared_objects;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
+use kube::api::Api;
+use kube::runtime::events::Reporter;
+use kube_lease_manager::LeaseManagerBuilder;
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+
+use crate::generate::WasmSource;
+use crate::reconcile::Context;
+use crate::settings::{RunSettings, Settings};
+use crate::wasm::filter_sha256;
+use crate::wasm_server::{ServerState, serve};
+use lead::lead;
+
+/// Why the controller stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// No cluster configuration, or the API server cannot be reached.
+    #[error("connecting to the cluster: {0}")]
+    Kube(#[from] kube::Error),
+    /// A CRD the controller needs is not installed.
+    #[error("the CRD {name} is not installed: {hint}")]
+    MissingCrd {
+        /// The CRD.
+        name: String,
+        /// How to install it.
+        hint: &'static str,
+    },
+    /// The HTTP server cannot listen.
+    #[error("listening on {address}: {source}")]
+    Listen {
+        /// The address.
+        address: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Leader election failed.
+    #[error("leader election: {0}")]
+    Lease(#[from] kube_lease_manager::LeaseManagerError),
+    /// The JWKS HTTP client cannot be built.
+    #[error(transparent)]
+    JwksClient(#[from] crate::jwks::fetch::ClientError),
+}
+
+/// CRDs the controller needs, with install hints.
+pub fn required_crds(settings: &Settings) -> Vec<(&'static str, &'static str)> {
+    const ISTIO: &str =
+        "install Istio (for example `istioctl install` or the istio/base Helm chart)";
+    let mut crds = vec![
+        (
+            "seldondeployments.machinelearning.seldon.io",
+            "install the Seldon Core v1 operator (Helm chart seldon-core-operator)",
+        ),
+        ("virtualservices.networking.istio.io", ISTIO),
+        ("destinationrules.networking.istio.io", ISTIO),
+        ("gateways.networking.istio.io", ISTIO),
+        ("wasmplugins.extensions.istio.io", ISTIO),
+    ];
+    if settings.authorization_policy {
+        crds.push(("authorizationpolicies.security.istio.io", ISTIO));
+    }
+    crds
+}
+
+/// Fails with an install hint when a needed CRD is missing.
+pub async fn check_crds(client: &Client, settings: &Settings) -> Result<(), RunError> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for (name, hint) in required_crds(settings) {
+        if api.get_opt(name).await?.is_none() {
+            return Err(RunError::MissingCrd {
+                name: name.into(),
+                hint,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn termination() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = ctrl_c.await;
+}
+
+/// Runs the controller until it is told to stop.
+pub async fn run(settings: Settings, run: RunSettings) -> Result<(), RunError> {
+    crate::install_crypto_provider();
+    let jwks_fetcher = crate::jwks::Fetcher::new(&settings.jwks, run.jwks_timeout)?;
+    let client = Client::try_default().await?;
+    check_crds(&client, &settings).await?;
+
+    let identity = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "modelgate".into());
+    let wasm = WasmSource::from_settings(&settings, &filter_sha256());
+    let reporter = Reporter {
+        controller: "modelgate".into(),
+        instance: Some(identity.clone()),
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        settings.clone(),
+        wasm,
+        Some(reporter),
+    ));
+    let mut registry = Registry::default();
+    ctx.metrics.register(&mut registry);
+    let server = ServerState::new(registry);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    tokio::spawn(async move {
+        termination().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+
+    let listener = tokio::net::TcpListener::bind(&run.listen)
+        .await
+        .map_err(|source| RunError::Listen {
+            address: run.listen.clone(),
+            source,
+        })?;
+    tracing::info!(address = %run.listen, module = %ctx.wasm.url, "serving the filter module and metrics");
+    let http = tokio::spawn(serve(listener, server.clone(), stopped(stop_rx.clone())));
+    // Every replica serves the module; followers are ready as soon as they do.
+    server.ready.store(true, Ordering::Relaxed);
+
+    let lease = LeaseManagerBuilder::new(client.clone(), &run.lease_name)
+        .with_namespace(&run.lease_namespace)
+        .with_identity(&identity)
+        .with_duration(15)
+        .with_grace(5)
+        .build()
+        .await?;
+    let (mut leader, lease_task) = lease.watch().await;
+    loop {
+        tokio::select! {
+            _ = stopped(stop_rx.clone()) => break,
+            changed = leader.changed() => if changed.is_err() { break },
+        }
+        if !*leader.borrow() {
+            continue;
+        }
+        tracing::info!(%identity, "leading");
+        server.ready.store(false, Ordering::Relaxed);
+        let mut lost = leader.clone();
+        let lost_or_stopped = {
+            let stop = stop_rx.clone();
+            async move {
+                tokio::select! {
+                    _ = stopped(stop) => {}
+                    _ = lost.wait_for(|l| !*l) => {}
+                }
+            }
+        };
+        lead(
+            ctx.clone(),
+            &run,
+            &jwks_fetcher,
+            server.clone(),
+            lost_or_stopped,
+        )
+        .await;
+        if *stop_rx.borrow() {
+            break;
+        }
+        tracing::warn!("lost the lease; following");
+        server.ready.store(true, Ordering::Relaxed);
+    }
+    drop(leader);
+    let _ = lease_task.await;
+    let _ = http.await;
+    Ok(())
+}
