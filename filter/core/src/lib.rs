@@ -25,6 +25,7 @@ pub mod routing;
 pub mod rsa_verify;
 pub mod strict_json;
 pub mod token;
+pub mod trace;
 
 pub use cache::TokenCache;
 pub use compiled::{CompiledConfig, ConfigError};

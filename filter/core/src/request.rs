@@ -103,14 +103,26 @@ pub fn model_from_grpc_headers<'a>(
     })
 }
 
-/// The one model a request addresses by path or gRPC headers, if any.
-pub fn addressed_model<'a>(request: &Request<'a>) -> Result<Option<ModelName<'a>>, AddressError> {
+/// Where a request's model name was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressedBy {
+    /// `/seldon/<ns>/<name>/...` (also when the gRPC headers name the same model).
+    Path,
+    /// Seldon's gRPC headers `seldon` and `namespace`.
+    GrpcHeaders,
+}
+
+/// The one model a request addresses by path or gRPC headers, if any, and which of them
+/// named it.
+pub fn addressed_model<'a>(
+    request: &Request<'a>,
+) -> Result<Option<(ModelName<'a>, AddressedBy)>, AddressError> {
     let by_path = model_from_path(request.path);
     let by_headers = model_from_grpc_headers(request)?;
     match (by_path, by_headers) {
         (Some(a), Some(b)) if a != b => Err(AddressError::Ambiguous),
-        (Some(a), _) => Ok(Some(a)),
-        (None, b) => Ok(b),
+        (Some(a), _) => Ok(Some((a, AddressedBy::Path))),
+        (None, b) => Ok(b.map(|b| (b, AddressedBy::GrpcHeaders))),
     }
 }
 
@@ -202,6 +214,10 @@ mod tests {
         })
     }
 
+    fn by_headers(ns: &str, name: &str) -> Option<(ModelName<'static>, AddressedBy)> {
+        named(ns, name).map(|n| (n, AddressedBy::GrpcHeaders))
+    }
+
     #[test]
     fn rest_paths_name_their_model() {
         assert_eq!(
@@ -237,7 +253,7 @@ mod tests {
             ("namespace", "ns"),
         ]);
         let r = req("POST", "/seldon.protos.Seldon/Predict", &grpc);
-        assert_eq!(addressed_model(&r), Ok(named("ns", "m")));
+        assert_eq!(addressed_model(&r), Ok(by_headers("ns", "m")));
 
         // Whatever the content type: Seldon's gRPC routes do not look at it.
         for content_type in [None, Some("application/json"), Some("text/plain")] {
@@ -248,7 +264,7 @@ mod tests {
             let r = req("POST", "/seldon.protos.Seldon/Predict", &headers);
             assert_eq!(
                 addressed_model(&r),
-                Ok(named("ns", "m")),
+                Ok(by_headers("ns", "m")),
                 "{content_type:?}"
             );
         }
@@ -274,7 +290,10 @@ mod tests {
             ("namespace", "ns"),
         ]);
         let r = req("POST", "/seldon/ns/a/api/v1.0/predictions", &same);
-        assert_eq!(addressed_model(&r), Ok(named("ns", "a")));
+        assert_eq!(
+            addressed_model(&r),
+            Ok(named("ns", "a").map(|n| (n, AddressedBy::Path)))
+        );
 
         let twice = h(&[
             ("content-type", "application/grpc"),

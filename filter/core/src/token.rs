@@ -63,21 +63,21 @@ pub fn is_header_name(name: &str) -> bool {
 
 /// Where the token was found, so it can be removed when it must not be forwarded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FoundToken<'a> {
+pub struct FoundToken<'t, 's> {
     /// The token text.
-    pub token: Cow<'a, str>,
+    pub token: Cow<'t, str>,
     /// The source it came from.
-    pub source: &'a TokenSource,
+    pub source: &'s TokenSource,
 }
 
 /// The one token a request carries in the given places. More than one candidate is
 /// `multiple_tokens`: ambiguity is never resolved in the caller's favour.
-pub fn find_token<'a>(
-    request: &Request<'a>,
-    sources: &'a [TokenSource],
-) -> Result<Option<FoundToken<'a>>, DenyReason> {
-    let mut found: Option<FoundToken<'a>> = None;
-    let mut put = |token: Cow<'a, str>, source: &'a TokenSource| {
+pub fn find_token<'t, 's: 't>(
+    request: &Request<'t>,
+    sources: &'s [TokenSource],
+) -> Result<Option<FoundToken<'t, 's>>, DenyReason> {
+    let mut found: Option<FoundToken<'t, 's>> = None;
+    let mut put = |token: Cow<'t, str>, source: &'s TokenSource| {
         if found.is_some() {
             return Err(DenyReason::MultipleTokens);
         }
@@ -219,12 +219,13 @@ pub fn validation_for(issuer: &str, audiences: &[String]) -> PolicyValidation {
     }
 }
 
-/// Verifies a token's signature, algorithm, issuer, audience and times; returns its claims.
-pub fn verify(
+/// Verifies a token's signature, algorithm, issuer, audience and times; returns its claims
+/// and the key whose signature held.
+pub fn verify<'k>(
     token: &str,
-    rules: &TokenRules<'_>,
+    rules: &TokenRules<'k>,
     now: u64,
-) -> Result<Map<String, Value>, DenyReason> {
+) -> Result<(Map<String, Value>, &'k VerifyingKey), DenyReason> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(DenyReason::TokenTooLarge);
     }
@@ -252,7 +253,7 @@ pub fn verify(
         // The signature, algorithm, issuer and audience; the payload is not read into
         // claims a second time.
         match decode::<IgnoredAny>(token, &key.key, rules.validation.for_algorithm(header.alg)) {
-            Ok(_) => return Ok(claims),
+            Ok(_) => return Ok((claims, key)),
             Err(e) => match e.kind() {
                 ErrorKind::InvalidSignature => outcome = Err(DenyReason::BadSignature),
                 ErrorKind::InvalidIssuer => return Err(DenyReason::WrongIssuer),
