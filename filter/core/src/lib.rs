@@ -20,7 +20,7 @@ pub mod headers;
 pub mod keys;
 mod montgomery;
 pub mod reason;
-pub mod request;
+mod request;
 pub mod routing;
 pub mod rsa_verify;
 pub mod strict_json;

@@ -54,7 +54,7 @@ impl<'a> Request<'a> {
 
 /// A `(namespace, name)` pair a request names, normalised for lookup.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelName<'a> {
+pub(crate) struct ModelName<'a> {
     /// The namespace.
     pub namespace: Cow<'a, str>,
     /// The SeldonDeployment's name.
@@ -63,13 +63,13 @@ pub struct ModelName<'a> {
 
 /// Why a request's model cannot be told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AddressError {
+pub(crate) enum AddressError {
     /// The path and the gRPC headers name different models, or a header is repeated.
     Ambiguous,
 }
 
 /// The model a REST path names: `/seldon/<ns>/<name>/...`.
-pub fn model_from_path(path: &str) -> Option<ModelName<'_>> {
+pub(crate) fn model_from_path(path: &str) -> Option<ModelName<'_>> {
     let path = path.split_once('?').map_or(path, |(p, _)| p);
     let mut segments = path
         .split('/')
@@ -89,7 +89,7 @@ pub fn model_from_path(path: &str) -> Option<ModelName<'_>> {
 /// The content type is deliberately not required: Seldon's gRPC routes match the path and
 /// these headers only, so a request with any content type can be delivered by them, and
 /// what the routes deliver the filter must guard.
-pub fn model_from_grpc_headers<'a>(
+pub(crate) fn model_from_grpc_headers<'a>(
     request: &Request<'a>,
 ) -> Result<Option<ModelName<'a>>, AddressError> {
     let name = single_value(request, "seldon")?;
@@ -114,7 +114,7 @@ pub enum AddressedBy {
 
 /// The one model a request addresses by path or gRPC headers, if any, and which of them
 /// named it.
-pub fn addressed_model<'a>(
+pub(crate) fn addressed_model<'a>(
     request: &Request<'a>,
 ) -> Result<Option<(ModelName<'a>, AddressedBy)>, AddressError> {
     let by_path = model_from_path(request.path);
@@ -176,7 +176,7 @@ fn hex(b: u8) -> Option<u8> {
 /// own `/seldon/<ns>/<name>/prometheus` (`model_id` is `<ns>/<name>`), query string aside.
 /// Exact comparison is the whole point: dot-segments, `//`, escapes, case and suffix tricks
 /// all fail it.
-pub fn is_exempt(request: &Request<'_>, model_id: &str) -> bool {
+pub(crate) fn is_exempt(request: &Request<'_>, model_id: &str) -> bool {
     if request.method != "GET" {
         return false;
     }

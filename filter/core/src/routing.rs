@@ -245,7 +245,7 @@ impl CompiledRouting {
 }
 
 /// The bucket in `[0, BUCKETS)` of a key for a model: stable across VMs and releases.
-pub fn sticky_bucket(model_id: &str, key: &str) -> u64 {
+pub(crate) fn sticky_bucket(model_id: &str, key: &str) -> u64 {
     let mut hasher = Sha256::new();
     hasher.update(model_id.as_bytes());
     hasher.update([0u8]);
