@@ -1,16 +1,17 @@
 //! `modelgate explain`: runs the filter's own decision code natively against a filter
 //! configuration and tells, step by step, what the gateway would do with a request and
-//! why. Nothing here decides: every verdict comes from `modelgate_core`.
+//! why. Nothing here decides or re-checks: it formats the trace `decide_traced` records.
 
 use std::fmt::Write;
 
 use modelgate_core::compiled::CompiledPolicy;
 use modelgate_core::config::{AuthMode, FilterConfig};
-use modelgate_core::decision::Edit;
-use modelgate_core::request::{addressed_model, is_exempt};
-use modelgate_core::routing::{RouteReason, sticky_bucket};
-use modelgate_core::token::{TokenRules, TokenSource, find_token, verify};
-use modelgate_core::{CompiledConfig, ConfigError, Environment, Outcome, Request, TokenCache};
+use modelgate_core::routing::BUCKETS;
+use modelgate_core::token::TokenSource;
+use modelgate_core::trace::{Addressed, AddressedBy, RouteWhy, Step, TokenFound};
+use modelgate_core::{
+    AllowReason, CompiledConfig, ConfigError, Edit, Environment, Outcome, Request, TokenCache,
+};
 
 /// A request to explain, as the gateway would see it.
 #[derive(Debug, Clone)]
@@ -87,126 +88,126 @@ pub fn explain(
         random,
         cache: &mut cache,
     };
-    let decision = compiled.decide(&req, &mut env);
+    let mut steps = Vec::new();
+    let decision = compiled.decide_traced(&req, &mut env, &mut steps);
 
-    let Some(model) = decision.model else {
-        lines.push(match addressed_model(&req) {
-            Ok(Some(name)) => format!(
-                "model: {}/{} is not a known model: the filter lets the request through untouched",
-                name.namespace, name.name
-            ),
-            _ => "model: the request addresses no model (not /seldon/<ns>/<name>/..., no gRPC seldon/namespace headers): it passes untouched".into(),
-        });
-        return Ok(Explanation {
-            lines,
-            forwarded: true,
-        });
-    };
-    let how = if req.path_only().starts_with("/seldon/") {
-        "path"
-    } else {
-        "gRPC headers seldon/namespace"
-    };
-    lines.push(format!("model: {} (addressed by {how})", model.id));
-
-    if is_exempt(&req, &model.id) {
-        lines.push(format!(
-            "exemption: GET /prometheus or {} needs no token",
-            model.prometheus_path()
-        ));
-    } else if req.is_cors_preflight() {
-        lines.push("exemption: CORS preflight (OPTIONS with Origin and Access-Control-Request-Method) needs no token".into());
-    } else {
-        lines.push(format!(
-            "exemption: none (only GET /prometheus and GET {} are exempt)",
-            model.prometheus_path()
-        ));
-    }
-
-    let policy_id = &compiled.policy_ids[model.policy];
-    match &compiled.policies[model.policy] {
-        CompiledPolicy::None => lines.push(format!(
-            "policy {policy_id}: no authentication (seldon.io/auth: none)"
-        )),
-        CompiledPolicy::Deny(reason) => {
-            lines.push(format!("policy {policy_id}: deny every request ({reason})"))
-        }
-        CompiledPolicy::Jwt(jwt) => {
-            let mode = if jwt.mode == AuthMode::Audit {
-                "audit: would-be denials are logged, not refused"
-            } else {
-                "enforce"
-            };
-            lines.push(format!(
-                "policy {policy_id}: JWT from issuer {} ({mode}), {} usable key(s)",
-                jwt.issuer,
-                jwt.keys.len()
-            ));
-            let places: Vec<String> = jwt
-                .sources
-                .iter()
-                .map(|s| match s {
-                    TokenSource::Header(h) => format!("header {h}"),
-                    TokenSource::Query(q) => format!("query parameter {q}"),
-                })
-                .collect();
-            match find_token(&req, &jwt.sources) {
-                Err(_) => lines.push(format!(
-                    "token: more than one candidate in {}",
-                    places.join(", ")
-                )),
-                Ok(None) => lines.push(format!("token: none in {}", places.join(", "))),
-                Ok(Some(found)) => {
-                    let place = match found.source {
-                        TokenSource::Header(h) => format!("header {h}"),
-                        TokenSource::Query(q) => format!("query parameter {q}"),
-                    };
-                    let rules = TokenRules {
-                        keys: &jwt.keys,
-                        validation: &jwt.validation,
-                    };
-                    match verify(&found.token, &rules, now) {
-                        Err(reason) => lines.push(format!(
-                            "token: found in {place}, rejected: {}",
-                            reason.as_str()
-                        )),
-                        Ok(claims) => {
-                            let sub = claims.get("sub").and_then(|s| s.as_str()).unwrap_or("-");
-                            lines.push(format!("token: found in {place}, signature, issuer, audience and times valid (sub {sub})"));
-                            for rule in &jwt.claims {
-                                let has = rule
-                                    .claim
-                                    .lookup(&claims)
-                                    .map_or_else(|| "nothing".to_string(), |v| v.to_string());
-                                let verdict = if rule.holds(&claims) {
-                                    "holds"
-                                } else {
-                                    "FAILS"
-                                };
-                                lines.push(format!(
-                                    "claim {}: needs one of {:?}, token has {has}: {verdict}",
-                                    rule.claim.name(),
-                                    rule.values
-                                ));
-                            }
-                        }
+    // The route is told after the verdict, where people look for it.
+    let mut route = None;
+    let mut token_place = None;
+    for step in &steps {
+        match step {
+            Step::Model(addressed) => lines.push(model_line(addressed)),
+            Step::FreePass(pass) => {
+                let prometheus = decision
+                    .model
+                    .map(|m| m.prometheus_path())
+                    .unwrap_or_default();
+                lines.push(match pass {
+                    Some(AllowReason::Exempt) => {
+                        format!("exemption: GET /prometheus or {prometheus} needs no token")
                     }
+                    Some(AllowReason::Preflight) => "exemption: CORS preflight (OPTIONS with Origin and Access-Control-Request-Method) needs no token".into(),
+                    _ => format!(
+                        "exemption: none (only GET /prometheus and GET {prometheus} are exempt)"
+                    ),
+                });
+            }
+            Step::Policy { id, policy } => lines.push(policy_line(id, policy)),
+            Step::TokenSearch { sources, found } => match found {
+                TokenFound::Several => lines.push(format!(
+                    "token: more than one candidate in {}",
+                    places(sources)
+                )),
+                TokenFound::Nowhere => lines.push(format!("token: none in {}", places(sources))),
+                TokenFound::In(source) => token_place = Some(place(source)),
+            },
+            Step::TokenRefused { reason, remembered } => {
+                if let Some(place) = &token_place {
+                    let remembered = if *remembered {
+                        " (a refusal remembered from an earlier request)"
+                    } else {
+                        ""
+                    };
+                    lines.push(format!(
+                        "token: found in {place}, rejected: {}{remembered}",
+                        reason.as_str()
+                    ));
                 }
             }
+            Step::TokenValid {
+                kid,
+                subject,
+                cached,
+            } => {
+                let place = token_place.as_deref().unwrap_or("the request");
+                let signer = match (kid, cached) {
+                    (_, true) => " (verified before, from the token cache)".to_string(),
+                    (Some(kid), false) => format!(" (key {kid})"),
+                    (None, false) => " (a key without kid)".to_string(),
+                };
+                lines.push(format!(
+                    "token: found in {place}, signature{signer}, issuer, audience and times valid (sub {})",
+                    subject.as_deref().unwrap_or("-")
+                ));
+            }
+            Step::Claim {
+                claim,
+                values,
+                found,
+                holds,
+            } => {
+                let has = found
+                    .as_ref()
+                    .map_or_else(|| "nothing".to_string(), |v| v.to_string());
+                let verdict = if *holds { "holds" } else { "FAILS" };
+                lines.push(format!(
+                    "claim {claim}: needs one of {values:?}, token has {has}: {verdict}"
+                ));
+            }
+            Step::Route {
+                header,
+                predictor,
+                why,
+                predictors,
+            } => {
+                let why = match why {
+                    RouteWhy::Override => format!("the client named it in {header}"),
+                    RouteWhy::Sticky { bucket } => {
+                        format!("sticky key hashes to bucket {bucket} of {BUCKETS}")
+                    }
+                    RouteWhy::Random { .. } => "weighted random choice by traffic".into(),
+                };
+                let weights: Vec<String> = predictors
+                    .iter()
+                    .map(|p| format!("{}={}", p.name, p.traffic))
+                    .collect();
+                route = Some(format!(
+                    "route: predictor {predictor} ({why}; weights {})",
+                    weights.join(", ")
+                ));
+            }
+            Step::Readdressed => lines.push(
+                "edits: they would change the model the request addresses, so it is refused".into(),
+            ),
         }
     }
 
     let forwarded = !matches!(decision.outcome, Outcome::Denied(_));
-    lines.push(match decision.outcome {
-        Outcome::NotAModel => "verdict: passes untouched".into(),
-        Outcome::Allowed(reason) => format!("verdict: allowed ({})", reason.as_str()),
-        Outcome::AuditDenied(reason) => format!(
+    match decision.outcome {
+        // The model line said it all.
+        Outcome::NotAModel => {}
+        Outcome::Allowed(reason) => lines.push(format!("verdict: allowed ({})", reason.as_str())),
+        Outcome::AuditDenied(reason) => lines.push(format!(
             "verdict: would be denied ({}, status {}), let through because the model is in audit mode",
             reason.as_str(),
             reason.status()
-        ),
-        Outcome::Denied(reason) => format!("verdict: denied ({}), status {}", reason.as_str(), reason.status()),
-    });
+        )),
+        Outcome::Denied(reason) => lines.push(format!(
+            "verdict: denied ({}), status {}",
+            reason.as_str(),
+            reason.status()
+        )),
+    }
     if let Some(refusal) = decision.refusal() {
         let mut answer = format!("answer: {}", refusal.status);
         for (name, value) in &refusal.headers {
@@ -215,35 +216,9 @@ pub fn explain(
         let _ = write!(answer, "; body {}", refusal.body);
         lines.push(answer);
     }
-
-    if let (Some(route), Some(routing)) = (decision.route, &model.routing) {
-        let why = match route.reason {
-            RouteReason::Override => format!("the client named it in {}", route.header),
-            RouteReason::Sticky => {
-                let key = routing
-                    .sticky
-                    .as_ref()
-                    .and_then(|s| s.value(&req, decision.claims.as_deref()))
-                    .unwrap_or_default();
-                format!(
-                    "sticky key hashes to bucket {} of {}",
-                    sticky_bucket(&model.id, &key),
-                    modelgate_core::routing::BUCKETS
-                )
-            }
-            RouteReason::Random => "weighted random choice by traffic".into(),
-        };
-        let weights: Vec<String> = routing
-            .predictors
-            .iter()
-            .map(|p| format!("{}={}", p.name, p.traffic))
-            .collect();
-        lines.push(format!(
-            "route: predictor {} ({why}; weights {})",
-            route.predictor,
-            weights.join(", ")
-        ));
-    } else if forwarded && model.routing.is_none() {
+    if let Some(route) = route.filter(|_| forwarded) {
+        lines.push(route);
+    } else if forwarded && decision.model.is_some_and(|m| m.routing.is_none()) {
         lines.push("route: the model's only predictor (no A/B routing)".into());
     }
     for edit in &decision.edits {
@@ -254,4 +229,51 @@ pub fn explain(
         });
     }
     Ok(Explanation { lines, forwarded })
+}
+
+fn model_line(addressed: &Addressed<'_>) -> String {
+    match addressed {
+        Addressed::Known { model, by } => {
+            let by = match by {
+                AddressedBy::Path => "path",
+                AddressedBy::GrpcHeaders => "gRPC headers seldon/namespace",
+            };
+            format!("model: {} (addressed by {by})", model.id)
+        }
+        Addressed::Unknown { namespace, name } => format!(
+            "model: {namespace}/{name} is not a known model: the filter lets the request through untouched"
+        ),
+        Addressed::Nothing => "model: the request addresses no model (not /seldon/<ns>/<name>/..., no gRPC seldon/namespace headers): it passes untouched".into(),
+        Addressed::Ambiguous => "model: ambiguous (the path and the gRPC headers seldon/namespace name different models, or one of those headers is repeated)".into(),
+    }
+}
+
+fn policy_line(id: &str, policy: &CompiledPolicy) -> String {
+    match policy {
+        CompiledPolicy::None => format!("policy {id}: no authentication (seldon.io/auth: none)"),
+        CompiledPolicy::Deny(reason) => format!("policy {id}: deny every request ({reason})"),
+        CompiledPolicy::Jwt(jwt) => {
+            let mode = if jwt.mode == AuthMode::Audit {
+                "audit: would-be denials are logged, not refused"
+            } else {
+                "enforce"
+            };
+            format!(
+                "policy {id}: JWT from issuer {} ({mode}), {} usable key(s)",
+                jwt.issuer,
+                jwt.keys.len()
+            )
+        }
+    }
+}
+
+fn place(source: &TokenSource) -> String {
+    match source {
+        TokenSource::Header(h) => format!("header {h}"),
+        TokenSource::Query(q) => format!("query parameter {q}"),
+    }
+}
+
+fn places(sources: &[TokenSource]) -> String {
+    sources.iter().map(place).collect::<Vec<_>>().join(", ")
 }

@@ -124,6 +124,18 @@ fn exemption_override_and_unknown_models() {
         "{lines:?}"
     );
 
+    // The filter answers 400 when the path and the gRPC headers disagree, whether or not
+    // the path's model is known: explain tells what the filter decided, not a walk beside it.
+    let grpc = ["seldon: fraud".to_string(), "namespace: risk".to_string()];
+    let (lines, forwarded) = run(&config, "POST /seldon/other/model/api", &grpc);
+    assert!(!forwarded, "{lines:?}");
+    let text = lines.join("\n");
+    assert!(text.contains("model: ambiguous"), "{text}");
+    assert!(
+        text.contains("verdict: denied (ambiguous_model), status 400"),
+        "{text}"
+    );
+
     let (lines, forwarded) = run(&config, "GET /seldon/other/model/api", &[]);
     assert!(forwarded);
     assert!(

@@ -111,11 +111,11 @@ fuzz_target!(|data: &[u8]| {
         path: "/",
         headers: &input.headers,
     };
-    if let Ok((i, reason)) =
+    if let Ok((i, why)) =
         routing.choose(&input.model_id, &request, Some(&input.claims), input.random)
     {
         assert!(i < count, "choice {i} of {count} predictors");
-        if reason == RouteReason::Override {
+        if why.reason() == RouteReason::Override {
             assert!(
                 routing.override_allowed,
                 "override chosen while not allowed"

@@ -32,13 +32,13 @@ impl ClaimPath {
     /// top-level `scope` (RFC 8693 4.2) and `scp` (its common spelling). Any other string,
     /// nested ones such as `realm_access.scope` included, is one value: a `sub` of
     /// `"mallory alice"` is not `alice`.
-    pub fn is_scope_list(&self) -> bool {
+    pub(crate) fn is_scope_list(&self) -> bool {
         matches!(self.name.as_str(), "scope" | "scp")
     }
 
     /// The claim's value: a top-level claim of that exact name first (names such as
     /// `https://example.com/roles` hold dots), else the nested one.
-    pub fn lookup<'c>(&self, claims: &'c Map<String, Value>) -> Option<&'c Value> {
+    pub(crate) fn lookup<'c>(&self, claims: &'c Map<String, Value>) -> Option<&'c Value> {
         if let Some(value) = claims.get(&self.name) {
             return Some(value);
         }
@@ -134,7 +134,7 @@ impl ClaimRule {
     /// Whether the claims satisfy this rule. An array is a list of values; a string is one
     /// value, except for `scope` and `scp`, space-separated lists
     /// ([`ClaimPath::is_scope_list`]).
-    pub fn holds(&self, claims: &Map<String, Value>) -> bool {
+    pub(crate) fn holds(&self, claims: &Map<String, Value>) -> bool {
         let Some(value) = self.claim.lookup(claims) else {
             return false;
         };

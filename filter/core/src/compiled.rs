@@ -61,7 +61,7 @@ pub struct CompiledJwt {
     /// Usable keys of the policy's key set (shared between policies).
     pub keys: Rc<Vec<VerifyingKey>>,
     /// Signature, issuer and audience validation.
-    pub validation: PolicyValidation,
+    pub(crate) validation: PolicyValidation,
     /// Required claims.
     pub claims: Vec<ClaimRule>,
     /// Where tokens are looked for.

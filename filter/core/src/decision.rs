@@ -1,6 +1,7 @@
 //! The filter's decision for one request, as a plain value: which model, allowed or denied
 //! and why, which predictor, and the header edits to make. The proxy-wasm layer only
-//! applies it; `modelgate explain` prints it.
+//! applies it; `modelgate explain` prints it with the trace of how it was reached
+//! ([`crate::trace`]).
 
 use std::borrow::Cow;
 use std::rc::Rc;
@@ -18,6 +19,7 @@ use crate::token::{
     MAX_TOKEN_BYTES, TokenRules, TokenSource, find_token, numeric_date, query_values,
     query_without, verify,
 };
+use crate::trace::{Addressed, NoTrace, Step, TokenFound, Trace};
 
 /// What the host provides for a decision.
 pub struct Environment<'a> {
@@ -157,6 +159,16 @@ impl CompiledConfig {
     /// handler: one call per request, against V8 compiling one huge function at load.)
     #[inline(never)]
     pub fn decide<'c>(&'c self, request: &Request<'_>, env: &mut Environment<'_>) -> Decision<'c> {
+        self.decide_traced(request, env, &mut NoTrace)
+    }
+
+    /// [`decide`](Self::decide), recording each step it takes and why in `trace`.
+    pub fn decide_traced<'c>(
+        &'c self,
+        request: &Request<'_>,
+        env: &mut Environment<'_>,
+        trace: &mut impl Trace<'c>,
+    ) -> Decision<'c> {
         let mut decision = Decision {
             model: None,
             outcome: Outcome::NotAModel,
@@ -167,6 +179,7 @@ impl CompiledConfig {
         let addressed = match addressed_model(request) {
             Ok(addressed) => addressed,
             Err(_) => {
+                trace.record(|| Step::Model(Addressed::Ambiguous));
                 decision.model = crate::request::model_from_path(request.path)
                     .and_then(|n| self.model(&n.namespace, &n.name))
                     .map(|i| &self.models[i]);
@@ -174,7 +187,19 @@ impl CompiledConfig {
                 return decision;
             }
         };
-        let Some(index) = addressed.and_then(|n| self.model(&n.namespace, &n.name)) else {
+        let known = addressed
+            .as_ref()
+            .and_then(|(n, by)| Some((self.model(&n.namespace, &n.name)?, *by)));
+        let Some((index, by)) = known else {
+            trace.record(|| {
+                Step::Model(match addressed {
+                    Some((n, _)) => Addressed::Unknown {
+                        namespace: n.namespace.into_owned(),
+                        name: n.name.into_owned(),
+                    },
+                    None => Addressed::Nothing,
+                })
+            });
             // No route of a model can take a request without the filter's tag: a client's
             // copy never reaches the router.
             if request.header(ROUTE_TAG_HEADER).is_some() {
@@ -186,6 +211,7 @@ impl CompiledConfig {
         };
         let model = &self.models[index];
         decision.model = Some(model);
+        trace.record(|| Step::Model(Addressed::Known { model, by }));
 
         let free_pass = if is_exempt(request, &model.id) {
             Some(AllowReason::Exempt)
@@ -194,15 +220,27 @@ impl CompiledConfig {
         } else {
             None
         };
-        decision.outcome = match &self.policies[model.policy] {
+        trace.record(|| Step::FreePass(free_pass));
+        let policy = &self.policies[model.policy];
+        trace.record(|| Step::Policy {
+            id: &self.policy_ids[model.policy],
+            policy,
+        });
+        decision.outcome = match policy {
             CompiledPolicy::None => Outcome::Allowed(free_pass.unwrap_or(AllowReason::NoAuth)),
             CompiledPolicy::Deny(_) => match free_pass {
                 Some(pass) => Outcome::Allowed(pass),
                 None => Outcome::Denied(DenyReason::PolicyUnusable),
             },
-            CompiledPolicy::Jwt(jwt) => {
-                self.authorize(model.policy, jwt, request, env, free_pass, &mut decision)
-            }
+            CompiledPolicy::Jwt(jwt) => self.authorize(
+                model.policy,
+                jwt,
+                request,
+                env,
+                free_pass,
+                &mut decision,
+                trace,
+            ),
         };
         if let Outcome::Denied(_) = decision.outcome {
             return decision;
@@ -211,8 +249,14 @@ impl CompiledConfig {
         if let Some(routing) = &model.routing {
             let claims = decision.claims.as_deref();
             match routing.choose(&model.id, request, claims, env.random) {
-                Ok((i, reason)) => {
+                Ok((i, why)) => {
                     let predictor = routing.predictors[i].name.as_str();
+                    trace.record(|| Step::Route {
+                        header: &routing.header,
+                        predictor,
+                        why,
+                        predictors: &routing.predictors,
+                    });
                     decision.edits.push(Edit::SetHeader(
                         routing.header.clone(),
                         predictor.to_string(),
@@ -221,7 +265,7 @@ impl CompiledConfig {
                         header: &routing.header,
                         predictor,
                         index: i,
-                        reason,
+                        reason: why.reason(),
                     });
                 }
                 Err(reason) => decision.outcome = Outcome::Denied(reason),
@@ -233,6 +277,7 @@ impl CompiledConfig {
         // The edits must leave the request addressed to the model decided (the compiler
         // refuses configurations that could do otherwise; this holds whatever it missed).
         if !keeps_address(request, &decision.edits) {
+            trace.record(|| Step::Readdressed);
             decision.outcome = Outcome::Denied(DenyReason::PolicyUnusable);
             decision.edits.clear();
             return decision;
@@ -246,14 +291,16 @@ impl CompiledConfig {
     }
 
     #[inline(never)]
-    fn authorize(
+    #[allow(clippy::too_many_arguments)]
+    fn authorize<'c>(
         &self,
         policy: usize,
-        jwt: &CompiledJwt,
+        jwt: &'c CompiledJwt,
         request: &Request<'_>,
         env: &mut Environment<'_>,
         free_pass: Option<AllowReason>,
         decision: &mut Decision<'_>,
+        trace: &mut impl Trace<'c>,
     ) -> Outcome {
         // Client-sent copies of forwarded claims never reach the model.
         for (_, header) in &jwt.forward_claims {
@@ -268,13 +315,34 @@ impl CompiledConfig {
         if let Some(pass) = free_pass {
             return Outcome::Allowed(pass);
         }
-        let verdict = find_token(request, &jwt.sources).and_then(|found| {
-            if jwt.keys.is_empty() {
-                return Err(DenyReason::NoKeys);
+        let verdict = match find_token(request, &jwt.sources) {
+            Err(reason) => {
+                trace.record(|| Step::TokenSearch {
+                    sources: &jwt.sources,
+                    found: TokenFound::Several,
+                });
+                Err(reason)
             }
-            let found = found.ok_or(DenyReason::MissingToken)?;
-            self.check_token(policy, jwt, &found.token, env)
-        });
+            Ok(found) => {
+                trace.record(|| Step::TokenSearch {
+                    sources: &jwt.sources,
+                    found: found
+                        .as_ref()
+                        .map_or(TokenFound::Nowhere, |f| TokenFound::In(f.source)),
+                });
+                match found {
+                    _ if jwt.keys.is_empty() => {
+                        trace.record(|| Step::TokenRefused {
+                            reason: DenyReason::NoKeys,
+                            remembered: false,
+                        });
+                        Err(DenyReason::NoKeys)
+                    }
+                    None => Err(DenyReason::MissingToken),
+                    Some(found) => self.check_token(policy, jwt, &found.token, env, trace),
+                }
+            }
+        };
         match verdict {
             Ok(claims) => {
                 for (claim, header) in &jwt.forward_claims {
@@ -294,32 +362,47 @@ impl CompiledConfig {
 
     /// Verifies a token (or finds it in the cache) and checks the required claims.
     #[inline(never)]
-    fn check_token(
+    fn check_token<'c>(
         &self,
         policy: usize,
-        jwt: &CompiledJwt,
+        jwt: &'c CompiledJwt,
         token: &str,
         env: &mut Environment<'_>,
+        trace: &mut impl Trace<'c>,
     ) -> Result<Rc<Map<String, Value>>, DenyReason> {
         if token.len() > MAX_TOKEN_BYTES {
-            return Err(DenyReason::TokenTooLarge);
+            return refused(trace, DenyReason::TokenTooLarge, false);
         }
         let key = TokenCache::key(policy, token);
         let claims = match env.cache.get(&key, token, env.now) {
-            Some(claims) => claims,
+            Some(claims) => {
+                trace.record(|| Step::TokenValid {
+                    kid: None,
+                    subject: subject(&claims),
+                    cached: true,
+                });
+                claims
+            }
             None => {
                 if let Some(reason) = env.cache.refused(&key, token, env.now) {
-                    return Err(reason);
+                    return refused(trace, reason, true);
                 }
                 let rules = TokenRules {
                     keys: &jwt.keys,
                     validation: &jwt.validation,
                 };
                 let claims = match verify(token, &rules, env.now) {
-                    Ok(claims) => claims,
+                    Ok((claims, signer)) => {
+                        trace.record(|| Step::TokenValid {
+                            kid: signer.kid.as_deref(),
+                            subject: subject(&claims),
+                            cached: false,
+                        });
+                        claims
+                    }
                     Err(reason) => {
                         env.cache.insert_refused(key, token, reason, env.now);
-                        return Err(reason);
+                        return refused(trace, reason, false);
                     }
                 };
                 let exp = claims.get("exp").and_then(numeric_date).unwrap_or(0);
@@ -329,12 +412,43 @@ impl CompiledConfig {
                     .insert_keeping(key, token, exp, &claims, &jwt.claims_used, env.now)
             }
         };
-        if jwt.claims.iter().all(|rule| rule.holds(&claims)) {
+        // Every rule is checked, not only up to the first that fails, so that the trace
+        // tells each one's verdict; the cost falls on refusals only.
+        let mut holds = true;
+        for rule in &jwt.claims {
+            let verdict = rule.holds(&claims);
+            trace.record(|| Step::Claim {
+                claim: rule.claim.name(),
+                values: &rule.values,
+                found: rule.claim.lookup(&claims).cloned(),
+                holds: verdict,
+            });
+            holds &= verdict;
+        }
+        if holds {
             Ok(claims)
         } else {
             Err(DenyReason::InsufficientScope)
         }
     }
+}
+
+/// Records a refused token and refuses it.
+fn refused<'c, T>(
+    trace: &mut impl Trace<'c>,
+    reason: DenyReason,
+    remembered: bool,
+) -> Result<T, DenyReason> {
+    trace.record(|| Step::TokenRefused { reason, remembered });
+    Err(reason)
+}
+
+/// A token's `sub`, for the trace.
+fn subject(claims: &Map<String, Value>) -> Option<String> {
+    claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 /// The edits that take every token the sources could hold out of the request. The query

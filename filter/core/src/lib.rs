@@ -20,11 +20,12 @@ pub mod headers;
 pub mod keys;
 mod montgomery;
 pub mod reason;
-pub mod request;
+mod request;
 pub mod routing;
 pub mod rsa_verify;
 pub mod strict_json;
 pub mod token;
+pub mod trace;
 
 pub use cache::TokenCache;
 pub use compiled::{CompiledConfig, ConfigError};

@@ -54,7 +54,7 @@ impl<'a> Request<'a> {
 
 /// A `(namespace, name)` pair a request names, normalised for lookup.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelName<'a> {
+pub(crate) struct ModelName<'a> {
     /// The namespace.
     pub namespace: Cow<'a, str>,
     /// The SeldonDeployment's name.
@@ -63,13 +63,13 @@ pub struct ModelName<'a> {
 
 /// Why a request's model cannot be told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AddressError {
+pub(crate) enum AddressError {
     /// The path and the gRPC headers name different models, or a header is repeated.
     Ambiguous,
 }
 
 /// The model a REST path names: `/seldon/<ns>/<name>/...`.
-pub fn model_from_path(path: &str) -> Option<ModelName<'_>> {
+pub(crate) fn model_from_path(path: &str) -> Option<ModelName<'_>> {
     let path = path.split_once('?').map_or(path, |(p, _)| p);
     let mut segments = path
         .split('/')
@@ -89,7 +89,7 @@ pub fn model_from_path(path: &str) -> Option<ModelName<'_>> {
 /// The content type is deliberately not required: Seldon's gRPC routes match the path and
 /// these headers only, so a request with any content type can be delivered by them, and
 /// what the routes deliver the filter must guard.
-pub fn model_from_grpc_headers<'a>(
+pub(crate) fn model_from_grpc_headers<'a>(
     request: &Request<'a>,
 ) -> Result<Option<ModelName<'a>>, AddressError> {
     let name = single_value(request, "seldon")?;
@@ -103,14 +103,26 @@ pub fn model_from_grpc_headers<'a>(
     })
 }
 
-/// The one model a request addresses by path or gRPC headers, if any.
-pub fn addressed_model<'a>(request: &Request<'a>) -> Result<Option<ModelName<'a>>, AddressError> {
+/// Where a request's model name was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressedBy {
+    /// `/seldon/<ns>/<name>/...` (also when the gRPC headers name the same model).
+    Path,
+    /// Seldon's gRPC headers `seldon` and `namespace`.
+    GrpcHeaders,
+}
+
+/// The one model a request addresses by path or gRPC headers, if any, and which of them
+/// named it.
+pub(crate) fn addressed_model<'a>(
+    request: &Request<'a>,
+) -> Result<Option<(ModelName<'a>, AddressedBy)>, AddressError> {
     let by_path = model_from_path(request.path);
     let by_headers = model_from_grpc_headers(request)?;
     match (by_path, by_headers) {
         (Some(a), Some(b)) if a != b => Err(AddressError::Ambiguous),
-        (Some(a), _) => Ok(Some(a)),
-        (None, b) => Ok(b),
+        (Some(a), _) => Ok(Some((a, AddressedBy::Path))),
+        (None, b) => Ok(b.map(|b| (b, AddressedBy::GrpcHeaders))),
     }
 }
 
@@ -164,7 +176,7 @@ fn hex(b: u8) -> Option<u8> {
 /// own `/seldon/<ns>/<name>/prometheus` (`model_id` is `<ns>/<name>`), query string aside.
 /// Exact comparison is the whole point: dot-segments, `//`, escapes, case and suffix tricks
 /// all fail it.
-pub fn is_exempt(request: &Request<'_>, model_id: &str) -> bool {
+pub(crate) fn is_exempt(request: &Request<'_>, model_id: &str) -> bool {
     if request.method != "GET" {
         return false;
     }
@@ -202,6 +214,10 @@ mod tests {
         })
     }
 
+    fn by_headers(ns: &str, name: &str) -> Option<(ModelName<'static>, AddressedBy)> {
+        named(ns, name).map(|n| (n, AddressedBy::GrpcHeaders))
+    }
+
     #[test]
     fn rest_paths_name_their_model() {
         assert_eq!(
@@ -237,7 +253,7 @@ mod tests {
             ("namespace", "ns"),
         ]);
         let r = req("POST", "/seldon.protos.Seldon/Predict", &grpc);
-        assert_eq!(addressed_model(&r), Ok(named("ns", "m")));
+        assert_eq!(addressed_model(&r), Ok(by_headers("ns", "m")));
 
         // Whatever the content type: Seldon's gRPC routes do not look at it.
         for content_type in [None, Some("application/json"), Some("text/plain")] {
@@ -248,7 +264,7 @@ mod tests {
             let r = req("POST", "/seldon.protos.Seldon/Predict", &headers);
             assert_eq!(
                 addressed_model(&r),
-                Ok(named("ns", "m")),
+                Ok(by_headers("ns", "m")),
                 "{content_type:?}"
             );
         }
@@ -274,7 +290,10 @@ mod tests {
             ("namespace", "ns"),
         ]);
         let r = req("POST", "/seldon/ns/a/api/v1.0/predictions", &same);
-        assert_eq!(addressed_model(&r), Ok(named("ns", "a")));
+        assert_eq!(
+            addressed_model(&r),
+            Ok(named("ns", "a").map(|n| (n, AddressedBy::Path)))
+        );
 
         let twice = h(&[
             ("content-type", "application/grpc"),

@@ -90,6 +90,34 @@ impl RouteReason {
     }
 }
 
+/// Why a predictor was chosen, with what decided it (for the decision's trace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteWhy {
+    /// The client named it in the routing header.
+    Override,
+    /// The sticky key hashed into this bucket of [`BUCKETS`].
+    Sticky {
+        /// The key's bucket.
+        bucket: u64,
+    },
+    /// The filter's random number fell at this point of the total weight.
+    Random {
+        /// The point, in `[0, total)`.
+        draw: u64,
+    },
+}
+
+impl RouteWhy {
+    /// The reason without its detail, as metrics count it.
+    pub fn reason(self) -> RouteReason {
+        match self {
+            RouteWhy::Override => RouteReason::Override,
+            RouteWhy::Sticky { .. } => RouteReason::Sticky,
+            RouteWhy::Random { .. } => RouteReason::Random,
+        }
+    }
+}
+
 /// A model's routing, compiled.
 #[derive(Debug, Clone)]
 pub struct CompiledRouting {
@@ -170,13 +198,20 @@ impl CompiledRouting {
 
     /// The predictor a sticky key maps to.
     pub fn sticky_choice(&self, model_id: &str, key: &str) -> usize {
-        let bucket = sticky_bucket(model_id, key);
+        self.in_bucket(sticky_bucket(model_id, key))
+    }
+
+    fn in_bucket(&self, bucket: u64) -> usize {
         self.at(bucket * self.total() / BUCKETS)
     }
 
     /// The predictor a random number maps to.
     pub fn random_choice(&self, random: u64) -> usize {
-        self.at(random % self.total().max(1))
+        self.at(self.draw(random))
+    }
+
+    fn draw(&self, random: u64) -> u64 {
+        random % self.total().max(1)
     }
 
     /// Picks the predictor for a request: override, then sticky, then random.
@@ -186,7 +221,7 @@ impl CompiledRouting {
         request: &Request<'_>,
         claims: Option<&Map<String, Value>>,
         random: u64,
-    ) -> Result<(usize, RouteReason), DenyReason> {
+    ) -> Result<(usize, RouteWhy), DenyReason> {
         if self.override_allowed {
             let mut values = request.header_values(&self.header);
             if let Some(first) = values.next() {
@@ -195,20 +230,22 @@ impl CompiledRouting {
                 }
                 let wanted = first.trim();
                 return match self.predictors.iter().position(|p| p.name == wanted) {
-                    Some(i) => Ok((i, RouteReason::Override)),
+                    Some(i) => Ok((i, RouteWhy::Override)),
                     None => Err(DenyReason::UnknownPredictor),
                 };
             }
         }
         if let Some(key) = self.sticky.as_ref().and_then(|s| s.value(request, claims)) {
-            return Ok((self.sticky_choice(model_id, &key), RouteReason::Sticky));
+            let bucket = sticky_bucket(model_id, &key);
+            return Ok((self.in_bucket(bucket), RouteWhy::Sticky { bucket }));
         }
-        Ok((self.random_choice(random), RouteReason::Random))
+        let draw = self.draw(random);
+        Ok((self.at(draw), RouteWhy::Random { draw }))
     }
 }
 
 /// The bucket in `[0, BUCKETS)` of a key for a model: stable across VMs and releases.
-pub fn sticky_bucket(model_id: &str, key: &str) -> u64 {
+pub(crate) fn sticky_bucket(model_id: &str, key: &str) -> u64 {
     let mut hasher = Sha256::new();
     hasher.update(model_id.as_bytes());
     hasher.update([0u8]);
@@ -260,7 +297,7 @@ mod tests {
         let headers = h(&[("x-seldon-predictor", "dark")]);
         assert_eq!(
             r.choose("ns/m", &req(&headers), None, 0),
-            Ok((1, RouteReason::Override))
+            Ok((1, RouteWhy::Override))
         );
         let headers = h(&[("x-seldon-predictor", "nope")]);
         assert_eq!(
@@ -303,7 +340,7 @@ mod tests {
         let headers = h(&[("x-seldon-predictor", "nope")]);
         assert_eq!(
             r.choose("ns/m", &req(&headers), None, 1).unwrap().1,
-            RouteReason::Random
+            RouteWhy::Random { draw: 1 }
         );
     }
 
@@ -314,7 +351,7 @@ mod tests {
             let user = format!("user-{i}");
             let headers = h(&[("x-user", &user)]);
             let first = r.choose("ns/m", &req(&headers), None, 0).unwrap();
-            assert_eq!(first.1, RouteReason::Sticky);
+            assert_eq!(first.1.reason(), RouteReason::Sticky);
             for random in [1, 77, 12345] {
                 assert_eq!(
                     r.choose("ns/m", &req(&headers), None, random).unwrap(),

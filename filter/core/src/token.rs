@@ -63,21 +63,21 @@ pub fn is_header_name(name: &str) -> bool {
 
 /// Where the token was found, so it can be removed when it must not be forwarded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FoundToken<'a> {
+pub(crate) struct FoundToken<'t, 's> {
     /// The token text.
-    pub token: Cow<'a, str>,
+    pub token: Cow<'t, str>,
     /// The source it came from.
-    pub source: &'a TokenSource,
+    pub source: &'s TokenSource,
 }
 
 /// The one token a request carries in the given places. More than one candidate is
 /// `multiple_tokens`: ambiguity is never resolved in the caller's favour.
-pub fn find_token<'a>(
-    request: &Request<'a>,
-    sources: &'a [TokenSource],
-) -> Result<Option<FoundToken<'a>>, DenyReason> {
-    let mut found: Option<FoundToken<'a>> = None;
-    let mut put = |token: Cow<'a, str>, source: &'a TokenSource| {
+pub(crate) fn find_token<'t, 's: 't>(
+    request: &Request<'t>,
+    sources: &'s [TokenSource],
+) -> Result<Option<FoundToken<'t, 's>>, DenyReason> {
+    let mut found: Option<FoundToken<'t, 's>> = None;
+    let mut put = |token: Cow<'t, str>, source: &'s TokenSource| {
         if found.is_some() {
             return Err(DenyReason::MultipleTokens);
         }
@@ -117,7 +117,10 @@ fn strip_bearer(value: &str) -> &str {
 }
 
 /// The decoded values of a query parameter.
-pub fn query_values<'q>(query: &'q str, param: &'q str) -> impl Iterator<Item = Cow<'q, str>> + 'q {
+pub(crate) fn query_values<'q>(
+    query: &'q str,
+    param: &'q str,
+) -> impl Iterator<Item = Cow<'q, str>> + 'q {
     query.split('&').filter_map(move |pair| {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         (percent_decode(name) == param).then(|| percent_decode(value))
@@ -125,7 +128,7 @@ pub fn query_values<'q>(query: &'q str, param: &'q str) -> impl Iterator<Item = 
 }
 
 /// The query string without the given parameter (for `forward_token: false`).
-pub fn query_without(query: &str, param: &str) -> String {
+pub(crate) fn query_without(query: &str, param: &str) -> String {
     query
         .split('&')
         .filter(|pair| {
@@ -167,7 +170,7 @@ fn percent_decode(text: &str) -> Cow<'_, str> {
 }
 
 /// What a token is checked against.
-pub struct TokenRules<'a> {
+pub(crate) struct TokenRules<'a> {
     /// The issuer's keys.
     pub keys: &'a [VerifyingKey],
     /// Signature and issuer/audience validation, shared by all keys of the policy.
@@ -177,7 +180,7 @@ pub struct TokenRules<'a> {
 /// `jsonwebtoken` validations of one policy, one per key family (the library insists that
 /// every allowed algorithm belongs to the key's family).
 #[derive(Debug, Clone)]
-pub struct PolicyValidation {
+pub(crate) struct PolicyValidation {
     rsa: Validation,
     ec: Validation,
     ed: Validation,
@@ -196,7 +199,7 @@ impl PolicyValidation {
 
 /// Builds the `jsonwebtoken` validations for a policy: signature, `iss`, `aud`. Time claims
 /// are checked by [`check_times`] against the host's clock instead.
-pub fn validation_for(issuer: &str, audiences: &[String]) -> PolicyValidation {
+pub(crate) fn validation_for(issuer: &str, audiences: &[String]) -> PolicyValidation {
     let family = |family: AlgorithmFamily| {
         let mut validation = Validation::new_for_family(family);
         validation.validate_exp = false;
@@ -219,12 +222,13 @@ pub fn validation_for(issuer: &str, audiences: &[String]) -> PolicyValidation {
     }
 }
 
-/// Verifies a token's signature, algorithm, issuer, audience and times; returns its claims.
-pub fn verify(
+/// Verifies a token's signature, algorithm, issuer, audience and times; returns its claims
+/// and the key whose signature held.
+pub(crate) fn verify<'k>(
     token: &str,
-    rules: &TokenRules<'_>,
+    rules: &TokenRules<'k>,
     now: u64,
-) -> Result<Map<String, Value>, DenyReason> {
+) -> Result<(Map<String, Value>, &'k VerifyingKey), DenyReason> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(DenyReason::TokenTooLarge);
     }
@@ -252,7 +256,7 @@ pub fn verify(
         // The signature, algorithm, issuer and audience; the payload is not read into
         // claims a second time.
         match decode::<IgnoredAny>(token, &key.key, rules.validation.for_algorithm(header.alg)) {
-            Ok(_) => return Ok(claims),
+            Ok(_) => return Ok((claims, key)),
             Err(e) => match e.kind() {
                 ErrorKind::InvalidSignature => outcome = Err(DenyReason::BadSignature),
                 ErrorKind::InvalidIssuer => return Err(DenyReason::WrongIssuer),
@@ -344,7 +348,7 @@ fn strict_segment(token: &str, index: usize) -> Option<Map<String, Value>> {
 }
 
 /// `exp` is required and checked with [`CLOCK_LEEWAY_SECS`]; `nbf` when present.
-pub fn check_times(claims: &Map<String, Value>, now: u64) -> Result<(), DenyReason> {
+pub(crate) fn check_times(claims: &Map<String, Value>, now: u64) -> Result<(), DenyReason> {
     let exp = claims
         .get("exp")
         .and_then(numeric_date)
@@ -366,7 +370,7 @@ pub fn check_times(claims: &Map<String, Value>, now: u64) -> Result<(), DenyReas
 }
 
 /// A JWT NumericDate, in whole seconds.
-pub fn numeric_date(value: &Value) -> Option<u64> {
+pub(crate) fn numeric_date(value: &Value) -> Option<u64> {
     match value {
         Value::Number(n) => n.as_u64().or_else(|| {
             n.as_f64()
