@@ -3,44 +3,18 @@
 //! the docs name only annotations of [`ANNOTATIONS`].
 
 use super::*;
-use crate::seldon::{PredictorSpec, SeldonDeploymentSpec};
 
 const RSA_JWK: &str = r#"{"kty":"RSA","kid":"a","alg":"RS256","n":"u1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0_IzW7yWR7QkrmBL7jTKEn5u-qKhbwKfBstIs-bMY2Zkp18gnTxKLxoS2tFczGkPLPgizskuemMghRniWaoLcyehkd3qqGElvW_VDL5AaWTg0nLVkjRo9z-40RQzuVaE8AkAFmxZzow3x-VJYKdjykkJ0iT9wCS0DRTXu269V264Vf_3jvredZiKRkgwlL9xNAwxXFg0x_XFw005UWVRIkdgcKWTjpBP2dPwVZ4WWC-9aGVd-Gyn1o0CLelf4rEjGoXbAAEgAqeGUxrcIlbjXfbcmw","e":"AQAB"}"#;
 
+/// `models/iris` with predictors `a` (80) and `b` (20) and these annotations.
 fn sdep(spec: &[(&str, &str)], metadata: &[(&str, &str)]) -> SeldonDeployment {
-    let mut s = SeldonDeployment::new(
-        "iris",
-        SeldonDeploymentSpec {
-            name: None,
-            predictors: vec![
-                PredictorSpec {
-                    name: "a".into(),
-                    traffic: Some(80),
-                    ..Default::default()
-                },
-                PredictorSpec {
-                    name: "b".into(),
-                    traffic: Some(20),
-                    ..Default::default()
-                },
-            ],
-            annotations: (!spec.is_empty()).then(|| {
-                spec.iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect()
-            }),
-        },
-    );
-    s.metadata.namespace = Some("models".into());
-    if !metadata.is_empty() {
-        s.metadata.annotations = Some(
-            metadata
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
-    }
-    s
+    let s = SeldonDeployment::fixture("models", "iris")
+        .predictor("a", 80)
+        .predictor("b", 20);
+    let s = spec.iter().fold(s, |s, (k, v)| s.annotate(k, v));
+    metadata
+        .iter()
+        .fold(s, |s, (k, v)| s.annotate_metadata(k, v))
 }
 
 fn settings() -> Settings {

@@ -19,6 +19,9 @@
 //!   RBAC grants them and the tests' API-server doubles refuse anything else.
 //! - [`metrics`]: the controller's Prometheus metrics.
 //! - [`wasm`], [`wasm_server`]: the embedded filter module and the HTTP server that serves it.
+//!
+//! Tests only (and the `fixtures` feature, which this crate's integration tests enable):
+//! `fixtures`, SeldonDeployments built step by step, `SeldonDeployment::fixture(..)`.
 
 pub mod annotations;
 pub mod explain;
@@ -38,6 +41,9 @@ pub mod settings;
 pub mod tenancy;
 pub mod wasm;
 pub mod wasm_server;
+
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 
 pub use generate::{Generated, Inputs, KnownGood, generate};
 pub use settings::{RunSettings, Settings};

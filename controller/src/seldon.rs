@@ -225,9 +225,7 @@ mod tests {
     use super::*;
 
     fn sdep(name: &str) -> SeldonDeployment {
-        let mut s = SeldonDeployment::new(name, SeldonDeploymentSpec::default());
-        s.metadata.namespace = Some("ns".into());
-        s
+        SeldonDeployment::fixture("ns", name)
     }
 
     #[test]
@@ -257,15 +255,7 @@ mod tests {
 
     /// Two predictors, `a` (80) and `b` (20).
     fn two_predictors() -> SeldonDeployment {
-        let mut s = sdep("iris");
-        s.spec.predictors = ["a", "b"]
-            .map(|name| PredictorSpec {
-                name: name.into(),
-                traffic: Some(if name == "a" { 80 } else { 20 }),
-                ..Default::default()
-            })
-            .into();
-        s
+        sdep("iris").predictor("a", 80).predictor("b", 20)
     }
 
     fn spec_errors(s: &SeldonDeployment) -> Vec<String> {

@@ -175,30 +175,19 @@ fn a_model_with_broken_annotations_is_denied_and_audit_mode_lets_through() {
 
 #[test]
 fn ten_thousand_models_fit_well_under_a_mebibyte() {
-    use modelgate_controller::seldon::{PredictorSpec, SeldonDeployment, SeldonDeploymentSpec};
+    use modelgate_controller::annotations::JWT_AUDIENCES;
+    use modelgate_controller::seldon::SeldonDeployment;
     let mut sdeps = Vec::new();
     for i in 0..10_000 {
-        let mut s = SeldonDeployment::new(
-            &format!("model-{i:05}"),
-            SeldonDeploymentSpec {
-                predictors: vec![PredictorSpec {
-                    name: "default".into(),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            },
-        );
-        s.metadata.namespace = Some(format!("team-{}", i % 50));
-        if i % 10 == 0 {
-            s.spec.annotations = Some(
-                [(
-                    "seldon.io/jwt-audiences".to_string(),
-                    format!("aud-{}", i % 7),
-                )]
-                .into(),
-            );
-        }
-        sdeps.push(s);
+        let namespace = format!("team-{}", i % 50);
+        // One predictor takes everything, whatever its traffic says.
+        let s = SeldonDeployment::fixture(&namespace, &format!("model-{i:05}"))
+            .predictor("default", 100);
+        sdeps.push(if i % 10 == 0 {
+            s.annotate(JWT_AUDIENCES, &format!("aud-{}", i % 7))
+        } else {
+            s
+        });
     }
     let settings = common::golden_settings(&common::test_data().join("none.yaml"));
     let keys = common::fetched_keys();

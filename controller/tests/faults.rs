@@ -17,8 +17,11 @@ use common::fake_api::{FakeApi, Fault};
 use common::jwks_server::{Answer, JwksServer};
 use http::Method;
 use kube::runtime::events::Reporter;
+use modelgate_controller::annotations::{
+    AB_STICKY, AUTH, AUTH_MODE, ISTIO_HOST, ISTIO_RETRIES, JWT_AUDIENCES, JWT_CLAIMS, JWT_ISSUER,
+    JWT_JWKS, JWT_JWKS_URI,
+};
 use modelgate_controller::jwks::{Fetcher, Refresher, Schedule};
-use modelgate_controller::manifests;
 use modelgate_controller::reconcile::{Context, SHARED_OBJECTS, reconcile_global, reconcile_model};
 use modelgate_controller::seldon::SeldonDeployment;
 use modelgate_testkit::TestKey;
@@ -32,28 +35,9 @@ const KINDS: [&str; 4] = [
     "wasmplugins",
 ];
 
-/// A SeldonDeployment in namespace `models` with these predictors (name, traffic) and
-/// extra `spec.annotations` lines.
-fn model(name: &str, gateway: &str, predictors: &[(&str, u32)], annotations: &[&str]) -> String {
-    let mut yaml = format!(
-        "---\napiVersion: machinelearning.seldon.io/v1\nkind: SeldonDeployment\nmetadata: {{name: {name}, namespace: models, uid: uid-{name}}}\nspec:\n  annotations:\n    seldon.io/istio-gateway: {gateway}\n"
-    );
-    for line in annotations {
-        yaml.push_str(&format!("    {line}\n"));
-    }
-    yaml.push_str("  predictors:\n");
-    for (p, traffic) in predictors {
-        yaml.push_str(&format!(
-            "  - {{name: {p}, traffic: {traffic}, graph: {{name: m}}}}\n"
-        ));
-    }
-    yaml
-}
-
-fn sdeps(models: &[String]) -> Vec<SeldonDeployment> {
-    let mut m = manifests::Manifests::default();
-    manifests::read_text("test", &models.concat(), "default", &mut m).unwrap();
-    m.seldon_deployments
+/// `models/<name>` on `gateway`.
+fn model(name: &str, gateway: &str) -> SeldonDeployment {
+    SeldonDeployment::fixture("models", name).gateway(gateway)
 }
 
 /// A fresh controller state over the API server (what a restart starts from), with a
@@ -160,22 +144,28 @@ async fn fault_free(sdeps: &[SeldonDeployment]) -> BTreeMap<&'static str, BTreeM
     cluster(&api)
 }
 
-fn three_models() -> Vec<String> {
+fn three_models() -> Vec<SeldonDeployment> {
     vec![
-        model("a", "seldon-gateway", &[("main", 75), ("canary", 25)], &[]),
-        model("b", "edge/public", &[("p", 100)], &["seldon.io/auth: none"]),
-        model(
-            "c",
-            "seldon-gateway",
-            &[("p", 100)],
-            &["seldon.io/jwt-audiences: team-c"],
-        ),
+        model("a", "seldon-gateway")
+            .predictor("main", 75)
+            .predictor("canary", 25),
+        open("b", "edge/public"),
+        model("c", "seldon-gateway")
+            .predictor("p", 100)
+            .annotate(JWT_AUDIENCES, "team-c"),
     ]
+}
+
+/// `models/<name>` on `gateway`, with one predictor and no authentication.
+fn open(name: &str, gateway: &str) -> SeldonDeployment {
+    model(name, gateway)
+        .predictor("p", 100)
+        .annotate(AUTH, "none")
 }
 
 #[tokio::test]
 async fn failed_writes_are_retried_with_a_growing_backoff_and_end_in_the_fault_free_objects() {
-    let all = sdeps(&three_models());
+    let all = three_models();
     let expected = fault_free(&all).await;
     assert_eq!(expected["destinationrules"].len(), 4, "{expected:?}");
 
@@ -240,7 +230,7 @@ async fn failed_writes_are_retried_with_a_growing_backoff_and_end_in_the_fault_f
 
 #[tokio::test]
 async fn a_stalled_api_server_fails_the_call_after_the_timeout_instead_of_holding_the_reconcile() {
-    let all = sdeps(&three_models());
+    let all = three_models();
     let api = FakeApi::default();
     let ctx = context(&api);
     reconcile_global(&ctx, &all).await.unwrap();
@@ -283,15 +273,20 @@ async fn kill_when_stalled(api: &FakeApi, work: impl Future<Output = ()>) {
 
 #[tokio::test]
 async fn a_restart_in_the_middle_of_a_reconcile_converges_to_the_same_objects_without_orphans() {
-    let before = sdeps(&[
-        model("a", "edge/old", &[("main", 75), ("canary", 25)], &[]),
-        model("b", "seldon-gateway", &[("p", 100)], &[]),
-    ]);
+    let b = model("b", "seldon-gateway").predictor("p", 100);
+    let before = [
+        model("a", "edge/old")
+            .predictor("main", 75)
+            .predictor("canary", 25),
+        b.clone(),
+    ];
     // a moves to another gateway and replaces its canary by a new predictor.
-    let after = sdeps(&[
-        model("a", "edge/new", &[("main", 50), ("next", 50)], &[]),
-        model("b", "seldon-gateway", &[("p", 100)], &[]),
-    ]);
+    let after = [
+        model("a", "edge/new")
+            .predictor("main", 50)
+            .predictor("next", 50),
+        b,
+    ];
     let expected = fault_free(&after).await;
 
     let api = FakeApi::default();
@@ -438,6 +433,13 @@ fn every_time() -> Refresher {
     })
 }
 
+/// `models/<name>` on the default Gateway, whose keys are fetched from `jwks_uri`.
+fn jwt_model(name: &str, jwks_uri: &str) -> SeldonDeployment {
+    model(name, "seldon-gateway")
+        .predictor("p", 100)
+        .annotate(JWT_JWKS_URI, jwks_uri)
+}
+
 /// Fetches what is due and applies the result.
 async fn refresh_and_apply(
     ctx: &Context,
@@ -453,16 +455,7 @@ async fn refresh_and_apply(
 async fn a_failing_jwks_endpoint_never_empties_or_replaces_a_models_last_good_keys() {
     let mut issuer = JwksServer::start(Answer::Body(200, jwks_of(&TestKey::rsa_a()))).await;
     let uri = issuer.uri();
-    let jwks_uri = format!("seldon.io/jwt-jwks-uri: {uri}");
-    let all = sdeps(&[
-        model("a", "seldon-gateway", &[("p", 100)], &[&jwks_uri]),
-        model(
-            "open",
-            "seldon-gateway",
-            &[("p", 100)],
-            &["seldon.io/auth: none"],
-        ),
-    ]);
+    let all = [jwt_model("a", &uri), open("open", "seldon-gateway")];
     let api = FakeApi::default();
     let ctx = context(&api);
     let http = every_time();
@@ -536,16 +529,10 @@ async fn a_failing_jwks_endpoint_never_empties_or_replaces_a_models_last_good_ke
 async fn a_restart_while_the_jwks_endpoint_is_down_keeps_the_keys_the_filter_has() {
     let mut issuer = JwksServer::start(Answer::Body(200, jwks_of(&TestKey::rsa_a()))).await;
     let uri = issuer.uri();
-    let jwks_uri = format!("seldon.io/jwt-jwks-uri: {uri}");
-    let all = sdeps(&[
-        model("a", "seldon-gateway", &[("p", 100)], &[&jwks_uri]),
-        model(
-            "b",
-            "seldon-gateway",
-            &[("p", 100)],
-            &[&jwks_uri, "seldon.io/jwt-audiences: b"],
-        ),
-    ]);
+    let all = [
+        jwt_model("a", &uri),
+        jwt_model("b", &uri).annotate(JWT_AUDIENCES, "b"),
+    ];
     let api = FakeApi::default();
     let http = every_time();
     let ctx = context(&api);
@@ -589,6 +576,30 @@ fn filter_entry(config: &Value, id: &str) -> String {
         .as_str()
         .map_or(Value::Null, |k| config["keySets"][k].clone());
     serde_json::to_string(&(model, policy, keys)).unwrap()
+}
+
+/// A fresh controller state, as [`context`], that posts Events.
+fn context_with_events(api: &FakeApi) -> Context {
+    let mut ctx = context(api);
+    ctx.reporter = Some(Reporter {
+        controller: "modelgate".into(),
+        instance: None,
+    });
+    ctx
+}
+
+/// Converges `good` (models `a`, `b` and `c`) and returns what a broken `a` must leave as
+/// it is: every object, and each model's [`footprint`].
+async fn converged_with_footprints(
+    api: &FakeApi,
+    ctx: &Context,
+    good: &[SeldonDeployment],
+) -> (BTreeMap<&'static str, BTreeMap<String, Value>>, Vec<String>) {
+    converge(ctx, good).await;
+    let whole = cluster(api);
+    let footprints: Vec<String> = ["a", "b", "c"].iter().map(|m| footprint(api, m)).collect();
+    api.take_writes();
+    (whole, footprints)
 }
 
 /// Reconciles `now`, where model `a` broke (`line` says how), and checks that nothing at
@@ -644,61 +655,34 @@ fn footprint(api: &FakeApi, name: &str) -> String {
 
 #[tokio::test]
 async fn broken_annotations_change_nothing_of_other_models_and_keep_their_own_last_good_entry() {
-    let a = |extra: &[&str]| {
-        let mut annotations = vec![
-            "seldon.io/jwt-audiences: team-a",
-            "seldon.io/ab-sticky: header:x-user",
-        ];
-        annotations.extend_from_slice(extra);
-        model(
-            "a",
-            "seldon-gateway",
-            &[("main", 90), ("canary", 10)],
-            &annotations,
-        )
-    };
-    let others = [
-        model("b", "edge/public", &[("p", 100)], &["seldon.io/auth: none"]),
-        model(
-            "c",
-            "seldon-gateway",
-            &[("main", 50), ("shadow", 0)],
-            &[r#"seldon.io/jwt-claims: '{"scope": ["predict"]}'"#],
-        ),
-    ];
-    let good = sdeps(&[vec![a(&[])], others.to_vec()].concat());
+    let a = model("a", "seldon-gateway")
+        .predictor("main", 90)
+        .predictor("canary", 10)
+        .annotate(JWT_AUDIENCES, "team-a")
+        .annotate(AB_STICKY, "header:x-user");
+    let b = open("b", "edge/public");
+    let c = model("c", "seldon-gateway")
+        .predictor("main", 50)
+        .predictor("shadow", 0)
+        .annotate(JWT_CLAIMS, r#"{"scope": ["predict"]}"#);
+    let with = |a: SeldonDeployment| [a, b.clone(), c.clone()];
     let api = FakeApi::default();
-    let mut ctx = context(&api);
-    ctx.reporter = Some(Reporter {
-        controller: "modelgate".into(),
-        instance: None,
-    });
-    converge(&ctx, &good).await;
-    let whole = cluster(&api);
-    let footprints: Vec<String> = ["a", "b", "c"].iter().map(|m| footprint(&api, m)).collect();
-    api.take_writes();
+    let ctx = context_with_events(&api);
+    let (whole, footprints) = converged_with_footprints(&api, &ctx, &with(a.clone())).await;
 
     let broken = [
-        ("seldon.io/auth-mode", "seldon.io/auth-mode: permissive"),
-        (
-            "seldon.io/jwt-claims",
-            "seldon.io/jwt-claims: 'scope=predict'",
-        ),
-        ("seldon.io/istio-retries", "seldon.io/istio-retries: lots"),
-        (
-            "seldon.io/jwt-jwks-uri",
-            "seldon.io/jwt-jwks-uri: ftp://idp/jwks",
-        ),
-        (
-            "seldon.io/istio-host",
-            "seldon.io/istio-host: 'a.example.com,,b.example.com'",
-        ),
-        ("seldon.io/ab-sticky", "seldon.io/ab-sticky: ip:client"),
-        ("seldon.io/auth", "seldon.io/auth: maybe"),
+        (AUTH_MODE, "permissive"),
+        (JWT_CLAIMS, "scope=predict"),
+        (ISTIO_RETRIES, "lots"),
+        (JWT_JWKS_URI, "ftp://idp/jwks"),
+        (ISTIO_HOST, "a.example.com,,b.example.com"),
+        (AB_STICKY, "ip:client"),
+        (AUTH, "maybe"),
     ];
-    for (annotation, line) in broken {
-        let now = sdeps(&[vec![a(&[line])], others.to_vec()].concat());
-        let event = only_a_is_told(&api, &ctx, &now, line, &whole, &footprints).await;
+    for (annotation, value) in broken {
+        let line = format!("{annotation}: {value}");
+        let now = with(a.clone().annotate(annotation, value));
+        let event = only_a_is_told(&api, &ctx, &now, &line, &whole, &footprints).await;
         // With the annotation and what happens.
         assert_eq!(event["reason"], "InvalidAnnotation");
         assert_eq!(event["regarding"]["name"], "a");
@@ -711,13 +695,10 @@ async fn broken_annotations_change_nothing_of_other_models_and_keep_their_own_la
     }
 
     // A model broken from the start is denied, and still nobody else changes.
-    let d = model(
-        "d",
-        "seldon-gateway",
-        &[("p", 100)],
-        &["seldon.io/istio-retries: '-1'"],
-    );
-    let now = sdeps(&[vec![a(&[]), d], others.to_vec()].concat());
+    let d = model("d", "seldon-gateway")
+        .predictor("p", 100)
+        .annotate(ISTIO_RETRIES, "-1");
+    let now = [a, d, b, c];
     let events = api.events().len();
     converge(&ctx, &now).await;
     for (m, before) in ["a", "b", "c"].iter().zip(&footprints) {
@@ -745,24 +726,13 @@ async fn broken_annotations_change_nothing_of_other_models_and_keep_their_own_la
 #[tokio::test]
 async fn a_restart_keeps_a_broken_models_last_good_entry_and_its_gateway() {
     let mut issuer = JwksServer::start(Answer::Body(200, jwks_of(&TestKey::rsa_a()))).await;
-    let jwks_uri = format!("seldon.io/jwt-jwks-uri: {}", issuer.uri());
-    let a = |extra: &[&str]| {
-        let mut annotations = vec![jwks_uri.as_str(), "seldon.io/ab-sticky: header:x-user"];
-        annotations.extend_from_slice(extra);
-        model(
-            "a",
-            "edge/only-a",
-            &[("main", 90), ("canary", 10)],
-            &annotations,
-        )
-    };
-    let b = model(
-        "b",
-        "seldon-gateway",
-        &[("p", 100)],
-        &["seldon.io/auth: none"],
-    );
-    let good = sdeps(&[a(&[]), b.clone()]);
+    let a = model("a", "edge/only-a")
+        .predictor("main", 90)
+        .predictor("canary", 10)
+        .annotate(JWT_JWKS_URI, &issuer.uri())
+        .annotate(AB_STICKY, "header:x-user");
+    let b = open("b", "seldon-gateway");
+    let good = [a.clone(), b.clone()];
     let api = FakeApi::default();
     let http = every_time();
     let ctx = context(&api);
@@ -773,14 +743,10 @@ async fn a_restart_keeps_a_broken_models_last_good_entry_and_its_gateway() {
     assert_eq!(model_kids(&api, "models/a"), ["rsa-a"]);
 
     // a's annotations break; the controller restarts; the issuer is down meanwhile.
-    let broken = sdeps(&[a(&["seldon.io/auth-mode: permissive"]), b]);
+    let broken = [a.annotate(AUTH_MODE, "permissive"), b];
     drop(ctx);
     issuer.down().await;
-    let mut ctx = context(&api);
-    ctx.reporter = Some(Reporter {
-        controller: "modelgate".into(),
-        instance: None,
-    });
+    let ctx = context_with_events(&api);
     api.take_writes();
     let retries = converge(&ctx, &broken).await;
     assert!(retries.delays.is_empty(), "{retries:?}");
@@ -816,26 +782,17 @@ async fn a_restart_keeps_a_broken_models_last_good_entry_and_its_gateway() {
 
 #[tokio::test]
 async fn a_model_breaking_a_platform_rule_gets_its_own_error_and_is_never_fetched() {
-    let a = |extra: &[&str]| {
-        let mut annotations = vec!["seldon.io/jwt-audiences: team-a"];
-        annotations.extend_from_slice(extra);
-        model("a", "seldon-gateway", &[("p", 100)], &annotations)
-    };
-    let others = [
-        model("b", "edge/public", &[("p", 100)], &["seldon.io/auth: none"]),
-        model(
-            "c",
-            "seldon-gateway",
-            &[("p", 100)],
-            &[
-                "seldon.io/jwt-issuer: https://idp.models.example/team-c",
-                "seldon.io/jwt-jwks-uri: https://idp.models.example/team-c/certs",
-            ],
-        ),
-    ];
-    let good = sdeps(&[vec![a(&[])], others.to_vec()].concat());
+    let a = model("a", "seldon-gateway")
+        .predictor("p", 100)
+        .annotate(JWT_AUDIENCES, "team-a");
+    let b = open("b", "edge/public");
+    let c = model("c", "seldon-gateway").predictor("p", 100).jwt(
+        "https://idp.models.example/team-c",
+        "https://idp.models.example/team-c/certs",
+    );
+    let with = |a: SeldonDeployment| [a, b.clone(), c.clone()];
     let api = FakeApi::default();
-    let mut ctx = context(&api);
+    let mut ctx = context_with_events(&api);
     // The platform's rules, with the default (strict) JWKS target rules.
     ctx.settings.jwks = Default::default();
     ctx.settings.tenancy = serde_yaml_ng::from_str(
@@ -846,57 +803,46 @@ async fn a_model_breaking_a_platform_rule_gets_its_own_error_and_is_never_fetche
     )
     .unwrap();
     ctx.settings.validate().unwrap();
-    ctx.reporter = Some(Reporter {
-        controller: "modelgate".into(),
-        instance: None,
-    });
-    converge(&ctx, &good).await;
-    let whole = cluster(&api);
-    let footprints: Vec<String> = ["a", "b", "c"].iter().map(|m| footprint(&api, m)).collect();
-    api.take_writes();
+    let (whole, footprints) = converged_with_footprints(&api, &ctx, &with(a.clone())).await;
 
-    let inline = format!("seldon.io/jwt-jwks: '{}'", jwks_of(&TestKey::rsa_b()));
+    let inline = jwks_of(&TestKey::rsa_b());
     let broken = [
         (
-            "seldon.io/jwt-issuer: https://idp.bank.example",
-            "seldon.io/jwt-issuer",
+            JWT_ISSUER,
+            "https://idp.bank.example",
             "tenancy.allowedIssuers",
             None,
         ),
         (
-            "seldon.io/jwt-jwks-uri: https://idp.bank.example/jwks",
-            "seldon.io/jwt-jwks-uri",
+            JWT_JWKS_URI,
+            "https://idp.bank.example/jwks",
             "tenancy.allowedJwksUris",
             Some("https://idp.bank.example/jwks"),
         ),
+        (JWT_JWKS, inline.as_str(), "tenancy.allowInlineJwks", None),
         (
-            inline.as_str(),
-            "seldon.io/jwt-jwks",
-            "tenancy.allowInlineJwks",
-            None,
-        ),
-        (
-            "seldon.io/jwt-jwks-uri: http://idp.models.example/team-a/certs",
-            "seldon.io/jwt-jwks-uri",
+            JWT_JWKS_URI,
+            "http://idp.models.example/team-a/certs",
             "jwks.allowHttp",
             Some("http://idp.models.example/team-a/certs"),
         ),
         (
-            "seldon.io/jwt-jwks-uri: https://169.254.169.254/latest/meta-data",
-            "seldon.io/jwt-jwks-uri",
+            JWT_JWKS_URI,
+            "https://169.254.169.254/latest/meta-data",
             "jwks.allowedTargets",
             Some("https://169.254.169.254/latest/meta-data"),
         ),
         (
-            "seldon.io/jwt-jwks-uri: https://keycloak.auth.svc.cluster.local/certs",
-            "seldon.io/jwt-jwks-uri",
+            JWT_JWKS_URI,
+            "https://keycloak.auth.svc.cluster.local/certs",
             "jwks.allowedTargets",
             Some("https://keycloak.auth.svc.cluster.local/certs"),
         ),
     ];
-    for (line, annotation, rule, uri) in broken {
-        let now = sdeps(&[vec![a(&[line])], others.to_vec()].concat());
-        let event = only_a_is_told(&api, &ctx, &now, line, &whole, &footprints).await;
+    for (annotation, value, rule, uri) in broken {
+        let line = format!("{annotation}: {value}");
+        let now = with(a.clone().annotate(annotation, value));
+        let event = only_a_is_told(&api, &ctx, &now, &line, &whole, &footprints).await;
         // Naming the annotation and the rule.
         let note = event["note"].as_str().unwrap();
         assert!(note.contains(annotation) && note.contains(rule), "{note}");

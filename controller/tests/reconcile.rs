@@ -6,33 +6,14 @@ mod common;
 
 use common::fake_api::FakeApi;
 use http::Method;
-use modelgate_controller::manifests;
+use modelgate_controller::annotations::{AUTH_MODE, ISTIO_RETRIES, JWT_AUDIENCES};
 use modelgate_controller::reconcile::{Context, reconcile_global, reconcile_model};
 use modelgate_controller::seldon::SeldonDeployment;
 use serde_json::json;
 
-fn sdeps(yaml: &str) -> Vec<SeldonDeployment> {
-    let mut m = manifests::Manifests::default();
-    manifests::read_text("test", yaml, "default", &mut m).unwrap();
-    m.seldon_deployments
-}
-
-fn model(
-    name: &str,
-    uid: &str,
-    gateway: &str,
-    predictors: &[(&str, u32)],
-    annotations: &str,
-) -> String {
-    let mut yaml = format!(
-        "---\napiVersion: machinelearning.seldon.io/v1\nkind: SeldonDeployment\nmetadata: {{name: {name}, namespace: models, uid: {uid}}}\nspec:\n  annotations:\n    seldon.io/istio-gateway: {gateway}\n{annotations}  predictors:\n"
-    );
-    for (p, traffic) in predictors {
-        yaml.push_str(&format!(
-            "  - {{name: {p}, traffic: {traffic}, graph: {{name: m}}}}\n"
-        ));
-    }
-    yaml
+/// `models/<name>` on `gateway`.
+fn model(name: &str, gateway: &str) -> SeldonDeployment {
+    SeldonDeployment::fixture("models", name).gateway(gateway)
 }
 
 fn context(api: &FakeApi) -> Context {
@@ -68,13 +49,10 @@ fn plugin_models(api: &FakeApi) -> serde_json::Value {
 async fn first_apply_then_no_writes_while_nothing_changes() {
     let api = FakeApi::default();
     let ctx = context(&api);
-    let all = sdeps(&model(
-        "iris",
-        "u1",
-        "seldon-gateway",
-        &[("main", 75), ("canary", 25)],
-        "",
-    ));
+    let all = [model("iris", "seldon-gateway")
+        .with_uid("u1")
+        .predictor("main", 75)
+        .predictor("canary", 25)];
     reconcile_all(&ctx, &all).await;
     let writes = api.take_writes();
     let mut kinds: Vec<String> = writes
@@ -117,19 +95,12 @@ async fn first_apply_then_no_writes_while_nothing_changes() {
 async fn a_removed_predictor_takes_its_destination_rule_along() {
     let api = FakeApi::default();
     let ctx = context(&api);
-    reconcile_all(
-        &ctx,
-        &sdeps(&model(
-            "iris",
-            "u1",
-            "seldon-gateway",
-            &[("main", 75), ("canary", 25)],
-            "",
-        )),
-    )
-    .await;
+    let before = model("iris", "seldon-gateway")
+        .predictor("main", 75)
+        .predictor("canary", 25);
+    reconcile_all(&ctx, &[before]).await;
     api.take_writes();
-    let after = sdeps(&model("iris", "u1", "seldon-gateway", &[("main", 100)], ""));
+    let after = [model("iris", "seldon-gateway").predictor("main", 100)];
     reconcile_all(&ctx, &after).await;
     let writes = api.take_writes();
     assert!(
@@ -150,13 +121,11 @@ async fn the_last_reference_to_a_managed_gateway_deletes_it_and_unmanaged_ones_a
                "spec": {"selector": {"app": "x"}, "servers": []}}),
     );
     let ctx = context(&api);
-    let yaml = [
-        model("a", "ua", "edge/ours", &[("p", 100)], ""),
-        model("b", "ub", "edge/theirs", &[("p", 100)], ""),
-        model("c", "uc", "seldon-gateway", &[("p", 100)], ""),
-    ]
-    .concat();
-    let all = sdeps(&yaml);
+    let all = vec![
+        model("a", "edge/ours").predictor("p", 100),
+        model("b", "edge/theirs").predictor("p", 100),
+        model("c", "seldon-gateway").predictor("p", 100),
+    ];
     reconcile_all(&ctx, &all).await;
     let writes = api.take_writes();
     assert!(
@@ -201,40 +170,24 @@ async fn the_last_reference_to_a_managed_gateway_deletes_it_and_unmanaged_ones_a
 async fn a_bad_annotation_keeps_the_last_good_config_and_leaves_the_others_alone() {
     let api = FakeApi::default();
     let ctx = context(&api);
-    let good = [
-        model(
-            "a",
-            "ua",
-            "seldon-gateway",
-            &[("p", 100)],
-            "    seldon.io/jwt-audiences: team-a\n",
-        ),
-        model("b", "ub", "seldon-gateway", &[("p", 100)], ""),
-    ]
-    .concat();
-    reconcile_all(&ctx, &sdeps(&good)).await;
+    let a = model("a", "seldon-gateway")
+        .predictor("p", 100)
+        .annotate(JWT_AUDIENCES, "team-a");
+    let good = [a.clone(), model("b", "seldon-gateway").predictor("p", 100)];
+    reconcile_all(&ctx, &good).await;
     api.take_writes();
     let before_policy = plugin_models(&api)["models/a"]["policy"].clone();
 
     let bad = [
-        model(
-            "a",
-            "ua",
-            "seldon-gateway",
-            &[("p", 100)],
-            "    seldon.io/jwt-audiences: team-a\n    seldon.io/auth-mode: permissive\n",
-        ),
-        model("b", "ub", "seldon-gateway", &[("p", 50), ("q", 50)], ""),
-        model(
-            "c",
-            "uc",
-            "seldon-gateway",
-            &[("p", 100)],
-            "    seldon.io/istio-retries: lots\n",
-        ),
-    ]
-    .concat();
-    reconcile_all(&ctx, &sdeps(&bad)).await;
+        a.annotate(AUTH_MODE, "permissive"),
+        model("b", "seldon-gateway")
+            .predictor("p", 50)
+            .predictor("q", 50),
+        model("c", "seldon-gateway")
+            .predictor("p", 100)
+            .annotate(ISTIO_RETRIES, "lots"),
+    ];
+    reconcile_all(&ctx, &bad).await;
     let writes = api.take_writes();
     assert!(
         !writes.iter().any(|w| w.contains("models/a")),
@@ -264,7 +217,7 @@ async fn a_bad_annotation_keeps_the_last_good_config_and_leaves_the_others_alone
 async fn api_errors_fail_the_reconcile_which_backs_off_and_succeeds_on_retry() {
     let api = FakeApi::default();
     let ctx = context(&api);
-    let all = sdeps(&model("iris", "u1", "seldon-gateway", &[("main", 100)], ""));
+    let all = [model("iris", "seldon-gateway").predictor("main", 100)];
     reconcile_global(&ctx, &all).await.unwrap();
     api.fail_next(Method::PATCH, "virtualservices");
     let err = reconcile_model(&ctx, &all[0]).await.unwrap_err();

@@ -67,50 +67,19 @@ async fn the_served_module_hashes_to_the_wasm_plugins_sha256() {
     assert_eq!(Some(hash), plugin.spec.sha256);
     assert_eq!(&body[..4], b"\0asm");
 
-    let wrong = client
-        .get(format!("{base}/filter/modelgate-{}.wasm", "f".repeat(64)))
-        .send()
-        .await
-        .unwrap();
+    let get = async |path: &str| client.get(format!("{base}{path}")).send().await.unwrap();
+    let wrong = get(&format!("/filter/modelgate-{}.wasm", "f".repeat(64))).await;
     assert_eq!(wrong.status(), StatusCode::NOT_FOUND);
+    assert_eq!(get("/healthz").await.status(), StatusCode::OK);
     assert_eq!(
-        client
-            .get(format!("{base}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        client
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        get("/readyz").await.status(),
         StatusCode::SERVICE_UNAVAILABLE
     );
     state
         .ready
         .store(true, std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(
-        client
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
-    let text = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    assert_eq!(get("/readyz").await.status(), StatusCode::OK);
+    let text = get("/metrics").await.text().await.unwrap();
     assert!(
         text.contains("modelgate_controller_reconciliations_total{result=\"ok\"} 1"),
         "{text}"

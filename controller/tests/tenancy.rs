@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use common::fake_api::{FakeApi, Fault};
 use http::Method;
 use kube::runtime::events::Reporter;
-use modelgate_controller::manifests;
+use modelgate_controller::annotations::{AUTH, ISTIO_HOST};
 use modelgate_controller::reconcile::{Context, reconcile_global, reconcile_model};
 use modelgate_controller::seldon::SeldonDeployment;
 use modelgate_controller::settings::Settings;
@@ -21,42 +21,10 @@ use serde_json::{Value, json};
 
 const VICTIM_URI: &str = "https://idp.bank.example/jwks";
 
-/// A SeldonDeployment `ns/name` created at `created` (seconds), with `spec.annotations`.
-fn model(id: &str, created: u32, predictors: &[&str], annotations: &[(&str, &str)]) -> String {
+/// The SeldonDeployment `ns/name`, created `created` seconds into the fixtures' day.
+fn model(id: &str, created: i64) -> SeldonDeployment {
     let (ns, name) = id.split_once('/').unwrap();
-    let mut yaml = format!(
-        "---\napiVersion: machinelearning.seldon.io/v1\nkind: SeldonDeployment\nmetadata: {{name: {name}, namespace: {ns}, uid: uid-{ns}-{name}, creationTimestamp: '2026-01-01T00:{:02}:{:02}Z'}}\nspec:\n  annotations:\n",
-        created / 60,
-        created % 60
-    );
-    for (k, v) in annotations {
-        yaml.push_str(&format!("    {k}: '{v}'\n"));
-    }
-    if annotations.is_empty() {
-        yaml.push_str("    {}\n");
-    }
-    yaml.push_str("  predictors:\n");
-    let traffic = 100 / predictors.len();
-    for p in predictors {
-        yaml.push_str(&format!(
-            "  - {{name: {p}, traffic: {traffic}, graph: {{name: m}}}}\n"
-        ));
-    }
-    yaml
-}
-
-fn sdeps(models: &[String]) -> Vec<SeldonDeployment> {
-    let mut m = manifests::Manifests::default();
-    manifests::read_text(
-        "test",
-        &models
-            .concat()
-            .replace("annotations:\n    {}\n", "annotations: {}\n"),
-        "default",
-        &mut m,
-    )
-    .unwrap();
-    m.seldon_deployments
+    SeldonDeployment::fixture(ns, name).created(created)
 }
 
 fn settings() -> Settings {
@@ -131,8 +99,8 @@ async fn a_gateway_that_cannot_be_created_never_freezes_the_wasmplugin() {
     let mut settings = settings();
     settings.tenancy.gateway_namespaces = vec!["no-such-namespace".into()];
     let ctx = context(&api, settings);
-    let old = model("bank/old", 1, &["p"], &[]);
-    converge(&ctx, &sdeps(std::slice::from_ref(&old))).await;
+    let old = model("bank/old", 1).predictor("p", 100);
+    converge(&ctx, std::slice::from_ref(&old)).await;
     api.take_writes();
 
     // A tenant names a Gateway in a namespace that does not exist (the API server answers
@@ -144,16 +112,13 @@ async fn a_gateway_that_cannot_be_created_never_freezes_the_wasmplugin() {
             Fault::Status(404),
         );
     }
-    let all = sdeps(&[
+    let all = [
         old,
-        model(
-            "evil/x",
-            2,
-            &["p"],
-            &[("seldon.io/istio-gateway", "no-such-namespace/gw")],
-        ),
-        model("bank/new", 3, &["p"], &[]),
-    ]);
+        model("evil/x", 2)
+            .predictor("p", 100)
+            .gateway("no-such-namespace/gw"),
+        model("bank/new", 3).predictor("p", 100),
+    ];
     let outcome = reconcile_global(&ctx, &all).await.unwrap();
     assert_eq!(outcome.failed.len(), 1, "{outcome:?}");
     assert!(
@@ -190,21 +155,14 @@ async fn a_gateway_that_cannot_be_created_never_freezes_the_wasmplugin() {
 async fn a_tenant_cannot_have_a_gateway_created_outside_its_namespace() {
     let api = FakeApi::default();
     let ctx = context(&api, settings());
-    let all = sdeps(&[
-        model(
-            "team-a/own",
-            1,
-            &["p"],
-            &[("seldon.io/istio-gateway", "gw")],
-        ),
-        model("team-a/default", 2, &["p"], &[]),
-        model(
-            "team-a/grab",
-            3,
-            &["p"],
-            &[("seldon.io/istio-gateway", "istio-system/mine")],
-        ),
-    ]);
+    let grab = model("team-a/grab", 3)
+        .predictor("p", 100)
+        .gateway("istio-system/mine");
+    let all = [
+        model("team-a/own", 1).predictor("p", 100).gateway("gw"),
+        model("team-a/default", 2).predictor("p", 100),
+        grab.clone(),
+    ];
     converge(&ctx, &all).await;
     let gateways = api.names("gateways");
     assert_eq!(
@@ -245,20 +203,12 @@ async fn a_tenant_cannot_have_a_gateway_created_outside_its_namespace() {
                "metadata": {"name": "other-pods", "namespace": "edge"},
                "spec": {"selector": {"app": "edge-proxy"}, "servers": []}}),
     );
-    let all = sdeps(&[
-        model(
-            "team-a/grab",
-            3,
-            &["p"],
-            &[("seldon.io/istio-gateway", "istio-system/mine")],
-        ),
-        model(
-            "team-a/elsewhere",
-            4,
-            &["p"],
-            &[("seldon.io/istio-gateway", "edge/other-pods")],
-        ),
-    ]);
+    let all = [
+        grab,
+        model("team-a/elsewhere", 4)
+            .predictor("p", 100)
+            .gateway("edge/other-pods"),
+    ];
     converge(&ctx, &all).await;
     assert!(api.get("virtualservices", "team-a", "grab").is_some());
     assert!(api.get("virtualservices", "team-a", "elsewhere").is_none());
@@ -277,29 +227,19 @@ async fn a_tenant_cannot_have_a_gateway_created_outside_its_namespace() {
 async fn the_later_claimer_of_a_hostname_is_refused_and_the_earlier_keeps_serving() {
     let api = FakeApi::default();
     let ctx = context(&api, settings());
-    let bank = model(
-        "bank/fraud",
-        1,
-        &["p"],
-        &[("seldon.io/istio-host", "api.bank.example.com")],
-    );
-    converge(&ctx, &sdeps(std::slice::from_ref(&bank))).await;
+    let host = |id: &str, created: i64, host: &str| {
+        model(id, created)
+            .predictor("p", 100)
+            .annotate(ISTIO_HOST, host)
+    };
+    let bank = host("bank/fraud", 1, "api.bank.example.com");
+    converge(&ctx, std::slice::from_ref(&bank)).await;
     // The attacker's namespace sorts first, but it came later.
-    let all = sdeps(&[
+    let all = [
         bank,
-        model(
-            "a-evil/x",
-            2,
-            &["p"],
-            &[("seldon.io/istio-host", "api.bank.example.com")],
-        ),
-        model(
-            "a-evil/y",
-            3,
-            &["p"],
-            &[("seldon.io/istio-host", "*.bank.example.com")],
-        ),
-    ]);
+        host("a-evil/x", 2, "api.bank.example.com"),
+        host("a-evil/y", 3, "*.bank.example.com"),
+    ];
     converge(&ctx, &all).await;
     assert_eq!(
         api.get("virtualservices", "bank", "fraud").unwrap()["spec"]["hosts"],
@@ -323,15 +263,10 @@ async fn the_later_claimer_of_a_hostname_is_refused_and_the_earlier_keeps_servin
     assert_eq!(refused, BTreeSet::from(["a-evil/x", "a-evil/y"]));
 
     // A hostname every other model is served on through `*` is not taken either.
-    let all = sdeps(&[
-        model("bank/open", 1, &["p"], &[]),
-        model(
-            "b-evil/z",
-            2,
-            &["p"],
-            &[("seldon.io/istio-host", "models.example.com")],
-        ),
-    ]);
+    let all = [
+        model("bank/open", 1).predictor("p", 100),
+        host("b-evil/z", 2, "models.example.com"),
+    ];
     converge(&ctx, &all).await;
     assert!(api.get("virtualservices", "b-evil", "z").is_none());
     // Unless the platform grants it.
@@ -348,26 +283,11 @@ async fn a_restart_never_adopts_a_tenants_inline_key_for_another_issuers_jwks_ur
     let api = FakeApi::default();
     let issuer = "https://idp.bank.example";
     let evil_inline = modelgate_testkit::jwks(&[&TestKey::ec()]).to_string();
-    let before = sdeps(&[
-        model(
-            "a-evil/x",
-            1,
-            &["p"],
-            &[
-                ("seldon.io/jwt-issuer", issuer),
-                ("seldon.io/jwt-jwks", &evil_inline),
-            ],
-        ),
-        model(
-            "bank/fraud",
-            2,
-            &["p"],
-            &[
-                ("seldon.io/jwt-issuer", issuer),
-                ("seldon.io/jwt-jwks-uri", VICTIM_URI),
-            ],
-        ),
-    ]);
+    let x = model("a-evil/x", 1).predictor("p", 100);
+    let fraud = model("bank/fraud", 2)
+        .predictor("p", 100)
+        .jwt(issuer, VICTIM_URI);
+    let before = [x.clone().jwt_inline(issuer, &evil_inline), fraud.clone()];
     let ctx = context(&api, settings());
     ctx.jwks.track(&BTreeSet::from([VICTIM_URI.to_string()]));
     let bank_keys: KeySet =
@@ -379,26 +299,7 @@ async fn a_restart_never_adopts_a_tenants_inline_key_for_another_issuers_jwks_ur
     drop(ctx);
 
     // While no leader runs, the tenant switches to the victim's URI; the issuer is down.
-    let after = sdeps(&[
-        model(
-            "a-evil/x",
-            1,
-            &["p"],
-            &[
-                ("seldon.io/jwt-issuer", issuer),
-                ("seldon.io/jwt-jwks-uri", VICTIM_URI),
-            ],
-        ),
-        model(
-            "bank/fraud",
-            2,
-            &["p"],
-            &[
-                ("seldon.io/jwt-issuer", issuer),
-                ("seldon.io/jwt-jwks-uri", VICTIM_URI),
-            ],
-        ),
-    ]);
+    let after = [x.jwt(issuer, VICTIM_URI), fraud];
     let ctx = context(&api, settings());
     reconcile_global(&ctx, &after).await.unwrap();
     assert_eq!(
@@ -428,7 +329,7 @@ async fn a_restart_never_adopts_a_tenants_inline_key_for_another_issuers_jwks_ur
 async fn routes_go_live_only_after_the_filter_knows_them_and_go_before_it_forgets() {
     let api = FakeApi::default();
     let ctx = context(&api, settings());
-    let one = sdeps(&[model("bank/m", 1, &["main"], &[])]);
+    let one = [model("bank/m", 1).predictor("main", 100)];
     // A model reconciled before the shared objects waits: nothing routable yet.
     let writes = reconcile_model(&ctx, &one[0]).await.unwrap();
     assert!(writes.waiting);
@@ -445,7 +346,9 @@ async fn routes_go_live_only_after_the_filter_knows_them_and_go_before_it_forget
 
     // A second predictor: the per-predictor routes (which trust the A/B header) wait for a
     // WasmPlugin where the filter sets that header.
-    let two = sdeps(&[model("bank/m", 1, &["main", "canary"], &[])]);
+    let two = [model("bank/m", 1)
+        .predictor("main", 50)
+        .predictor("canary", 50)];
     assert!(reconcile_model(&ctx, &two[0]).await.unwrap().waiting);
     assert!(api.take_writes().is_empty());
     converge(&ctx, &two).await;
@@ -500,23 +403,15 @@ async fn routes_go_live_only_after_the_filter_knows_them_and_go_before_it_forget
 async fn a_jwt_model_on_mesh_is_an_error_and_never_open() {
     let api = FakeApi::default();
     let ctx = context(&api, settings());
-    let all = sdeps(&[
-        model(
-            "bank/mesh-jwt",
-            1,
-            &["p"],
-            &[("seldon.io/istio-gateway", "mesh")],
-        ),
-        model(
-            "bank/mesh-open",
-            2,
-            &["p"],
-            &[
-                ("seldon.io/istio-gateway", "mesh"),
-                ("seldon.io/auth", "none"),
-            ],
-        ),
-    ]);
+    let all = [
+        model("bank/mesh-jwt", 1)
+            .predictor("p", 100)
+            .gateway("mesh"),
+        model("bank/mesh-open", 2)
+            .predictor("p", 100)
+            .gateway("mesh")
+            .annotate(AUTH, "none"),
+    ];
     let generated = ctx.generate(&all);
     let errors: Vec<String> = generated.errors().map(ToString::to_string).collect();
     assert_eq!(errors.len(), 1, "{errors:?}");
@@ -535,6 +430,20 @@ async fn a_jwt_model_on_mesh_is_an_error_and_never_open() {
     );
 }
 
+/// The bank's open model `bank/fraud`, which tenants' keys must not disturb.
+fn victim() -> SeldonDeployment {
+    model("bank/fraud", 1)
+        .predictor("main", 100)
+        .annotate(AUTH, "none")
+}
+
+/// A tenant's model `id` with its keys `jwks` inline.
+fn evil(id: &str, created: i64, jwks: &str) -> SeldonDeployment {
+    model(id, created)
+        .predictor("p", 100)
+        .jwt_inline("https://evil.example", jwks)
+}
+
 /// A JWKS annotation with one usable key and a member nested `depth` levels deep.
 fn deep_jwks(depth: usize) -> String {
     let mut key = TestKey::ec().jwk();
@@ -550,26 +459,11 @@ async fn a_tenants_keys_reach_the_wasmplugin_only_as_keys_the_filter_reads() {
     // Item 2: a JWK nested just under the JSON reader's limit used to be copied verbatim,
     // two levels deeper, into a pluginConfig nobody could read back. Now only its known
     // members are written; one nested past the limit is the tenant's error alone.
-    let victim = model("bank/fraud", 1, &["main"], &[("seldon.io/auth", "none")]);
-    let near_limit = model(
-        "a-evil/near",
-        2,
-        &["p"],
-        &[
-            ("seldon.io/jwt-issuer", "https://evil.example"),
-            ("seldon.io/jwt-jwks", &deep_jwks(120)),
-        ],
-    );
-    let past_limit = model(
-        "a-evil/past",
-        3,
-        &["p"],
-        &[
-            ("seldon.io/jwt-issuer", "https://evil.example"),
-            ("seldon.io/jwt-jwks", &deep_jwks(140)),
-        ],
-    );
-    let all = sdeps(&[victim, near_limit, past_limit]);
+    let all = [
+        victim(),
+        evil("a-evil/near", 2, &deep_jwks(120)),
+        evil("a-evil/past", 3, &deep_jwks(140)),
+    ];
     let api = FakeApi::default();
     let ctx = context(&api, settings());
     converge(&ctx, &all).await;
@@ -613,23 +507,12 @@ async fn tenants_cannot_push_the_wasmplugin_past_its_budget() {
     small_keys
         .extend((0..100).map(|i| json!({"kty": "oct", "kid": format!("k{i}"), "k": "c2VjcmV0"})));
     let small = json!({"keys": small_keys}).to_string();
-    let tenant = |id: &str, created: u32, jwks: &str| {
-        model(
-            id,
-            created,
-            &["p"],
-            &[
-                ("seldon.io/jwt-issuer", "https://evil.example"),
-                ("seldon.io/jwt-jwks", jwks),
-            ],
-        )
-    };
-    let all = sdeps(&[
-        model("bank/fraud", 1, &["main"], &[("seldon.io/auth", "none")]),
-        tenant("a-evil/one", 2, &huge),
-        tenant("a-evil/two", 3, &huge),
-        tenant("a-evil/three", 4, &small),
-    ]);
+    let all = [
+        victim(),
+        evil("a-evil/one", 2, &huge),
+        evil("a-evil/two", 3, &huge),
+        evil("a-evil/three", 4, &small),
+    ];
     let api = FakeApi::default();
     let ctx = context(&api, settings());
     converge(&ctx, &all).await;
