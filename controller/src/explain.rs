@@ -4,10 +4,10 @@
 
 use std::fmt::Write;
 
+use modelgate_core::auth::extractor::TokenSource;
 use modelgate_core::compiled::CompiledPolicy;
 use modelgate_core::config::{AuthMode, FilterConfig};
-use modelgate_core::routing::BUCKETS;
-use modelgate_core::token::TokenSource;
+use modelgate_core::route::BUCKETS;
 use modelgate_core::trace::{Addressed, AddressedBy, RouteWhy, Step, TokenFound};
 use modelgate_core::{
     AllowReason, CompiledConfig, ConfigError, Edit, Environment, Outcome, Request, TokenCache,

@@ -186,7 +186,7 @@ impl Default for Settings {
             service_url: "http://modelgate.modelgate-system.svc.cluster.local:8080".into(),
             default_namespace: "default".into(),
             plugin_config_max_bytes: crate::generate::filter_config::MAX_CONFIG_BYTES,
-            max_rsa_bits: modelgate_core::keys::DEFAULT_MAX_RSA_BITS as u32,
+            max_rsa_bits: modelgate_core::auth::keys::DEFAULT_MAX_RSA_BITS as u32,
             tenancy: TenancySettings::default(),
             jwks: JwksSettings::default(),
         }
@@ -459,8 +459,8 @@ impl Settings {
                 "a namespace name",
             ));
         }
-        let rsa_bits =
-            modelgate_core::keys::MIN_RSA_BITS..=modelgate_core::keys::MAX_RSA_BITS_CEILING;
+        let rsa_bits = modelgate_core::auth::keys::MIN_RSA_BITS
+            ..=modelgate_core::auth::keys::MAX_RSA_BITS_CEILING;
         if !rsa_bits.contains(&(self.max_rsa_bits as usize)) {
             return Err(invalid(
                 "maxRsaBits",

@@ -22,17 +22,19 @@ use std::rc::Rc;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::claims::{ClaimPath, ClaimRule, ClaimsUsed};
+use crate::auth::claims::{ClaimPath, ClaimRule, ClaimsUsed};
+use crate::auth::extractor::TokenSource;
+use crate::auth::keys::{
+    KeyLimits, MAX_RSA_BITS_CEILING, MIN_RSA_BITS, VerifyingKey, compile_key_with, select_usable,
+};
+use crate::auth::verifier::{PolicyValidation, validation_for};
 use crate::config::{
     AuthMode, CONFIG_VERSION, DEFAULT_TOKEN_SOURCE, FilterConfig, JwtPolicy, KeySet, Limits, Model,
     Policy,
 };
 use crate::headers;
-use crate::keys::{
-    KeyLimits, MAX_RSA_BITS_CEILING, MIN_RSA_BITS, VerifyingKey, compile_key_with, select_usable,
-};
-use crate::routing::{CompiledRouting, StickyKey};
-use crate::token::{PolicyValidation, TokenSource, is_header_name, validation_for};
+use crate::http::is_header_name;
+use crate::route::{CompiledRouting, StickyKey};
 
 /// A configuration error: the path of the bad field and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -198,7 +198,7 @@ fn valid_tokens_of_every_accepted_algorithm_pass() {
         },
     );
     let mut h = Harness::new(config);
-    for alg in crate::keys::RSA_ALGORITHMS {
+    for alg in crate::auth::keys::RSA_ALGORITHMS {
         let mut key = TestKey::rsa_a();
         key.alg = alg;
         let token = key.sign(&good_claims());

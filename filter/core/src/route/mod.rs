@@ -7,66 +7,16 @@
 //! range it gains move.
 
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
-use crate::claims::ClaimPath;
 use crate::config::{Predictor, Routing};
+use crate::http::is_header_name;
 use crate::reason::DenyReason;
 use crate::request::Request;
-use crate::token::is_header_name;
 
-/// Sticky keys are hashed into this many buckets.
-pub const BUCKETS: u64 = 10_000;
+mod sticky;
 
-/// Where the stickiness key comes from (`seldon.io/ab-sticky`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StickyKey {
-    /// A request header.
-    Header(String),
-    /// A claim of the verified token (only after successful authentication).
-    Claim(ClaimPath),
-    /// A cookie.
-    Cookie(String),
-}
-
-impl StickyKey {
-    /// Parses `header:<name>`, `claim:<name>` or `cookie:<name>`.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        match text.split_once(':') {
-            Some(("header", name)) if is_header_name(name) => {
-                Ok(StickyKey::Header(name.to_ascii_lowercase()))
-            }
-            Some(("claim", name)) => ClaimPath::parse(name).map(StickyKey::Claim),
-            Some(("cookie", name)) if is_header_name(name) => Ok(StickyKey::Cookie(name.into())),
-            _ => Err(format!(
-                "{text:?} is not a sticky key: expected header:<name>, claim:<name> or cookie:<name>"
-            )),
-        }
-    }
-
-    /// The key's value in this request, if present and not empty.
-    pub fn value(
-        &self,
-        request: &Request<'_>,
-        claims: Option<&Map<String, Value>>,
-    ) -> Option<String> {
-        let value = match self {
-            StickyKey::Header(name) => request.header(name).map(str::to_string),
-            StickyKey::Claim(claim) => claims.and_then(|c| claim.text(c)),
-            StickyKey::Cookie(name) => cookie(request, name).map(str::to_string),
-        };
-        value.filter(|v| !v.is_empty())
-    }
-}
-
-fn cookie<'a>(request: &Request<'a>, name: &str) -> Option<&'a str> {
-    request
-        .header_values("cookie")
-        .flat_map(|h| h.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.trim_matches('"'))
-}
+pub(crate) use sticky::sticky_bucket;
+pub use sticky::{BUCKETS, StickyKey};
 
 /// Why a predictor was chosen (the `reason` label of the routing metric).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -244,18 +194,6 @@ impl CompiledRouting {
     }
 }
 
-/// The bucket in `[0, BUCKETS)` of a key for a model: stable across VMs and releases.
-pub(crate) fn sticky_bucket(model_id: &str, key: &str) -> u64 {
-    let mut hasher = Sha256::new();
-    hasher.update(model_id.as_bytes());
-    hasher.update([0u8]);
-    hasher.update(key.as_bytes());
-    let digest = hasher.finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    u64::from_be_bytes(first) % BUCKETS
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,35 +334,6 @@ mod tests {
     }
 
     #[test]
-    fn sticky_keys_from_cookies_and_claims() {
-        let mut r = routing(&[("a", 50), ("b", 50)]);
-        r.sticky = Some(StickyKey::parse("cookie:session").unwrap());
-        let headers = h(&[("cookie", "x=1; session=abc"), ("cookie", "y=2")]);
-        assert_eq!(
-            r.sticky
-                .as_ref()
-                .unwrap()
-                .value(&req(&headers), None)
-                .as_deref(),
-            Some("abc")
-        );
-        r.sticky = Some(StickyKey::parse("claim:sub").unwrap());
-        let claims = serde_json::json!({"sub": "u1"})
-            .as_object()
-            .unwrap()
-            .clone();
-        assert_eq!(
-            r.sticky
-                .as_ref()
-                .unwrap()
-                .value(&req(&[]), Some(&claims))
-                .as_deref(),
-            Some("u1")
-        );
-        assert_eq!(r.sticky.as_ref().unwrap().value(&req(&[]), None), None);
-    }
-
-    #[test]
     fn bad_routing_is_refused_with_the_field() {
         let bad = |weights: &[(&str, u32)], sticky: Option<&str>| {
             CompiledRouting::compile(&Routing {
@@ -446,22 +355,5 @@ mod tests {
         assert_eq!(bad(&[("a", 1), ("a", 1)], None), "predictors[1].name");
         assert_eq!(bad(&[], None), "predictors");
         assert_eq!(bad(&[("a", 1)], Some("session")), "sticky");
-    }
-
-    // SHA-256("ns/m\0alice"), first 8 bytes big-endian, mod 10 000 (checked independently).
-    const PINNED_ALICE: u64 = 7691;
-
-    #[test]
-    fn buckets_are_stable_across_builds() {
-        // Pinned: changing the hash would move every sticky user.
-        assert_eq!(
-            sticky_bucket("ns/m", "user-1"),
-            sticky_bucket("ns/m", "user-1")
-        );
-        assert_ne!(
-            sticky_bucket("ns/m", "user-1"),
-            sticky_bucket("ns/other", "user-1")
-        );
-        assert_eq!(sticky_bucket("ns/m", "alice"), PINNED_ALICE);
     }
 }
