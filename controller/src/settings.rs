@@ -285,7 +285,7 @@ impl Default for TenancySettings {
 impl TenancySettings {
     fn validate(&self) -> Result<(), SettingsError> {
         for namespace in &self.gateway_namespaces {
-            if !crate::names::is_dns_label(namespace) {
+            if !modelgate_core::names::is_dns_label(namespace) {
                 return Err(invalid(
                     "tenancy.gatewayNamespaces",
                     namespace,
@@ -294,7 +294,7 @@ impl TenancySettings {
             }
         }
         for (namespace, patterns) in &self.hosts {
-            if namespace != "*" && !crate::names::is_dns_label(namespace) {
+            if namespace != "*" && !modelgate_core::names::is_dns_label(namespace) {
                 return Err(invalid(
                     "tenancy.hosts",
                     namespace,
@@ -303,7 +303,7 @@ impl TenancySettings {
             }
             for pattern in patterns {
                 let name = pattern.strip_prefix("*.").unwrap_or(pattern);
-                if pattern != "*" && !crate::names::is_dns_subdomain(name) {
+                if pattern != "*" && !modelgate_core::names::is_dns_subdomain(name) {
                     return Err(invalid(
                         "tenancy.hosts",
                         pattern,
@@ -452,7 +452,7 @@ impl Settings {
                 ));
             }
         }
-        if !crate::names::is_dns_label(&self.gateway_namespace) {
+        if !modelgate_core::names::is_dns_label(&self.gateway_namespace) {
             return Err(invalid(
                 "gatewayNamespace",
                 &self.gateway_namespace,
@@ -482,7 +482,7 @@ impl Settings {
                 ),
             ));
         }
-        if !crate::names::is_dns_label(&self.default_namespace) {
+        if !modelgate_core::names::is_dns_label(&self.default_namespace) {
             return Err(invalid(
                 "defaultNamespace",
                 &self.default_namespace,
@@ -490,7 +490,7 @@ impl Settings {
             ));
         }
         if let Some(secret) = &self.gateway_tls_secret
-            && !crate::names::is_dns_subdomain(secret)
+            && !modelgate_core::names::is_dns_subdomain(secret)
         {
             return Err(invalid("gatewayTlsSecret", secret, "a Secret name"));
         }
@@ -546,7 +546,7 @@ impl Settings {
 
 fn is_label_key(key: &str) -> bool {
     let name = key.rsplit_once('/').map_or(key, |(prefix, name)| {
-        if crate::names::is_dns_subdomain(prefix) {
+        if modelgate_core::names::is_dns_subdomain(prefix) {
             name
         } else {
             ""

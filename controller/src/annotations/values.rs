@@ -13,8 +13,8 @@ use modelgate_core::route::StickyKey;
 
 use super::GatewayRef;
 use crate::key_sets;
-use crate::names::{is_dns_label, is_dns_subdomain};
 use crate::settings::AuthKind;
+use modelgate_core::names::{is_dns_label, is_dns_subdomain};
 
 /// `[<namespace>/]<name>` or `mesh`; no namespace means the SeldonDeployment's.
 pub fn parse_gateway(value: &str, namespace: &str) -> Result<GatewayRef, String> {

@@ -34,6 +34,7 @@ use crate::config::{
 };
 use crate::headers;
 use crate::http::is_header_name;
+use crate::names::is_model_id;
 use crate::route::{CompiledRouting, StickyKey};
 
 /// A configuration error: the path of the bad field and what is wrong with it.
@@ -413,7 +414,7 @@ impl ModelTable {
     fn add(&mut self, id: String, model: Result<&Model, String>) {
         let field = format!("models[{id:?}]");
         if !is_model_id(&id) {
-            // Nothing can address it (ids are lowercase DNS names), so nothing to deny.
+            // No SeldonDeployment has such an id, so no route reaches it: nothing to deny.
             self.warnings.push(error(
                 field,
                 "skipped: the key must be <namespace>/<name> in lowercase DNS form",
@@ -529,12 +530,6 @@ impl ModelTable {
         self.models.shrink_to_fit();
         self.models
     }
-}
-
-/// Whether a model key is `<namespace>/<name>` in lowercase DNS form.
-fn is_model_id(id: &str) -> bool {
-    id.split_once('/')
-        .is_some_and(|(ns, n)| is_dns_name(ns) && is_dns_name(n))
 }
 
 /// Reads a `pluginConfig` document field by field: key sets and policies (few) each kept as
@@ -692,17 +687,6 @@ impl<'de> Visitor<'de> for &mut ModelTable {
         }
         Ok(())
     }
-}
-
-/// Kubernetes names (namespaces are DNS labels, SeldonDeployments DNS subdomains).
-fn is_dns_name(text: &str) -> bool {
-    !text.is_empty()
-        && text.len() <= 253
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && !text.starts_with(['-', '.'])
-        && !text.ends_with(['-', '.'])
 }
 
 /// serde_json does not report the path of an error; its message names the field and the

@@ -1,5 +1,12 @@
-//! Small HTTP rules the filter's contract and decisions share: header names, and
-//! query-string parameters.
+//! Small HTTP rules the filter's contract and decisions share: header names, query-string
+//! parameters, and the two percent-decodings.
+//!
+//! The two decoders differ on purpose. A path segment is decoded only to find the model it
+//! might address (`normalise_segment`): unreserved characters only, case folded, so every
+//! spelling that could name the same model is checked against it, while `%2F` and the like
+//! stay escaped and cannot make a name. A query parameter may hold a token
+//! (`query_values`): it is decoded whole, `+` as a space, as form-encoded query strings
+//! are read, so the filter checks the token as a server reading the query would.
 
 use std::borrow::Cow;
 
@@ -62,6 +69,43 @@ fn percent_decode(text: &str) -> Cow<'_, str> {
         i += 1;
     }
     Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Decodes percent-escapes of unreserved characters and folds ASCII case, allocating only
+/// when the segment needs it.
+pub(crate) fn normalise_segment(segment: &str) -> Cow<'_, str> {
+    if !segment.bytes().any(|b| b == b'%' || b.is_ascii_uppercase()) {
+        return Cow::Borrowed(segment);
+    }
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            let decoded = h * 16 + l;
+            if decoded.is_ascii_alphanumeric() || b"-._~".contains(&decoded) {
+                out.push(decoded.to_ascii_lowercase());
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b.to_ascii_lowercase());
+        i += 1;
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

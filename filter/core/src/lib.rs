@@ -5,7 +5,8 @@
 //! configuration, then a request, flows through them:
 //!
 //! - [`config`]: the contract, the document the controller writes; [`headers`]: the header
-//!   names it fixes and reserves; [`http`]: the small HTTP rules they share.
+//!   names it fixes and reserves; [`names`] and [`http`]: the small name and HTTP rules
+//!   the contract and the decisions share.
 //! - [`compiled`]: the document validated and compiled once, in `on_configure`.
 //! - `request`: which model a request addresses, the exemption and CORS preflights.
 //! - [`auth`]: finding, verifying and caching the token; required claims.
@@ -30,6 +31,7 @@ mod ecdsa;
 pub mod headers;
 pub mod http;
 mod montgomery;
+pub mod names;
 pub mod reason;
 mod request;
 pub mod route;

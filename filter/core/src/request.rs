@@ -8,6 +8,8 @@
 
 use std::borrow::Cow;
 
+use crate::http::normalise_segment;
+
 /// A request as seen by the filter: the pseudo-headers it needs and all headers, with
 /// lowercase names and every repeated header as its own entry (Envoy's header map).
 #[derive(Debug, Clone, Copy)]
@@ -133,43 +135,6 @@ fn single_value<'a>(request: &Request<'a>, name: &'a str) -> Result<Option<&'a s
         return Err(AddressError::Ambiguous);
     }
     Ok(first)
-}
-
-/// Decodes percent-escapes of unreserved characters and folds ASCII case, allocating only
-/// when the segment needs it.
-fn normalise_segment(segment: &str) -> Cow<'_, str> {
-    if !segment.bytes().any(|b| b == b'%' || b.is_ascii_uppercase()) {
-        return Cow::Borrowed(segment);
-    }
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            let decoded = h * 16 + l;
-            if decoded.is_ascii_alphanumeric() || b"-._~".contains(&decoded) {
-                out.push(decoded.to_ascii_lowercase());
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b.to_ascii_lowercase());
-        i += 1;
-    }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// Whether a `GET` path is exempt from authentication: exactly `/prometheus` or the model's

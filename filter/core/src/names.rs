@@ -1,4 +1,6 @@
-//! Kubernetes and Istio name rules the generated objects must follow.
+//! Kubernetes name rules: the contract's model ids are `<namespace>/<name>` of a
+//! SeldonDeployment, so the filter reads them by these rules, and the controller writes
+//! every name of the objects it generates by them.
 
 /// An RFC 1123 label: lowercase alphanumerics and `-`, at most 63, starting and ending
 /// alphanumeric (namespaces, Services, subset names).
@@ -27,6 +29,13 @@ pub fn is_dns_subdomain(text: &str) -> bool {
         })
 }
 
+/// A model id of the contract, `<namespace>/<name>`: a namespace (DNS label) and a
+/// SeldonDeployment's name (DNS subdomain), as Kubernetes admits them.
+pub fn is_model_id(id: &str) -> bool {
+    id.split_once('/')
+        .is_some_and(|(ns, name)| is_dns_label(ns) && is_dns_subdomain(name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,5 +49,24 @@ mod tests {
         assert!(is_dns_subdomain("seldon.io"));
         assert!(!is_dns_subdomain("a..b"));
         assert!(is_dns_subdomain(&"a".repeat(70)));
+    }
+
+    #[test]
+    fn model_ids() {
+        assert!(is_model_id("prod/fraud"));
+        assert!(is_model_id("prod/fraud.v2"));
+        for bad in [
+            "prod",
+            "prod/",
+            "/fraud",
+            "Prod/fraud",
+            "a.b/fraud",
+            "prod/a..b",
+            "prod/a.-b",
+            "prod/-a",
+            "prod/a/b",
+        ] {
+            assert!(!is_model_id(bad), "{bad}");
+        }
     }
 }
