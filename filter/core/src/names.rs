@@ -5,28 +5,24 @@
 /// An RFC 1123 label: lowercase alphanumerics and `-`, at most 63, starting and ending
 /// alphanumeric (namespaces, Services, subset names).
 pub fn is_dns_label(text: &str) -> bool {
-    !text.is_empty()
-        && text.len() <= 63
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !text.starts_with('-')
-        && !text.ends_with('-')
+    text.len() <= 63 && is_label_shaped(text)
 }
 
 /// A Kubernetes object name (RFC 1123 subdomain as Kubernetes checks it): dot-separated
-/// parts of lowercase alphanumerics and `-`, at most 253 in all.
+/// parts of lowercase alphanumerics and `-`, at most 253 in all (Kubernetes does not bound
+/// each part to 63).
 pub fn is_dns_subdomain(text: &str) -> bool {
-    !text.is_empty()
-        && text.len() <= 253
-        && text.split('.').all(|part| {
-            !part.is_empty()
-                && part
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !part.starts_with('-')
-                && !part.ends_with('-')
-        })
+    !text.is_empty() && text.len() <= 253 && text.split('.').all(is_label_shaped)
+}
+
+/// Lowercase alphanumerics and `-`, not empty, starting and ending alphanumeric.
+fn is_label_shaped(part: &str) -> bool {
+    !part.is_empty()
+        && part
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !part.starts_with('-')
+        && !part.ends_with('-')
 }
 
 /// A model id of the contract, `<namespace>/<name>`: a namespace (DNS label) and a

@@ -177,11 +177,7 @@ mod tests {
             .iter()
             .map(|(n, v)| (n.to_string(), v.clone()))
             .collect();
-        let request = Request {
-            method,
-            path,
-            headers: &headers,
-        };
+        let request = Request::test(method, path, &headers);
         let mut cache = TokenCache::new(4);
         let mut env = Environment {
             now: NOW,

@@ -92,13 +92,7 @@ fn strip_bearer(value: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::request::test_support::headers;
 
     #[test]
     fn token_sources_parse() {
@@ -130,56 +124,28 @@ mod tests {
             TokenSource::Query("access_token".into()),
         ];
         let one = headers(&[("authorization", "Bearer abc")]);
-        let r = Request {
-            method: "GET",
-            path: "/x",
-            headers: &one,
-        };
+        let r = Request::test("GET", "/x", &one);
         assert_eq!(find_token(&r, &sources).unwrap().unwrap().token, "abc");
 
         let lower = headers(&[("authorization", "bearer   abc ")]);
-        let r = Request {
-            method: "GET",
-            path: "/x",
-            headers: &lower,
-        };
+        let r = Request::test("GET", "/x", &lower);
         assert_eq!(find_token(&r, &sources).unwrap().unwrap().token, "abc");
 
         let none: Vec<(String, String)> = vec![];
-        let r = Request {
-            method: "GET",
-            path: "/x?access_token=a%2Eb",
-            headers: &none,
-        };
+        let r = Request::test("GET", "/x?access_token=a%2Eb", &none);
         assert_eq!(find_token(&r, &sources).unwrap().unwrap().token, "a.b");
-        let r = Request {
-            method: "GET",
-            path: "/x?other=1",
-            headers: &none,
-        };
+        let r = Request::test("GET", "/x?other=1", &none);
         assert_eq!(find_token(&r, &sources), Ok(None));
 
         let both = headers(&[("authorization", "Bearer abc")]);
-        let r = Request {
-            method: "GET",
-            path: "/x?access_token=abc",
-            headers: &both,
-        };
+        let r = Request::test("GET", "/x?access_token=abc", &both);
         assert_eq!(find_token(&r, &sources), Err(DenyReason::MultipleTokens));
 
         let twice = headers(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]);
-        let r = Request {
-            method: "GET",
-            path: "/x",
-            headers: &twice,
-        };
+        let r = Request::test("GET", "/x", &twice);
         assert_eq!(find_token(&r, &sources), Err(DenyReason::MultipleTokens));
 
-        let r = Request {
-            method: "GET",
-            path: "/x?access_token=a&access_token=a",
-            headers: &none,
-        };
+        let r = Request::test("GET", "/x?access_token=a&access_token=a", &none);
         assert_eq!(find_token(&r, &sources), Err(DenyReason::MultipleTokens));
     }
 }

@@ -197,12 +197,17 @@ impl CompiledRouting {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request::test_support::headers;
 
-    fn routing(weights: &[(&str, u32)]) -> CompiledRouting {
+    /// The default routing header, overridable, with these predictors and sticky key.
+    fn compile(
+        weights: &[(&str, u32)],
+        sticky: Option<&str>,
+    ) -> Result<CompiledRouting, (String, String)> {
         CompiledRouting::compile(&Routing {
             header: "x-seldon-predictor".into(),
             override_allowed: true,
-            sticky: Some("header:x-user".into()),
+            sticky: sticky.map(str::to_string),
             predictors: weights
                 .iter()
                 .map(|(n, t)| Predictor {
@@ -211,43 +216,35 @@ mod tests {
                 })
                 .collect(),
         })
-        .unwrap()
+    }
+
+    fn routing(weights: &[(&str, u32)]) -> CompiledRouting {
+        compile(weights, Some("header:x-user")).unwrap()
     }
 
     fn req(headers: &[(String, String)]) -> Request<'_> {
-        Request {
-            method: "POST",
-            path: "/seldon/ns/m/api/v1.0/predictions",
-            headers,
-        }
-    }
-
-    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        Request::test("POST", "/seldon/ns/m/api/v1.0/predictions", headers)
     }
 
     #[test]
     fn override_picks_any_predictor_including_dark_launches() {
         let r = routing(&[("main", 100), ("dark", 0)]);
-        let headers = h(&[("x-seldon-predictor", "dark")]);
+        let sent = headers(&[("x-seldon-predictor", "dark")]);
         assert_eq!(
-            r.choose("ns/m", &req(&headers), None, 0),
+            r.choose("ns/m", &req(&sent), None, 0),
             Ok((1, RouteWhy::Override))
         );
-        let headers = h(&[("x-seldon-predictor", "nope")]);
+        let sent = headers(&[("x-seldon-predictor", "nope")]);
         assert_eq!(
-            r.choose("ns/m", &req(&headers), None, 0),
+            r.choose("ns/m", &req(&sent), None, 0),
             Err(DenyReason::UnknownPredictor)
         );
-        let headers = h(&[
+        let sent = headers(&[
             ("x-seldon-predictor", "main"),
             ("x-seldon-predictor", "dark"),
         ]);
         assert_eq!(
-            r.choose("ns/m", &req(&headers), None, 0),
+            r.choose("ns/m", &req(&sent), None, 0),
             Err(DenyReason::AmbiguousPredictor)
         );
     }
@@ -257,8 +254,8 @@ mod tests {
         let r = routing(&[("main", 100), ("dark", 0)]);
         for i in 0..5000u64 {
             let user = format!("u{i}");
-            let headers = h(&[("x-user", &user)]);
-            assert_eq!(r.choose("ns/m", &req(&headers), None, i).unwrap().0, 0);
+            let sent = headers(&[("x-user", &user)]);
+            assert_eq!(r.choose("ns/m", &req(&sent), None, i).unwrap().0, 0);
             assert_eq!(r.random_choice(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)), 0);
         }
         let first_dark = routing(&[("dark", 0), ("main", 100)]);
@@ -275,9 +272,9 @@ mod tests {
         let mut r = routing(&[("a", 50), ("b", 50)]);
         r.override_allowed = false;
         r.sticky = None;
-        let headers = h(&[("x-seldon-predictor", "nope")]);
+        let sent = headers(&[("x-seldon-predictor", "nope")]);
         assert_eq!(
-            r.choose("ns/m", &req(&headers), None, 1).unwrap().1,
+            r.choose("ns/m", &req(&sent), None, 1).unwrap().1,
             RouteWhy::Random { draw: 1 }
         );
     }
@@ -287,14 +284,11 @@ mod tests {
         let r = routing(&[("a", 50), ("b", 50)]);
         for i in 0..500 {
             let user = format!("user-{i}");
-            let headers = h(&[("x-user", &user)]);
-            let first = r.choose("ns/m", &req(&headers), None, 0).unwrap();
+            let sent = headers(&[("x-user", &user)]);
+            let first = r.choose("ns/m", &req(&sent), None, 0).unwrap();
             assert_eq!(first.1.reason(), RouteReason::Sticky);
             for random in [1, 77, 12345] {
-                assert_eq!(
-                    r.choose("ns/m", &req(&headers), None, random).unwrap(),
-                    first
-                );
+                assert_eq!(r.choose("ns/m", &req(&sent), None, random).unwrap(), first);
             }
         }
     }
@@ -335,22 +329,8 @@ mod tests {
 
     #[test]
     fn bad_routing_is_refused_with_the_field() {
-        let bad = |weights: &[(&str, u32)], sticky: Option<&str>| {
-            CompiledRouting::compile(&Routing {
-                header: "x-seldon-predictor".into(),
-                override_allowed: true,
-                sticky: sticky.map(str::to_string),
-                predictors: weights
-                    .iter()
-                    .map(|(n, t)| Predictor {
-                        name: n.to_string(),
-                        traffic: *t,
-                    })
-                    .collect(),
-            })
-            .unwrap_err()
-            .0
-        };
+        let bad =
+            |weights: &[(&str, u32)], sticky: Option<&str>| compile(weights, sticky).unwrap_err().0;
         assert_eq!(bad(&[("a", 0), ("b", 0)], None), "predictors");
         assert_eq!(bad(&[("a", 1), ("a", 1)], None), "predictors[1].name");
         assert_eq!(bad(&[], None), "predictors");

@@ -77,18 +77,14 @@ pub(crate) fn sticky_bucket(model_id: &str, key: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request::test_support::headers;
+
+    const PREDICT: &str = "/seldon/ns/m/api/v1.0/predictions";
 
     #[test]
     fn keys_from_cookies_and_claims() {
-        let cookies = vec![
-            ("cookie".to_string(), "x=1; session=abc".to_string()),
-            ("cookie".to_string(), "y=2".to_string()),
-        ];
-        let request = Request {
-            method: "POST",
-            path: "/seldon/ns/m/api/v1.0/predictions",
-            headers: &cookies,
-        };
+        let cookies = headers(&[("cookie", "x=1; session=abc"), ("cookie", "y=2")]);
+        let request = Request::test("POST", PREDICT, &cookies);
         let key = StickyKey::parse("cookie:session").unwrap();
         assert_eq!(key.value(&request, None).as_deref(), Some("abc"));
         let key = StickyKey::parse("claim:sub").unwrap();
@@ -96,11 +92,7 @@ mod tests {
             .as_object()
             .unwrap()
             .clone();
-        let bare = Request {
-            method: "POST",
-            path: "/seldon/ns/m/api/v1.0/predictions",
-            headers: &[],
-        };
+        let bare = Request::test("POST", PREDICT, &[]);
         assert_eq!(key.value(&bare, Some(&claims)).as_deref(), Some("u1"));
         assert_eq!(key.value(&bare, None), None);
     }
