@@ -8,6 +8,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::compiled::ConfigError;
 use crate::config::{Predictor, Routing};
 use crate::http::is_header_name;
 use crate::reason::DenyReason;
@@ -84,36 +85,36 @@ pub struct CompiledRouting {
 }
 
 impl CompiledRouting {
-    /// Validates and compiles a model's routing; errors name the bad field.
-    pub fn compile(routing: &Routing) -> Result<Self, (String, String)> {
+    /// Validates and compiles a model's routing; errors name the bad field within `routing`.
+    pub fn compile(routing: &Routing) -> Result<Self, ConfigError> {
         if !is_header_name(&routing.header) {
-            return Err((
-                "header".into(),
+            return Err(ConfigError::new(
+                "header",
                 format!("{:?} is not a header name", routing.header),
             ));
         }
         let header = routing.header.to_ascii_lowercase();
         if let Some(why) = crate::headers::reserved_for_routing(&header) {
-            return Err(("header".into(), format!("{header:?} is {why}")));
+            return Err(ConfigError::new("header", format!("{header:?} is {why}")));
         }
         let sticky = match &routing.sticky {
             None => None,
-            Some(text) => Some(StickyKey::parse(text).map_err(|e| ("sticky".to_string(), e))?),
+            Some(text) => Some(StickyKey::parse(text).map_err(|e| ConfigError::new("sticky", e))?),
         };
         if routing.predictors.is_empty() {
-            return Err(("predictors".into(), "no predictor".into()));
+            return Err(ConfigError::new("predictors", "no predictor"));
         }
         let mut cumulative = Vec::with_capacity(routing.predictors.len());
         let mut total = 0u64;
         for (i, p) in routing.predictors.iter().enumerate() {
             if p.name.is_empty() || p.name.bytes().any(|b| b.is_ascii_control() || b == b',') {
-                return Err((
+                return Err(ConfigError::new(
                     format!("predictors[{i}].name"),
                     format!("{:?} is not a predictor name", p.name),
                 ));
             }
             if routing.predictors[..i].iter().any(|q| q.name == p.name) {
-                return Err((
+                return Err(ConfigError::new(
                     format!("predictors[{i}].name"),
                     format!("{:?} appears twice", p.name),
                 ));
@@ -122,7 +123,7 @@ impl CompiledRouting {
             cumulative.push(total);
         }
         if total == 0 {
-            return Err(("predictors".into(), "every traffic weight is 0".into()));
+            return Err(ConfigError::new("predictors", "every traffic weight is 0"));
         }
         Ok(Self {
             header,
@@ -203,7 +204,7 @@ mod tests {
     fn compile(
         weights: &[(&str, u32)],
         sticky: Option<&str>,
-    ) -> Result<CompiledRouting, (String, String)> {
+    ) -> Result<CompiledRouting, ConfigError> {
         CompiledRouting::compile(&Routing {
             header: "x-seldon-predictor".into(),
             override_allowed: true,
@@ -329,8 +330,9 @@ mod tests {
 
     #[test]
     fn bad_routing_is_refused_with_the_field() {
-        let bad =
-            |weights: &[(&str, u32)], sticky: Option<&str>| compile(weights, sticky).unwrap_err().0;
+        let bad = |weights: &[(&str, u32)], sticky: Option<&str>| {
+            compile(weights, sticky).unwrap_err().field
+        };
         assert_eq!(bad(&[("a", 0), ("b", 0)], None), "predictors");
         assert_eq!(bad(&[("a", 1), ("a", 1)], None), "predictors[1].name");
         assert_eq!(bad(&[], None), "predictors");
