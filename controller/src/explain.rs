@@ -4,14 +4,17 @@
 
 use std::fmt::Write;
 
-use modelgate_core::compiled::CompiledPolicy;
-use modelgate_core::config::{AuthMode, FilterConfig};
-use modelgate_core::routing::BUCKETS;
-use modelgate_core::token::TokenSource;
+use modelgate_core::auth::extractor::TokenSource;
+use modelgate_core::compiled::{CompiledModel, CompiledPolicy};
+use modelgate_core::config::{AuthMode, FilterConfig, Predictor};
+use modelgate_core::decision::Refusal;
+use modelgate_core::route::BUCKETS;
 use modelgate_core::trace::{Addressed, AddressedBy, RouteWhy, Step, TokenFound};
 use modelgate_core::{
-    AllowReason, CompiledConfig, ConfigError, Edit, Environment, Outcome, Request, TokenCache,
+    AllowReason, CompiledConfig, ConfigError, DenyReason, Edit, Environment, Outcome, Request,
+    TokenCache,
 };
+use serde_json::Value;
 
 /// A request to explain, as the gateway would see it.
 #[derive(Debug, Clone)]
@@ -97,21 +100,7 @@ pub fn explain(
     for step in &steps {
         match step {
             Step::Model(addressed) => lines.push(model_line(addressed)),
-            Step::FreePass(pass) => {
-                let prometheus = decision
-                    .model
-                    .map(|m| m.prometheus_path())
-                    .unwrap_or_default();
-                lines.push(match pass {
-                    Some(AllowReason::Exempt) => {
-                        format!("exemption: GET /prometheus or {prometheus} needs no token")
-                    }
-                    Some(AllowReason::Preflight) => "exemption: CORS preflight (OPTIONS with Origin and Access-Control-Request-Method) needs no token".into(),
-                    _ => format!(
-                        "exemption: none (only GET /prometheus and GET {prometheus} are exempt)"
-                    ),
-                });
-            }
+            Step::FreePass(pass) => lines.push(exemption_line(*pass, decision.model)),
             Step::Policy { id, policy } => lines.push(policy_line(id, policy)),
             Step::TokenSearch { sources, found } => match found {
                 TokenFound::Several => lines.push(format!(
@@ -123,69 +112,31 @@ pub fn explain(
             },
             Step::TokenRefused { reason, remembered } => {
                 if let Some(place) = &token_place {
-                    let remembered = if *remembered {
-                        " (a refusal remembered from an earlier request)"
-                    } else {
-                        ""
-                    };
-                    lines.push(format!(
-                        "token: found in {place}, rejected: {}{remembered}",
-                        reason.as_str()
-                    ));
+                    lines.push(token_refused_line(place, *reason, *remembered));
                 }
             }
             Step::TokenValid {
                 kid,
                 subject,
                 cached,
-            } => {
-                let place = token_place.as_deref().unwrap_or("the request");
-                let signer = match (kid, cached) {
-                    (_, true) => " (verified before, from the token cache)".to_string(),
-                    (Some(kid), false) => format!(" (key {kid})"),
-                    (None, false) => " (a key without kid)".to_string(),
-                };
-                lines.push(format!(
-                    "token: found in {place}, signature{signer}, issuer, audience and times valid (sub {})",
-                    subject.as_deref().unwrap_or("-")
-                ));
-            }
+            } => lines.push(token_valid_line(
+                token_place.as_deref(),
+                *kid,
+                subject.as_deref(),
+                *cached,
+            )),
             Step::Claim {
                 claim,
                 values,
                 found,
                 holds,
-            } => {
-                let has = found
-                    .as_ref()
-                    .map_or_else(|| "nothing".to_string(), |v| v.to_string());
-                let verdict = if *holds { "holds" } else { "FAILS" };
-                lines.push(format!(
-                    "claim {claim}: needs one of {values:?}, token has {has}: {verdict}"
-                ));
-            }
+            } => lines.push(claim_line(claim, values, found.as_ref(), *holds)),
             Step::Route {
                 header,
                 predictor,
                 why,
                 predictors,
-            } => {
-                let why = match why {
-                    RouteWhy::Override => format!("the client named it in {header}"),
-                    RouteWhy::Sticky { bucket } => {
-                        format!("sticky key hashes to bucket {bucket} of {BUCKETS}")
-                    }
-                    RouteWhy::Random { .. } => "weighted random choice by traffic".into(),
-                };
-                let weights: Vec<String> = predictors
-                    .iter()
-                    .map(|p| format!("{}={}", p.name, p.traffic))
-                    .collect();
-                route = Some(format!(
-                    "route: predictor {predictor} ({why}; weights {})",
-                    weights.join(", ")
-                ));
-            }
+            } => route = Some(route_line(header, predictor, *why, predictors)),
             Step::Readdressed => lines.push(
                 "edits: they would change the model the request addresses, so it is refused".into(),
             ),
@@ -193,41 +144,14 @@ pub fn explain(
     }
 
     let forwarded = !matches!(decision.outcome, Outcome::Denied(_));
-    match decision.outcome {
-        // The model line said it all.
-        Outcome::NotAModel => {}
-        Outcome::Allowed(reason) => lines.push(format!("verdict: allowed ({})", reason.as_str())),
-        Outcome::AuditDenied(reason) => lines.push(format!(
-            "verdict: would be denied ({}, status {}), let through because the model is in audit mode",
-            reason.as_str(),
-            reason.status()
-        )),
-        Outcome::Denied(reason) => lines.push(format!(
-            "verdict: denied ({}), status {}",
-            reason.as_str(),
-            reason.status()
-        )),
-    }
-    if let Some(refusal) = decision.refusal() {
-        let mut answer = format!("answer: {}", refusal.status);
-        for (name, value) in &refusal.headers {
-            let _ = write!(answer, "; {name}: {value}");
-        }
-        let _ = write!(answer, "; body {}", refusal.body);
-        lines.push(answer);
-    }
+    lines.extend(verdict_line(decision.outcome));
+    lines.extend(decision.refusal().as_ref().map(answer_line));
     if let Some(route) = route.filter(|_| forwarded) {
         lines.push(route);
     } else if forwarded && decision.model.is_some_and(|m| m.routing.is_none()) {
         lines.push("route: the model's only predictor (no A/B routing)".into());
     }
-    for edit in &decision.edits {
-        lines.push(match edit {
-            Edit::RemoveHeader(h) => format!("edit: remove header {h}"),
-            Edit::SetHeader(h, v) => format!("edit: set header {h}: {v}"),
-            Edit::SetPath(p) => format!("edit: set path {p}"),
-        });
-    }
+    lines.extend(decision.edits.iter().map(edit_line));
     Ok(Explanation { lines, forwarded })
 }
 
@@ -245,6 +169,17 @@ fn model_line(addressed: &Addressed<'_>) -> String {
         ),
         Addressed::Nothing => "model: the request addresses no model (not /seldon/<ns>/<name>/..., no gRPC seldon/namespace headers): it passes untouched".into(),
         Addressed::Ambiguous => "model: ambiguous (the path and the gRPC headers seldon/namespace name different models, or one of those headers is repeated)".into(),
+    }
+}
+
+fn exemption_line(pass: Option<AllowReason>, model: Option<&CompiledModel>) -> String {
+    let prometheus = model.map(|m| m.prometheus_path()).unwrap_or_default();
+    match pass {
+        Some(AllowReason::Exempt) => {
+            format!("exemption: GET /prometheus or {prometheus} needs no token")
+        }
+        Some(AllowReason::Preflight) => "exemption: CORS preflight (OPTIONS with Origin and Access-Control-Request-Method) needs no token".into(),
+        _ => format!("exemption: none (only GET /prometheus and GET {prometheus} are exempt)"),
     }
 }
 
@@ -276,4 +211,93 @@ fn place(source: &TokenSource) -> String {
 
 fn places(sources: &[TokenSource]) -> String {
     sources.iter().map(place).collect::<Vec<_>>().join(", ")
+}
+
+fn token_refused_line(place: &str, reason: DenyReason, remembered: bool) -> String {
+    let remembered = if remembered {
+        " (a refusal remembered from an earlier request)"
+    } else {
+        ""
+    };
+    format!(
+        "token: found in {place}, rejected: {}{remembered}",
+        reason.as_str()
+    )
+}
+
+fn token_valid_line(
+    place: Option<&str>,
+    kid: Option<&str>,
+    subject: Option<&str>,
+    cached: bool,
+) -> String {
+    let place = place.unwrap_or("the request");
+    let signer = match (kid, cached) {
+        (_, true) => " (verified before, from the token cache)".to_string(),
+        (Some(kid), false) => format!(" (key {kid})"),
+        (None, false) => " (a key without kid)".to_string(),
+    };
+    format!(
+        "token: found in {place}, signature{signer}, issuer, audience and times valid (sub {})",
+        subject.unwrap_or("-")
+    )
+}
+
+fn claim_line(claim: &str, values: &[String], found: Option<&Value>, holds: bool) -> String {
+    let has = found.map_or_else(|| "nothing".to_string(), |v| v.to_string());
+    let verdict = if holds { "holds" } else { "FAILS" };
+    format!("claim {claim}: needs one of {values:?}, token has {has}: {verdict}")
+}
+
+fn route_line(header: &str, predictor: &str, why: RouteWhy, predictors: &[Predictor]) -> String {
+    let why = match why {
+        RouteWhy::Override => format!("the client named it in {header}"),
+        RouteWhy::Sticky { bucket } => {
+            format!("sticky key hashes to bucket {bucket} of {BUCKETS}")
+        }
+        RouteWhy::Random { .. } => "weighted random choice by traffic".into(),
+    };
+    let weights: Vec<String> = predictors
+        .iter()
+        .map(|p| format!("{}={}", p.name, p.traffic))
+        .collect();
+    format!(
+        "route: predictor {predictor} ({why}; weights {})",
+        weights.join(", ")
+    )
+}
+
+/// `None` for a request that addresses no known model: its model line said it all.
+fn verdict_line(outcome: Outcome) -> Option<String> {
+    match outcome {
+        Outcome::NotAModel => None,
+        Outcome::Allowed(reason) => Some(format!("verdict: allowed ({})", reason.as_str())),
+        Outcome::AuditDenied(reason) => Some(format!(
+            "verdict: would be denied ({}, status {}), let through because the model is in audit mode",
+            reason.as_str(),
+            reason.status()
+        )),
+        Outcome::Denied(reason) => Some(format!(
+            "verdict: denied ({}), status {}",
+            reason.as_str(),
+            reason.status()
+        )),
+    }
+}
+
+fn answer_line(refusal: &Refusal) -> String {
+    let mut answer = format!("answer: {}", refusal.status);
+    for (name, value) in &refusal.headers {
+        let _ = write!(answer, "; {name}: {value}");
+    }
+    let _ = write!(answer, "; body {}", refusal.body);
+    answer
+}
+
+fn edit_line(edit: &Edit) -> String {
+    match edit {
+        Edit::RemoveHeader(h) => format!("edit: remove header {h}"),
+        Edit::SetHeader(h, v) => format!("edit: set header {h}: {v}"),
+        Edit::SetPath(p) => format!("edit: set path {p}"),
+    }
 }

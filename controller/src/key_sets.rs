@@ -5,8 +5,8 @@
 //! tenant wrote reaches the WasmPlugin verbatim, so no key can be too deep, too large or too
 //! strange for the filter or for the controller's own client to read back.
 
+use modelgate_core::auth::keys::KeyLimits;
 use modelgate_core::config::KeySet;
-use modelgate_core::keys::KeyLimits;
 use serde_json::{Map, Value};
 
 /// Keys kept per key set; the rest are dropped with a warning.
@@ -53,7 +53,7 @@ pub fn reduce(keys: &[Value], limits: &KeyLimits) -> Reduced {
             continue;
         };
         // The filter's own compiler decides what is usable.
-        match modelgate_core::keys::compile_key_with(&key, limits) {
+        match modelgate_core::auth::keys::compile_key_with(&key, limits) {
             Ok(_) => kept.push(key),
             Err(why) => dropped.push(format!("keys[{i}]: {why}")),
         }

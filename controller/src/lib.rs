@@ -8,7 +8,8 @@
 //! - [`annotations`]: a model's annotations parsed into [`annotations::ModelOptions`].
 //! - [`key_sets`]: tenants' keys reduced to what the filter can use.
 //! - [`generate`](mod@generate): the pure function from SeldonDeployments and settings to objects.
-//! - [`istio`]: the typed Istio objects it produces; [`names`]: the name rules they follow.
+//! - [`istio`]: the typed Istio objects it produces (their names follow
+//!   [`modelgate_core::names`], the rules the filter reads model ids by).
 //! - [`manifests`]: YAML in and out for the CLI.
 //! - [`from_files`]: generation from manifest files, as `render`, `check` and `explain` do it.
 //! - [`explain`]: the filter's decision on a request, natively.
@@ -32,7 +33,6 @@ pub mod jwks;
 pub mod key_sets;
 pub mod manifests;
 pub mod metrics;
-pub mod names;
 pub mod permissions;
 pub mod reconcile;
 pub mod run;

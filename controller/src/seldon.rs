@@ -9,7 +9,7 @@ use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
 use crate::annotations::ModelError;
-use crate::names::{is_dns_label, is_dns_subdomain};
+use modelgate_core::names::{is_dns_label, is_dns_subdomain};
 
 /// The predictor annotation that overrides a predictor's Service name (Seldon's rule).
 pub const SVC_NAME_ANNOTATION: &str = "seldon.io/svc-name";

@@ -186,7 +186,7 @@ impl Default for Settings {
             service_url: "http://modelgate.modelgate-system.svc.cluster.local:8080".into(),
             default_namespace: "default".into(),
             plugin_config_max_bytes: crate::generate::filter_config::MAX_CONFIG_BYTES,
-            max_rsa_bits: modelgate_core::keys::DEFAULT_MAX_RSA_BITS as u32,
+            max_rsa_bits: modelgate_core::auth::keys::DEFAULT_MAX_RSA_BITS as u32,
             tenancy: TenancySettings::default(),
             jwks: JwksSettings::default(),
         }
@@ -285,7 +285,7 @@ impl Default for TenancySettings {
 impl TenancySettings {
     fn validate(&self) -> Result<(), SettingsError> {
         for namespace in &self.gateway_namespaces {
-            if !crate::names::is_dns_label(namespace) {
+            if !modelgate_core::names::is_dns_label(namespace) {
                 return Err(invalid(
                     "tenancy.gatewayNamespaces",
                     namespace,
@@ -294,7 +294,7 @@ impl TenancySettings {
             }
         }
         for (namespace, patterns) in &self.hosts {
-            if namespace != "*" && !crate::names::is_dns_label(namespace) {
+            if namespace != "*" && !modelgate_core::names::is_dns_label(namespace) {
                 return Err(invalid(
                     "tenancy.hosts",
                     namespace,
@@ -303,7 +303,7 @@ impl TenancySettings {
             }
             for pattern in patterns {
                 let name = pattern.strip_prefix("*.").unwrap_or(pattern);
-                if pattern != "*" && !crate::names::is_dns_subdomain(name) {
+                if pattern != "*" && !modelgate_core::names::is_dns_subdomain(name) {
                     return Err(invalid(
                         "tenancy.hosts",
                         pattern,
@@ -452,15 +452,15 @@ impl Settings {
                 ));
             }
         }
-        if !crate::names::is_dns_label(&self.gateway_namespace) {
+        if !modelgate_core::names::is_dns_label(&self.gateway_namespace) {
             return Err(invalid(
                 "gatewayNamespace",
                 &self.gateway_namespace,
                 "a namespace name",
             ));
         }
-        let rsa_bits =
-            modelgate_core::keys::MIN_RSA_BITS..=modelgate_core::keys::MAX_RSA_BITS_CEILING;
+        let rsa_bits = modelgate_core::auth::keys::MIN_RSA_BITS
+            ..=modelgate_core::auth::keys::MAX_RSA_BITS_CEILING;
         if !rsa_bits.contains(&(self.max_rsa_bits as usize)) {
             return Err(invalid(
                 "maxRsaBits",
@@ -482,7 +482,7 @@ impl Settings {
                 ),
             ));
         }
-        if !crate::names::is_dns_label(&self.default_namespace) {
+        if !modelgate_core::names::is_dns_label(&self.default_namespace) {
             return Err(invalid(
                 "defaultNamespace",
                 &self.default_namespace,
@@ -490,7 +490,7 @@ impl Settings {
             ));
         }
         if let Some(secret) = &self.gateway_tls_secret
-            && !crate::names::is_dns_subdomain(secret)
+            && !modelgate_core::names::is_dns_subdomain(secret)
         {
             return Err(invalid("gatewayTlsSecret", secret, "a Secret name"));
         }
@@ -546,7 +546,7 @@ impl Settings {
 
 fn is_label_key(key: &str) -> bool {
     let name = key.rsplit_once('/').map_or(key, |(prefix, name)| {
-        if crate::names::is_dns_subdomain(prefix) {
+        if modelgate_core::names::is_dns_subdomain(prefix) {
             name
         } else {
             ""

@@ -51,7 +51,7 @@ pub fn validate_rules(tenancy: &TenancySettings) -> Result<(), (&'static str, St
     ] {
         if let Some(ns) = map
             .keys()
-            .find(|ns| *ns != "*" && !crate::names::is_dns_label(ns))
+            .find(|ns| *ns != "*" && !modelgate_core::names::is_dns_label(ns))
         {
             return Err((setting, ns.clone(), "namespace names or \"*\"".into()));
         }

@@ -15,7 +15,7 @@ use std::time::UNIX_EPOCH;
 use modelgate_core::decision::refusal;
 use modelgate_core::{
     CompiledConfig, DenyReason, Edit, Environment, Outcome, Request, TokenCache,
-    cache::DEFAULT_CAPACITY,
+    auth::cache::DEFAULT_CAPACITY,
 };
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};

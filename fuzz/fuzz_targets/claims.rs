@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use modelgate_core::strict_json::{MAX_DEPTH, MAX_MEMBERS, UniqueKeys};
+use modelgate_core::auth::strict_json::{MAX_DEPTH, MAX_MEMBERS, UniqueKeys};
 use serde_json::{Map, Value};
 
 /// Whether an object repeats a key at any depth, judged on a reading that keeps every

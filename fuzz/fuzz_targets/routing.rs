@@ -6,7 +6,7 @@
 use libfuzzer_sys::arbitrary::{Arbitrary, Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use modelgate_core::config::{Predictor, Routing};
-use modelgate_core::routing::CompiledRouting;
+use modelgate_core::route::CompiledRouting;
 use modelgate_core::{Request, RouteReason};
 use serde_json::{Map, Value};
 

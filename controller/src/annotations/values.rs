@@ -3,17 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use modelgate_core::claims::ClaimPath;
+use modelgate_core::auth::claims::ClaimPath;
+use modelgate_core::auth::extractor::TokenSource;
+use modelgate_core::auth::keys::KeyLimits;
 use modelgate_core::config::AuthMode;
 use modelgate_core::headers;
-use modelgate_core::keys::KeyLimits;
-use modelgate_core::routing::StickyKey;
-use modelgate_core::token::{TokenSource, is_header_name};
+use modelgate_core::http::is_header_name;
+use modelgate_core::route::StickyKey;
 
 use super::GatewayRef;
 use crate::key_sets;
-use crate::names::{is_dns_label, is_dns_subdomain};
 use crate::settings::AuthKind;
+use modelgate_core::names::{is_dns_label, is_dns_subdomain};
 
 /// `[<namespace>/]<name>` or `mesh`; no namespace means the SeldonDeployment's.
 pub fn parse_gateway(value: &str, namespace: &str) -> Result<GatewayRef, String> {

@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 
 use modelgate_core::CompiledConfig;
+use modelgate_core::auth::keys::KeyLimits;
 use modelgate_core::compiled::UNUSABLE_ENTRY_POLICY;
 use modelgate_core::config::{FilterConfig, KeySet, Limits, Model, Policy, Predictor, Routing};
-use modelgate_core::keys::KeyLimits;
 use sha2::{Digest, Sha256};
 
 use crate::annotations::{KeySource, ModelOptions, PolicySpec};

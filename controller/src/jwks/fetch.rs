@@ -173,7 +173,7 @@ impl Fetcher {
         if !set
             .keys
             .iter()
-            .any(|k| modelgate_core::keys::compile_key(k).is_ok())
+            .any(|k| modelgate_core::auth::keys::compile_key(k).is_ok())
         {
             return Err(JwksError::Document {
                 uri: uri.into(),

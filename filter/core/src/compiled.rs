@@ -16,23 +16,23 @@
 //! compiled models are kept compact (one string per model, routing boxed).
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::rc::Rc;
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::claims::{ClaimPath, ClaimRule, ClaimsUsed};
+use crate::auth::claims::{ClaimPath, ClaimRule, ClaimsUsed};
+use crate::auth::extractor::TokenSource;
+use crate::auth::keys::{KeyLimits, VerifyingKey, compile_key_with, select_usable};
+use crate::auth::verifier::{PolicyValidation, validation_for};
 use crate::config::{
-    AuthMode, CONFIG_VERSION, DEFAULT_TOKEN_SOURCE, FilterConfig, JwtPolicy, KeySet, Limits, Model,
-    Policy,
+    AuthMode, DEFAULT_TOKEN_SOURCE, FilterConfig, JwtPolicy, KeySet, Model, Policy,
 };
 use crate::headers;
-use crate::keys::{
-    KeyLimits, MAX_RSA_BITS_CEILING, MIN_RSA_BITS, VerifyingKey, compile_key_with, select_usable,
-};
-use crate::routing::{CompiledRouting, StickyKey};
-use crate::token::{PolicyValidation, TokenSource, is_header_name, validation_for};
+use crate::http::is_header_name;
+use crate::names::is_model_id;
+use crate::route::CompiledRouting;
+
+mod loader;
 
 /// A configuration error: the path of the bad field and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,10 +44,12 @@ pub struct ConfigError {
     pub message: String,
 }
 
-fn error(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        field: field.into(),
-        message: message.into(),
+impl ConfigError {
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -137,44 +139,12 @@ impl CompiledConfig {
     /// document. Models are compiled as they are parsed, whatever the order of the
     /// document's fields.
     pub fn from_json(bytes: &[u8]) -> Result<(Self, Vec<ConfigError>), ConfigError> {
-        let mut loader = Loader::default();
-        // Every model names its policy once: sizing the table up front spares the peak of
-        // growing it (a copy of the table while it moves) in memory that never shrinks.
-        let expected_models = bytes.windows(9).filter(|w| w == b"\"policy\":").count();
-        loader.models.models.reserve_exact(expected_models);
-        loader.models.policy_of.reserve_exact(expected_models);
-        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-        let parsed = (&mut loader)
-            .deserialize(&mut deserializer)
-            .and_then(|()| deserializer.end());
-        match parsed {
-            Ok(()) => loader.finish(),
-            Err(e) => Err(loader
-                .version_error()
-                .unwrap_or_else(|| error(json_error_path(&e), e.to_string()))),
-        }
+        loader::from_json(bytes)
     }
 
     /// Validates and compiles a configuration.
     pub fn compile(config: &FilterConfig) -> Result<(Self, Vec<ConfigError>), ConfigError> {
-        let mut loader = Loader {
-            version: Some(config.version),
-            limits: config.limits,
-            ..Loader::default()
-        };
-        if let Some(e) = loader.version_error() {
-            return Err(e);
-        }
-        for (id, set) in &config.key_sets {
-            loader.key_sets.insert(id.clone(), Section::Typed(set));
-        }
-        for (id, policy) in &config.policies {
-            loader.policies.insert(id.clone(), Section::Typed(policy));
-        }
-        for (id, model) in &config.models {
-            loader.models.add(id.clone(), Ok(model));
-        }
-        loader.finish()
+        loader::from_config(config)
     }
 
     /// The model with this namespace and name.
@@ -238,7 +208,7 @@ fn compile_policies(
         let field = format!("policies[{id:?}]");
         let policy = section
             .read()
-            .map_err(|e| error(&field, e))
+            .map_err(|e| ConfigError::new(&field, e))
             .and_then(|policy| match policy {
                 Policy::None => Ok(CompiledPolicy::None),
                 Policy::Deny { reason } => Ok(CompiledPolicy::Deny(reason)),
@@ -270,23 +240,23 @@ fn compile_key_sets<'a>(
                 for (i, raw) in set.keys.iter().enumerate() {
                     match compile_key_with(raw, limits) {
                         Ok(key) => keys.push(key),
-                        Err(why) => warnings.push(error(
+                        Err(why) => warnings.push(ConfigError::new(
                             format!("{field}.keys[{i}]"),
                             format!("skipped: {why}"),
                         )),
                     }
                 }
             }
-            Err(e) => warnings.push(error(&field, format!("unreadable: {e}"))),
+            Err(e) => warnings.push(ConfigError::new(&field, format!("unreadable: {e}"))),
         }
         let mut skipped = Vec::new();
         let keys = select_usable(id, keys, &mut skipped);
         warnings.extend(skipped.into_iter().map(|w| match w.split_once(": ") {
-            Some((field, message)) => error(field, message),
-            None => error(&field, w),
+            Some((field, message)) => ConfigError::new(field, message),
+            None => ConfigError::new(&field, w),
         }));
         if keys.is_empty() {
-            warnings.push(error(
+            warnings.push(ConfigError::new(
                 &field,
                 "has no usable key: its policies deny every request",
             ));
@@ -304,13 +274,16 @@ fn compile_jwt(
     warnings: &mut Vec<ConfigError>,
 ) -> Result<CompiledJwt, ConfigError> {
     if jwt.issuer.is_empty() {
-        return Err(error(format!("{field}.issuer"), "must not be empty"));
+        return Err(ConfigError::new(
+            format!("{field}.issuer"),
+            "must not be empty",
+        ));
     }
     // A missing key set leaves the policy without keys: `401`, as when no key can verify.
     let keys = match compiled_sets.get(jwt.key_set.as_str()) {
         Some(keys) => keys.clone(),
         None => {
-            warnings.push(error(
+            warnings.push(ConfigError::new(
                 format!("{field}.keySet"),
                 format!(
                     "no key set {:?}: the policy denies every request",
@@ -323,9 +296,9 @@ fn compile_jwt(
     let mut claims = Vec::new();
     for (name, values) in &jwt.claims {
         let at = format!("{field}.claims[{name:?}]");
-        let claim = ClaimPath::parse(name).map_err(|e| error(&at, e))?;
+        let claim = ClaimPath::parse(name).map_err(|e| ConfigError::new(&at, e))?;
         if values.is_empty() {
-            return Err(error(at, "lists no accepted value"));
+            return Err(ConfigError::new(at, "lists no accepted value"));
         }
         claims.push(ClaimRule {
             claim,
@@ -340,39 +313,45 @@ fn compile_jwt(
     };
     for (i, text) in from.iter().enumerate() {
         let at = || format!("{field}.tokenFrom[{i}]");
-        let source = TokenSource::parse(text).map_err(|e| error(at(), e))?;
+        let source = TokenSource::parse(text).map_err(|e| ConfigError::new(at(), e))?;
         if sources.contains(&source) {
-            return Err(error(at(), "listed twice"));
+            return Err(ConfigError::new(at(), "listed twice"));
         }
         if let TokenSource::Header(name) = &source
             && let Some(why) = headers::reserved_for_tokens(name)
         {
-            return Err(error(at(), format!("{name:?} is {why}")));
+            return Err(ConfigError::new(at(), format!("{name:?} is {why}")));
         }
         sources.push(source);
     }
     let mut forward_claims = Vec::new();
     for (name, header) in &jwt.forward_claims {
         let at = format!("{field}.forwardClaims[{name:?}]");
-        let claim = ClaimPath::parse(name).map_err(|e| error(&at, e))?;
+        let claim = ClaimPath::parse(name).map_err(|e| ConfigError::new(&at, e))?;
         if !is_header_name(header) {
-            return Err(error(at, format!("{header:?} is not a header name")));
+            return Err(ConfigError::new(
+                at,
+                format!("{header:?} is not a header name"),
+            ));
         }
         let header = header.to_ascii_lowercase();
         if let Some(why) = headers::reserved_for_forwarding(&header) {
-            return Err(error(at, format!("{header:?} is {why}")));
+            return Err(ConfigError::new(at, format!("{header:?} is {why}")));
         }
         if sources
             .iter()
             .any(|s| matches!(s, TokenSource::Header(h) if *h == header))
         {
-            return Err(error(
+            return Err(ConfigError::new(
                 at,
                 format!("{header:?} is where the policy reads tokens"),
             ));
         }
         if forward_claims.iter().any(|(_, h)| *h == header) {
-            return Err(error(at, format!("{header:?} is written by another claim")));
+            return Err(ConfigError::new(
+                at,
+                format!("{header:?} is written by another claim"),
+            ));
         }
         forward_claims.push((claim, header));
     }
@@ -411,27 +390,28 @@ impl ModelTable {
     fn add(&mut self, id: String, model: Result<&Model, String>) {
         let field = format!("models[{id:?}]");
         if !is_model_id(&id) {
-            // Nothing can address it (ids are lowercase DNS names), so nothing to deny.
-            self.warnings.push(error(
+            // No SeldonDeployment has such an id, so no route reaches it: nothing to deny.
+            self.warnings.push(ConfigError::new(
                 field,
                 "skipped: the key must be <namespace>/<name> in lowercase DNS form",
             ));
             return;
         }
-        let compiled = model.map_err(|e| error(&field, e)).and_then(|model| {
-            let routing = match &model.routing {
-                None => None,
-                Some(r) => Some(Box::new(
-                    CompiledRouting::compile(r)
-                        .map_err(|(f, m)| error(format!("{field}.routing.{f}"), m))?,
-                )),
-            };
-            Ok((routing, model.policy.as_str()))
-        });
+        let compiled = model
+            .map_err(|e| ConfigError::new(&field, e))
+            .and_then(|model| {
+                let routing = match &model.routing {
+                    None => None,
+                    Some(r) => Some(Box::new(CompiledRouting::compile(r).map_err(|e| {
+                        ConfigError::new(format!("{field}.routing.{}", e.field), e.message)
+                    })?)),
+                };
+                Ok((routing, model.policy.as_str()))
+            });
         let (routing, name) = match compiled {
             Ok((routing, policy)) => (routing, self.policy_name(policy)),
             Err(e) => {
-                self.warnings.push(error(
+                self.warnings.push(ConfigError::new(
                     e.field,
                     format!("{} (the model is denied)", e.message),
                 ));
@@ -482,7 +462,7 @@ impl ModelTable {
             } else if let Some(policy) = resolved[*name as usize] {
                 policy
             } else {
-                warnings.push(error(
+                warnings.push(ConfigError::new(
                     format!("{}.policy", field()),
                     format!(
                         "no policy {:?} (the model is denied)",
@@ -496,7 +476,7 @@ impl ModelTable {
                 (&model.routing, policies.get(model.policy))
                 && jwt.uses_header(&routing.header)
             {
-                warnings.push(error(
+                warnings.push(ConfigError::new(
                     format!("{}.routing.header", field()),
                     format!(
                         "{:?} is also a token source or forwarded claim of its policy (the model is denied)",
@@ -511,7 +491,7 @@ impl ModelTable {
         let mut i = 1;
         while i < self.models.len() {
             if self.models[i].id == self.models[i - 1].id {
-                warnings.push(error(
+                warnings.push(ConfigError::new(
                     format!("models[{:?}]", self.models[i].id),
                     "listed twice (the model is denied)",
                 ));
@@ -527,186 +507,6 @@ impl ModelTable {
         self.models.shrink_to_fit();
         self.models
     }
-}
-
-/// Whether a model key is `<namespace>/<name>` in lowercase DNS form.
-fn is_model_id(id: &str) -> bool {
-    id.split_once('/')
-        .is_some_and(|(ns, n)| is_dns_name(ns) && is_dns_name(n))
-}
-
-/// Reads a `pluginConfig` document field by field: key sets and policies (few) each kept as
-/// its own slice of the document, models compiled one at a time.
-#[derive(Default)]
-struct Loader<'a> {
-    version: Option<u32>,
-    limits: Limits,
-    key_sets: BTreeMap<String, Section<'a, KeySet>>,
-    policies: BTreeMap<String, Section<'a, Policy>>,
-    models: ModelTable,
-}
-
-impl Loader<'_> {
-    /// The key limits the document sets, if they are within what this filter allows.
-    fn key_limits(&self) -> Result<KeyLimits, ConfigError> {
-        let bits = self.limits.max_rsa_bits as usize;
-        if !(MIN_RSA_BITS..=MAX_RSA_BITS_CEILING).contains(&bits) {
-            return Err(error(
-                "limits.maxRsaBits",
-                format!("{bits} is not between {MIN_RSA_BITS} and {MAX_RSA_BITS_CEILING}"),
-            ));
-        }
-        Ok(KeyLimits { max_rsa_bits: bits })
-    }
-
-    fn version_error(&self) -> Option<ConfigError> {
-        match self.version {
-            Some(CONFIG_VERSION) | None => None,
-            Some(other) => Some(error(
-                "version",
-                format!("{other} is not supported (this filter reads version {CONFIG_VERSION})"),
-            )),
-        }
-    }
-
-    #[inline(never)]
-    fn finish(self) -> Result<(CompiledConfig, Vec<ConfigError>), ConfigError> {
-        crate::crypto::install();
-        let limits = self.key_limits()?;
-        let mut warnings = Vec::new();
-        let (mut policies, mut policy_ids) =
-            compile_policies(&self.key_sets, &self.policies, &limits, &mut warnings);
-        let unusable = policies.len();
-        let models = self
-            .models
-            .finish(&policies, &policy_ids, unusable, &mut warnings);
-        // A sticky claim is read from the cached claims of its model's policy.
-        for model in &models {
-            if let Some(StickyKey::Claim(claim)) =
-                model.routing.as_ref().and_then(|r| r.sticky.as_ref())
-                && let Some(CompiledPolicy::Jwt(jwt)) = policies.get_mut(model.policy)
-            {
-                jwt.claims_used.add(claim);
-            }
-        }
-        policies.push(CompiledPolicy::Deny(UNUSABLE_ENTRY_POLICY.to_string()));
-        policy_ids.push(UNUSABLE_ENTRY_POLICY.to_string());
-        Ok((
-            CompiledConfig {
-                models,
-                policies,
-                policy_ids,
-            },
-            warnings,
-        ))
-    }
-}
-
-const FIELDS: &[&str] = &["version", "keySets", "policies", "models", "limits"];
-
-impl<'de> DeserializeSeed<'de> for &mut Loader<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for &mut Loader<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("struct FilterConfig")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = [false; 5];
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            let Some(field) = FIELDS.iter().position(|f| *f == key) else {
-                return Err(de::Error::unknown_field(&key, FIELDS));
-            };
-            if std::mem::replace(&mut seen[field], true) {
-                return Err(de::Error::duplicate_field(FIELDS[field]));
-            }
-            match field {
-                0 => {
-                    self.version = Some(map.next_value()?);
-                    if self.version_error().is_some() {
-                        return Err(de::Error::custom("unsupported version"));
-                    }
-                }
-                1 => self.key_sets = sections(&mut map)?,
-                2 => self.policies = sections(&mut map)?,
-                3 => map.next_value_seed(&mut self.models)?,
-                _ => self.limits = next_limits(&mut map)?,
-            }
-        }
-        if self.version.is_none() {
-            return Err(de::Error::missing_field("version"));
-        }
-        Ok(())
-    }
-}
-
-/// The document's `limits` (read in a function of its own: see [`compile_policies`]).
-#[inline(never)]
-fn next_limits<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Limits, A::Error> {
-    map.next_value()
-}
-
-/// A map of key sets or policies, each kept as its own slice of the document (read in a
-/// function of its own: see [`compile_policies`] on why).
-#[inline(never)]
-fn sections<'de, 'a, A: MapAccess<'de>, T>(
-    map: &mut A,
-) -> Result<BTreeMap<String, Section<'a, T>>, A::Error> {
-    let raw: BTreeMap<String, Box<RawValue>> = map.next_value()?;
-    Ok(raw
-        .into_iter()
-        .map(|(id, v)| (id, Section::Raw(v)))
-        .collect())
-}
-
-impl<'de> DeserializeSeed<'de> for &mut ModelTable {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for &mut ModelTable {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a map of models")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(id) = map.next_key::<String>()? {
-            let raw: &RawValue = map.next_value()?;
-            let model = serde_json::from_str::<Model>(raw.get()).map_err(|e| e.to_string());
-            self.add(id, model.as_ref().map_err(Clone::clone));
-        }
-        Ok(())
-    }
-}
-
-/// Kubernetes names (namespaces are DNS labels, SeldonDeployments DNS subdomains).
-fn is_dns_name(text: &str) -> bool {
-    !text.is_empty()
-        && text.len() <= 253
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && !text.starts_with(['-', '.'])
-        && !text.ends_with(['-', '.'])
-}
-
-/// serde_json does not report the path of an error; its message names the field and the
-/// position, so the position is the best "field" there is.
-fn json_error_path(e: &serde_json::Error) -> String {
-    format!("pluginConfig (line {}, column {})", e.line(), e.column())
 }
 
 #[cfg(test)]

@@ -54,7 +54,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_rsa_bits: crate::keys::DEFAULT_MAX_RSA_BITS as u32,
+            max_rsa_bits: crate::auth::keys::DEFAULT_MAX_RSA_BITS as u32,
         }
     }
 }

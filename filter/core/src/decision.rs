@@ -8,17 +8,16 @@ use std::rc::Rc;
 
 use serde_json::{Map, Value};
 
-use crate::cache::TokenCache;
+use crate::auth::cache::TokenCache;
+use crate::auth::extractor::{TokenSource, find_token};
+use crate::auth::verifier::{MAX_TOKEN_BYTES, TokenRules, numeric_date, verify};
 use crate::compiled::{CompiledConfig, CompiledJwt, CompiledModel, CompiledPolicy};
 use crate::config::AuthMode;
 use crate::headers::{ADDRESSING_HEADERS, ROUTE_TAG_HEADER, route_tag};
+use crate::http::{query_values, query_without};
 use crate::reason::DenyReason;
 use crate::request::{Request, addressed_model, is_exempt};
-use crate::routing::RouteReason;
-use crate::token::{
-    MAX_TOKEN_BYTES, TokenRules, TokenSource, find_token, numeric_date, query_values,
-    query_without, verify,
-};
+use crate::route::RouteReason;
 use crate::trace::{Addressed, NoTrace, Step, TokenFound, Trace};
 
 /// What the host provides for a decision.

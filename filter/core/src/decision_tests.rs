@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::config::{FilterConfig, JwtPolicy, KeySet, Model, Policy, Predictor, Routing};
+use crate::request::test_support::headers;
 
 const ISS: &str = "https://idp.example";
 const NOW: u64 = 1_800_000_000;
@@ -98,12 +99,7 @@ impl Harness {
         }
     }
 
-    fn run(
-        &mut self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-    ) -> (Outcome, Option<Refusal>, Vec<Edit>, Option<String>) {
+    fn run(&mut self, method: &str, path: &str, headers: &[(&str, &str)]) -> Seen {
         self.run_at(NOW, 7, method, path, headers)
     }
 
@@ -113,17 +109,10 @@ impl Harness {
         random: u64,
         method: &str,
         path: &str,
-        headers: &[(&str, &str)],
-    ) -> (Outcome, Option<Refusal>, Vec<Edit>, Option<String>) {
-        let headers: Vec<(String, String)> = headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let request = Request {
-            method,
-            path,
-            headers: &headers,
-        };
+        pairs: &[(&str, &str)],
+    ) -> Seen {
+        let headers = headers(pairs);
+        let request = Request::test(method, path, &headers);
         let d = self.config.decide(
             &request,
             &mut Environment {
@@ -132,13 +121,22 @@ impl Harness {
                 cache: &mut self.cache,
             },
         );
-        (
-            d.outcome,
-            d.refusal(),
-            d.edits.clone(),
-            d.route.map(|r| r.predictor.to_string()),
-        )
+        Seen {
+            outcome: d.outcome,
+            refusal: d.refusal(),
+            edits: d.edits.clone(),
+            route: d.route.map(|r| r.predictor.to_string()),
+        }
     }
+}
+
+/// What a request's decision showed: its outcome, the answer when refused, the header
+/// edits, and the predictor chosen.
+struct Seen {
+    outcome: Outcome,
+    refusal: Option<Refusal>,
+    edits: Vec<Edit>,
+    route: Option<String>,
 }
 
 fn good_claims() -> Value {
@@ -156,7 +154,7 @@ const PREDICT: &str = "/seldon/prod/fraud/api/v1.0/predictions";
 fn denied(h: &mut Harness, token: &str) -> DenyReason {
     match h
         .run("POST", PREDICT, &[("authorization", &bearer(token))])
-        .0
+        .outcome
     {
         Outcome::Denied(reason) => reason,
         other => panic!("expected a denial, got {other:?}"),
@@ -168,8 +166,12 @@ fn valid_tokens_of_every_accepted_algorithm_pass() {
     let mut h = Harness::new(base_config());
     for key in [TestKey::rsa_a(), TestKey::ec(), TestKey::ed()] {
         let token = key.sign(&good_claims());
-        let (outcome, refusal, _, route) =
-            h.run("POST", PREDICT, &[("authorization", &bearer(&token))]);
+        let Seen {
+            outcome,
+            refusal,
+            route,
+            ..
+        } = h.run("POST", PREDICT, &[("authorization", &bearer(&token))]);
         assert_eq!(
             outcome,
             Outcome::Allowed(AllowReason::Token),
@@ -198,11 +200,11 @@ fn valid_tokens_of_every_accepted_algorithm_pass() {
         },
     );
     let mut h = Harness::new(config);
-    for alg in crate::keys::RSA_ALGORITHMS {
+    for alg in crate::auth::keys::RSA_ALGORITHMS {
         let mut key = TestKey::rsa_a();
         key.alg = alg;
         let token = key.sign(&good_claims());
-        let (outcome, ..) = h.run("POST", PREDICT, &[("authorization", &bearer(&token))]);
+        let Seen { outcome, .. } = h.run("POST", PREDICT, &[("authorization", &bearer(&token))]);
         assert_eq!(outcome, Outcome::Allowed(AllowReason::Token), "{alg:?}");
     }
 }
@@ -210,7 +212,9 @@ fn valid_tokens_of_every_accepted_algorithm_pass() {
 #[test]
 fn missing_token_is_401_with_a_bare_challenge() {
     let mut h = Harness::new(base_config());
-    let (outcome, refusal, ..) = h.run("POST", PREDICT, &[]);
+    let Seen {
+        outcome, refusal, ..
+    } = h.run("POST", PREDICT, &[]);
     assert_eq!(outcome, Outcome::Denied(DenyReason::MissingToken));
     let refusal = refusal.unwrap();
     assert_eq!(refusal.status, 401);
@@ -241,7 +245,7 @@ fn bad_tokens_are_401_invalid_token_and_never_echoed() {
         other.split('.').nth(1).unwrap(),
         parts[2]
     );
-    let (_, refusal, ..) = h.run("POST", PREDICT, &[("authorization", &bearer(&tampered))]);
+    let Seen { refusal, .. } = h.run("POST", PREDICT, &[("authorization", &bearer(&tampered))]);
     let refusal = refusal.unwrap();
     assert_eq!(refusal.status, 401);
     assert!(refusal.headers.contains(&(
@@ -260,7 +264,7 @@ fn time_claims_are_checked_with_leeway() {
     c["exp"] = json!(NOW - 61);
     assert_eq!(denied(&mut h, &key.sign(&c)), DenyReason::Expired);
     c["exp"] = json!(NOW - 59);
-    let (outcome, ..) = h.run(
+    let Seen { outcome, .. } = h.run(
         "POST",
         PREDICT,
         &[("authorization", &bearer(&key.sign(&c)))],
@@ -295,7 +299,7 @@ fn issuer_and_audience_must_match() {
     c["aud"] = json!(["other", "another"]);
     assert_eq!(denied(&mut h, &key.sign(&c)), DenyReason::WrongAudience);
     c["aud"] = json!(["other", "models"]);
-    let (outcome, ..) = h.run(
+    let Seen { outcome, .. } = h.run(
         "POST",
         PREDICT,
         &[("authorization", &bearer(&key.sign(&c)))],
@@ -322,7 +326,7 @@ fn keys_are_chosen_by_kid_or_tried_in_turn() {
     // No kid: every key is tried.
     let key = TestKey::ec();
     let token = key.sign_with_header(&Header::new(Algorithm::ES256), &good_claims());
-    let (outcome, ..) = h.run("POST", PREDICT, &[("authorization", &bearer(&token))]);
+    let Seen { outcome, .. } = h.run("POST", PREDICT, &[("authorization", &bearer(&token))]);
     assert_eq!(outcome, Outcome::Allowed(AllowReason::Token));
     let token = TestKey::rsa_b().sign_with_header(&Header::new(Algorithm::RS256), &good_claims());
     assert_eq!(denied(&mut h, &token), DenyReason::BadSignature);
@@ -383,7 +387,7 @@ fn malformed_oversized_and_critical_tokens_are_refused_before_verification() {
         "Basic dXNlcjpwdw==",
         "\u{1F600}.x.y",
     ] {
-        let (outcome, ..) = h.run("POST", PREDICT, &[("authorization", &bearer(junk))]);
+        let Seen { outcome, .. } = h.run("POST", PREDICT, &[("authorization", &bearer(junk))]);
         assert!(
             matches!(outcome, Outcome::Denied(DenyReason::MalformedToken)),
             "{junk:?}: {outcome:?}"
@@ -426,7 +430,7 @@ fn malformed_oversized_and_critical_tokens_are_refused_before_verification() {
     let signed = key.sign_raw(r#"{"alg":"RS256","kid":"rsa-a"}"#, &twice);
     assert_eq!(denied(&mut h, &signed), DenyReason::MalformedToken);
     let once = key.sign_raw(r#"{"alg":"RS256","kid":"rsa-a"}"#, &claims);
-    let (outcome, ..) = h.run(
+    let Seen { outcome, .. } = h.run(
         "POST",
         PREDICT,
         &[("authorization", &format!("Bearer {once}"))],
@@ -438,7 +442,7 @@ fn malformed_oversized_and_critical_tokens_are_refused_before_verification() {
 fn one_token_only() {
     let mut h = Harness::new(base_config());
     let token = TestKey::rsa_a().sign(&good_claims());
-    let (outcome, ..) = h.run(
+    let Seen { outcome, .. } = h.run(
         "POST",
         PREDICT,
         &[
@@ -455,7 +459,9 @@ fn required_claims_give_403_insufficient_scope() {
     let key = TestKey::rsa_a();
     let mut c = good_claims();
     c["groups"] = json!(["ops"]);
-    let (outcome, refusal, ..) = h.run(
+    let Seen {
+        outcome, refusal, ..
+    } = h.run(
         "POST",
         PREDICT,
         &[("authorization", &bearer(&key.sign(&c)))],
@@ -468,7 +474,7 @@ fn required_claims_give_403_insufficient_scope() {
         "Bearer realm=\"prod/fraud\", error=\"insufficient_scope\"".into()
     )));
     c["groups"] = json!("admins ml");
-    let (outcome, ..) = h.run(
+    let Seen { outcome, .. } = h.run(
         "POST",
         PREDICT,
         &[("authorization", &bearer(&key.sign(&c)))],
@@ -487,10 +493,10 @@ fn exemption_and_preflight_need_no_token_and_nothing_else_is_exempt() {
         "/seldon/prod/fraud/prometheus",
         "/seldon/prod/fraud/prometheus?x=1",
     ] {
-        let (outcome, ..) = h.run("GET", path, &[]);
+        let Seen { outcome, .. } = h.run("GET", path, &[]);
         assert_eq!(outcome, Outcome::Allowed(AllowReason::Exempt), "{path}");
     }
-    let (outcome, ..) = h.run(
+    let Seen { outcome, .. } = h.run(
         "OPTIONS",
         PREDICT,
         &[
@@ -516,7 +522,7 @@ fn exemption_and_preflight_need_no_token_and_nothing_else_is_exempt() {
         ("GET", "//seldon/prod/fraud/prometheus"),
         ("OPTIONS", PREDICT),
     ] {
-        let (outcome, ..) = h.run(method, path, &[]);
+        let Seen { outcome, .. } = h.run(method, path, &[]);
         assert_eq!(
             outcome,
             Outcome::Denied(DenyReason::MissingToken),
@@ -528,16 +534,21 @@ fn exemption_and_preflight_need_no_token_and_nothing_else_is_exempt() {
 #[test]
 fn unknown_models_pass_untouched_and_open_models_need_nothing() {
     let mut h = Harness::new(base_config());
-    let (outcome, _, edits, route) = h.run(
+    let Seen {
+        outcome,
+        edits,
+        route,
+        ..
+    } = h.run(
         "POST",
         "/seldon/prod/unknown/api",
         &[("x-seldon-predictor", "main")],
     );
     assert_eq!(outcome, Outcome::NotAModel);
     assert!(edits.is_empty() && route.is_none());
-    let (outcome, ..) = h.run("POST", "/other/app", &[]);
+    let Seen { outcome, .. } = h.run("POST", "/other/app", &[]);
     assert_eq!(outcome, Outcome::NotAModel);
-    let (outcome, ..) = h.run("POST", "/seldon/prod/open/api/v1.0/predictions", &[]);
+    let Seen { outcome, .. } = h.run("POST", "/seldon/prod/open/api/v1.0/predictions", &[]);
     assert_eq!(outcome, Outcome::Allowed(AllowReason::NoAuth));
 }
 
@@ -545,7 +556,9 @@ fn unknown_models_pass_untouched_and_open_models_need_nothing() {
 fn unusable_policies_fail_closed() {
     let mut h = Harness::new(base_config());
     let token = TestKey::rsa_a().sign(&good_claims());
-    let (outcome, refusal, ..) = h.run(
+    let Seen {
+        outcome, refusal, ..
+    } = h.run(
         "POST",
         "/seldon/prod/broken/api/v1.0/predictions",
         &[("authorization", &bearer(&token))],
@@ -570,7 +583,7 @@ fn unusable_policies_fail_closed() {
         denied(&mut h, &TestKey::weak_rsa().sign(&good_claims())),
         DenyReason::NoKeys
     );
-    let (outcome, ..) = h.run("POST", PREDICT, &[]);
+    let Seen { outcome, .. } = h.run("POST", PREDICT, &[]);
     assert_eq!(outcome, Outcome::Denied(DenyReason::NoKeys));
 }
 
@@ -582,10 +595,12 @@ fn grpc_requests_are_authorized_against_the_model_their_headers_name() {
         ("seldon", "fraud"),
         ("namespace", "prod"),
     ];
-    let (outcome, ..) = h.run("POST", "/seldon.protos.Seldon/Predict", &grpc);
+    let Seen { outcome, .. } = h.run("POST", "/seldon.protos.Seldon/Predict", &grpc);
     assert_eq!(outcome, Outcome::Denied(DenyReason::MissingToken));
     // Naming an open model in the path and a guarded one in the headers is refused.
-    let (outcome, refusal, ..) = h.run("POST", "/seldon/prod/open/api/v1.0/predictions", &grpc);
+    let Seen {
+        outcome, refusal, ..
+    } = h.run("POST", "/seldon/prod/open/api/v1.0/predictions", &grpc);
     assert_eq!(outcome, Outcome::Denied(DenyReason::AmbiguousModel));
     assert_eq!(refusal.unwrap().status, 400);
 }
@@ -593,7 +608,7 @@ fn grpc_requests_are_authorized_against_the_model_their_headers_name() {
 #[test]
 fn routing_header_cannot_bypass_auth() {
     let mut h = Harness::new(base_config());
-    let (outcome, _, _, route) = h.run("POST", PREDICT, &[("x-seldon-predictor", "dark")]);
+    let Seen { outcome, route, .. } = h.run("POST", PREDICT, &[("x-seldon-predictor", "dark")]);
     assert_eq!(outcome, Outcome::Denied(DenyReason::MissingToken));
     assert_eq!(route, None);
 }
@@ -613,14 +628,16 @@ fn override_sticky_and_random_choices() {
     let mut h = Harness::new(config);
     let token = TestKey::rsa_a().sign(&good_claims());
     let auth = bearer(&token);
-    let (_, _, edits, route) = h.run(
+    let Seen { edits, route, .. } = h.run(
         "POST",
         PREDICT,
         &[("authorization", &auth), ("x-seldon-predictor", "dark")],
     );
     assert_eq!(route.as_deref(), Some("dark"));
     assert!(edits.contains(&Edit::SetHeader("x-seldon-predictor".into(), "dark".into())));
-    let (outcome, refusal, ..) = h.run(
+    let Seen {
+        outcome, refusal, ..
+    } = h.run(
         "POST",
         PREDICT,
         &[("authorization", &auth), ("x-seldon-predictor", "nope")],
@@ -630,11 +647,11 @@ fn override_sticky_and_random_choices() {
     // Sticky by the `sub` claim: the same user always lands on the same predictor.
     let first = h
         .run_at(NOW, 1, "POST", PREDICT, &[("authorization", &auth)])
-        .3;
+        .route;
     for random in 2..50 {
         assert_eq!(
             h.run_at(NOW, random, "POST", PREDICT, &[("authorization", &auth)])
-                .3,
+                .route,
             first
         );
     }
@@ -646,7 +663,7 @@ fn override_sticky_and_random_choices() {
         let auth = bearer(&TestKey::ec().sign(&c));
         seen.insert(
             h.run_at(NOW, i, "POST", PREDICT, &[("authorization", &auth)])
-                .3
+                .route
                 .unwrap(),
         );
     }
@@ -665,7 +682,12 @@ fn disabled_override_replaces_the_client_header() {
     });
     let mut h = Harness::new(config);
     for _ in 0..20 {
-        let (outcome, _, edits, route) = h.run(
+        let Seen {
+            outcome,
+            edits,
+            route,
+            ..
+        } = h.run(
             "POST",
             "/seldon/prod/open/x",
             &[("x-seldon-predictor", "b")],
@@ -683,20 +705,25 @@ fn audit_mode_decides_the_same_but_lets_through() {
         p.mode = AuthMode::Audit;
     }
     let mut h = Harness::new(config);
-    let (outcome, refusal, _, route) = h.run("POST", PREDICT, &[]);
+    let Seen {
+        outcome,
+        refusal,
+        route,
+        ..
+    } = h.run("POST", PREDICT, &[]);
     assert_eq!(outcome, Outcome::AuditDenied(DenyReason::MissingToken));
     assert!(refusal.is_none());
     assert!(route.is_some());
     let mut c = good_claims();
     c["groups"] = json!([]);
-    let (outcome, ..) = h.run(
+    let Seen { outcome, .. } = h.run(
         "POST",
         PREDICT,
         &[("authorization", &bearer(&TestKey::rsa_a().sign(&c)))],
     );
     assert_eq!(outcome, Outcome::AuditDenied(DenyReason::InsufficientScope));
     // Request errors are refused in every mode.
-    let (outcome, ..) = h.run("POST", PREDICT, &[("x-seldon-predictor", "nope")]);
+    let Seen { outcome, .. } = h.run("POST", PREDICT, &[("x-seldon-predictor", "nope")]);
     assert_eq!(outcome, Outcome::Denied(DenyReason::UnknownPredictor));
 }
 
@@ -714,7 +741,7 @@ fn forwarding_claims_and_removing_tokens() {
     }
     let mut h = Harness::new(config);
     let token = TestKey::rsa_a().sign(&good_claims());
-    let (outcome, _, edits, _) = h.run(
+    let Seen { outcome, edits, .. } = h.run(
         "POST",
         PREDICT,
         &[("authorization", &bearer(&token)), ("x-user", "mallory")],
@@ -738,12 +765,12 @@ fn forwarding_claims_and_removing_tokens() {
     );
 
     let path = format!("{PREDICT}?a=1&access_token={token}&b=2");
-    let (outcome, _, edits, _) = h.run("POST", &path, &[]);
+    let Seen { outcome, edits, .. } = h.run("POST", &path, &[]);
     assert_eq!(outcome, Outcome::Allowed(AllowReason::Token));
     assert!(edits.contains(&Edit::SetPath(format!("{PREDICT}?a=1&b=2"))));
 
     // Spoofed claim headers are removed even when the request is refused or exempt.
-    let (_, _, edits, _) = h.run(
+    let Seen { edits, .. } = h.run(
         "GET",
         "/seldon/prod/fraud/prometheus",
         &[("x-user", "mallory")],
@@ -754,13 +781,13 @@ fn forwarding_claims_and_removing_tokens() {
     // and query parameter), the preflight, and in audit mode a request whose two tokens
     // are refused but let through.
     let scrape = "/seldon/prod/fraud/prometheus";
-    let (outcome, _, edits, _) = h.run("GET", scrape, &[("authorization", &bearer(&token))]);
+    let Seen { outcome, edits, .. } = h.run("GET", scrape, &[("authorization", &bearer(&token))]);
     assert_eq!(outcome, Outcome::Allowed(AllowReason::Exempt));
     assert!(edits.contains(&Edit::RemoveHeader("authorization".into())));
-    let (outcome, _, edits, _) = h.run("GET", &format!("{scrape}?access_token={token}"), &[]);
+    let Seen { outcome, edits, .. } = h.run("GET", &format!("{scrape}?access_token={token}"), &[]);
     assert_eq!(outcome, Outcome::Allowed(AllowReason::Exempt));
     assert!(edits.contains(&Edit::SetPath(scrape.into())), "{edits:?}");
-    let (outcome, _, edits, _) = h.run(
+    let Seen { outcome, edits, .. } = h.run(
         "OPTIONS",
         &format!("{PREDICT}?x=1&access_token={token}"),
         &[
@@ -776,7 +803,7 @@ fn forwarding_claims_and_removing_tokens() {
         "{edits:?}"
     );
     // Nothing to take out: the path is left alone.
-    let (_, _, edits, _) = h.run("GET", &format!("{scrape}?a=1"), &[]);
+    let Seen { edits, .. } = h.run("GET", &format!("{scrape}?a=1"), &[]);
     assert!(
         !edits.iter().any(|e| matches!(e, Edit::SetPath(_))),
         "{edits:?}"
@@ -789,7 +816,7 @@ fn forwarding_claims_and_removing_tokens() {
         p.forward_token = false;
     }
     let mut h = Harness::new(audit);
-    let (outcome, _, edits, _) = h.run(
+    let Seen { outcome, edits, .. } = h.run(
         "POST",
         &format!("{PREDICT}?access_token={token}"),
         &[("authorization", &bearer(&token))],
@@ -806,19 +833,19 @@ fn verified_tokens_are_cached_until_exp_and_claims_rechecked() {
     c["exp"] = json!(NOW + 100);
     let auth = bearer(&TestKey::rsa_a().sign(&c));
     assert_eq!(
-        h.run("POST", PREDICT, &[("authorization", &auth)]).0,
+        h.run("POST", PREDICT, &[("authorization", &auth)]).outcome,
         Outcome::Allowed(AllowReason::Token)
     );
     assert_eq!(h.cache.len(), 1);
     assert_eq!(
         h.run_at(NOW + 99, 1, "POST", PREDICT, &[("authorization", &auth)])
-            .0,
+            .outcome,
         Outcome::Allowed(AllowReason::Token)
     );
     // Past exp the cache entry is gone and full verification (with leeway) applies.
     assert_eq!(
         h.run_at(NOW + 161, 1, "POST", PREDICT, &[("authorization", &auth)])
-            .0,
+            .outcome,
         Outcome::Denied(DenyReason::Expired)
     );
     assert_eq!(h.cache.len(), 0);
@@ -841,7 +868,7 @@ fn expired_and_retried_refused_tokens_cost_no_signature_check() {
     let before = crate::crypto::checks();
     assert_eq!(
         h.run("POST", PREDICT, &[("authorization", &forged_expired)])
-            .0,
+            .outcome,
         Outcome::Denied(DenyReason::Expired)
     );
     assert_eq!(crate::crypto::checks(), before, "no signature check");
@@ -850,7 +877,8 @@ fn expired_and_retried_refused_tokens_cost_no_signature_check() {
     let forged = bearer(&impostor.sign(&good_claims()));
     for _ in 0..3 {
         assert_eq!(
-            h.run("POST", PREDICT, &[("authorization", &forged)]).0,
+            h.run("POST", PREDICT, &[("authorization", &forged)])
+                .outcome,
             Outcome::Denied(DenyReason::BadSignature)
         );
     }
@@ -858,7 +886,7 @@ fn expired_and_retried_refused_tokens_cost_no_signature_check() {
     assert_eq!(after_forged - before, 1, "one check for three requests");
     assert_eq!(
         h.run_at(NOW + 31, 1, "POST", PREDICT, &[("authorization", &forged)])
-            .0,
+            .outcome,
         Outcome::Denied(DenyReason::BadSignature)
     );
     assert!(
@@ -868,7 +896,7 @@ fn expired_and_retried_refused_tokens_cost_no_signature_check() {
     // A refused token never makes a good one refused, nor the other way round.
     let good = bearer(&TestKey::rsa_a().sign(&good_claims()));
     assert_eq!(
-        h.run("POST", PREDICT, &[("authorization", &good)]).0,
+        h.run("POST", PREDICT, &[("authorization", &good)]).outcome,
         Outcome::Allowed(AllowReason::Token)
     );
 }
@@ -882,7 +910,7 @@ fn every_request_let_through_to_a_model_carries_its_route_tag_last() {
     };
     let token = TestKey::rsa_a().sign(&good_claims());
     let spoof = ("x-modelgate-route", "prod/open/");
-    let (_, _, edits, route) = h.run(
+    let Seen { edits, route, .. } = h.run(
         "POST",
         PREDICT,
         &[("authorization", &bearer(&token)), spoof],
@@ -890,31 +918,27 @@ fn every_request_let_through_to_a_model_carries_its_route_tag_last() {
     let predictor = route.unwrap();
     assert_eq!(tag(&edits), Some(format!("prod/fraud/{predictor}")));
     // A model without A/B routing: the predictor part is empty.
-    let (outcome, _, edits, _) = h.run("POST", "/seldon/prod/open/api/v1.0/predictions", &[spoof]);
+    let Seen { outcome, edits, .. } =
+        h.run("POST", "/seldon/prod/open/api/v1.0/predictions", &[spoof]);
     assert_eq!(outcome, Outcome::Allowed(AllowReason::NoAuth));
     assert_eq!(tag(&edits).as_deref(), Some("prod/open/"));
     // Exempt scrapes go on, tagged like any other request.
-    let (_, _, edits, _) = h.run("GET", "/seldon/prod/fraud/prometheus", &[]);
+    let Seen { edits, .. } = h.run("GET", "/seldon/prod/fraud/prometheus", &[]);
     assert!(tag(&edits).unwrap().starts_with("prod/fraud/"), "{edits:?}");
     // A request for no model loses a client's tag; one without it is left untouched.
-    let (outcome, _, edits, _) = h.run("GET", "/other/app", &[spoof]);
+    let Seen { outcome, edits, .. } = h.run("GET", "/other/app", &[spoof]);
     assert_eq!(outcome, Outcome::NotAModel);
     assert_eq!(edits, [Edit::RemoveHeader("x-modelgate-route".into())]);
-    let (_, _, edits, _) = h.run("GET", "/other/app", &[]);
+    let Seen { edits, .. } = h.run("GET", "/other/app", &[]);
     assert!(edits.is_empty());
     // Refused requests are answered by the filter: nothing to tag.
-    let (outcome, _, _, _) = h.run("POST", PREDICT, &[spoof]);
+    let Seen { outcome, .. } = h.run("POST", PREDICT, &[spoof]);
     assert_eq!(outcome, Outcome::Denied(DenyReason::MissingToken));
 }
 
 #[test]
 fn edits_that_would_readdress_the_request_are_caught() {
-    let headers = vec![];
-    let request = Request {
-        method: "POST",
-        path: "/seldon/a/b/x?access_token=t",
-        headers: &headers,
-    };
+    let request = Request::test("POST", "/seldon/a/b/x?access_token=t", &[]);
     assert!(keeps_address(
         &request,
         &[
@@ -958,11 +982,7 @@ fn only_the_claims_a_policy_reads_are_kept_and_decided_on() {
     claims["padding"] = json!("x".repeat(4000));
     let token = TestKey::rsa_a().sign(&claims);
     let headers = vec![("authorization".to_string(), bearer(&token))];
-    let request = Request {
-        method: "POST",
-        path: PREDICT,
-        headers: &headers,
-    };
+    let request = Request::test("POST", PREDICT, &headers);
     for _ in 0..2 {
         let d = compiled.decide(
             &request,

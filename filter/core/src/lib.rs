@@ -1,15 +1,27 @@
 //! Host-agnostic core of the modelgate filter: the configuration contract shared with the
 //! controller, and every decision the filter makes (which model a request addresses,
 //! whether it is exempt, whether its token is good, which predictor serves it), as plain
-//! functions over plain types that are tested natively.
+//! functions over plain types that are tested natively. Modules in the order a
+//! configuration, then a request, flows through them:
+//!
+//! - [`config`]: the contract, the document the controller writes; [`headers`]: the header
+//!   names it fixes and reserves; [`names`] and [`http`]: the small name and HTTP rules
+//!   the contract and the decisions share.
+//! - [`compiled`]: the document validated and compiled once, in `on_configure`.
+//! - `request`: which model a request addresses, the exemption and CORS preflights.
+//! - [`auth`]: finding, verifying and caching the token; required claims.
+//! - [`route`]: the predictor's choice.
+//! - [`decision`]: all of it for one request, as a value; [`trace`]: how it was reached;
+//!   [`reason`]: why a request was refused.
+//! - [`crypto`], [`rsa_verify`], [`ec_verify`] (and the private `ecdsa`, `montgomery`): the
+//!   verification-only signature checks under `jsonwebtoken`.
 
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-pub mod cache;
-pub mod claims;
+pub mod auth;
 pub mod compiled;
 pub mod config;
 pub mod crypto;
@@ -17,20 +29,19 @@ pub mod decision;
 pub mod ec_verify;
 mod ecdsa;
 pub mod headers;
-pub mod keys;
+pub mod http;
 mod montgomery;
+pub mod names;
 pub mod reason;
 mod request;
-pub mod routing;
+pub mod route;
 pub mod rsa_verify;
-pub mod strict_json;
-pub mod token;
 pub mod trace;
 
-pub use cache::TokenCache;
+pub use auth::cache::TokenCache;
 pub use compiled::{CompiledConfig, ConfigError};
 pub use config::FilterConfig;
 pub use decision::{AllowReason, Decision, Edit, Environment, Outcome, Route};
 pub use reason::DenyReason;
 pub use request::Request;
-pub use routing::RouteReason;
+pub use route::RouteReason;

@@ -7,17 +7,17 @@ pub enum DenyReason {
     /// No token where the policy looks for one.
     MissingToken,
     /// The token does not parse as a JWS (or its payload is too large a JSON document, see
-    /// [`crate::strict_json`]), lacks `exp`, has an `iss` or `sub` that is not a string, or
+    /// [`crate::auth::strict_json`]), lacks `exp`, has an `iss` or `sub` that is not a string, or
     /// has a `crit` header.
     MalformedToken,
     /// More than one candidate token (several places, or a repeated header).
     MultipleTokens,
-    /// The token is over [`crate::token::MAX_TOKEN_BYTES`].
+    /// The token is over [`crate::auth::verifier::MAX_TOKEN_BYTES`].
     TokenTooLarge,
     /// The token's `alg` is `none`, HMAC, or not one its key was published for.
     UnsupportedAlgorithm,
     /// No key has the token's `kid`, or the token has none and too many keys could verify
-    /// its algorithm to try them in turn ([`crate::token::MAX_KEYS_TRIED`]).
+    /// its algorithm to try them in turn ([`crate::auth::verifier::MAX_KEYS_TRIED`]).
     UnknownKey,
     /// No key verifies the signature.
     BadSignature,

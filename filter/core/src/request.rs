@@ -8,6 +8,8 @@
 
 use std::borrow::Cow;
 
+use crate::http::normalise_segment;
+
 /// A request as seen by the filter: the pseudo-headers it needs and all headers, with
 /// lowercase names and every repeated header as its own entry (Envoy's header map).
 #[derive(Debug, Clone, Copy)]
@@ -135,43 +137,6 @@ fn single_value<'a>(request: &Request<'a>, name: &'a str) -> Result<Option<&'a s
     Ok(first)
 }
 
-/// Decodes percent-escapes of unreserved characters and folds ASCII case, allocating only
-/// when the segment needs it.
-fn normalise_segment(segment: &str) -> Cow<'_, str> {
-    if !segment.bytes().any(|b| b == b'%' || b.is_ascii_uppercase()) {
-        return Cow::Borrowed(segment);
-    }
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            let decoded = h * 16 + l;
-            if decoded.is_ascii_alphanumeric() || b"-._~".contains(&decoded) {
-                out.push(decoded.to_ascii_lowercase());
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b.to_ascii_lowercase());
-        i += 1;
-    }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// Whether a `GET` path is exempt from authentication: exactly `/prometheus` or the model's
 /// own `/seldon/<ns>/<name>/prometheus` (`model_id` is `<ns>/<name>`), query string aside.
 /// Exact comparison is the whole point: dot-segments, `//`, escapes, case and suffix tricks
@@ -188,24 +153,39 @@ pub(crate) fn is_exempt(request: &Request<'_>, model_id: &str) -> bool {
             == Some("/prometheus")
 }
 
+/// Requests for the core's unit tests, built from string literals.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_support {
+    use super::Request;
 
-    fn req<'a>(method: &'a str, path: &'a str, headers: &'a [(String, String)]) -> Request<'a> {
-        Request {
-            method,
-            path,
-            headers,
-        }
-    }
-
-    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    /// Owned header pairs for [`Request::test`].
+    pub(crate) fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(name, value)| (name.to_string(), value.to_string()))
             .collect()
     }
+
+    impl<'a> Request<'a> {
+        /// A request with these headers (see [`headers`]).
+        pub(crate) fn test(
+            method: &'a str,
+            path: &'a str,
+            headers: &'a [(String, String)],
+        ) -> Self {
+            Request {
+                method,
+                path,
+                headers,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::headers;
+    use super::*;
 
     fn named(ns: &str, name: &str) -> Option<ModelName<'static>> {
         Some(ModelName {
@@ -247,21 +227,21 @@ mod tests {
 
     #[test]
     fn seldon_headers_name_a_model_whatever_the_content_type() {
-        let grpc = h(&[
+        let grpc = headers(&[
             ("content-type", "application/grpc+proto"),
             ("seldon", "m"),
             ("namespace", "ns"),
         ]);
-        let r = req("POST", "/seldon.protos.Seldon/Predict", &grpc);
+        let r = Request::test("POST", "/seldon.protos.Seldon/Predict", &grpc);
         assert_eq!(addressed_model(&r), Ok(by_headers("ns", "m")));
 
         // Whatever the content type: Seldon's gRPC routes do not look at it.
         for content_type in [None, Some("application/json"), Some("text/plain")] {
-            let mut headers = h(&[("seldon", "m"), ("namespace", "ns")]);
+            let mut headers = headers(&[("seldon", "m"), ("namespace", "ns")]);
             if let Some(ct) = content_type {
                 headers.push(("content-type".into(), ct.into()));
             }
-            let r = req("POST", "/seldon.protos.Seldon/Predict", &headers);
+            let r = Request::test("POST", "/seldon.protos.Seldon/Predict", &headers);
             assert_eq!(
                 addressed_model(&r),
                 Ok(by_headers("ns", "m")),
@@ -269,39 +249,39 @@ mod tests {
             );
         }
 
-        let no_ns = h(&[("content-type", "application/grpc"), ("seldon", "m")]);
-        let r = req("POST", "/seldon.protos.Seldon/Predict", &no_ns);
+        let no_ns = headers(&[("content-type", "application/grpc"), ("seldon", "m")]);
+        let r = Request::test("POST", "/seldon.protos.Seldon/Predict", &no_ns);
         assert_eq!(addressed_model(&r), Ok(None));
     }
 
     #[test]
     fn conflicting_or_repeated_addressing_is_ambiguous() {
-        let other = h(&[
+        let other = headers(&[
             ("content-type", "application/grpc"),
             ("seldon", "b"),
             ("namespace", "ns"),
         ]);
-        let r = req("POST", "/seldon/ns/a/api/v1.0/predictions", &other);
+        let r = Request::test("POST", "/seldon/ns/a/api/v1.0/predictions", &other);
         assert_eq!(addressed_model(&r), Err(AddressError::Ambiguous));
 
-        let same = h(&[
+        let same = headers(&[
             ("content-type", "application/grpc"),
             ("seldon", "a"),
             ("namespace", "ns"),
         ]);
-        let r = req("POST", "/seldon/ns/a/api/v1.0/predictions", &same);
+        let r = Request::test("POST", "/seldon/ns/a/api/v1.0/predictions", &same);
         assert_eq!(
             addressed_model(&r),
             Ok(named("ns", "a").map(|n| (n, AddressedBy::Path)))
         );
 
-        let twice = h(&[
+        let twice = headers(&[
             ("content-type", "application/grpc"),
             ("seldon", "a"),
             ("seldon", "b"),
             ("namespace", "ns"),
         ]);
-        let r = req("POST", "/seldon.protos.Seldon/Predict", &twice);
+        let r = Request::test("POST", "/seldon.protos.Seldon/Predict", &twice);
         assert_eq!(addressed_model(&r), Err(AddressError::Ambiguous));
     }
 
@@ -316,13 +296,13 @@ mod tests {
             "/seldon/ns/m/prometheus?a=b",
         ] {
             assert!(
-                is_exempt(&req("GET", path, &none), own),
+                is_exempt(&Request::test("GET", path, &none), own),
                 "{path} should be exempt"
             );
         }
         for method in ["HEAD", "POST", "PUT", "get", "OPTIONS"] {
             assert!(
-                !is_exempt(&req(method, "/prometheus", &none), own),
+                !is_exempt(&Request::test(method, "/prometheus", &none), own),
                 "{method}"
             );
         }
@@ -364,7 +344,7 @@ mod tests {
         ];
         for path in not_exempt {
             assert!(
-                !is_exempt(&req("GET", path, &none), own),
+                !is_exempt(&Request::test("GET", path, &none), own),
                 "{path} must not be exempt"
             );
         }
@@ -372,13 +352,13 @@ mod tests {
 
     #[test]
     fn preflight_needs_options_origin_and_requested_method() {
-        let full = h(&[
+        let full = headers(&[
             ("origin", "https://app"),
             ("access-control-request-method", "POST"),
         ]);
-        assert!(req("OPTIONS", "/seldon/ns/m/x", &full).is_cors_preflight());
-        assert!(!req("POST", "/seldon/ns/m/x", &full).is_cors_preflight());
-        let origin_only = h(&[("origin", "https://app")]);
-        assert!(!req("OPTIONS", "/seldon/ns/m/x", &origin_only).is_cors_preflight());
+        assert!(Request::test("OPTIONS", "/seldon/ns/m/x", &full).is_cors_preflight());
+        assert!(!Request::test("POST", "/seldon/ns/m/x", &full).is_cors_preflight());
+        let origin_only = headers(&[("origin", "https://app")]);
+        assert!(!Request::test("OPTIONS", "/seldon/ns/m/x", &origin_only).is_cors_preflight());
     }
 }

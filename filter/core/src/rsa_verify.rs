@@ -10,7 +10,7 @@
 //! MGF1 and a salt as long as the hash (RFC 7518 3.5).
 //!
 //! Whatever route a key takes to get here, no key over [`MAX_RSA_BITS_CEILING`] bits or
-//! with an exponent outside [`crate::keys`]' bounds is ever prepared or used: a check costs
+//! with an exponent outside [`crate::auth::keys`]' bounds is ever prepared or used: a check costs
 //! at most 32 squarings and 32 multiplications modulo at most 8192 bits.
 
 use std::cell::RefCell;
@@ -23,7 +23,7 @@ use jsonwebtoken::signature::{Error as SignatureError, Verifier};
 use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
-use crate::keys::{MAX_RSA_BITS_CEILING, rsa_exponent};
+use crate::auth::keys::{MAX_RSA_BITS_CEILING, rsa_exponent};
 use crate::montgomery::{Modulus, from_be_bytes, less_than, strip_leading_zeros, to_be_bytes};
 
 /// Keys kept per VM; beyond that the table starts afresh (keys change rarely). Each holds
@@ -83,7 +83,7 @@ fn cached_key(n: &[u8], e: &[u8]) -> Option<Rc<PublicKey>> {
 
 /// Whether a key is one this verifier ever uses: a modulus of at most
 /// [`MAX_RSA_BITS_CEILING`] bits and an odd exponent of at least 3 below 2^32. The lower
-/// bound on the modulus is policy, checked where keys are compiled ([`crate::keys`]).
+/// bound on the modulus is policy, checked where keys are compiled ([`crate::auth::keys`]).
 fn within_bounds(n: &[u8], e: &[u8]) -> bool {
     modulus_bits(n) <= MAX_RSA_BITS_CEILING && rsa_exponent(e).is_some()
 }
@@ -346,7 +346,7 @@ mod tests {
         let key = TestKey::rsa_a();
         let (n, e) = key_parts(&key);
         let decoding = DecodingKey::from_rsa_raw_components(&n, &e);
-        for alg in crate::keys::RSA_ALGORITHMS {
+        for alg in crate::auth::keys::RSA_ALGORITHMS {
             let mut signer = key.clone();
             signer.alg = alg;
             let ours = verifier(alg, &decoding).unwrap();
@@ -426,7 +426,7 @@ mod tests {
 
     #[test]
     fn keys_past_the_bounds_are_never_prepared_whatever_their_route() {
-        // Straight DecodingKeys, never through crate::keys: the verifier still refuses.
+        // Straight DecodingKeys, never through crate::auth::keys: the verifier still refuses.
         let mut n = vec![0xc5u8; MAX_RSA_BITS_CEILING / 8 + 1];
         n[0] = 1;
         let huge = DecodingKey::from_rsa_raw_components(&n, &[1, 0, 1]);

@@ -6,13 +6,13 @@
 
 use serde_json::Value;
 
+use crate::auth::extractor::TokenSource;
 use crate::compiled::{CompiledModel, CompiledPolicy};
 use crate::config::Predictor;
 use crate::decision::AllowReason;
 use crate::reason::DenyReason;
 pub use crate::request::AddressedBy;
-pub use crate::routing::RouteWhy;
-use crate::token::TokenSource;
+pub use crate::route::RouteWhy;
 
 /// Receives the steps of a decision. `'c` is the compiled configuration's lifetime.
 pub trait Trace<'c> {
@@ -143,7 +143,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::routing::sticky_bucket;
+    use crate::route::sticky_bucket;
     use crate::{CompiledConfig, Environment, Request, TokenCache};
 
     const ISS: &str = "https://idp.example";
@@ -177,11 +177,7 @@ mod tests {
             .iter()
             .map(|(n, v)| (n.to_string(), v.clone()))
             .collect();
-        let request = Request {
-            method,
-            path,
-            headers: &headers,
-        };
+        let request = Request::test(method, path, &headers);
         let mut cache = TokenCache::new(4);
         let mut env = Environment {
             now: NOW,

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use modelgate_core::TokenCache;
-use modelgate_core::strict_json::UniqueKeys;
+use modelgate_core::auth::strict_json::UniqueKeys;
 
 struct Counting;
 

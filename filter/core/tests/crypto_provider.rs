@@ -10,7 +10,9 @@ fn tokens_are_verified_by_the_installed_fast_provider() {
     assert!(install(), "the fast provider must be the one in force");
     assert!(install(), "installing twice is harmless");
     let key = TestKey::rsa_b();
-    let decoding = modelgate_core::keys::compile_key(&key.jwk()).unwrap().key;
+    let decoding = modelgate_core::auth::keys::compile_key(&key.jwk())
+        .unwrap()
+        .key;
     let token = key.sign(&serde_json::json!({"exp": 1}));
     let (message, signature) = token.rsplit_once('.').unwrap();
     let before = checks();

@@ -1,6 +1,6 @@
-//! Finding the one token a request carries and verifying it against a policy.
-
-use std::borrow::Cow;
+//! Verifying a token against a policy: its size, header, algorithm and key, then times,
+//! issuer, audience and signature, as Envoy's jwt_authn `verifier`/`authenticator` do. The
+//! token was found by [`super::extractor`].
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -9,165 +9,22 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, Validation, decode, decode_header
 use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
 
-use crate::keys::{VerifyingKey, is_accepted_algorithm};
+use super::keys::{VerifyingKey, is_accepted_algorithm};
+use super::strict_json::UniqueKeys;
 use crate::reason::DenyReason;
-use crate::request::Request;
-use crate::strict_json::UniqueKeys;
 
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 /// Signature checks one token may cost, whatever its key set holds. A token with a `kid` is
 /// checked against the first keys with that `kid` (one, in a set from
-/// [`crate::keys::select_usable`]); a token without one is tried against every key that
+/// [`crate::auth::keys::select_usable`]); a token without one is tried against every key that
 /// could verify its algorithm only when there are at most this many, and is otherwise
 /// refused as `unknown_key`: no key can be chosen for it.
 pub const MAX_KEYS_TRIED: usize = 4;
 
 /// Leeway for `exp` and `nbf`, in seconds.
 pub const CLOCK_LEEWAY_SECS: u64 = 60;
-
-/// Where a token may be (`seldon.io/jwt-from`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenSource {
-    /// A request header (lowercase name); a `Bearer ` prefix is stripped.
-    Header(String),
-    /// A query parameter.
-    Query(String),
-}
-
-impl TokenSource {
-    /// Parses `header:<name>` or `query:<param>`.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        match text.split_once(':') {
-            Some(("header", name)) if is_header_name(name) => {
-                Ok(TokenSource::Header(name.to_ascii_lowercase()))
-            }
-            Some(("query", param)) if !param.is_empty() && !param.contains(['&', '=', '#']) => {
-                Ok(TokenSource::Query(param.to_string()))
-            }
-            _ => Err(format!(
-                "{text:?} is not a token source: expected header:<name> or query:<param>"
-            )),
-        }
-    }
-}
-
-/// Whether `name` is a plain HTTP header name a policy may read or write (no pseudo-header).
-pub fn is_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-/// Where the token was found, so it can be removed when it must not be forwarded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct FoundToken<'t, 's> {
-    /// The token text.
-    pub token: Cow<'t, str>,
-    /// The source it came from.
-    pub source: &'s TokenSource,
-}
-
-/// The one token a request carries in the given places. More than one candidate is
-/// `multiple_tokens`: ambiguity is never resolved in the caller's favour.
-pub(crate) fn find_token<'t, 's: 't>(
-    request: &Request<'t>,
-    sources: &'s [TokenSource],
-) -> Result<Option<FoundToken<'t, 's>>, DenyReason> {
-    let mut found: Option<FoundToken<'t, 's>> = None;
-    let mut put = |token: Cow<'t, str>, source: &'s TokenSource| {
-        if found.is_some() {
-            return Err(DenyReason::MultipleTokens);
-        }
-        found = Some(FoundToken { token, source });
-        Ok(())
-    };
-    for source in sources {
-        match source {
-            TokenSource::Header(name) => {
-                // Envoy joins repeated headers with commas (HTTP/1), and a JWS never holds
-                // one: every comma-separated part is a candidate of its own.
-                for value in request.header_values(name) {
-                    for part in value
-                        .split(',')
-                        .filter(|p| !p.trim().is_empty() || !value.contains(','))
-                    {
-                        put(Cow::Borrowed(strip_bearer(part)), source)?;
-                    }
-                }
-            }
-            TokenSource::Query(param) => {
-                for value in query_values(request.query().unwrap_or(""), param) {
-                    put(value, source)?;
-                }
-            }
-        }
-    }
-    Ok(found)
-}
-
-fn strip_bearer(value: &str) -> &str {
-    let value = value.trim();
-    match value.get(..7) {
-        Some(prefix) if prefix.eq_ignore_ascii_case("bearer ") => value[7..].trim_start(),
-        _ => value,
-    }
-}
-
-/// The decoded values of a query parameter.
-pub(crate) fn query_values<'q>(
-    query: &'q str,
-    param: &'q str,
-) -> impl Iterator<Item = Cow<'q, str>> + 'q {
-    query.split('&').filter_map(move |pair| {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(name) == param).then(|| percent_decode(value))
-    })
-}
-
-/// The query string without the given parameter (for `forward_token: false`).
-pub(crate) fn query_without(query: &str, param: &str) -> String {
-    query
-        .split('&')
-        .filter(|pair| {
-            let name = pair.split_once('=').map_or(*pair, |(n, _)| n);
-            percent_decode(name) != param
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn percent_decode(text: &str) -> Cow<'_, str> {
-    if !text.contains(['%', '+']) {
-        return Cow::Borrowed(text);
-    }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let pair = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|p| std::str::from_utf8(p).ok());
-                match pair.and_then(|p| u8::from_str_radix(p, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
-}
 
 /// What a token is checked against.
 pub(crate) struct TokenRules<'a> {
@@ -384,115 +241,9 @@ pub(crate) fn numeric_date(value: &Value) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn token_sources_parse() {
-        assert_eq!(
-            TokenSource::parse("header:Authorization"),
-            Ok(TokenSource::Header("authorization".into()))
-        );
-        assert_eq!(
-            TokenSource::parse("query:token"),
-            Ok(TokenSource::Query("token".into()))
-        );
-        for bad in [
-            "cookie:x",
-            "header:",
-            "header::path",
-            "header:a b",
-            "query:",
-            "query:a&b",
-            "x",
-        ] {
-            assert!(TokenSource::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn finds_the_one_token_and_refuses_several() {
-        let sources = vec![
-            TokenSource::Header("authorization".into()),
-            TokenSource::Query("access_token".into()),
-        ];
-        let one = headers(&[("authorization", "Bearer abc")]);
-        let r = Request {
-            method: "GET",
-            path: "/x",
-            headers: &one,
-        };
-        assert_eq!(find_token(&r, &sources).unwrap().unwrap().token, "abc");
-
-        let lower = headers(&[("authorization", "bearer   abc ")]);
-        let r = Request {
-            method: "GET",
-            path: "/x",
-            headers: &lower,
-        };
-        assert_eq!(find_token(&r, &sources).unwrap().unwrap().token, "abc");
-
-        let none: Vec<(String, String)> = vec![];
-        let r = Request {
-            method: "GET",
-            path: "/x?access_token=a%2Eb",
-            headers: &none,
-        };
-        assert_eq!(find_token(&r, &sources).unwrap().unwrap().token, "a.b");
-        let r = Request {
-            method: "GET",
-            path: "/x?other=1",
-            headers: &none,
-        };
-        assert_eq!(find_token(&r, &sources), Ok(None));
-
-        let both = headers(&[("authorization", "Bearer abc")]);
-        let r = Request {
-            method: "GET",
-            path: "/x?access_token=abc",
-            headers: &both,
-        };
-        assert_eq!(find_token(&r, &sources), Err(DenyReason::MultipleTokens));
-
-        let twice = headers(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]);
-        let r = Request {
-            method: "GET",
-            path: "/x",
-            headers: &twice,
-        };
-        assert_eq!(find_token(&r, &sources), Err(DenyReason::MultipleTokens));
-
-        let r = Request {
-            method: "GET",
-            path: "/x?access_token=a&access_token=a",
-            headers: &none,
-        };
-        assert_eq!(find_token(&r, &sources), Err(DenyReason::MultipleTokens));
-    }
-
-    #[test]
-    fn query_parameter_removal_keeps_the_rest() {
-        assert_eq!(query_without("a=1&token=x&b=2", "token"), "a=1&b=2");
-        assert_eq!(query_without("token=x", "token"), "");
-        assert_eq!(query_without("t%6Fken=x&c", "token"), "c");
-    }
-
-    #[test]
-    fn percent_decoding_tolerates_broken_escapes() {
-        assert_eq!(percent_decode("a%"), "a%");
-        assert_eq!(percent_decode("a%4"), "a%4");
-        assert_eq!(percent_decode("a%zz"), "a%zz");
-        assert_eq!(percent_decode("a%41+b"), "aA b");
-    }
-
     mod keys_tried {
         use super::*;
-        use crate::keys::compile_key;
+        use crate::auth::keys::compile_key;
         use jsonwebtoken::Header;
         use modelgate_testkit::TestKey;
         use serde_json::json;

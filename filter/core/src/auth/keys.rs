@@ -220,7 +220,7 @@ pub(crate) fn rsa_exponent(e: &[u8]) -> Option<u32> {
 /// [`MAX_KEYS_PER_SET`], and never two with the same `kid` and an algorithm in common, so a
 /// token with a `kid` selects at most one key (RFC 7517 4.5 allows a `kid` twice only for
 /// different key types). Keys without a `kid` are kept (old and new during a rotation);
-/// verification bounds what they cost ([`crate::token::MAX_KEYS_TRIED`]). Each key dropped
+/// verification bounds what they cost ([`crate::auth::verifier::MAX_KEYS_TRIED`]). Each key dropped
 /// is named in a warning.
 pub fn select_usable(
     set: &str,

@@ -7,66 +7,17 @@
 //! range it gains move.
 
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
-use crate::claims::ClaimPath;
+use crate::compiled::ConfigError;
 use crate::config::{Predictor, Routing};
+use crate::http::is_header_name;
 use crate::reason::DenyReason;
 use crate::request::Request;
-use crate::token::is_header_name;
 
-/// Sticky keys are hashed into this many buckets.
-pub const BUCKETS: u64 = 10_000;
+mod sticky;
 
-/// Where the stickiness key comes from (`seldon.io/ab-sticky`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StickyKey {
-    /// A request header.
-    Header(String),
-    /// A claim of the verified token (only after successful authentication).
-    Claim(ClaimPath),
-    /// A cookie.
-    Cookie(String),
-}
-
-impl StickyKey {
-    /// Parses `header:<name>`, `claim:<name>` or `cookie:<name>`.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        match text.split_once(':') {
-            Some(("header", name)) if is_header_name(name) => {
-                Ok(StickyKey::Header(name.to_ascii_lowercase()))
-            }
-            Some(("claim", name)) => ClaimPath::parse(name).map(StickyKey::Claim),
-            Some(("cookie", name)) if is_header_name(name) => Ok(StickyKey::Cookie(name.into())),
-            _ => Err(format!(
-                "{text:?} is not a sticky key: expected header:<name>, claim:<name> or cookie:<name>"
-            )),
-        }
-    }
-
-    /// The key's value in this request, if present and not empty.
-    pub fn value(
-        &self,
-        request: &Request<'_>,
-        claims: Option<&Map<String, Value>>,
-    ) -> Option<String> {
-        let value = match self {
-            StickyKey::Header(name) => request.header(name).map(str::to_string),
-            StickyKey::Claim(claim) => claims.and_then(|c| claim.text(c)),
-            StickyKey::Cookie(name) => cookie(request, name).map(str::to_string),
-        };
-        value.filter(|v| !v.is_empty())
-    }
-}
-
-fn cookie<'a>(request: &Request<'a>, name: &str) -> Option<&'a str> {
-    request
-        .header_values("cookie")
-        .flat_map(|h| h.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.trim_matches('"'))
-}
+pub(crate) use sticky::sticky_bucket;
+pub use sticky::{BUCKETS, StickyKey};
 
 /// Why a predictor was chosen (the `reason` label of the routing metric).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -134,36 +85,36 @@ pub struct CompiledRouting {
 }
 
 impl CompiledRouting {
-    /// Validates and compiles a model's routing; errors name the bad field.
-    pub fn compile(routing: &Routing) -> Result<Self, (String, String)> {
+    /// Validates and compiles a model's routing; errors name the bad field within `routing`.
+    pub fn compile(routing: &Routing) -> Result<Self, ConfigError> {
         if !is_header_name(&routing.header) {
-            return Err((
-                "header".into(),
+            return Err(ConfigError::new(
+                "header",
                 format!("{:?} is not a header name", routing.header),
             ));
         }
         let header = routing.header.to_ascii_lowercase();
         if let Some(why) = crate::headers::reserved_for_routing(&header) {
-            return Err(("header".into(), format!("{header:?} is {why}")));
+            return Err(ConfigError::new("header", format!("{header:?} is {why}")));
         }
         let sticky = match &routing.sticky {
             None => None,
-            Some(text) => Some(StickyKey::parse(text).map_err(|e| ("sticky".to_string(), e))?),
+            Some(text) => Some(StickyKey::parse(text).map_err(|e| ConfigError::new("sticky", e))?),
         };
         if routing.predictors.is_empty() {
-            return Err(("predictors".into(), "no predictor".into()));
+            return Err(ConfigError::new("predictors", "no predictor"));
         }
         let mut cumulative = Vec::with_capacity(routing.predictors.len());
         let mut total = 0u64;
         for (i, p) in routing.predictors.iter().enumerate() {
             if p.name.is_empty() || p.name.bytes().any(|b| b.is_ascii_control() || b == b',') {
-                return Err((
+                return Err(ConfigError::new(
                     format!("predictors[{i}].name"),
                     format!("{:?} is not a predictor name", p.name),
                 ));
             }
             if routing.predictors[..i].iter().any(|q| q.name == p.name) {
-                return Err((
+                return Err(ConfigError::new(
                     format!("predictors[{i}].name"),
                     format!("{:?} appears twice", p.name),
                 ));
@@ -172,7 +123,7 @@ impl CompiledRouting {
             cumulative.push(total);
         }
         if total == 0 {
-            return Err(("predictors".into(), "every traffic weight is 0".into()));
+            return Err(ConfigError::new("predictors", "every traffic weight is 0"));
         }
         Ok(Self {
             header,
@@ -244,27 +195,20 @@ impl CompiledRouting {
     }
 }
 
-/// The bucket in `[0, BUCKETS)` of a key for a model: stable across VMs and releases.
-pub(crate) fn sticky_bucket(model_id: &str, key: &str) -> u64 {
-    let mut hasher = Sha256::new();
-    hasher.update(model_id.as_bytes());
-    hasher.update([0u8]);
-    hasher.update(key.as_bytes());
-    let digest = hasher.finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    u64::from_be_bytes(first) % BUCKETS
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request::test_support::headers;
 
-    fn routing(weights: &[(&str, u32)]) -> CompiledRouting {
+    /// The default routing header, overridable, with these predictors and sticky key.
+    fn compile(
+        weights: &[(&str, u32)],
+        sticky: Option<&str>,
+    ) -> Result<CompiledRouting, ConfigError> {
         CompiledRouting::compile(&Routing {
             header: "x-seldon-predictor".into(),
             override_allowed: true,
-            sticky: Some("header:x-user".into()),
+            sticky: sticky.map(str::to_string),
             predictors: weights
                 .iter()
                 .map(|(n, t)| Predictor {
@@ -273,43 +217,35 @@ mod tests {
                 })
                 .collect(),
         })
-        .unwrap()
+    }
+
+    fn routing(weights: &[(&str, u32)]) -> CompiledRouting {
+        compile(weights, Some("header:x-user")).unwrap()
     }
 
     fn req(headers: &[(String, String)]) -> Request<'_> {
-        Request {
-            method: "POST",
-            path: "/seldon/ns/m/api/v1.0/predictions",
-            headers,
-        }
-    }
-
-    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        Request::test("POST", "/seldon/ns/m/api/v1.0/predictions", headers)
     }
 
     #[test]
     fn override_picks_any_predictor_including_dark_launches() {
         let r = routing(&[("main", 100), ("dark", 0)]);
-        let headers = h(&[("x-seldon-predictor", "dark")]);
+        let sent = headers(&[("x-seldon-predictor", "dark")]);
         assert_eq!(
-            r.choose("ns/m", &req(&headers), None, 0),
+            r.choose("ns/m", &req(&sent), None, 0),
             Ok((1, RouteWhy::Override))
         );
-        let headers = h(&[("x-seldon-predictor", "nope")]);
+        let sent = headers(&[("x-seldon-predictor", "nope")]);
         assert_eq!(
-            r.choose("ns/m", &req(&headers), None, 0),
+            r.choose("ns/m", &req(&sent), None, 0),
             Err(DenyReason::UnknownPredictor)
         );
-        let headers = h(&[
+        let sent = headers(&[
             ("x-seldon-predictor", "main"),
             ("x-seldon-predictor", "dark"),
         ]);
         assert_eq!(
-            r.choose("ns/m", &req(&headers), None, 0),
+            r.choose("ns/m", &req(&sent), None, 0),
             Err(DenyReason::AmbiguousPredictor)
         );
     }
@@ -319,8 +255,8 @@ mod tests {
         let r = routing(&[("main", 100), ("dark", 0)]);
         for i in 0..5000u64 {
             let user = format!("u{i}");
-            let headers = h(&[("x-user", &user)]);
-            assert_eq!(r.choose("ns/m", &req(&headers), None, i).unwrap().0, 0);
+            let sent = headers(&[("x-user", &user)]);
+            assert_eq!(r.choose("ns/m", &req(&sent), None, i).unwrap().0, 0);
             assert_eq!(r.random_choice(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)), 0);
         }
         let first_dark = routing(&[("dark", 0), ("main", 100)]);
@@ -337,9 +273,9 @@ mod tests {
         let mut r = routing(&[("a", 50), ("b", 50)]);
         r.override_allowed = false;
         r.sticky = None;
-        let headers = h(&[("x-seldon-predictor", "nope")]);
+        let sent = headers(&[("x-seldon-predictor", "nope")]);
         assert_eq!(
-            r.choose("ns/m", &req(&headers), None, 1).unwrap().1,
+            r.choose("ns/m", &req(&sent), None, 1).unwrap().1,
             RouteWhy::Random { draw: 1 }
         );
     }
@@ -349,14 +285,11 @@ mod tests {
         let r = routing(&[("a", 50), ("b", 50)]);
         for i in 0..500 {
             let user = format!("user-{i}");
-            let headers = h(&[("x-user", &user)]);
-            let first = r.choose("ns/m", &req(&headers), None, 0).unwrap();
+            let sent = headers(&[("x-user", &user)]);
+            let first = r.choose("ns/m", &req(&sent), None, 0).unwrap();
             assert_eq!(first.1.reason(), RouteReason::Sticky);
             for random in [1, 77, 12345] {
-                assert_eq!(
-                    r.choose("ns/m", &req(&headers), None, random).unwrap(),
-                    first
-                );
+                assert_eq!(r.choose("ns/m", &req(&sent), None, random).unwrap(), first);
             }
         }
     }
@@ -396,72 +329,13 @@ mod tests {
     }
 
     #[test]
-    fn sticky_keys_from_cookies_and_claims() {
-        let mut r = routing(&[("a", 50), ("b", 50)]);
-        r.sticky = Some(StickyKey::parse("cookie:session").unwrap());
-        let headers = h(&[("cookie", "x=1; session=abc"), ("cookie", "y=2")]);
-        assert_eq!(
-            r.sticky
-                .as_ref()
-                .unwrap()
-                .value(&req(&headers), None)
-                .as_deref(),
-            Some("abc")
-        );
-        r.sticky = Some(StickyKey::parse("claim:sub").unwrap());
-        let claims = serde_json::json!({"sub": "u1"})
-            .as_object()
-            .unwrap()
-            .clone();
-        assert_eq!(
-            r.sticky
-                .as_ref()
-                .unwrap()
-                .value(&req(&[]), Some(&claims))
-                .as_deref(),
-            Some("u1")
-        );
-        assert_eq!(r.sticky.as_ref().unwrap().value(&req(&[]), None), None);
-    }
-
-    #[test]
     fn bad_routing_is_refused_with_the_field() {
         let bad = |weights: &[(&str, u32)], sticky: Option<&str>| {
-            CompiledRouting::compile(&Routing {
-                header: "x-seldon-predictor".into(),
-                override_allowed: true,
-                sticky: sticky.map(str::to_string),
-                predictors: weights
-                    .iter()
-                    .map(|(n, t)| Predictor {
-                        name: n.to_string(),
-                        traffic: *t,
-                    })
-                    .collect(),
-            })
-            .unwrap_err()
-            .0
+            compile(weights, sticky).unwrap_err().field
         };
         assert_eq!(bad(&[("a", 0), ("b", 0)], None), "predictors");
         assert_eq!(bad(&[("a", 1), ("a", 1)], None), "predictors[1].name");
         assert_eq!(bad(&[], None), "predictors");
         assert_eq!(bad(&[("a", 1)], Some("session")), "sticky");
-    }
-
-    // SHA-256("ns/m\0alice"), first 8 bytes big-endian, mod 10 000 (checked independently).
-    const PINNED_ALICE: u64 = 7691;
-
-    #[test]
-    fn buckets_are_stable_across_builds() {
-        // Pinned: changing the hash would move every sticky user.
-        assert_eq!(
-            sticky_bucket("ns/m", "user-1"),
-            sticky_bucket("ns/m", "user-1")
-        );
-        assert_ne!(
-            sticky_bucket("ns/m", "user-1"),
-            sticky_bucket("ns/other", "user-1")
-        );
-        assert_eq!(sticky_bucket("ns/m", "alice"), PINNED_ALICE);
     }
 }

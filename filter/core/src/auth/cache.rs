@@ -122,7 +122,7 @@ impl TokenCache {
     }
 
     /// Remembers a verified token until `exp`, with only the claims `keep` names at the
-    /// top level (see [`crate::claims::ClaimsUsed`]): what the policy's decisions read.
+    /// top level (see [`crate::auth::claims::ClaimsUsed`]): what the policy's decisions read.
     /// Returns those claims, for the caller to decide on exactly what a later hit gets.
     pub fn insert_keeping(
         &mut self,
@@ -130,7 +130,7 @@ impl TokenCache {
         token: &str,
         exp: u64,
         claims: &Map<String, Value>,
-        keep: &crate::claims::ClaimsUsed,
+        keep: &crate::auth::claims::ClaimsUsed,
         now: u64,
     ) -> Rc<Map<String, Value>> {
         let kept = Rc::new(keep.keep(claims));
@@ -490,8 +490,8 @@ mod tests {
 
     #[test]
     fn only_the_claims_a_policy_reads_are_kept() {
-        let mut used = crate::claims::ClaimsUsed::default();
-        used.add(&crate::claims::ClaimPath::parse("groups").unwrap());
+        let mut used = crate::auth::claims::ClaimsUsed::default();
+        used.add(&crate::auth::claims::ClaimPath::parse("groups").unwrap());
         let claims = serde_json::json!({
             "iss": "i", "exp": 100, "groups": ["ml"], "bulk": "x".repeat(10_000)
         });
