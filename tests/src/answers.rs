@@ -1,5 +1,6 @@
 //! The answers SPEC section 3 fixes, written out literally (not computed with the filter's
-//! own code), and assertions that a response is one of them or came from a model.
+//! own code), and assertions that a response is one of them or came from a model (routed
+//! on the header the filter set, the same predictor for every request of a sticky user).
 
 use std::collections::BTreeMap;
 
