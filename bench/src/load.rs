@@ -17,9 +17,9 @@ use modelgate_e2e::envoy::pin_and_die_with_parent;
 
 use crate::workloads::Workload;
 
-/// Sends the same request again and again (headers come with `-H`).
-const FIXED_SCRIPT: &str = r#"-- wrk -s fixed.lua URL -- METHOD BODY_FILE|-
-function init(args)
+/// Both scripts' first two arguments: the method and a file holding the body (`-`: none).
+const METHOD_AND_BODY_FUNCTION: &str = r#"
+function set_method_and_body(args)
   wrk.method = args[1]
   if args[2] ~= "-" then
     local f = assert(io.open(args[2], "rb"))
@@ -29,18 +29,20 @@ function init(args)
 end
 "#;
 
+/// Sends the same request again and again (headers come with `-H`).
+const FIXED_SCRIPT: &str = r#"-- wrk -s fixed.lua URL -- METHOD BODY_FILE|-
+function init(args)
+  set_method_and_body(args)
+end
+"#;
+
 /// Sends each token of a file once per pass, starting at a given line: requests are
 /// formatted once in `init`, so the per-request cost in wrk is a table lookup.
 const POOL_SCRIPT: &str = r#"-- wrk -s pool.lua URL -- METHOD BODY_FILE|- TOKENS_FILE START
 local requests = {}
 local i = 0
 function init(args)
-  wrk.method = args[1]
-  if args[2] ~= "-" then
-    local f = assert(io.open(args[2], "rb"))
-    wrk.body = f:read("*a")
-    f:close()
-  end
+  set_method_and_body(args)
   for token in io.lines(args[3]) do
     wrk.headers["authorization"] = "Bearer " .. token
     requests[#requests + 1] = wrk.format()
@@ -134,11 +136,11 @@ impl LoadGenerator {
         fs::create_dir_all(dir)?;
         fs::write(
             dir.join("fixed.lua"),
-            format!("{FIXED_SCRIPT}{REPORT_FUNCTION}"),
+            format!("{FIXED_SCRIPT}{METHOD_AND_BODY_FUNCTION}{REPORT_FUNCTION}"),
         )?;
         fs::write(
             dir.join("pool.lua"),
-            format!("{POOL_SCRIPT}{REPORT_FUNCTION}"),
+            format!("{POOL_SCRIPT}{METHOD_AND_BODY_FUNCTION}{REPORT_FUNCTION}"),
         )?;
         Ok(Self::Wrk {
             dir: dir.to_path_buf(),

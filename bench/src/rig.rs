@@ -59,30 +59,10 @@ impl Rig {
         Envoy::start(dir, &bootstrap, workers, self.envoy_cpu)
     }
 
-    /// Sends a new ECDS version of modelgate's configuration, one that adds the model
-    /// `probe` (`<ns>/<name>`, unknown before, so its requests passed through with `200`),
-    /// and returns how long Envoy took to report the version applied and how long until
-    /// the worker refuses a request to `probe` without a token (`401`): the new
-    /// configuration in force.
-    pub fn update_modelgate(
-        &self,
-        envoy: &Envoy,
-        dir: &Path,
-        version: u64,
-        plugin_config: &str,
-        probe: &str,
-    ) -> Result<(Duration, Duration)> {
-        let status = probe_status(envoy, probe)?;
-        if status != 200 {
-            bail!("before the update, {probe} is answered {status}, not passed through");
-        }
-        self.switch_modelgate(envoy, dir, version, plugin_config, probe, 401)
-    }
-
     /// Sends ECDS version `version` of modelgate's configuration and waits until it is in
-    /// force: Envoy reports it applied, and a request to the model `probe` without a token
-    /// is answered `status` (`401` by a configuration that has the model, `200` by one
-    /// that does not). Returns the time until each.
+    /// force: Envoy reports it applied, and a request to the model `probe` (`<ns>/<name>`)
+    /// without a token is answered `status` (`401` by a configuration that has the model,
+    /// `200` by one that does not), which it must not be before. Returns the time until each.
     pub fn switch_modelgate(
         &self,
         envoy: &Envoy,
@@ -92,6 +72,10 @@ impl Rig {
         probe: &str,
         status: u16,
     ) -> Result<(Duration, Duration)> {
+        let before = probe_status(envoy, probe)?;
+        if before == status {
+            bail!("before ECDS version {version}, {probe} is already answered {status}");
+        }
         let refused_before = envoy.ecds_state()?.refused();
         let ecds_file = dir.join("ecds").join("filter.json");
         let started = Instant::now();

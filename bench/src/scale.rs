@@ -273,7 +273,8 @@ fn measure(
     let (mut update_ms, mut update_serving_ms) = (None, None);
     if models.is_some() {
         let updated = with_model_added(config, PROBE_MODEL)?;
-        let (applied, serving) = rig.update_modelgate(&envoy, &dir, 2, &updated, PROBE_MODEL)?;
+        let (applied, serving) =
+            rig.switch_modelgate(&envoy, &dir, 2, &updated, PROBE_MODEL, 401)?;
         update_ms = Some(applied.as_secs_f64() * 1000.0);
         update_serving_ms = Some(serving.as_secs_f64() * 1000.0);
     }

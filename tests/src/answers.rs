@@ -1,9 +1,12 @@
 //! The answers SPEC section 3 fixes, written out literally (not computed with the filter's
-//! own code), and assertions that a response is one of them or came from a model.
+//! own code), and assertions that a response is one of them or came from a model (routed
+//! on the header the filter set, the same predictor for every request of a sticky user).
+
+use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use crate::client::Response;
+use crate::client::{Client, Request, Response};
 use crate::upstream::Echo;
 
 /// `WWW-Authenticate` for a request without a token.
@@ -110,4 +113,49 @@ pub fn assert_reached(response: &Response, context: &str) -> Echo {
             response.summary()
         )
     })
+}
+
+/// Asserts a model's answer chosen on the routing header `header`: the predictor that
+/// answered is the one the filter set on the request and returned to the client. Returns
+/// its name.
+pub fn assert_routed(response: &Response, header: &str, context: &str) -> String {
+    let echo = assert_reached(response, context);
+    assert_eq!(
+        response.header(header),
+        Some(echo.server.as_str()),
+        "{context}: the response names the predictor that answered"
+    );
+    assert_eq!(
+        echo.received.header(header),
+        Some(echo.server.as_str()),
+        "{context}: the predictor that answered is the one the filter chose"
+    );
+    echo.server
+}
+
+/// Sends `repeats` requests for each of `users` users (`user-0`, `user-1`, ...), each built
+/// by `request_of(user)`, and asserts that every one is routed on `header` and that all of a
+/// user's requests reach one predictor. Returns how many users each predictor got.
+pub fn assert_sticky_users(
+    client: &mut Client,
+    header: &str,
+    users: usize,
+    repeats: usize,
+    request_of: impl Fn(&str) -> Request,
+) -> BTreeMap<String, usize> {
+    let mut per_predictor = BTreeMap::new();
+    for user in 0..users {
+        let user = format!("user-{user}");
+        let mut seen = Vec::new();
+        for _ in 0..repeats {
+            let response = client
+                .send(&request_of(&user))
+                .unwrap_or_else(|e| panic!("{user}: {e}"));
+            seen.push(assert_routed(&response, header, &user));
+        }
+        seen.dedup();
+        assert_eq!(seen.len(), 1, "{user} moved between {seen:?}");
+        *per_predictor.entry(seen.remove(0)).or_insert(0) += 1;
+    }
+    per_predictor
 }

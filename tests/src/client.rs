@@ -64,10 +64,17 @@ impl Request {
     /// and `namespace` headers, with `te: trailers` and one empty message as its body.
     pub fn grpc_predict(model: &str) -> Self {
         let (namespace, name) = model.split_once('/').unwrap_or(("", model));
-        Self::new("POST", GRPC_PREDICT_PATH)
+        Self::grpc(GRPC_PREDICT_PATH, name, namespace)
+    }
+
+    /// A gRPC call to `path` with `te: trailers` and one empty message as its body, its
+    /// `seldon` and `namespace` headers exactly as given (the attacks give what no model
+    /// id splits into).
+    pub fn grpc(path: &str, seldon: &str, namespace: &str) -> Self {
+        Self::new("POST", path)
             .header("content-type", "application/grpc")
             .header("te", "trailers")
-            .header("seldon", name)
+            .header("seldon", seldon)
             .header("namespace", namespace)
             .body(vec![0, 0, 0, 0, 0])
     }

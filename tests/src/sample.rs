@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use modelgate_core::config::{
     AuthMode, FilterConfig, JwtPolicy, KeySet, Model, Policy, Predictor, Routing,
 };
-use modelgate_testkit::{TestKey, jwks, now};
+use modelgate_testkit::{TestKey, changed_claims, jwks, now};
 use serde_json::{Value, json};
 
 use crate::gateway::{Gateway, GatewaySpec};
@@ -49,16 +49,22 @@ pub const STICKY_HEADER: &str = "x-user-id";
 /// The routes istiod would program for the sample models.
 pub fn routes() -> RouteTable {
     RouteTable::new(vec![
-        ModelRoutes::new(
-            "fraud",
-            "detector",
-            &[("main", 75), ("canary", 25), ("dark", 0)],
-        ),
+        fraud_routes(),
         ModelRoutes::new("credit", "scorer", &[("default", 100)]),
         ModelRoutes::new("credit", "legacy", &[("default", 100)]),
         ModelRoutes::new("public", "iris", &[("a", 50), ("b", 50)]).with_ab_header(IRIS_HEADER),
         ModelRoutes::new("staging", "newmodel", &[("v1", 100)]),
     ])
+}
+
+/// The routes istiod would program for `fraud/detector` (for gateways that add other
+/// models beside it).
+pub fn fraud_routes() -> ModelRoutes {
+    ModelRoutes::new(
+        "fraud",
+        "detector",
+        &[("main", 75), ("canary", 25), ("dark", 0)],
+    )
 }
 
 /// Issuer A's keys.
@@ -232,6 +238,12 @@ pub fn fraud_claims(user: &str) -> Value {
 /// A valid `fraud/detector` token (RS256, issuer A's RSA key).
 pub fn fraud_token(user: &str) -> String {
     TestKey::rsa_a().sign(&fraud_claims(user))
+}
+
+/// A `fraud/detector` token (signed as [`fraud_token`]) with some claims replaced or added
+/// by `changes` (an object; `null` removes a claim).
+pub fn fraud_token_with(user: &str, changes: &Value) -> String {
+    TestKey::rsa_a().sign(&changed_claims(fraud_claims(user), changes))
 }
 
 /// Claims a `credit/scorer` partner's token carries.

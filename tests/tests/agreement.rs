@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use modelgate_controller::Settings;
 use modelgate_e2e::answers::{
     assert_insufficient_scope, assert_invalid_token, assert_no_token, assert_reached,
-    assert_refused, no_token_challenge,
+    assert_refused, assert_routed, assert_sticky_users, no_token_challenge,
 };
 use modelgate_e2e::render::{Rendered, render};
 use modelgate_e2e::weights::within_five_sigma;
-use modelgate_e2e::{Gateway, Request, Response, locate, sample};
+use modelgate_e2e::{Gateway, Request, locate, sample};
 use modelgate_testkit::{TestKey, changed_claims, jwks, now};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -89,23 +89,6 @@ fn partner_token(user: &str) -> String {
 
 fn predict(model: &str) -> Request {
     Request::predict(model)
-}
-
-/// Asserts a model's answer chosen on `header`: the predictor that answered is the one the
-/// filter set on the request and returned to the client.
-fn assert_routed(r: &Response, header: &str, context: &str) -> String {
-    let echo = assert_reached(r, context);
-    assert_eq!(
-        r.header(header),
-        Some(echo.server.as_str()),
-        "{context}: the response names the predictor that answered"
-    );
-    assert_eq!(
-        echo.received.header(header),
-        Some(echo.server.as_str()),
-        "{context}: the predictor that answered is the one the filter chose"
-    );
-    echo.server
 }
 
 /// The weights of a model's default REST route, as rendered.
@@ -470,20 +453,9 @@ fn sticky_users_stay_on_their_predictor() {
     let gw = start("agreement-sticky");
     let token = fraud_token("alice");
     let mut client = gw.client();
-    let mut per_predictor = BTreeMap::new();
-    for user in 0..40 {
-        let user = format!("user-{user}");
-        let mut seen = Vec::new();
-        for _ in 0..5 {
-            let r = client
-                .send(&predict(FRAUD).bearer(&token).header(STICKY_HEADER, &user))
-                .unwrap();
-            seen.push(assert_routed(&r, HEADER, &user));
-        }
-        seen.dedup();
-        assert_eq!(seen.len(), 1, "{user} moved between {seen:?}");
-        *per_predictor.entry(seen.remove(0)).or_insert(0) += 1;
-    }
+    let per_predictor = assert_sticky_users(&mut client, HEADER, 40, 5, |user| {
+        predict(FRAUD).bearer(&token).header(STICKY_HEADER, user)
+    });
     assert!(!per_predictor.contains_key("dark"), "{per_predictor:?}");
     assert!(
         per_predictor.contains_key("main") && per_predictor.contains_key("canary"),

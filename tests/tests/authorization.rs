@@ -7,10 +7,10 @@ use modelgate_e2e::answers::{
     assert_insufficient_scope, assert_invalid_token, assert_no_token, assert_reached,
     assert_refused, invalid_token_challenge, no_token_challenge,
 };
-use modelgate_e2e::sample::{self, CREDIT, FRAUD, ISSUER, LEGACY};
+use modelgate_e2e::sample::{self, CREDIT, FRAUD, ISSUER, LEGACY, fraud_token_with};
 use modelgate_e2e::{Request, Response};
-use modelgate_testkit::{TestKey, changed_claims, hmac_token, now, public_pem, raw_token};
-use serde_json::{Value, json};
+use modelgate_testkit::{TestKey, hmac_token, now, public_pem, raw_token};
+use serde_json::json;
 
 fn fraud(token: &str) -> Request {
     Request::predict(FRAUD).bearer(token)
@@ -58,18 +58,16 @@ fn valid_tokens_of_each_key_type_reach_the_model_with_the_token() {
     }
 }
 
-/// A fraud token with some claims changed (`null` removes a claim).
-fn fraud_with(changes: Value) -> Value {
-    changed_claims(sample::fraud_claims("mallory"), &changes)
-}
-
 #[test]
 fn bad_tokens_are_401_invalid_token_with_the_reason() {
     let gw = sample::start("auth-bad-tokens");
     let a = TestKey::rsa_a();
     let now = now();
-    let mut wrong_kid = Header::new(Algorithm::RS256);
-    wrong_kid.kid = Some("rsa-a".into());
+    let rs256_naming = |kid: &str| {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(kid.into());
+        header
+    };
     let header_none = r#"{"alg":"none","typ":"JWT","kid":"rsa-a"}"#;
     let payload = sample::fraud_claims("mallory").to_string();
     let mut oversized = sample::fraud_claims("mallory");
@@ -78,39 +76,37 @@ fn bad_tokens_are_401_invalid_token_with_the_reason() {
     let cases: Vec<(&str, String, &str)> = vec![
         (
             "expired",
-            a.sign(&fraud_with(json!({"exp": now - 3600}))),
+            fraud_token_with("mallory", &json!({"exp": now - 3600})),
             "token_expired",
         ),
         (
             "not yet valid",
-            a.sign(&fraud_with(json!({"nbf": now + 3600}))),
+            fraud_token_with("mallory", &json!({"nbf": now + 3600})),
             "token_not_yet_valid",
         ),
         (
             "wrong issuer",
-            a.sign(&fraud_with(
-                json!({"iss": "https://127.0.0.1/realms/other"}),
-            )),
+            fraud_token_with("mallory", &json!({"iss": "https://127.0.0.1/realms/other"})),
             "wrong_issuer",
         ),
         (
             "no issuer",
-            a.sign(&fraud_with(json!({"iss": null}))),
+            fraud_token_with("mallory", &json!({"iss": null})),
             "wrong_issuer",
         ),
         (
             "wrong audience",
-            a.sign(&fraud_with(json!({"aud": "billing"}))),
+            fraud_token_with("mallory", &json!({"aud": "billing"})),
             "wrong_audience",
         ),
         (
             "no audience",
-            a.sign(&fraud_with(json!({"aud": null}))),
+            fraud_token_with("mallory", &json!({"aud": null})),
             "wrong_audience",
         ),
         (
             "no exp",
-            a.sign(&fraud_with(json!({"exp": null}))),
+            fraud_token_with("mallory", &json!({"exp": null})),
             "malformed_token",
         ),
         (
@@ -120,11 +116,10 @@ fn bad_tokens_are_401_invalid_token_with_the_reason() {
         ),
         (
             "unknown kid",
-            {
-                let mut h = Header::new(Algorithm::RS256);
-                h.kid = Some("retired-2019".into());
-                a.sign_with_header(&h, &sample::fraud_claims("mallory"))
-            },
+            a.sign_with_header(
+                &rs256_naming("retired-2019"),
+                &sample::fraud_claims("mallory"),
+            ),
             "unknown_key",
         ),
         (
@@ -134,7 +129,8 @@ fn bad_tokens_are_401_invalid_token_with_the_reason() {
         ),
         (
             "forged signature, known kid",
-            TestKey::rsa_b().sign_with_header(&wrong_kid, &sample::fraud_claims("mallory")),
+            TestKey::rsa_b()
+                .sign_with_header(&rs256_naming("rsa-a"), &sample::fraud_claims("mallory")),
             "bad_signature",
         ),
         (
@@ -153,11 +149,7 @@ fn bad_tokens_are_401_invalid_token_with_the_reason() {
         ),
         (
             "RS256 header on the EC key",
-            {
-                let mut h = Header::new(Algorithm::RS256);
-                h.kid = Some("ec-1".into());
-                a.sign_with_header(&h, &sample::fraud_claims("mallory"))
-            },
+            a.sign_with_header(&rs256_naming("ec-1"), &sample::fraud_claims("mallory")),
             "unsupported_algorithm",
         ),
         ("not a JWT", "hello".to_string(), "malformed_token"),
@@ -189,24 +181,28 @@ fn bad_tokens_are_401_invalid_token_with_the_reason() {
     assert_eq!(gw.requests_to_models(), 0, "no bad token reached a model");
 
     // 60 s of leeway on both ends.
-    let ok = a.sign(&fraud_with(json!({"exp": now - 30, "nbf": now + 30})));
+    let ok = fraud_token_with("mallory", &json!({"exp": now - 30, "nbf": now + 30}));
     assert_reached(&gw.send(&fraud(&ok)), "within leeway");
 }
 
 #[test]
 fn a_valid_token_without_the_required_claims_is_403() {
     let gw = sample::start("auth-claims");
-    let a = TestKey::rsa_a();
-    let r = gw.send(&fraud(
-        &a.sign(&fraud_with(json!({"groups": ["marketing"]}))),
-    ));
+    let r = gw.send(&fraud(&fraud_token_with(
+        "mallory",
+        &json!({"groups": ["marketing"]}),
+    )));
     assert_insufficient_scope(&r, FRAUD, "wrong group");
-    let r = gw.send(&fraud(&a.sign(&fraud_with(json!({"groups": null})))));
+    let r = gw.send(&fraud(&fraud_token_with(
+        "mallory",
+        &json!({"groups": null}),
+    )));
     assert_insufficient_scope(&r, FRAUD, "no group claim");
     // Only `scope` and `scp` are space-separated lists: any other string is one value.
-    let r = gw.send(&fraud(
-        &a.sign(&fraud_with(json!({"groups": "marketing fraud-admins"}))),
-    ));
+    let r = gw.send(&fraud(&fraud_token_with(
+        "mallory",
+        &json!({"groups": "marketing fraud-admins"}),
+    )));
     assert_insufficient_scope(&r, FRAUD, "space-separated groups string");
 
     let mut viewer = sample::credit_claims("partner-2");

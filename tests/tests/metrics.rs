@@ -4,18 +4,14 @@
 
 use modelgate_e2e::Request;
 use modelgate_e2e::sample::{self, CREDIT, FRAUD, IRIS, LEGACY};
-use modelgate_testkit::{TestKey, now};
+use modelgate_testkit::now;
 use serde_json::json;
 
 #[test]
 fn every_decision_is_counted_with_its_labels() {
     let gw = sample::start("metrics-labels");
     let token = sample::fraud_token("alice");
-    let expired = TestKey::rsa_a().sign(&{
-        let mut c = sample::fraud_claims("bob");
-        c["exp"] = json!(now() - 3600);
-        c
-    });
+    let expired = sample::fraud_token_with("bob", &json!({"exp": now() - 3600}));
     let mut client = gw.client();
     let mut send = |request: Request, times: usize| {
         for _ in 0..times {

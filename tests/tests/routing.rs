@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use modelgate_e2e::answers::{assert_no_token, assert_reached, assert_refused};
+use modelgate_e2e::answers::{
+    assert_no_token, assert_reached, assert_refused, assert_routed, assert_sticky_users,
+};
 use modelgate_e2e::sample::{self, FRAUD, IRIS, IRIS_HEADER, STICKY_HEADER};
 use modelgate_e2e::weights::within_five_sigma;
 use modelgate_e2e::{Client, Request};
@@ -23,17 +25,7 @@ fn the_chosen_predictor_is_routed_on_and_returned_to_the_client() {
     let mut client = gw.client();
     for _ in 0..50 {
         let r = client.send(&fraud(&token)).unwrap();
-        let echo = assert_reached(&r, "valid token");
-        assert_eq!(
-            r.header(HEADER),
-            Some(echo.server.as_str()),
-            "response header"
-        );
-        assert_eq!(
-            echo.received.header(HEADER),
-            Some(echo.server.as_str()),
-            "the predictor that answered is the one the filter chose"
-        );
+        assert_routed(&r, HEADER, "valid token");
     }
     // A client that sends the header back stays on its predictor.
     let first = client.send(&fraud(&token)).unwrap();
@@ -125,20 +117,9 @@ fn a_sticky_key_keeps_its_predictor() {
     let gw = sample::start("routing-sticky");
     let token = sample::fraud_token("alice");
     let mut client = gw.client();
-    let mut per_predictor = BTreeMap::new();
-    for user in 0..60 {
-        let user = format!("user-{user}");
-        let mut seen = Vec::new();
-        for _ in 0..8 {
-            let r = client
-                .send(&fraud(&token).header(STICKY_HEADER, &user))
-                .unwrap();
-            seen.push(assert_reached(&r, &user).server);
-        }
-        seen.dedup();
-        assert_eq!(seen.len(), 1, "{user} moved between {seen:?}");
-        *per_predictor.entry(seen.remove(0)).or_insert(0) += 1;
-    }
+    let per_predictor = assert_sticky_users(&mut client, HEADER, 60, 8, |user| {
+        fraud(&token).header(STICKY_HEADER, user)
+    });
     assert!(!per_predictor.contains_key("dark"), "{per_predictor:?}");
     assert!(
         per_predictor.get("main").is_some_and(|n| *n > 20)
@@ -224,21 +205,11 @@ fn sticky_keys_can_be_a_claim_or_a_cookie() {
         };
         let gw = sample::start_with(name, &spec);
         let mut client = gw.client();
-        let mut per_predictor = BTreeMap::new();
-        for user in 0..40 {
-            let user = format!("user-{user}");
-            let token = sample::fraud_token(&user);
-            let mut seen = Vec::new();
-            for _ in 0..5 {
-                let request =
-                    fraud(&token).header("cookie", &format!("theme=dark; session={user}"));
-                let r = client.send(&request).unwrap();
-                seen.push(assert_reached(&r, &user).server);
-            }
-            seen.dedup();
-            assert_eq!(seen.len(), 1, "{sticky}: {user} moved between {seen:?}");
-            *per_predictor.entry(seen.remove(0)).or_insert(0) += 1;
-        }
+        // The token's `sub` and the cookie's session are both the user.
+        let per_predictor = assert_sticky_users(&mut client, HEADER, 40, 5, |user| {
+            fraud(&sample::fraud_token(user))
+                .header("cookie", &format!("theme=dark; session={user}"))
+        });
         assert_eq!(per_predictor.len(), 2, "{sticky}: {per_predictor:?}");
         let sticky_count = gw.metrics().value(
             "modelgate_routed_total",

@@ -91,11 +91,7 @@ fn spec() -> GatewaySpec {
     }
     GatewaySpec {
         routes: RouteTable::new(vec![
-            ModelRoutes::new(
-                "fraud",
-                "detector",
-                &[("main", 75), ("canary", 25), ("dark", 0)],
-            ),
+            sample::fraud_routes(),
             ModelRoutes::new("tenant", "huge-keys", &[("default", 100)]),
             ModelRoutes::new("tenant", "big-tokens", &[("default", 100)]),
         ]),

@@ -45,14 +45,7 @@ fn grpc_requests_are_never_authorized_against_another_model() {
     let gw = confusable_gateway("attacks-grpc-confusion");
     const OPEN: &str = "fraud/open";
     let token = sample::fraud_token("alice");
-    let grpc = |path: &str, seldon: &str, namespace: &str| {
-        Request::new("POST", path)
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .header("seldon", seldon)
-            .header("namespace", namespace)
-            .body(vec![0, 0, 0, 0, 0])
-    };
+    let grpc = Request::grpc;
     let predict = "/seldon.protos.Seldon/Predict";
     let ambiguous = || Expect::GrpcRefused {
         grpc_status: "13",

@@ -4,7 +4,6 @@ use modelgate_e2e::Request;
 use modelgate_e2e::answers::no_token_challenge;
 use modelgate_e2e::corpus::{Case, Expect, assert_table, case};
 use modelgate_e2e::sample::{self, FRAUD, IRIS, IRIS_HEADER, STICKY_HEADER};
-use modelgate_testkit::TestKey;
 use serde_json::json;
 
 use crate::forgery::{HEADER, fraud};
@@ -17,24 +16,12 @@ use crate::forgery::{HEADER, fraud};
 fn the_routing_header_is_only_ever_the_filters_choice() {
     let gw = sample::start("attacks-routing-spoof");
     let token = sample::fraud_token("alice");
-    let no_scope = TestKey::rsa_a().sign(&{
-        let mut claims = sample::fraud_claims("mallory");
-        claims["groups"] = json!(["marketing"]);
-        claims
-    });
+    let no_scope = sample::fraud_token_with("mallory", &json!({"groups": ["marketing"]}));
     let exempt = format!("/seldon/{FRAUD}/prometheus");
     let preflight = || {
         Request::new("OPTIONS", &format!("/seldon/{FRAUD}/api/v1.0/predictions"))
             .header("origin", "http://127.0.0.1:3000")
             .header("access-control-request-method", "POST")
-    };
-    let grpc = |seldon: &str, namespace: &str| {
-        Request::new("POST", "/seldon.protos.Seldon/Predict")
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .header("seldon", seldon)
-            .header("namespace", namespace)
-            .body(vec![0, 0, 0, 0, 0])
     };
     let unknown = || Expect::bad_request(Some(FRAUD), "unknown_predictor");
 
@@ -144,14 +131,14 @@ fn the_routing_header_is_only_ever_the_filters_choice() {
         ),
         case(
             "gRPC, allowed, override to the dark launch",
-            grpc("detector", "fraud")
+            Request::grpc_predict(FRAUD)
                 .bearer(&token)
                 .header(HEADER, "dark"),
             Expect::reached_predictor(FRAUD, "dark"),
         ),
         case(
             "gRPC, no token, override to the dark launch",
-            grpc("detector", "fraud").header(HEADER, "dark"),
+            Request::grpc_predict(FRAUD).header(HEADER, "dark"),
             Expect::GrpcRefused {
                 grpc_status: "16",
                 reason: "missing_token",
@@ -211,7 +198,7 @@ fn the_routing_header_is_only_ever_the_filters_choice() {
         ));
         cases.push(case(
             format!("override disabled, gRPC, {what}"),
-            with(grpc("iris", "public")),
+            with(Request::grpc_predict(IRIS)),
             Expect::reached(IRIS),
         ));
     }
