@@ -103,6 +103,11 @@ impl Harness {
         self.run_at(NOW, 7, method, path, headers)
     }
 
+    /// A prediction request carrying `token` as its bearer token.
+    fn predict_with(&mut self, token: &str) -> Seen {
+        self.run("POST", PREDICT, &[("authorization", &bearer(token))])
+    }
+
     fn run_at(
         &mut self,
         now: u64,
@@ -152,10 +157,7 @@ fn bearer(token: &str) -> String {
 const PREDICT: &str = "/seldon/prod/fraud/api/v1.0/predictions";
 
 fn denied(h: &mut Harness, token: &str) -> DenyReason {
-    match h
-        .run("POST", PREDICT, &[("authorization", &bearer(token))])
-        .outcome
-    {
+    match h.predict_with(token).outcome {
         Outcome::Denied(reason) => reason,
         other => panic!("expected a denial, got {other:?}"),
     }
@@ -171,7 +173,7 @@ fn valid_tokens_of_every_accepted_algorithm_pass() {
             refusal,
             route,
             ..
-        } = h.run("POST", PREDICT, &[("authorization", &bearer(&token))]);
+        } = h.predict_with(&token);
         assert_eq!(
             outcome,
             Outcome::Allowed(AllowReason::Token),
@@ -204,7 +206,7 @@ fn valid_tokens_of_every_accepted_algorithm_pass() {
         let mut key = TestKey::rsa_a();
         key.alg = alg;
         let token = key.sign(&good_claims());
-        let Seen { outcome, .. } = h.run("POST", PREDICT, &[("authorization", &bearer(&token))]);
+        let Seen { outcome, .. } = h.predict_with(&token);
         assert_eq!(outcome, Outcome::Allowed(AllowReason::Token), "{alg:?}");
     }
 }
@@ -245,7 +247,7 @@ fn bad_tokens_are_401_invalid_token_and_never_echoed() {
         other.split('.').nth(1).unwrap(),
         parts[2]
     );
-    let Seen { refusal, .. } = h.run("POST", PREDICT, &[("authorization", &bearer(&tampered))]);
+    let Seen { refusal, .. } = h.predict_with(&tampered);
     let refusal = refusal.unwrap();
     assert_eq!(refusal.status, 401);
     assert!(refusal.headers.contains(&(
@@ -264,11 +266,7 @@ fn time_claims_are_checked_with_leeway() {
     c["exp"] = json!(NOW - 61);
     assert_eq!(denied(&mut h, &key.sign(&c)), DenyReason::Expired);
     c["exp"] = json!(NOW - 59);
-    let Seen { outcome, .. } = h.run(
-        "POST",
-        PREDICT,
-        &[("authorization", &bearer(&key.sign(&c)))],
-    );
+    let Seen { outcome, .. } = h.predict_with(&key.sign(&c));
     assert_eq!(
         outcome,
         Outcome::Allowed(AllowReason::Token),
@@ -299,11 +297,7 @@ fn issuer_and_audience_must_match() {
     c["aud"] = json!(["other", "another"]);
     assert_eq!(denied(&mut h, &key.sign(&c)), DenyReason::WrongAudience);
     c["aud"] = json!(["other", "models"]);
-    let Seen { outcome, .. } = h.run(
-        "POST",
-        PREDICT,
-        &[("authorization", &bearer(&key.sign(&c)))],
-    );
+    let Seen { outcome, .. } = h.predict_with(&key.sign(&c));
     assert_eq!(outcome, Outcome::Allowed(AllowReason::Token));
     c.as_object_mut().unwrap().remove("aud");
     assert_eq!(denied(&mut h, &key.sign(&c)), DenyReason::WrongAudience);
@@ -326,7 +320,7 @@ fn keys_are_chosen_by_kid_or_tried_in_turn() {
     // No kid: every key is tried.
     let key = TestKey::ec();
     let token = key.sign_with_header(&Header::new(Algorithm::ES256), &good_claims());
-    let Seen { outcome, .. } = h.run("POST", PREDICT, &[("authorization", &bearer(&token))]);
+    let Seen { outcome, .. } = h.predict_with(&token);
     assert_eq!(outcome, Outcome::Allowed(AllowReason::Token));
     let token = TestKey::rsa_b().sign_with_header(&Header::new(Algorithm::RS256), &good_claims());
     assert_eq!(denied(&mut h, &token), DenyReason::BadSignature);
@@ -387,7 +381,7 @@ fn malformed_oversized_and_critical_tokens_are_refused_before_verification() {
         "Basic dXNlcjpwdw==",
         "\u{1F600}.x.y",
     ] {
-        let Seen { outcome, .. } = h.run("POST", PREDICT, &[("authorization", &bearer(junk))]);
+        let Seen { outcome, .. } = h.predict_with(junk);
         assert!(
             matches!(outcome, Outcome::Denied(DenyReason::MalformedToken)),
             "{junk:?}: {outcome:?}"
@@ -461,11 +455,7 @@ fn required_claims_give_403_insufficient_scope() {
     c["groups"] = json!(["ops"]);
     let Seen {
         outcome, refusal, ..
-    } = h.run(
-        "POST",
-        PREDICT,
-        &[("authorization", &bearer(&key.sign(&c)))],
-    );
+    } = h.predict_with(&key.sign(&c));
     assert_eq!(outcome, Outcome::Denied(DenyReason::InsufficientScope));
     let refusal = refusal.unwrap();
     assert_eq!(refusal.status, 403);
@@ -474,11 +464,7 @@ fn required_claims_give_403_insufficient_scope() {
         "Bearer realm=\"prod/fraud\", error=\"insufficient_scope\"".into()
     )));
     c["groups"] = json!("admins ml");
-    let Seen { outcome, .. } = h.run(
-        "POST",
-        PREDICT,
-        &[("authorization", &bearer(&key.sign(&c)))],
-    );
+    let Seen { outcome, .. } = h.predict_with(&key.sign(&c));
     assert_eq!(
         outcome,
         Outcome::Denied(DenyReason::InsufficientScope),
@@ -716,11 +702,7 @@ fn audit_mode_decides_the_same_but_lets_through() {
     assert!(route.is_some());
     let mut c = good_claims();
     c["groups"] = json!([]);
-    let Seen { outcome, .. } = h.run(
-        "POST",
-        PREDICT,
-        &[("authorization", &bearer(&TestKey::rsa_a().sign(&c)))],
-    );
+    let Seen { outcome, .. } = h.predict_with(&TestKey::rsa_a().sign(&c));
     assert_eq!(outcome, Outcome::AuditDenied(DenyReason::InsufficientScope));
     // Request errors are refused in every mode.
     let Seen { outcome, .. } = h.run("POST", PREDICT, &[("x-seldon-predictor", "nope")]);
