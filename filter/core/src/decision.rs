@@ -411,8 +411,8 @@ impl CompiledConfig {
                     .insert_keeping(key, token, exp, &claims, &jwt.claims_used, env.now)
             }
         };
-        // Every rule is checked, not only up to the first that fails, so that the trace
-        // tells each one's verdict; the cost falls on refusals only.
+        // A traced decision checks every rule so that the trace tells each one's verdict;
+        // the filter's stops at the first that fails.
         let mut holds = true;
         for rule in &jwt.claims {
             let verdict = rule.holds(&claims);
@@ -423,6 +423,9 @@ impl CompiledConfig {
                 holds: verdict,
             });
             holds &= verdict;
+            if !holds && !trace.keeps_steps() {
+                break;
+            }
         }
         if holds {
             Ok(claims)

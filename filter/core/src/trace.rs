@@ -19,6 +19,12 @@ pub trait Trace<'c> {
     /// Records a step. `step` builds it and is only called when the step is kept, so an
     /// untraced decision neither builds nor allocates anything.
     fn record(&mut self, step: impl FnOnce() -> Step<'c>);
+
+    /// Whether steps are kept: a decision nobody traces stops at the first failing claim
+    /// rule, a traced one checks every rule so that each verdict is shown.
+    fn keeps_steps(&self) -> bool {
+        true
+    }
 }
 
 /// The trace of decisions nobody traces.
@@ -28,6 +34,11 @@ pub struct NoTrace;
 impl<'c> Trace<'c> for NoTrace {
     #[inline(always)]
     fn record(&mut self, _: impl FnOnce() -> Step<'c>) {}
+
+    #[inline(always)]
+    fn keeps_steps(&self) -> bool {
+        false
+    }
 }
 
 /// A trace kept whole, in order.
