@@ -13,8 +13,8 @@
 //! - [`route`]: the predictor's choice.
 //! - [`decision`]: all of it for one request, as a value; [`trace`]: how it was reached;
 //!   [`reason`]: why a request was refused.
-//! - [`crypto`], [`rsa_verify`], [`ec_verify`] (and the private `ecdsa`, `montgomery`): the
-//!   verification-only signature checks under `jsonwebtoken`.
+//! - [`crypto`]: the verification-only crypto provider under `jsonwebtoken`, over the
+//!   signature checks of the `modelgate-verify` crate.
 
 #![cfg_attr(
     not(test),
@@ -26,16 +26,12 @@ pub mod compiled;
 pub mod config;
 pub mod crypto;
 pub mod decision;
-pub mod ec_verify;
-mod ecdsa;
 pub mod headers;
 pub mod http;
-mod montgomery;
 pub mod names;
 pub mod reason;
 mod request;
 pub mod route;
-pub mod rsa_verify;
 pub mod trace;
 
 pub use auth::cache::TokenCache;

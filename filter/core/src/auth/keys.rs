@@ -12,9 +12,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value};
 
-use crate::ec_verify::is_valid_key;
-use crate::montgomery::strip_leading_zeros;
-use crate::rsa_verify::modulus_bits;
+use modelgate_verify::rsa::{modulus_bits, public_exponent, strip_leading_zeros};
+
+use crate::crypto::is_valid_key;
 
 /// RSA keys shorter than this are refused.
 pub const MIN_RSA_BITS: usize = 2048;
@@ -22,9 +22,9 @@ pub const MIN_RSA_BITS: usize = 2048;
 /// RSA keys longer than this are refused by default.
 pub const DEFAULT_MAX_RSA_BITS: usize = 4096;
 
-/// No limit can allow RSA keys longer than this: the verifier itself refuses them. A check
-/// costs about the cube of the modulus size, so 8192 bits already cost 8 times 4096.
-pub const MAX_RSA_BITS_CEILING: usize = 8192;
+/// No limit can allow RSA keys longer than this: the verifier itself refuses them
+/// ([`modelgate_verify::rsa::MAX_MODULUS_BITS`]).
+pub const MAX_RSA_BITS_CEILING: usize = modelgate_verify::rsa::MAX_MODULUS_BITS;
 
 /// Usable keys kept per key set; further keys are skipped with a warning.
 pub const MAX_KEYS_PER_SET: usize = 32;
@@ -185,7 +185,8 @@ fn rsa_components(
     }
     let e = bytes_member(jwk, "e")?;
     let e = strip_leading_zeros(&e).to_vec();
-    if rsa_exponent(&e).is_none() {
+    // The verifier's own bound: odd, at least 3 and below 2^32.
+    if public_exponent(&e).is_none() {
         let found = if e.len() <= 4 {
             e.iter()
                 .fold(0u32, |acc, b| acc << 8 | u32::from(*b))
@@ -203,17 +204,6 @@ fn rsa_components(
 /// Length of the unpadded base64url text of `bytes` bytes.
 fn base64_len(bytes: usize) -> usize {
     (bytes * 4).div_ceil(3)
-}
-
-/// A public exponent the verifier accepts, as a number: odd, at least 3 and below 2^32
-/// (any RSA key in use has 65537 or 3). Bounding it bounds the multiplications per check.
-pub(crate) fn rsa_exponent(e: &[u8]) -> Option<u32> {
-    let e = strip_leading_zeros(e);
-    if e.len() > 4 {
-        return None;
-    }
-    let value = e.iter().fold(0u32, |acc, b| acc << 8 | u32::from(*b));
-    (value >= 3 && value % 2 == 1).then_some(value)
 }
 
 /// The keys of one set that tokens may be checked against, in JWKS order: at most
@@ -406,9 +396,6 @@ mod tests {
         // An exponent as long as a modulus is refused from its length.
         let error = compile_key(&rsa_jwk(2048, &[0xff; 256])).unwrap_err();
         assert!(error.contains("below 2^32"), "{error}");
-        assert_eq!(rsa_exponent(&[0, 1, 0, 1]), Some(65537));
-        assert_eq!(rsa_exponent(&[0xff, 0xff, 0xff, 0xff]), Some(u32::MAX));
-        assert_eq!(rsa_exponent(&[0xff, 0xff, 0xff, 0xfe]), None);
     }
 
     fn key_with(kid: Option<&str>, alg: Algorithm) -> VerifyingKey {

@@ -226,7 +226,7 @@ pub(crate) fn one(limbs: usize) -> Vec<u32> {
     one
 }
 
-pub(crate) fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
+pub fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
     let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
     &bytes[start..]
 }
@@ -305,8 +305,16 @@ pub(crate) fn r_squared(n: &[u32]) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    /// The modulus of the test RSA key `rsa-a` (`tests/fixtures/keys/rsa-a.pem`), 2048 bits.
+    const RSA_A_N: &str = concat!(
+        "d3efd4ece2a3b19ed98cd43cbc234320e04cb1d3527c5d75e0f5050077bb773920062730826ab66611ab45077e3825f2",
+        "afb6abfcf4d49fbce1053b5bc1821df06f7bb165fc5308a6693248b1d35a886126d0ad4559094333cab0bc4efaf5cd96",
+        "14d356f52e79d595c515bb202bad8d03392df18afc919da6ae9e1aa42a005c639e0b0d548be1f07c5e717b1d9c28e215",
+        "726f063488181037e3c773dffd85e125e5f876a9dba41a79b6a81799c45f0617ada0e8f2d4f52aee8a7396bad4f9bba7",
+        "7928e80b9bd40c37ba492be5708bf681e02eccb0c9a08fa4c2be35ff621d1caf9d1c2fe77a90421b3f89e2b3462d48e2",
+        "5b9dbebfe1e19ac05aa1a87e0ffef85f",
+    );
 
     #[test]
     fn inverse_and_r_squared_are_right_on_small_numbers() {
@@ -324,8 +332,10 @@ mod tests {
 
     #[test]
     fn squaring_and_reduction_agree_with_multiplication() {
-        let jwk = modelgate_testkit::TestKey::rsa_a().jwk();
-        let n = URL_SAFE_NO_PAD.decode(jwk["n"].as_str().unwrap()).unwrap();
+        let n: Vec<u8> = (0..RSA_A_N.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&RSA_A_N[i..i + 2], 16).unwrap())
+            .collect();
         let key = Modulus::new(&n).unwrap();
         let k = key.n.len();
         let mut state = 0x9e37_79b9_7f4a_7c15u64;

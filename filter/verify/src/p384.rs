@@ -516,8 +516,8 @@ mod tests {
             let ours = PublicKey::from_sec1(CurveId::P256, point.as_bytes()).unwrap();
             check(&ours, &message, &signature.to_bytes(), 32);
             // P-384.
-            let key = p384::ecdsa::SigningKey::from_slice(&random.take(48)).unwrap();
-            let signature: p384::ecdsa::Signature = key.sign(&message);
+            let key = ::p384::ecdsa::SigningKey::from_slice(&random.take(48)).unwrap();
+            let signature: ::p384::ecdsa::Signature = key.sign(&message);
             let point = key.verifying_key().to_encoded_point(false);
             let ours = PublicKey::from_sec1(CurveId::P384, point.as_bytes()).unwrap();
             check(&ours, &message, &signature.to_bytes(), 48);
