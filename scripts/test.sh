@@ -56,6 +56,9 @@ stage_lint() {
 stage_test() {
   echo "test: cargo test --workspace --no-fail-fast"
   cargo test --workspace --no-fail-fast
+  # The signature checks again as the filter ships them: wasm32 with SIMD, in node's V8.
+  echo "test: cargo test --release -p modelgate-verify --target wasm32-wasip1"
+  cargo test --quiet --release -p modelgate-verify --target wasm32-wasip1
 }
 
 # Every fuzz target for a bounded time from its committed seeds, which replays every crash

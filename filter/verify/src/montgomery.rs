@@ -8,6 +8,8 @@
 pub(crate) struct Modulus {
     /// The modulus.
     pub(crate) n: Vec<u32>,
+    /// The modulus, most significant limb first.
+    n_rev: Vec<u32>,
     /// `-n^-1 mod 2^32`.
     n0_inv: u32,
     /// `R^2 mod n`.
@@ -25,6 +27,7 @@ impl Modulus {
         let n0_inv = inverse_mod_2_32(limbs[0]).wrapping_neg();
         let r2 = r_squared(&limbs);
         Some(Self {
+            n_rev: limbs.iter().rev().copied().collect(),
             n: limbs,
             n0_inv,
             r2,
@@ -107,43 +110,76 @@ impl Modulus {
         acc
     }
 
-    /// `a^2 * R^-1 mod n`: the square as a double-width product, each cross product
-    /// `a_i * a_j` computed once and doubled (about half the multiplications of
-    /// [`Modulus::mul`]'s product), then one Montgomery reduction.
+    /// `a^2 * R^-1 mod n`: [`Modulus::interleaved`] over the square's columns, each cross
+    /// product `a_i * a_j` summed once and doubled.
     pub(crate) fn sqr(&self, a: &[u32], wide: &mut [u32]) -> Vec<u32> {
         let k = self.n.len();
         let a = &a[..k];
-        let t = &mut wide[..2 * k + 1];
-        t.fill(0);
-        for i in 0..k {
-            let ai = u64::from(a[i]);
-            let mut carry = 0u64;
-            for (tj, &aj) in t[2 * i + 1..i + k].iter_mut().zip(&a[i + 1..]) {
-                let s = u64::from(*tj) + ai * u64::from(aj) + carry;
-                *tj = s as u32;
-                carry = s >> 32;
+        let a_rev: Vec<u32> = a.iter().rev().copied().collect();
+        self.interleaved(&mut wide[..k], |i| {
+            let lo = (i + 1).saturating_sub(k);
+            // a_j a_{i-j} with j < i - j, doubled; then the square on the diagonal.
+            let half = i.div_ceil(2);
+            let (mut low, mut high) = if lo < half {
+                let (low, high) = column(&a[lo..half], &a_rev[k - 1 - i + lo..k - 1 - i + half]);
+                (2 * low, 2 * high)
+            } else {
+                (0, 0)
+            };
+            if i % 2 == 0 {
+                let square = u64::from(a[i / 2]) * u64::from(a[i / 2]);
+                low += square & LOW;
+                high += square >> 32;
             }
-            // Rows before this one reached at most limb i + k - 1.
-            t[i + k] = carry as u32;
-        }
-        // Double the cross products (they sum to less than a^2 / 2: no bit is lost)...
-        let mut top = 0u32;
-        for limb in t[..2 * k].iter_mut() {
-            let next = *limb >> 31;
-            *limb = (*limb << 1) | top;
-            top = next;
-        }
-        // ...and add the squares on the diagonal.
+            (low, high)
+        })
+    }
+
+    /// Montgomery's `x * R^-1 mod n` of a double-width product `x < n * R` given column by
+    /// column (`product(i)` = the sums of the low and high halves of the limb products of
+    /// weight `2^(32 i)`), by product scanning with the reduction interleaved (Koç's
+    /// "finely integrated product scanning"): each column's products and those of the
+    /// reduction's multiples `m_j * n_(i-j)` chosen so far are summed in locals, and the
+    /// next multiple `m_i` is chosen as the column is finished. Nothing but the `k` words
+    /// of `m` is written before the result; the row-by-row form read and wrote a word for
+    /// every limb product, and its carry chain ran through every step. Both factors of a
+    /// column run upwards in memory (the second one reversed: `n_rev`, the caller's copy).
+    #[inline(always)]
+    fn interleaved(&self, m: &mut [u32], product: impl Fn(usize) -> (u64, u64)) -> Vec<u32> {
+        let k = self.n.len();
+        let n = &self.n[..k];
+        let mut out = vec![0u32; k + 1];
         let mut carry = 0u64;
-        for (i, &ai) in a.iter().enumerate() {
-            let square = u64::from(ai) * u64::from(ai);
-            let low = u64::from(t[2 * i]) + (square & 0xffff_ffff) + carry;
-            t[2 * i] = low as u32;
-            let high = u64::from(t[2 * i + 1]) + (square >> 32) + (low >> 32);
-            t[2 * i + 1] = high as u32;
-            carry = high >> 32;
+        for i in 0..2 * k - 1 {
+            let (low, high) = product(i);
+            let (mut c0, mut c1) = (carry + low, high);
+            let lo = (i + 1).saturating_sub(k);
+            let top = i.min(k);
+            if lo < top {
+                let (low, high) = column(&m[lo..top], &self.n_rev[k - 1 - i + lo..k - 1 - i + top]);
+                c0 += low;
+                c1 += high;
+            }
+            if i < k {
+                // m_i makes the column's low word zero.
+                let mi = (c0 as u32).wrapping_mul(self.n0_inv);
+                m[i] = mi;
+                let p = u64::from(mi) * u64::from(n[0]);
+                c0 += p & LOW;
+                c1 += p >> 32;
+            } else {
+                out[i - k] = c0 as u32;
+            }
+            carry = (c0 >> 32) + c1;
         }
-        self.reduce(t)
+        out[k - 1] = carry as u32;
+        out[k] = (carry >> 32) as u32;
+        // (x + m n) / R < 2n: at most one subtraction.
+        if out[k] != 0 || !less_than(&out, n) {
+            subtract_in_place(&mut out, n);
+        }
+        out.truncate(k);
+        out
     }
 
     /// Montgomery reduction of `t < n * R` held in `2k + 1` limbs: `t * R^-1 mod n`.
@@ -177,46 +213,83 @@ impl Modulus {
         out
     }
 
-    /// `a * b * R^-1 mod n` (coarsely integrated operand scanning). Slices are cut to
-    /// their exact lengths up front so the compiler can drop the bounds checks from the
-    /// inner loops, which run `2 * limbs^2` times per call.
+    /// `a * b * R^-1 mod n`: [`Modulus::interleaved`] over the product's columns.
     pub(crate) fn mul(&self, a: &[u32], b: &[u32]) -> Vec<u32> {
         let k = self.n.len();
-        let (n, a, b) = (&self.n[..k], &a[..k], &b[..k]);
-        let mut t = vec![0u32; k + 2];
-        let (low, high) = t.split_at_mut(k);
-        let high = &mut high[..2];
-        for &bi in b {
-            let bi = u64::from(bi);
-            let mut carry = 0u64;
-            for (tj, &aj) in low.iter_mut().zip(a) {
-                let s = u64::from(*tj) + u64::from(aj) * bi + carry;
-                *tj = s as u32;
-                carry = s >> 32;
-            }
-            let s = u64::from(high[0]) + carry;
-            high[0] = s as u32;
-            high[1] = (s >> 32) as u32;
-
-            let m = u64::from(low[0].wrapping_mul(self.n0_inv));
-            let mut carry = (u64::from(low[0]) + m * u64::from(n[0])) >> 32;
-            for j in 1..k {
-                let s = u64::from(low[j]) + m * u64::from(n[j]) + carry;
-                low[j - 1] = s as u32;
-                carry = s >> 32;
-            }
-            let s = u64::from(high[0]) + carry;
-            low[k - 1] = s as u32;
-            high[0] = high[1] + (s >> 32) as u32;
-            high[1] = 0;
-        }
-        let overflow = high[0] != 0;
-        t.truncate(k);
-        if overflow || !less_than(&t, n) {
-            subtract_in_place(&mut t, n);
-        }
-        t
+        let a = &a[..k];
+        let b_rev: Vec<u32> = b[..k].iter().rev().copied().collect();
+        let mut m = vec![0u32; k];
+        self.interleaved(&mut m, |i| {
+            let lo = (i + 1).saturating_sub(k);
+            let top = i.min(k - 1) + 1;
+            column(&a[lo..top], &b_rev[k - 1 - i + lo..k - 1 - i + top])
+        })
     }
+}
+
+/// The low 32 bits of a 64-bit word.
+const LOW: u64 = 0xffff_ffff;
+
+/// `sum xs[t] * ys[t]`, one column of a product, as the sums of the products' low and
+/// high 32-bit halves: two independent additions per product and no carry between them (a
+/// column of fewer than 2^32 products cannot overflow either sum). Both slices have the
+/// same length.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline(always)]
+fn column(xs: &[u32], ys: &[u32]) -> (u64, u64) {
+    column_scalar(xs, ys)
+}
+
+/// [`column`] one product at a time.
+#[inline(always)]
+fn column_scalar(xs: &[u32], ys: &[u32]) -> (u64, u64) {
+    let (mut low, mut high) = (0u64, 0u64);
+    for (&x, &y) in xs.iter().zip(ys) {
+        let p = u64::from(x) * u64::from(y);
+        low += p & LOW;
+        high += p >> 32;
+    }
+    (low, high)
+}
+
+/// [`column`] four products at a time with Wasm's 128-bit SIMD: `i64x2.extmul_*_i32x4_u`
+/// multiplies two pairs of 32-bit lanes into two 64-bit lanes, and Wasm has no scalar
+/// 64x64->128 multiply to use wider limbs instead. In V8 this halves the cost of an RSA
+/// check (`examples/rsa_cost.rs`). The only `unsafe` of the crate: V8 builds vectors of
+/// lanes read one by one (even four adjacent ones) lane by lane, which costs more than the
+/// multiplications save, so the four limbs are read with one unaligned 128-bit load.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+#[allow(unsafe_code)]
+fn column(xs: &[u32], ys: &[u32]) -> (u64, u64) {
+    use core::arch::wasm32::{
+        u64x2_add, u64x2_extmul_high_u32x4, u64x2_extmul_low_u32x4, u64x2_extract_lane, u64x2_shr,
+        u64x2_splat, v128, v128_and, v128_load,
+    };
+    let len = xs.len().min(ys.len());
+    let (xs, ys) = (&xs[..len], &ys[..len]);
+    let quads = len / 4;
+    let mask = u64x2_splat(LOW);
+    let (mut low, mut high) = (u64x2_splat(0), u64x2_splat(0));
+    for q in 0..quads {
+        // SAFETY: both slices hold `len >= 4 * q + 4` limbs, so the 16 bytes read from
+        // limb `4 * q` on are inside them; `v128_load` needs no alignment.
+        let (x, y) = unsafe {
+            (
+                v128_load(xs.as_ptr().add(4 * q).cast::<v128>()),
+                v128_load(ys.as_ptr().add(4 * q).cast::<v128>()),
+            )
+        };
+        let p = u64x2_extmul_low_u32x4(x, y);
+        let r = u64x2_extmul_high_u32x4(x, y);
+        low = u64x2_add(low, u64x2_add(v128_and(p, mask), v128_and(r, mask)));
+        high = u64x2_add(high, u64x2_add(u64x2_shr(p, 32), u64x2_shr(r, 32)));
+    }
+    let (rest_low, rest_high) = column_scalar(&xs[4 * quads..], &ys[4 * quads..]);
+    (
+        u64x2_extract_lane::<0>(low) + u64x2_extract_lane::<1>(low) + rest_low,
+        u64x2_extract_lane::<0>(high) + u64x2_extract_lane::<1>(high) + rest_high,
+    )
 }
 
 /// The number 1 in `limbs` limbs.
@@ -370,6 +443,26 @@ mod tests {
             wide.fill(0);
             wide[..k].copy_from_slice(a);
             assert_eq!(key.reduce(&mut wide), key.mul(a, &one));
+        }
+    }
+
+    /// Meaningful on wasm32 with SIMD (`cargo test --target wasm32-wasip1`), where
+    /// [`column`] is the vector form; natively both are the scalar one.
+    #[test]
+    fn a_column_is_the_same_four_at_a_time_or_one_by_one() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u32
+        };
+        for len in 0..=70 {
+            for fill in [None, Some(u32::MAX), Some(0)] {
+                let xs: Vec<u32> = (0..len).map(|_| fill.unwrap_or_else(&mut next)).collect();
+                let ys: Vec<u32> = (0..len).map(|_| next() | fill.unwrap_or(0)).collect();
+                assert_eq!(column(&xs, &ys), column_scalar(&xs, &ys), "{len} limbs");
+            }
         }
     }
 
