@@ -125,8 +125,9 @@ fn rsa_verifier(alg: Algorithm, key: &DecodingKey) -> JwtResult<Box<dyn JwtVerif
     }))
 }
 
-/// Prepared keys by (modulus, exponent).
-type KeyTable = HashMap<(Vec<u8>, Vec<u8>), Rc<rsa::PublicKey>>;
+/// Prepared keys by modulus, each with its exponent: looked up by borrowed bytes, so a check
+/// copies nothing. Two keys with one modulus and different exponents take turns in a slot.
+type KeyTable = HashMap<Vec<u8>, (Vec<u8>, Rc<rsa::PublicKey>)>;
 
 thread_local! {
     static KEYS: RefCell<KeyTable> = RefCell::new(HashMap::new());
@@ -140,15 +141,16 @@ fn cached_key(n: &[u8], e: &[u8]) -> Option<Rc<rsa::PublicKey>> {
     }
     KEYS.with(|keys| {
         let mut keys = keys.borrow_mut();
-        let id = (n.to_vec(), e.to_vec());
-        if let Some(key) = keys.get(&id) {
+        if let Some((exponent, key)) = keys.get(n)
+            && exponent.as_slice() == e
+        {
             return Some(key.clone());
         }
         let key = Rc::new(rsa::PublicKey::new(n, e)?);
-        if keys.len() >= MAX_CACHED_KEYS {
+        if keys.len() >= MAX_CACHED_KEYS && !keys.contains_key(n) {
             keys.clear();
         }
-        keys.insert(id, key.clone());
+        keys.insert(n.to_vec(), (e.to_vec(), key.clone()));
         Some(key)
     })
 }
@@ -292,6 +294,25 @@ mod tests {
             }
         }
         assert_eq!(rsa::modulus_bits(&n), 2048);
+    }
+
+    /// The prepared-key table is keyed by modulus: a key with the same modulus and another
+    /// exponent must get a key of its own, whichever was prepared first.
+    #[test]
+    fn one_modulus_with_two_exponents_never_shares_a_prepared_key() {
+        let key = TestKey::rsa_a();
+        let (n, e) = key_parts(&key);
+        let token = key.sign(&serde_json::json!({"exp": 1}));
+        let (message, signature) = token.rsplit_once('.').unwrap();
+        let signature = b64(signature);
+        let real = DecodingKey::from_rsa_raw_components(&n, &e);
+        let three = DecodingKey::from_rsa_raw_components(&n, &[3]);
+        for _ in 0..2 {
+            let ours = rsa_verifier(Algorithm::RS256, &real).unwrap();
+            assert!(ours.verify(message.as_bytes(), &signature).is_ok());
+            let other = rsa_verifier(Algorithm::RS256, &three).unwrap();
+            assert!(other.verify(message.as_bytes(), &signature).is_err());
+        }
     }
 
     #[test]
