@@ -12,7 +12,7 @@ cd "$repo/fuzz"
 seconds="${FUZZ_SECONDS:-20}"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(config request token claims routing annotations tenant)
+  targets=(config request token claims routing annotations tenant rsa_differential curves_differential)
 fi
 
 if ! cargo fuzz --version > /dev/null 2>&1; then
