@@ -2,7 +2,7 @@
 //! SeldonDeployments of `deploy/examples/demo/` go through the controller's `check` and
 //! `render` (in process, offline), and exactly the routes and `pluginConfig` rendered are
 //! loaded into a real Envoy running the built filter, in front of one stand-in server per
-//! predictor. Then a tour of requests, sticky users, the split against the rendered
+//! predictor; a broken annotation is shown to stay its model's problem. Then a tour of requests, sticky users, the split against the rendered
 //! weights and the shadow's copies, each with an expectation; the exit status is non-zero
 //! if anything deviates.
 //!
@@ -10,6 +10,7 @@
 //! `cargo run -p modelgate-e2e --bin demo -- ...` once set up.
 
 mod checks;
+mod mistake;
 mod summary;
 mod tour;
 mod users;
@@ -124,6 +125,7 @@ fn run(options: &Options) -> Result<usize, String> {
         &generated.filter_config,
         spec.filter_config.len(),
     );
+    let mut deviations = mistake::show(&files, &generated.filter_config, &settings);
     println!();
 
     let gw = Gateway::start("demo", &spec).map_err(|e| format!("cannot start the gateway: {e}"))?;
@@ -139,7 +141,7 @@ fn run(options: &Options) -> Result<usize, String> {
     println!("log and generated config: {}", gw.dir().display());
     println!();
 
-    let mut deviations = tour::run_tour(&gw);
+    deviations += tour::run_tour(&gw);
     deviations += checks::sticky(&gw, 40, 5);
     deviations += checks::split(&gw, &rendered, 2000);
     deviations += checks::shadow(&gw);
