@@ -105,7 +105,7 @@ fn run(options: &Options) -> Result<usize, String> {
 
     // One generation serves both commands: `check` is `render`'s generation, offline,
     // reporting the problems; the demo's manifests embed their keys, so offline is all.
-    println!("$ modelgate check -f {shown}/");
+    println!("modelgate check -f {shown}/   (in process: the controller's own code)");
     let FromFiles { generated, notes } = generate_from_files(&files, &settings, true)
         .map_err(|e| format!("the manifests cannot be read: {e}"))?;
     for note in &notes {
@@ -115,7 +115,7 @@ fn run(options: &Options) -> Result<usize, String> {
         return Ok(1);
     }
     println!();
-    println!("$ modelgate render --offline -f {shown}/");
+    println!("modelgate render --offline -f {shown}/   (in process)");
     let rendered = Rendered::from_generated(&generated).map_err(|e| e.to_string())?;
     let spec = rendered
         .gateway_spec(&settings.default_gateway)
