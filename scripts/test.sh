@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks formatting, lints (host and wasm32), docs and the filter module's size budget, then
 # runs every test of the workspace: the filter core's unit tests, the controller's, the
-# end-to-end tests that run the built filter inside a real Envoy, a bounded fuzzing run of
+# end-to-end tests that run the built filter inside a real Envoy, the demo, a bounded fuzzing run of
 # every cargo-fuzz target, a smoke run of the benchmark, and the tests of deploy/
 # (the Helm chart rendered by Helm's engine, its RBAC, the examples). Sets up what they need
 # first (scripts/setup.sh, deploy/tests/run.sh). Fails if any test fails.
@@ -9,7 +9,7 @@
 #   bash scripts/test.sh              # every stage, in order: what CI runs (.ci/run)
 #   bash scripts/test.sh lint test    # only these stages, in the order given
 #
-# Stages: self-contained, setup, lint, test, fuzz, bench-smoke, chart. Every stage but
+# Stages: self-contained, setup, lint, test, demo, fuzz, bench-smoke, chart. Every stage but
 # self-contained needs setup to have run once (Envoy in .venv, the wasm32 target, the
 # filter built).
 set -euo pipefail
@@ -17,7 +17,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
-all_stages=(self-contained setup lint test fuzz bench-smoke chart)
+all_stages=(self-contained setup lint test demo fuzz bench-smoke chart)
 
 # A user's clone has nothing beside it: no tracked file may read outside the repository.
 stage_self_contained() {
@@ -59,6 +59,13 @@ stage_test() {
   # The signature checks again as the filter ships them: wasm32 with SIMD, in node's V8.
   echo "test: cargo test --release -p modelgate-verify --target wasm32-wasip1"
   cargo test --quiet --release -p modelgate-verify --target wasm32-wasip1
+}
+
+# The demo as a newcomer runs it (deploy/examples/demo/ through check and render into the
+# real Envoy): it exits non-zero on any deviation. A few seconds once the tests are built.
+stage_demo() {
+  echo "test: bash scripts/demo.sh (without its set-up, done by the setup stage)"
+  cargo run --quiet -p modelgate-e2e --bin demo
 }
 
 # Every fuzz target for a bounded time from its committed seeds, which replays every crash

@@ -64,7 +64,9 @@ def one(objects: list[dict], kind: str, name: str | None = None) -> dict:
 
 def controller_config(objects: list[dict]) -> dict:
     """The controller's settings file, from the chart's ConfigMap."""
-    config_map = one(objects, "ConfigMap")
+    config_maps = [o for o in find(objects, "ConfigMap") if "config.yaml" in o.get("data", {})]
+    assert len(config_maps) == 1, f"expected one ConfigMap with config.yaml, found {len(config_maps)}"
+    config_map = config_maps[0]
     return yaml.safe_load(config_map["data"]["config.yaml"])
 
 

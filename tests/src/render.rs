@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use modelgate_controller::generate::WasmSource;
 use modelgate_controller::manifests::{self, Manifests};
-use modelgate_controller::{Inputs, Settings, generate, wasm};
+use modelgate_controller::{Generated, Inputs, Settings, generate, wasm};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -54,19 +54,26 @@ pub fn render(manifest: &str, settings: &Settings) -> Result<Rendered, HarnessEr
             errors.join("\n")
         )));
     }
-    let yaml = manifests::to_yaml(&generated.objects());
-    let objects = serde_yaml_ng::Deserializer::from_str(&yaml)
-        .map(Value::deserialize)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| HarnessError::new(format!("render's YAML does not read back: {e}")))?;
-    Ok(Rendered {
-        yaml,
-        objects,
-        warnings: generated.warnings().map(ToString::to_string).collect(),
-    })
+    Rendered::from_generated(&generated)
 }
 
 impl Rendered {
+    /// What `modelgate render` prints for something already generated (for instance by
+    /// [`modelgate_controller::from_files::generate_from_files`], as `render -f` does),
+    /// read back. The caller decides what the models' errors mean.
+    pub fn from_generated(generated: &Generated) -> Result<Self, HarnessError> {
+        let yaml = manifests::to_yaml(&generated.objects());
+        let objects = serde_yaml_ng::Deserializer::from_str(&yaml)
+            .map(Value::deserialize)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| HarnessError::new(format!("render's YAML does not read back: {e}")))?;
+        Ok(Rendered {
+            yaml,
+            objects,
+            warnings: generated.warnings().map(ToString::to_string).collect(),
+        })
+    }
+
     /// The objects of one kind, in render order.
     pub fn of_kind(&self, kind: &str) -> Vec<&Value> {
         self.objects.iter().filter(|o| o["kind"] == kind).collect()
@@ -170,6 +177,41 @@ impl Rendered {
             table.virtual_services.push(routes);
         }
         Ok(table)
+    }
+
+    /// The weights of a model's (`<namespace>/<name>`) default REST route, by predictor
+    /// (subset), as rendered: the route that matches the model's route tag by prefix and
+    /// no routing header, which carries the requests the filter chose at random or by a
+    /// sticky key.
+    pub fn default_weights(&self, model: &str) -> Result<BTreeMap<String, u64>, HarnessError> {
+        let vs = self.object("VirtualService", model).ok_or_else(|| {
+            HarnessError::new(format!("render printed no VirtualService {model}"))
+        })?;
+        let prefix = format!("/seldon/{model}/");
+        let tag = format!("{model}/");
+        let default_route = vs["spec"]["http"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| {
+                let headers = &r["match"][0]["headers"];
+                r["match"][0]["uri"]["prefix"] == prefix.as_str()
+                    && headers.as_object().is_some_and(|h| {
+                        h.len() == 1 && h["x-modelgate-route"]["prefix"] == tag.as_str()
+                    })
+            })
+            .ok_or_else(|| {
+                HarnessError::new(format!("VirtualService {model} has no default REST route"))
+            })?;
+        Ok(default_route["route"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| {
+                let subset = d["destination"]["subset"].as_str().unwrap_or_default();
+                (subset.to_string(), d["weight"].as_u64().unwrap_or_default())
+            })
+            .collect())
     }
 
     /// A gateway made of what render printed, for the gateway `<namespace>/<name>`.

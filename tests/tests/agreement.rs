@@ -91,36 +91,6 @@ fn predict(model: &str) -> Request {
     Request::predict(model)
 }
 
-/// The weights of a model's default REST route, as rendered.
-fn rendered_weights(model: &str) -> BTreeMap<String, u64> {
-    let vs = rendered()
-        .object("VirtualService", model)
-        .unwrap_or_else(|| panic!("no VirtualService {model}"));
-    let prefix = format!("/seldon/{model}/");
-    let default_route = vs["spec"]["http"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        // The default route matches the route tag only (by prefix), no routing header.
-        .find(|r| {
-            let headers = &r["match"][0]["headers"];
-            r["match"][0]["uri"]["prefix"] == prefix
-                && headers.as_object().is_some_and(|h| {
-                    h.len() == 1 && h["x-modelgate-route"]["prefix"] == format!("{model}/")
-                })
-        })
-        .unwrap_or_else(|| panic!("no default REST route in {vs}"));
-    default_route["route"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|d| {
-            let subset = d["destination"]["subset"].as_str().unwrap_or_default();
-            (subset.to_string(), d["weight"].as_u64().unwrap_or_default())
-        })
-        .collect()
-}
-
 /// Requests that reached a predictor that takes traffic (the shadow's copies left out).
 fn served(gw: &Gateway) -> usize {
     [
@@ -471,7 +441,9 @@ fn random_choices_follow_the_rendered_weights() {
         (FRAUD, HEADER, fraud_token("alice"), 1200),
         (SCORER, SCORER_HEADER, partner_token("carol"), 800),
     ] {
-        let weights = rendered_weights(model);
+        let weights = rendered()
+            .default_weights(model)
+            .unwrap_or_else(|e| panic!("{e}"));
         let total: u64 = weights.values().sum();
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
         for _ in 0..n {

@@ -1,18 +1,15 @@
-//! The modelgate demo: a real Envoy with the built filter in front of the sample models
-//! (`modelgate_e2e::sample`), a tour of requests with and without tokens, a traffic split
-//! against the configured weights, and the metrics Prometheus would scrape. Every row has
-//! an expectation; the exit status is non-zero if any row deviates.
-//!
-//! `bash scripts/demo.sh`, or `cargo run -p modelgate-e2e --bin demo` once set up.
-
-use std::collections::BTreeMap;
-use std::process::ExitCode;
+//! The tour: one request per row, each with the answer, the predictor and the decision
+//! the filter must count for it, against the models of `deploy/examples/demo/`.
 
 use jsonwebtoken::{Algorithm, Header};
-use modelgate_e2e::sample::{self, CREDIT, FRAUD, IRIS, IRIS_HEADER, LEGACY, STICKY_HEADER};
 use modelgate_e2e::{Gateway, Request, Response, Scrape};
 use modelgate_testkit::{TestKey, hmac_token, now, public_pem, raw_token};
 use serde_json::json;
+
+use crate::users::{
+    FRAUD, HEADER, IRIS, IRIS_HEADER, LEGACY, SEARCH, fraud_claims, fraud_token, search_token,
+    team_token,
+};
 
 /// What a row of the tour should show.
 struct Expect {
@@ -48,10 +45,10 @@ fn row(
 }
 
 fn tour() -> Vec<Row> {
-    let token = sample::fraud_token("alice");
+    let token = fraud_token("alice");
     let a = TestKey::rsa_a();
     let with = |change: serde_json::Value| {
-        let mut claims = sample::fraud_claims("mallory");
+        let mut claims = fraud_claims("mallory");
         for (k, v) in change.as_object().cloned().unwrap_or_default() {
             claims[k] = v;
         }
@@ -61,20 +58,16 @@ fn tour() -> Vec<Row> {
     let prometheus = format!("/seldon/{FRAUD}/prometheus");
     let none_alg = raw_token(
         r#"{"alg":"none","kid":"rsa-a"}"#,
-        &sample::fraud_claims("mallory").to_string(),
+        &fraud_claims("mallory").to_string(),
         b"",
     );
-    let hs256 = hmac_token(
-        &public_pem("rsa-a"),
-        "rsa-a",
-        &sample::fraud_claims("mallory"),
-    );
+    let hs256 = hmac_token(&public_pem("rsa-a"), "rsa-a", &fraud_claims("mallory"));
     let mut forged_header = Header::new(Algorithm::RS256);
     forged_header.kid = Some("rsa-a".into());
-    let forged =
-        TestKey::rsa_b().sign_with_header(&forged_header, &sample::fraud_claims("mallory"));
-    let credit_token = sample::credit_token("partner-1");
-    let credit_query = format!("/seldon/{CREDIT}/api/v1.0/predictions?access_token={credit_token}");
+    let forged = TestKey::rsa_b().sign_with_header(&forged_header, &fraud_claims("mallory"));
+    let search = || Request::predict(SEARCH);
+    let partner = search_token("partner-1");
+    let search_query = format!("/seldon/{SEARCH}/api/v1.0/predictions?access_token={partner}");
     const AB: &[&str] = &["main", "canary"];
 
     vec![
@@ -87,7 +80,7 @@ fn tour() -> Vec<Row> {
         ),
         row(
             "fraud: valid token (ES256)",
-            fraud().bearer(&TestKey::ec().sign(&sample::fraud_claims("eve"))),
+            fraud().bearer(&TestKey::ec().sign(&fraud_claims("eve"))),
             200,
             AB,
             "allowed/token",
@@ -181,63 +174,61 @@ fn tour() -> Vec<Row> {
         ),
         row(
             "fraud: override to canary",
-            fraud()
-                .bearer(&token)
-                .header("x-seldon-predictor", "canary"),
+            fraud().bearer(&token).header(HEADER, "canary"),
             200,
             &["canary"],
             "allowed/token",
         ),
         row(
-            "fraud: dark launch by override",
-            fraud().bearer(&token).header("x-seldon-predictor", "dark"),
-            200,
-            &["dark"],
-            "allowed/token",
-        ),
-        row(
-            "fraud: dark launch without a token",
-            fraud().header("x-seldon-predictor", "dark"),
-            401,
-            &[],
-            "denied/missing_token",
-        ),
-        row(
             "fraud: override to unknown predictor",
-            fraud().bearer(&token).header("x-seldon-predictor", "nope"),
+            fraud().bearer(&token).header(HEADER, "nope"),
             400,
             &[],
             "denied/unknown_predictor",
         ),
         row(
-            "fraud: sticky user-42",
-            fraud().bearer(&token).header(STICKY_HEADER, "user-42"),
+            "search: token in the header (EdDSA)",
+            search().bearer(&partner),
             200,
-            AB,
+            &["current"],
             "allowed/token",
         ),
         row(
-            "fraud: sticky user-42 again",
-            fraud().bearer(&token).header(STICKY_HEADER, "user-42"),
+            "search: token in the query",
+            Request::new("POST", &search_query).body(b"{}".to_vec()),
             200,
-            AB,
+            &["current"],
             "allowed/token",
         ),
         row(
-            "credit: token in the query (EdDSA)",
-            Request::new("POST", &credit_query).body(b"{}".to_vec()),
-            200,
-            &["default"],
-            "allowed/token",
-        ),
-        row(
-            "credit: token in header and query",
-            Request::new("POST", &credit_query)
-                .bearer(&credit_token)
+            "search: token in header and query",
+            Request::new("POST", &search_query)
+                .bearer(&partner)
                 .body(b"{}".to_vec()),
             401,
             &[],
             "denied/multiple_tokens",
+        ),
+        row(
+            "search: the team's token",
+            search().bearer(&token),
+            401,
+            &[],
+            "denied/unknown_key",
+        ),
+        row(
+            "search: dark launch by override",
+            search().bearer(&partner).header(HEADER, "next"),
+            200,
+            &["next"],
+            "allowed/token",
+        ),
+        row(
+            "search: dark launch without a token",
+            search().header(HEADER, "next"),
+            401,
+            &[],
+            "denied/missing_token",
         ),
         row(
             "legacy (audit): no token",
@@ -245,6 +236,13 @@ fn tour() -> Vec<Row> {
             200,
             &["default"],
             "audit_denied/missing_token",
+        ),
+        row(
+            "legacy (audit): valid token",
+            Request::predict(LEGACY).bearer(&team_token("bob")),
+            200,
+            &["default"],
+            "allowed/token",
         ),
         row(
             "iris (open): asks for b, override off",
@@ -316,7 +314,8 @@ fn what_the_model_saw(response: &Response) -> String {
     }
 }
 
-fn run_tour(gw: &Gateway) -> usize {
+/// Sends every row of the tour, prints what happened, and returns how many rows deviate.
+pub fn run_tour(gw: &Gateway) -> usize {
     println!(
         "{:>2}  {:<40} {:<34} {:>6}  {:<10} {:<30} {:<16} model saw",
         "#", "request", "expected", "status", "predictor", "decision (counted)", "route"
@@ -362,110 +361,4 @@ fn run_tour(gw: &Gateway) -> usize {
         );
     }
     deviations
-}
-
-fn run_split(gw: &Gateway, requests: usize) -> usize {
-    println!();
-    println!("Traffic split, {requests} requests per model, no override or sticky key:");
-    println!(
-        "{:<16} {:<10} {:>8} {:>9} {:>9} {:>9}  within 5 sigma",
-        "model", "predictor", "weight", "expected", "answered", "share"
-    );
-    let token = sample::fraud_token("split");
-    let cases = [
-        (
-            FRAUD,
-            Request::predict(FRAUD).bearer(&token),
-            vec![("main", 75), ("canary", 25), ("dark", 0)],
-        ),
-        (IRIS, Request::predict(IRIS), vec![("a", 50), ("b", 50)]),
-    ];
-    let mut deviations = 0;
-    for (model, request, weights) in cases {
-        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-        let mut client = gw.client();
-        for _ in 0..requests {
-            let answer = client
-                .send(&request)
-                .map(|r| r.upstream().unwrap_or("-").to_string());
-            *counts
-                .entry(answer.unwrap_or_else(|e| format!("error: {e}")))
-                .or_default() += 1;
-        }
-        let total: u32 = weights.iter().map(|(_, w)| w).sum();
-        for (predictor, weight) in &weights {
-            let share = f64::from(*weight) / f64::from(total);
-            let expected = requests as f64 * share;
-            let sigma = (requests as f64 * share * (1.0 - share)).sqrt();
-            let answered = counts.remove(*predictor).unwrap_or(0);
-            let ok = (answered as f64 - expected).abs() <= 5.0 * sigma;
-            deviations += usize::from(!ok);
-            println!(
-                "{:<16} {:<10} {:>8} {:>9.0} {:>9} {:>8.1}%  {}",
-                model,
-                predictor,
-                weight,
-                expected,
-                answered,
-                100.0 * answered as f64 / requests as f64,
-                if ok { "yes" } else { "NO   <-- DEVIATES" }
-            );
-        }
-        for (other, n) in counts {
-            deviations += 1;
-            println!(
-                "{model:<16} {other:<10} {:>8} {:>9} {n:>9}  <-- DEVIATES",
-                "-", 0
-            );
-        }
-    }
-    deviations
-}
-
-fn main() -> ExitCode {
-    let gw = match Gateway::start("demo", &sample::spec()) {
-        Ok(gw) => gw,
-        Err(e) => {
-            eprintln!("demo: cannot start the gateway: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let version = gw
-        .admin_get("/server_info")
-        .map(|r| r.json()["version"].as_str().unwrap_or("?").to_string())
-        .unwrap_or_default();
-    println!(
-        "modelgate demo: Envoy {version} (pid {}) on {}",
-        gw.pid(),
-        gw.address()
-    );
-    println!("log and generated config: {}", gw.dir().display());
-    println!();
-    println!("Sample models:");
-    println!(
-        "  {FRAUD:<16} JWT (issuer A), audience fraud-api, groups fraud-team|fraud-admins; main 75 / canary 25 / dark 0, sticky {STICKY_HEADER}"
-    );
-    println!(
-        "  {CREDIT:<16} JWT (issuer B), header or ?access_token, token kept from the model, sub -> x-auth-subject"
-    );
-    println!("  {LEGACY:<16} JWT (issuer A) in audit mode");
-    println!("  {IRIS:<16} no auth; a 50 / b 50 on {IRIS_HEADER}, client override disabled");
-    println!();
-
-    let mut deviations = run_tour(&gw);
-    deviations += run_split(&gw, 2000);
-
-    println!();
-    println!("modelgate metrics on /stats/prometheus:");
-    for sample in gw.metrics().with_prefix("modelgate_") {
-        println!("  {}", sample.line);
-    }
-    println!();
-    if deviations == 0 {
-        println!("Every row is as expected.");
-        ExitCode::SUCCESS
-    } else {
-        println!("{deviations} row(s) deviate from their expectation.");
-        ExitCode::FAILURE
-    }
 }
