@@ -218,3 +218,42 @@ fn the_trafficextension_crds_cel_rules_refuse_what_the_api_server_refuses() {
         );
     }
 }
+
+/// A TrafficExtension carries exactly what the WasmPlugin carries (module, hash, phase,
+/// fail strategy, root id, selector and the filter configuration, byte for byte), so what
+/// the real-Envoy agreement tests prove of the WasmPlugin's `pluginConfig` holds for it;
+/// every other object is the same whichever the kind.
+#[test]
+fn both_extension_kinds_carry_the_same_filter_and_configuration() {
+    for example in common::examples() {
+        let (plugin, _) = common::render_variant(&example, ExtensionKind::WasmPlugin);
+        let (traffic, _) = common::render_variant(&example, ExtensionKind::TrafficExtension);
+        let name = example.display();
+        let p = serde_json::to_value(&plugin.extension).unwrap();
+        let t = serde_json::to_value(&traffic.extension).unwrap();
+        assert_eq!(p["kind"], "WasmPlugin", "{name}");
+        assert_eq!(t["kind"], "TrafficExtension", "{name}");
+        assert_eq!(p["metadata"], t["metadata"], "{name}");
+        for field in ["phase", "selector"] {
+            assert_eq!(p["spec"][field], t["spec"][field], "{name}: {field}");
+        }
+        for field in [
+            "url",
+            "sha256",
+            "pluginName",
+            "failStrategy",
+            "pluginConfig",
+        ] {
+            assert_eq!(
+                p["spec"][field], t["spec"]["wasm"][field],
+                "{name}: {field}"
+            );
+        }
+        let others = |g: &modelgate_controller::Generated| {
+            let mut objects = g.objects();
+            objects.pop();
+            objects
+        };
+        assert_eq!(others(&plugin), others(&traffic), "{name}");
+    }
+}
