@@ -276,6 +276,59 @@ pub struct WasmPluginSpec {
     pub plugin_config: serde_json::Value,
 }
 
+/// `extensions.istio.io/v1alpha1` TrafficExtension (Istio 1.30 and later), which replaces
+/// WasmPlugin: the same settings, the Wasm ones under `wasm`.
+#[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "extensions.istio.io",
+    version = "v1alpha1",
+    kind = "TrafficExtension",
+    namespaced,
+    schema = "disabled"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficExtensionSpec {
+    /// Gateway pods; the CRD refuses it beside `targetRefs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<WorkloadSelector>,
+    /// Gateways (Gateway API) it is attached to; the CRD refuses them beside `selector`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_refs: Vec<PolicyTargetReference>,
+    /// Filter chain phase.
+    pub phase: String,
+    /// The Wasm module and its configuration.
+    pub wasm: TrafficExtensionWasm,
+}
+
+/// A TrafficExtension's `wasm`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficExtensionWasm {
+    /// Where the module is.
+    pub url: String,
+    /// Its SHA-256 (hex), checked by Istio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// The filter's root id.
+    pub plugin_name: String,
+    /// The filter configuration.
+    pub plugin_config: serde_json::Value,
+    /// What Envoy does when the module cannot be loaded.
+    pub fail_strategy: String,
+}
+
+/// An object a policy attaches to (Gateway API's `PolicyTargetReference`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyTargetReference {
+    /// Its API group.
+    pub group: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its name (in the policy's namespace).
+    pub name: String,
+}
+
 /// Pod labels.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::generate::WASM_PLUGIN_NAME;
+use crate::generate::EXTENSION_NAME;
 use crate::settings::{RunSettings, Settings};
 
 use Verb::{Create, Delete, Get, List, Patch, Watch};
@@ -64,7 +64,8 @@ pub enum Scope {
     /// The namespaces of the models the controller watches: `run.namespaces`, or every
     /// namespace when it lists none.
     ModelNamespaces,
-    /// `gatewayNamespace`, where the ingress gateway workload and the WasmPlugin are.
+    /// `gatewayNamespace`, where the ingress gateway workload and the extension object
+    /// (WasmPlugin or TrafficExtension) are.
     GatewayNamespace,
     /// `run.leaseNamespace`, where the leader-election Lease is.
     LeaseNamespace,
@@ -80,8 +81,8 @@ pub enum Names {
     Any,
     /// The CRDs [`crate::run::required_crds`] checks for.
     RequiredCrds,
-    /// The one WasmPlugin ([`WASM_PLUGIN_NAME`]).
-    WasmPlugin,
+    /// The one extension object, of either kind ([`EXTENSION_NAME`]).
+    Extension,
     /// The leader-election Lease (`run.leaseName`).
     Lease,
 }
@@ -92,12 +93,20 @@ pub enum Names {
 pub enum Condition {
     /// `authorizationPolicy`: an AuthorizationPolicy per SeldonDeployment.
     AuthorizationPolicy,
+    /// `extensionKind` is `wasm-plugin`, or `auto` (which may settle on it).
+    WritesWasmPlugin,
+    /// `extensionKind` is `traffic-extension`, or `auto` (which may settle on it).
+    WritesTrafficExtension,
 }
 
 impl Condition {
     fn holds(self, settings: &Settings) -> bool {
         match self {
             Condition::AuthorizationPolicy => settings.authorization_policy,
+            Condition::WritesWasmPlugin => settings.extension_kind.may_write_wasm_plugin(),
+            Condition::WritesTrafficExtension => {
+                settings.extension_kind.may_write_traffic_extension()
+            }
         }
     }
 }
@@ -163,22 +172,61 @@ pub const TABLE: &[Permission] = &[
     },
     Permission {
         group: "extensions.istio.io",
+        resource: "trafficextensions",
+        verbs: &[Create],
+        scope: Scope::GatewayNamespace,
+        names: Names::Any,
+        only_with: Some(Condition::WritesTrafficExtension),
+        why: "reconcile_global: the server-side apply of a missing TrafficExtension is a create",
+    },
+    Permission {
+        group: "extensions.istio.io",
+        resource: "trafficextensions",
+        verbs: &[Patch],
+        scope: Scope::GatewayNamespace,
+        names: Names::Extension,
+        only_with: Some(Condition::WritesTrafficExtension),
+        why: "reconcile_global: apply_extension of the one TrafficExtension",
+    },
+    Permission {
+        group: "extensions.istio.io",
+        resource: "trafficextensions",
+        verbs: &[Get, Delete],
+        scope: Scope::GatewayNamespace,
+        names: Names::Extension,
+        only_with: None,
+        why: "reconcile_global: the one TrafficExtension is read (apply_if_changed; \
+              live_filter_config after a restart or a change of kind), and a managed one \
+              deleted once a WasmPlugin replaced it (remove_other_kind)",
+    },
+    Permission {
+        group: "extensions.istio.io",
         resource: "wasmplugins",
         verbs: &[Create],
         scope: Scope::GatewayNamespace,
         names: Names::Any,
-        only_with: None,
+        only_with: Some(Condition::WritesWasmPlugin),
         why: "reconcile_global: the server-side apply of a missing WasmPlugin is a create",
     },
     Permission {
         group: "extensions.istio.io",
         resource: "wasmplugins",
-        verbs: &[Get, Patch],
+        verbs: &[Patch],
         scope: Scope::GatewayNamespace,
-        names: Names::WasmPlugin,
+        names: Names::Extension,
+        only_with: Some(Condition::WritesWasmPlugin),
+        why: "reconcile_global: apply_extension of the one WasmPlugin",
+    },
+    Permission {
+        group: "extensions.istio.io",
+        resource: "wasmplugins",
+        verbs: &[Get, Delete],
+        scope: Scope::GatewayNamespace,
+        names: Names::Extension,
         only_with: None,
-        why: "reconcile_global: the one WasmPlugin is read (also by live_filter_config, after \
-              a restart) and applied",
+        why: "reconcile_global: the one WasmPlugin is read (apply_if_changed; \
+              live_filter_config after a restart or a change of kind), and a managed one \
+              deleted once a TrafficExtension replaced it (remove_other_kind)",
     },
     Permission {
         group: "machinelearning.seldon.io",
@@ -379,7 +427,7 @@ impl Permissions {
                         .into_iter()
                         .map(|(name, _)| name.to_string())
                         .collect(),
-                    Names::WasmPlugin => vec![WASM_PLUGIN_NAME.to_string()],
+                    Names::Extension => vec![EXTENSION_NAME.to_string()],
                     Names::Lease => vec![run.lease_name.clone()],
                 },
                 only_with: p.only_with,
@@ -438,8 +486,11 @@ mod tests {
     use kube::Resource;
 
     use super::*;
-    use crate::istio::{AuthorizationPolicy, DestinationRule, Gateway, VirtualService, WasmPlugin};
+    use crate::istio::{
+        AuthorizationPolicy, DestinationRule, Gateway, TrafficExtension, VirtualService, WasmPlugin,
+    };
     use crate::seldon::SeldonDeployment;
+    use crate::settings::ExtensionKind;
 
     fn request<'a>(
         verb: Verb,
@@ -480,6 +531,7 @@ mod tests {
             resource::<DestinationRule>(),
             resource::<Gateway>(),
             resource::<WasmPlugin>(),
+            resource::<TrafficExtension>(),
             resource::<AuthorizationPolicy>(),
             resource::<k8s_openapi::api::coordination::v1::Lease>(),
             resource::<k8s_openapi::api::events::v1::Event>(),
@@ -602,6 +654,13 @@ mod tests {
                 "extensions.istio.io",
                 "wasmplugins",
                 Some("istio-system"),
+                Some("someone-elses"),
+            ),
+            request(
+                Delete,
+                "extensions.istio.io",
+                "trafficextensions",
+                Some("models"),
                 Some("modelgate"),
             ),
             request(
@@ -614,6 +673,66 @@ mod tests {
             request(Create, "", "events", Some("models"), None),
         ] {
             assert!(!permissions.allows(&outside), "{outside} allowed");
+        }
+    }
+
+    #[test]
+    fn an_explicit_extension_kind_writes_only_its_own_kind_and_may_delete_the_other() {
+        let run = RunSettings::default();
+        let object = |verb, resource| {
+            request(
+                verb,
+                "extensions.istio.io",
+                resource,
+                Some("istio-system"),
+                (verb != Create).then_some("modelgate"),
+            )
+        };
+        let auto = Permissions::resolve(&Settings::default(), &run);
+        for resource in ["wasmplugins", "trafficextensions"] {
+            for verb in [Get, Create, Patch, Delete] {
+                assert!(
+                    auto.allows(&object(verb, resource)),
+                    "auto: {verb} {resource}"
+                );
+            }
+        }
+        for (kind, writes, other) in [
+            (
+                ExtensionKind::WasmPlugin,
+                "wasmplugins",
+                "trafficextensions",
+            ),
+            (
+                ExtensionKind::TrafficExtension,
+                "trafficextensions",
+                "wasmplugins",
+            ),
+        ] {
+            let settings = Settings {
+                extension_kind: kind,
+                ..Settings::default()
+            };
+            let permissions = Permissions::resolve(&settings, &run);
+            for verb in [Get, Create, Patch, Delete] {
+                assert!(
+                    permissions.allows(&object(verb, writes)),
+                    "{kind}: {verb} {writes}"
+                );
+            }
+            // The other kind's object is only read and, when modelgate made it, deleted.
+            for verb in [Get, Delete] {
+                assert!(
+                    permissions.allows(&object(verb, other)),
+                    "{kind}: {verb} {other}"
+                );
+            }
+            for verb in [Create, Patch] {
+                assert!(
+                    !permissions.allows(&object(verb, other)),
+                    "{kind}: {verb} {other}"
+                );
+            }
         }
     }
 

@@ -80,6 +80,71 @@ impl std::str::FromStr for TlsMode {
     }
 }
 
+/// The Istio object that carries the filter to the gateway (setting `extensionKind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExtensionKind {
+    /// `run` uses a TrafficExtension when the API server serves
+    /// `extensions.istio.io/v1alpha1` TrafficExtension (Istio 1.30 and later), a WasmPlugin
+    /// otherwise; `render` and `check`, which ask no API server, a WasmPlugin.
+    #[default]
+    Auto,
+    /// `extensions.istio.io/v1alpha1` TrafficExtension.
+    TrafficExtension,
+    /// `extensions.istio.io/v1alpha1` WasmPlugin.
+    WasmPlugin,
+}
+
+impl ExtensionKind {
+    /// The setting's value as written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExtensionKind::Auto => "auto",
+            ExtensionKind::TrafficExtension => "traffic-extension",
+            ExtensionKind::WasmPlugin => "wasm-plugin",
+        }
+    }
+
+    /// The kind generated without asking the API server: `auto` is a WasmPlugin, which
+    /// every Istio with Wasm support serves (1.30 converts it to a TrafficExtension).
+    pub fn without_discovery(self) -> Self {
+        match self {
+            ExtensionKind::Auto => ExtensionKind::WasmPlugin,
+            kind => kind,
+        }
+    }
+
+    /// Whether a controller with this setting may write a WasmPlugin.
+    pub fn may_write_wasm_plugin(self) -> bool {
+        self != ExtensionKind::TrafficExtension
+    }
+
+    /// Whether a controller with this setting may write a TrafficExtension.
+    pub fn may_write_traffic_extension(self) -> bool {
+        self != ExtensionKind::WasmPlugin
+    }
+}
+
+impl std::fmt::Display for ExtensionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ExtensionKind {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "auto" => Ok(ExtensionKind::Auto),
+            "traffic-extension" => Ok(ExtensionKind::TrafficExtension),
+            "wasm-plugin" => Ok(ExtensionKind::WasmPlugin),
+            other => Err(format!(
+                "{other:?} is not an extension kind: expected auto, traffic-extension or wasm-plugin"
+            )),
+        }
+    }
+}
+
 /// A bad setting: which one, the value, and what was expected.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -139,8 +204,11 @@ pub struct Settings {
     pub destination_tls_mode: Option<TlsMode>,
     /// Labels selecting the ingress gateway's pods (managed Gateways, WasmPlugin).
     pub gateway_selector: BTreeMap<String, String>,
-    /// Namespace of the ingress gateway workload, where the WasmPlugin goes.
+    /// Namespace of the ingress gateway workload, where the WasmPlugin or
+    /// TrafficExtension goes.
     pub gateway_namespace: String,
+    /// The object carrying the filter: a TrafficExtension or a WasmPlugin, or `auto`.
+    pub extension_kind: ExtensionKind,
     /// Secret with the certificate of managed Gateways' HTTPS server; none means HTTP only.
     pub gateway_tls_secret: Option<String>,
     /// SPIFFE principal of the ingress gateway, allowed by the AuthorizationPolicies.
@@ -177,6 +245,7 @@ impl Default for Settings {
             destination_tls_mode: None,
             gateway_selector: [("istio".to_string(), "ingressgateway".to_string())].into(),
             gateway_namespace: "istio-system".into(),
+            extension_kind: ExtensionKind::Auto,
             gateway_tls_secret: None,
             gateway_principal:
                 "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account".into(),
@@ -592,6 +661,9 @@ pub struct SettingsArgs {
     /// Namespace of the ingress gateway workload (where the WasmPlugin goes).
     #[arg(long, env = "MODELGATE_GATEWAY_NAMESPACE")]
     pub gateway_namespace: Option<String>,
+    /// The object carrying the filter: auto, traffic-extension or wasm-plugin.
+    #[arg(long, env = "MODELGATE_EXTENSION_KIND")]
+    pub extension_kind: Option<ExtensionKind>,
     /// Secret with the HTTPS certificate of managed Gateways.
     #[arg(long, env = "MODELGATE_GATEWAY_TLS_SECRET")]
     pub gateway_tls_secret: Option<String>,
@@ -653,6 +725,7 @@ impl SettingsArgs {
         );
         given(&mut s.max_rsa_bits, &self.max_rsa_bits);
         given(&mut s.default_auth, &self.default_auth);
+        given(&mut s.extension_kind, &self.extension_kind);
         given_optional(&mut s.default_issuer, &self.default_issuer);
         given_optional(&mut s.default_jwks_uri, &self.default_jwks_uri);
         given_optional(&mut s.destination_tls_mode, &self.destination_tls_mode);
@@ -793,6 +866,39 @@ mod tests {
         assert!(
             serde_yaml_ng::from_str::<ConfigFile>("tenancy:\n  gatewayNamespace: [x]\n").is_err()
         );
+    }
+
+    #[test]
+    fn the_extension_kind_is_auto_by_default_and_read_from_file_or_flag() {
+        assert_eq!(Settings::default().extension_kind, ExtensionKind::Auto);
+        assert_eq!(
+            ExtensionKind::Auto.without_discovery(),
+            ExtensionKind::WasmPlugin
+        );
+        assert_eq!(
+            ExtensionKind::TrafficExtension.without_discovery(),
+            ExtensionKind::TrafficExtension
+        );
+        let file: ConfigFile =
+            serde_yaml_ng::from_str("extensionKind: traffic-extension\n").unwrap();
+        assert_eq!(
+            file.settings.extension_kind,
+            ExtensionKind::TrafficExtension
+        );
+        let err = serde_yaml_ng::from_str::<ConfigFile>("extensionKind: TrafficExtension\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("wasm-plugin"), "{err}");
+        let args = SettingsArgs {
+            extension_kind: Some("wasm-plugin".parse().unwrap()),
+            ..SettingsArgs::default()
+        };
+        assert_eq!(
+            args.resolve().unwrap().settings.extension_kind,
+            ExtensionKind::WasmPlugin
+        );
+        let err = "wasmplugin".parse::<ExtensionKind>().unwrap_err();
+        assert!(err.contains("traffic-extension"), "{err}");
     }
 
     #[test]

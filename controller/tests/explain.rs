@@ -202,7 +202,7 @@ fn ten_thousand_models_fit_well_under_a_mebibyte() {
             wasm: &wasm,
         },
     );
-    let plugin = serde_json::to_vec(&generated.wasm_plugin).unwrap();
+    let plugin = serde_json::to_vec(&generated.extension).unwrap();
     assert!(plugin.len() < 1024 * 1024, "{} bytes", plugin.len());
     assert_eq!(generated.filter_config.policies.len(), 8);
     assert_eq!(generated.filter_config.key_sets.len(), 1);

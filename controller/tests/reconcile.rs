@@ -9,6 +9,7 @@ use http::Method;
 use modelgate_controller::annotations::{AUTH_MODE, ISTIO_RETRIES, JWT_AUDIENCES};
 use modelgate_controller::reconcile::{Context, reconcile_global, reconcile_model};
 use modelgate_controller::seldon::SeldonDeployment;
+use modelgate_controller::settings::ExtensionKind;
 use serde_json::json;
 
 /// `models/<name>` on `gateway`.
@@ -245,4 +246,81 @@ async fn api_errors_fail_the_reconcile_which_backs_off_and_succeeds_on_retry() {
     );
     api.fail_next(Method::GET, "wasmplugins");
     assert!(reconcile_global(&ctx, &all).await.is_err());
+}
+
+/// `extensionKind` changed at run time (or `auto` settling on TrafficExtension after an
+/// Istio upgrade): the new kind's object is applied first and carries the same
+/// configuration, then modelgate's object of the old kind is deleted, so the gateway is
+/// never without the filter. An object of the other kind modelgate did not make stays.
+#[tokio::test]
+async fn a_change_of_extension_kind_applies_the_new_object_before_deleting_the_old() {
+    let api = FakeApi::default();
+    let all = [model("iris", "seldon-gateway")
+        .with_uid("u1")
+        .predictor("main", 100)];
+    let with_kind = |kind| {
+        let mut settings = context(&api).settings.clone();
+        settings.extension_kind = kind;
+        let wasm = common::test_wasm(&settings);
+        Context::new(api.client(&settings), settings, wasm, None)
+    };
+    reconcile_all(&with_kind(ExtensionKind::WasmPlugin), &all).await;
+    let before = plugin_models(&api);
+    assert!(before["models/iris"].is_object(), "{before}");
+    api.take_writes();
+
+    for (kind, new, old) in [
+        (
+            ExtensionKind::TrafficExtension,
+            "trafficextensions",
+            "wasmplugins",
+        ),
+        (
+            ExtensionKind::WasmPlugin,
+            "wasmplugins",
+            "trafficextensions",
+        ),
+    ] {
+        reconcile_all(&with_kind(kind), &all).await;
+        let writes = api.take_writes();
+        let position = |prefix: String| {
+            writes
+                .iter()
+                .position(|w| w.starts_with(&prefix))
+                .unwrap_or_else(|| panic!("{kind}: no {prefix}: {writes:?}"))
+        };
+        let applied = position(format!("PATCH {new} istio-system/modelgate"));
+        let deleted = position(format!("DELETE {old} istio-system/modelgate"));
+        assert!(applied < deleted, "{kind}: {writes:?}");
+        assert!(
+            api.get(old, "istio-system", "modelgate").is_none(),
+            "{kind}"
+        );
+        let object = api.get(new, "istio-system", "modelgate").unwrap();
+        let config = match kind {
+            ExtensionKind::TrafficExtension => &object["spec"]["wasm"]["pluginConfig"],
+            _ => &object["spec"]["pluginConfig"],
+        };
+        assert_eq!(config["models"], before, "{kind}");
+    }
+
+    // Someone else's TrafficExtension of that name is not modelgate's to delete.
+    api.insert(
+        "trafficextensions",
+        json!({
+            "apiVersion": "extensions.istio.io/v1alpha1",
+            "kind": "TrafficExtension",
+            "metadata": {"name": "modelgate", "namespace": "istio-system"},
+            "spec": {"phase": "STATS", "wasm": {"url": "oci://registry/other:1", "pluginName": "other", "pluginConfig": {}, "failStrategy": "FAIL_OPEN"}},
+        }),
+    );
+    reconcile_all(&with_kind(ExtensionKind::WasmPlugin), &all).await;
+    assert!(
+        api.get("trafficextensions", "istio-system", "modelgate")
+            .is_some()
+    );
+    assert!(
+        !api.take_writes().iter().any(|w| w.starts_with("DELETE")),
+        "an unmanaged object was deleted"
+    );
 }

@@ -1,5 +1,6 @@
-//! `render` on every example (Seldon's own and this crate's): golden files reviewed like
-//! code, and every generated object checked against the real CRDs and Istio's rules.
+//! `render` on every example (Seldon's own and this crate's), with each extension kind
+//! ([`common::VARIANTS`]): golden files reviewed like code, and every generated object
+//! checked against the real CRDs (their CEL rules included) and Istio's rules.
 //! Regenerate the goldens with `UPDATE_GOLDEN=1 cargo test -p modelgate-controller`.
 
 mod common;
@@ -7,15 +8,17 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use modelgate_controller::manifests;
+use modelgate_controller::settings::ExtensionKind;
 
-fn golden_path(example: &Path) -> PathBuf {
+fn golden_path(example: &Path, folder: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
+        .join(folder)
         .join(example.file_name().unwrap())
 }
 
-fn rendered(example: &Path) -> String {
-    let (generated, _) = common::render_file(example);
+fn rendered(example: &Path, kind: ExtensionKind) -> String {
+    let (generated, _) = common::render_variant(example, kind);
     let mut out = format!(
         "# modelgate render of {} (golden: UPDATE_GOLDEN=1 regenerates it)\n",
         example.file_name().unwrap().to_string_lossy()
@@ -34,17 +37,20 @@ fn rendered(example: &Path) -> String {
 fn goldens() {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let mut stale = Vec::new();
-    for example in common::examples() {
-        let actual = rendered(&example);
-        let golden = golden_path(&example);
-        if update {
-            std::fs::write(&golden, &actual).unwrap();
-            continue;
-        }
-        let expected = std::fs::read_to_string(&golden).unwrap_or_default();
-        if expected != actual {
-            stale.push(golden.display().to_string());
-            eprintln!("--- {} differs; actual:\n{actual}", golden.display());
+    for (kind, folder) in common::VARIANTS {
+        for example in common::examples() {
+            let actual = rendered(&example, kind);
+            let golden = golden_path(&example, folder);
+            if update {
+                std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+                std::fs::write(&golden, &actual).unwrap();
+                continue;
+            }
+            let expected = std::fs::read_to_string(&golden).unwrap_or_default();
+            if expected != actual {
+                stale.push(golden.display().to_string());
+                eprintln!("--- {} differs; actual:\n{actual}", golden.display());
+            }
         }
     }
     assert!(
@@ -57,14 +63,26 @@ fn goldens() {
 fn every_generated_object_passes_the_crds_and_istios_rules() {
     let mut problems = Vec::new();
     let mut count = 0;
-    for example in common::examples() {
-        let (generated, _) = common::render_file(&example);
-        for object in generated.objects() {
-            count += 1;
-            problems.extend(common::check_object(&object));
+    let mut extensions = Vec::new();
+    for (kind, _) in common::VARIANTS {
+        for example in common::examples() {
+            let (generated, _) = common::render_variant(&example, kind);
+            for object in generated.objects() {
+                count += 1;
+                problems.extend(common::check_object(&object));
+            }
+            extensions.push(generated.extension.kind());
         }
     }
-    assert!(count > 20, "{count}");
+    assert!(count > 40, "{count}");
+    // Both kinds were checked, and the TrafficExtension CRD's rules with them.
+    for kind in [ExtensionKind::WasmPlugin, ExtensionKind::TrafficExtension] {
+        assert!(extensions.contains(&kind), "{kind}: {extensions:?}");
+    }
+    assert!(
+        common::crd::cel_rules("extensions.istio.io/v1alpha1", "TrafficExtension") >= 5,
+        "the vendored TrafficExtension CRD has its CEL rules"
+    );
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
@@ -125,8 +143,8 @@ fn shared_generation_gives_the_shared_objects_of_a_full_one() {
         );
         let name = example.display();
         assert_eq!(
-            serde_json::to_value(&shared.wasm_plugin).unwrap(),
-            serde_json::to_value(&full.wasm_plugin).unwrap(),
+            serde_json::to_value(&shared.extension).unwrap(),
+            serde_json::to_value(&full.extension).unwrap(),
             "{name}"
         );
         assert_eq!(
@@ -150,5 +168,92 @@ fn shared_generation_gives_the_shared_objects_of_a_full_one() {
                 _ => panic!("{name}: {}: shared and full generation disagree", s.id),
             }
         }
+    }
+}
+
+/// The CEL rules are evaluated, not just present: a TrafficExtension that breaks them is
+/// refused here as the API server would refuse it.
+#[test]
+fn the_trafficextension_crds_cel_rules_refuse_what_the_api_server_refuses() {
+    let (generated, _) = common::render_variant(
+        &common::vendored_data().join("seldon-examples/01-istio-canary-75-25.yaml"),
+        ExtensionKind::TrafficExtension,
+    );
+    let extension = serde_json::to_value(&generated.extension).unwrap();
+    assert_eq!(extension["kind"], "TrafficExtension");
+    assert_eq!(common::check_object(&extension), Vec::<String>::new());
+    assert!(extension["spec"].get("targetRefs").is_none());
+
+    type Break = fn(&mut serde_json::Value);
+    let cases: [(&str, Break); 5] = [
+        ("only one of targetRefs or selector", |t| {
+            t["spec"]["targetRefs"] = serde_json::json!([
+                {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "seldon-gateway"}
+            ])
+        }),
+        ("exactly one of wasm or lua", |t| {
+            t["spec"].as_object_mut().unwrap().remove("wasm");
+        }),
+        (
+            "exactly one of wasm or lua",
+            |t| {
+                t["spec"]["lua"] =
+                    serde_json::json!({"inlineCode": "function envoy_on_request(h) end"})
+            },
+        ),
+        ("url must have schema", |t| {
+            t["spec"]["wasm"]["url"] = serde_json::json!("ftp://registry/modelgate.wasm")
+        }),
+        ("wildcard not allowed in label key match", |t| {
+            t["spec"]["selector"]["matchLabels"] = serde_json::json!({"istio*": "ingressgateway"})
+        }),
+    ];
+    for (message, break_it) in cases {
+        let mut broken = extension.clone();
+        break_it(&mut broken);
+        let problems = common::crd::validate(&broken);
+        assert!(
+            problems.iter().any(|p| p.contains(message)),
+            "{message}: {problems:#?}"
+        );
+    }
+}
+
+/// A TrafficExtension carries exactly what the WasmPlugin carries (module, hash, phase,
+/// fail strategy, root id, selector and the filter configuration, byte for byte), so what
+/// the real-Envoy agreement tests prove of the WasmPlugin's `pluginConfig` holds for it;
+/// every other object is the same whichever the kind.
+#[test]
+fn both_extension_kinds_carry_the_same_filter_and_configuration() {
+    for example in common::examples() {
+        let (plugin, _) = common::render_variant(&example, ExtensionKind::WasmPlugin);
+        let (traffic, _) = common::render_variant(&example, ExtensionKind::TrafficExtension);
+        let name = example.display();
+        let p = serde_json::to_value(&plugin.extension).unwrap();
+        let t = serde_json::to_value(&traffic.extension).unwrap();
+        assert_eq!(p["kind"], "WasmPlugin", "{name}");
+        assert_eq!(t["kind"], "TrafficExtension", "{name}");
+        assert_eq!(p["metadata"], t["metadata"], "{name}");
+        for field in ["phase", "selector"] {
+            assert_eq!(p["spec"][field], t["spec"][field], "{name}: {field}");
+        }
+        for field in [
+            "url",
+            "sha256",
+            "pluginName",
+            "failStrategy",
+            "pluginConfig",
+        ] {
+            assert_eq!(
+                p["spec"][field], t["spec"]["wasm"][field],
+                "{name}: {field}"
+            );
+        }
+        let others = |g: &modelgate_controller::Generated| {
+            let mut objects = g.objects();
+            objects.pop();
+            objects
+        };
+        assert_eq!(others(&plugin), others(&traffic), "{name}");
     }
 }

@@ -1,7 +1,9 @@
 """A small in-memory Kubernetes API server on loopback that records every request, for
 running the real `modelgate run` against it. It serves what the controller needs: get,
 list (with label selectors), watch (held open, no events), create, patch (merge and
-server-side apply), delete, and answers 404 like the API server. A server-side apply of
+server-side apply), delete, and answers 404 like the API server; API discovery of a
+group version (`/apis/<group>/<version>`) answers for the versions `serve` names, 404
+otherwise, and is not recorded (it is no resource request). A server-side apply of
 a missing object is recorded as `patch` and `create`, the verbs the API server authorizes
 it with."""
 
@@ -50,6 +52,7 @@ class FakeApi:
         self.requests: list[Recorded] = []
         self.lock = threading.Lock()
         self.version = 1
+        self.discovery: dict[str, list[dict]] = {}
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -72,6 +75,13 @@ class FakeApi:
         meta.setdefault("resourceVersion", "1")
         meta.setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
         self.objects[(group, resource, meta.get("namespace"), meta["name"])] = obj
+
+    def serve(self, group_version: str, plural: str, kind: str) -> None:
+        """Lists a namespaced resource in the discovery document of its group version."""
+        self.discovery.setdefault(group_version, []).append(
+            {"name": plural, "singularName": "", "namespaced": True, "kind": kind,
+             "verbs": ["get", "list", "watch", "create", "patch", "delete"]}
+        )
 
     def get(self, group: str, resource: str, namespace: str | None, name: str) -> dict | None:
         return self.objects.get((group, resource, namespace, name))
@@ -117,6 +127,12 @@ class FakeApi:
 
             def do_GET(self):
                 self._body()
+                path = urlparse(self.path).path.strip("/")
+                if path.startswith("apis/") and path.count("/") == 2:
+                    resources = api.discovery.get(path.removeprefix("apis/"))
+                    if resources is None:
+                        return self._status(404, "NotFound", f"no route {self.path}")
+                    return self._send(200, {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": path.removeprefix("apis/"), "resources": resources})
                 route = self._route()
                 if route is None:
                     return self._status(404, "NotFound", f"no route {self.path}")

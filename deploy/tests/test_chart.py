@@ -286,3 +286,14 @@ def test_the_tenant_rules_of_the_values_reach_the_controller(tmp_path):
     assert result.returncode != 0
     assert "shop/fraud" in result.stderr
     assert "tenancy.allowedIssuers" in result.stderr and "tenancy.allowedJwksUris" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "kind, shown",
+    [("auto", "trafficextensions,wasmplugins"), ("traffic-extension", "trafficextensions"), ("wasm-plugin", "wasmplugins")],
+)
+def test_the_notes_name_the_extension_kind_in_use(kind, shown):
+    with chart.helm.Chart.load(chart.CHART) as loaded:
+        out = loaded.render(values={"settings": {"extensionKind": kind}}, name=chart.RELEASE, namespace=chart.NAMESPACE, is_install=True)
+    notes = next(text for path, text in out.items() if path.endswith("NOTES.txt"))
+    assert f"get {shown} modelgate" in notes, notes

@@ -181,3 +181,42 @@ def test_the_running_controller_reconciles_gateways_and_the_wasm_plugin(tmp_path
     helm_gateway = [r for r in seen if r.resource == "gateways" and r.name == "seldon-gateway"]
     assert helm_gateway and all(r.verb == "get" for r in helm_gateway)
     assert Recorded("delete", "networking.istio.io", "gateways", "old", "unused") in seen
+
+
+def test_auto_settles_on_trafficextension_when_served_and_replaces_the_old_wasmplugin(tmp_path):
+    """extensionKind auto (the chart's default) on an API server that serves
+    TrafficExtension: the controller applies a TrafficExtension, then deletes the WasmPlugin
+    an earlier version left, and every request it makes is in its table and the RBAC."""
+    values = {"settings": {"defaultAuth": "none", "tenancy": {"gatewayNamespaces": ["edge"]}}}
+    objects = chart.render(values)
+    config = chart.controller_config(objects)
+    assert config.get("extensionKind", "auto") == "auto"
+    with FakeApi() as api:
+        seed(api, False)
+        api.serve("extensions.istio.io/v1alpha1", "trafficextensions", "TrafficExtension")
+        api.serve("extensions.istio.io/v1alpha1", "wasmplugins", "WasmPlugin")
+        api.add("extensions.istio.io", "wasmplugins", {
+            "apiVersion": "extensions.istio.io/v1alpha1", "kind": "WasmPlugin",
+            "metadata": {"name": "modelgate", "namespace": "istio-system", "labels": dict(MANAGED)},
+            "spec": {"selector": {"matchLabels": {"istio": "ingressgateway"}}, "url": "oci://old/modelgate:0", "phase": "AUTHN",
+                     "failStrategy": "FAIL_CLOSE", "pluginName": "modelgate", "pluginConfig": {"version": 1}},
+        })
+        deleted = Recorded("delete", "extensions.istio.io", "wasmplugins", "istio-system", "modelgate")
+        log = run_controller(api, config, tmp_path, lambda a: deleted in a.seen(), timeout=30)
+        seen = api.seen()
+        extension = api.get("extensions.istio.io", "trafficextensions", "istio-system", "modelgate")
+    assert deleted in seen, log[-3000:]
+    assert extension is not None
+    assert extension["spec"]["wasm"]["failStrategy"] == "FAIL_CLOSE" and extension["spec"]["phase"] == "AUTHN"
+    assert "selector" in extension["spec"] and "targetRefs" not in extension["spec"]
+    grants = permissions.table(config)
+    account = chart.one(objects, "ServiceAccount")
+    rbac = Rbac(objects, account["metadata"]["namespace"], account["metadata"]["name"])
+    for recorded in sorted(seen, key=str):
+        name = None if recorded.verb in ("create", "list", "watch") else recorded.name
+        request = Request(recorded.verb, recorded.group, recorded.resource, recorded.namespace, name)
+        assert permissions.allowing(grants, request), f"{recorded} is outside the controller's permissions table"
+        assert rbac.allows(request), f"the chart's RBAC denies {recorded}"
+    # Applied (patch, or create for the missing object) before the old one went.
+    order = [r for r in api.requests if r.resource in ("trafficextensions", "wasmplugins") and r.verb in ("patch", "delete")]
+    assert order and order[0].resource == "trafficextensions" and order[0].verb == "patch", order

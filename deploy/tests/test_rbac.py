@@ -21,7 +21,21 @@ VALUE_SETS = {
     "authorization-policy": {"settings": {"authorizationPolicy": True}},
     "watched-namespaces": {"run": {"namespaces": ["team-a", "team-b"]}},
     "owner-reference-enforcement": {"rbac": {"ownerReferencesPermissionEnforcement": True}},
+    "traffic-extension": {"settings": {"extensionKind": "traffic-extension"}},
+    "wasm-plugin": {"settings": {"extensionKind": "wasm-plugin"}},
 }
+
+EXTENSION_RESOURCES = {"trafficextensions": "writesTrafficExtension", "wasmplugins": "writesWasmPlugin"}
+
+
+def written_extensions(config) -> set[str]:
+    """The extension kinds (resources) the settings let the controller write: auto, either."""
+    kind = config.get("extensionKind", "auto")
+    return {
+        resource
+        for resource, own in (("trafficextensions", "traffic-extension"), ("wasmplugins", "wasm-plugin"))
+        if kind in ("auto", own)
+    }
 
 # With the OwnerReferencesPermissionEnforcement admission plugin (opt-in value), setting
 # `ownerReferences` on an object needs `delete` on it, and `blockOwnerDeletion: true`
@@ -114,13 +128,16 @@ def test_each_row_is_allowed_where_the_table_says(values):
     assert checked >= 30
     # Rows that depend on a setting are there exactly when it is on.
     conditional = {g.only_with for g in grants if g.only_with}
-    assert conditional == ({"authorizationPolicy"} if config.get("authorizationPolicy") else set())
+    expected = {EXTENSION_RESOURCES[r] for r in written_extensions(config)}
+    if config.get("authorizationPolicy"):
+        expected.add("authorizationPolicy")
+    assert conditional == expected
 
 
 @pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
 def test_nothing_is_allowed_beyond_where_it_is_needed(values):
     _, config, rbac, grants = setup(values)
-    plugin = one_grant(grants, "wasmplugins", "patch").names[0]
+    plugin = one_grant(grants, "wasmplugins", "get").names[0]
     denied = [
         Request("get", "", "secrets", "istio-system", "seldon-ssl-cert"),
         Request("list", "", "secrets", None),
@@ -133,10 +150,17 @@ def test_nothing_is_allowed_beyond_where_it_is_needed(values):
         Request("get", "coordination.k8s.io", "leases", config["run"]["leaseNamespace"], "kube-controller-manager"),
         Request("patch", "coordination.k8s.io", "leases", config["run"]["leaseNamespace"], "another-lease"),
         Request("patch", "extensions.istio.io", "wasmplugins", config["gatewayNamespace"], "someone-elses-plugin"),
-        Request("delete", "extensions.istio.io", "wasmplugins", config["gatewayNamespace"], plugin),
+        Request("delete", "extensions.istio.io", "wasmplugins", config["gatewayNamespace"], "someone-elses-plugin"),
+        Request("delete", "extensions.istio.io", "trafficextensions", config["gatewayNamespace"], "someone-elses-plugin"),
+        Request("get", "extensions.istio.io", "trafficextensions", "kube-system", plugin),
         Request("create", "extensions.istio.io", "wasmplugins", "kube-system"),
+        Request("create", "extensions.istio.io", "trafficextensions", "kube-system"),
         Request("create", "", "events", "models"),
     ]
+    # The kind extensionKind rules out is read and deleted (a change of kind), never written.
+    for resource in set(EXTENSION_RESOURCES) - written_extensions(config):
+        denied.append(Request("create", "extensions.istio.io", resource, config["gatewayNamespace"]))
+        denied.append(Request("patch", "extensions.istio.io", resource, config["gatewayNamespace"], plugin))
     if config["run"].get("namespaces"):
         # Writes to models' objects only where models are watched.
         for resource in ("virtualservices", "destinationrules", "authorizationpolicies"):

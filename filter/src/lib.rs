@@ -5,6 +5,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod metrics;
+mod route_cache;
 
 use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
@@ -232,9 +233,11 @@ impl HttpContext for Stream {
                 Edit::SetPath(path) => self.set_http_request_header(":path", Some(path)),
             }
         }
+        if !decision.edits.is_empty() {
+            // The router must match again on the header or path just changed.
+            route_cache::clear();
+        }
         if let Some(route) = decision.route {
-            // Changing a header from a 0.2.1-ABI module clears Envoy's route cache, so the
-            // router re-matches on the header just set.
             self.response_header = Some((route.header.to_string(), route.predictor.to_string()));
         }
         Action::Continue

@@ -218,3 +218,37 @@ fn sticky_keys_can_be_a_claim_or_a_cookie() {
         assert_eq!(sticky_count, 200.0, "{sticky}");
     }
 }
+
+/// Envoy 1.33 and later choose the route again after a Wasm filter changed a header only
+/// for ABI 0.2.1 modules, unless the filter calls `clear_route_cache`. The filter makes
+/// that call whenever it changes what routing reads: Envoy has the function, every call
+/// succeeds, and each request still reaches the predictor the filter's header names.
+/// A refused request changes nothing and asks for nothing.
+#[test]
+fn the_route_is_chosen_again_through_clear_route_cache_after_the_filters_header() {
+    let gw = sample::start("routing-route-cache");
+    let token = sample::fraud_token("alice");
+    let mut client = gw.client();
+    for i in 0..20 {
+        let r = client.send(&fraud(&token)).unwrap();
+        assert_routed(&r, HEADER, &format!("request {i}"));
+    }
+    // Each predictor by name, the dark launch (no weight) included: the route follows
+    // whatever value the filter's header takes.
+    for predictor in ["main", "canary", "dark", "canary", "main"] {
+        let r = client
+            .send(&fraud(&token).header(HEADER, predictor))
+            .unwrap();
+        assert_eq!(assert_routed(&r, HEADER, predictor), predictor);
+    }
+    let r = client.send(&Request::predict(FRAUD)).unwrap();
+    assert_no_token(&r, FRAUD, "no token");
+
+    let clears = |result| {
+        gw.metrics()
+            .value("modelgate_route_cache_clears_total", &[("result", result)])
+    };
+    assert_eq!(clears("cleared"), 25.0);
+    assert_eq!(clears("unavailable"), 0.0);
+    assert_eq!(clears("failed"), 0.0);
+}

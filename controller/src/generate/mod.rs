@@ -4,9 +4,11 @@
 
 mod authorization_policy;
 mod destination_rule;
+mod extension;
 pub mod filter_config;
 mod gateway;
 pub mod tenancy;
+mod traffic_extension;
 mod virtual_service;
 mod wasm_plugin;
 
@@ -18,13 +20,15 @@ use modelgate_core::config::{FilterConfig, KeySet};
 
 pub use authorization_policy::render_authorization_policy;
 pub use destination_rule::render_destination_rules;
+pub use extension::{EXTENSION_NAME, Extension, WasmSource, render_extension, served_path};
 pub use gateway::render_gateway;
+pub use traffic_extension::render_traffic_extension;
 pub use virtual_service::render_virtual_service;
-pub use wasm_plugin::{WasmSource, render_wasm_plugin};
+pub use wasm_plugin::render_wasm_plugin;
 
 use self::filter_config::ModelEntry;
 use crate::annotations::{self, GatewayRef, ModelError, ModelWarning};
-use crate::istio::{AuthorizationPolicy, DestinationRule, Gateway, VirtualService, WasmPlugin};
+use crate::istio::{AuthorizationPolicy, DestinationRule, Gateway, VirtualService};
 use crate::seldon::SeldonDeployment;
 use crate::settings::Settings;
 
@@ -32,9 +36,7 @@ use crate::settings::Settings;
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "modelgate");
 /// The label naming the SeldonDeployment (its `seldonId`) an object belongs to.
 pub const MODEL_LABEL: &str = "modelgate.seldon.io/seldon-deployment";
-/// The WasmPlugin's name.
-pub const WASM_PLUGIN_NAME: &str = "modelgate";
-/// The filter's root id, the WasmPlugin's `pluginName` (the contract's).
+/// The filter's root id, the extension's `pluginName` (the contract's).
 pub use modelgate_core::config::FILTER_ROOT_ID;
 
 /// What a model's configuration was the last time its annotations parsed; used when they
@@ -104,8 +106,8 @@ pub struct Generated {
     pub entries: BTreeMap<String, ModelEntry>,
     /// The filter configuration.
     pub filter_config: FilterConfig,
-    /// The WasmPlugin carrying it.
-    pub wasm_plugin: WasmPlugin,
+    /// The WasmPlugin or TrafficExtension carrying it.
+    pub extension: Extension,
     /// JWKS URIs the filter configuration uses (to fetch).
     pub jwks_uris: BTreeSet<String>,
 }
@@ -125,7 +127,8 @@ impl Generated {
     }
 
     /// Every object in apply order, as JSON: Gateways, then each model's VirtualService,
-    /// DestinationRules and AuthorizationPolicy, then the WasmPlugin.
+    /// DestinationRules and AuthorizationPolicy, then the extension (WasmPlugin or
+    /// TrafficExtension).
     pub fn objects(&self) -> Vec<serde_json::Value> {
         let mut out = Vec::new();
         for gateway in &self.gateways {
@@ -138,7 +141,7 @@ impl Generated {
                 out.extend(objects.authorization_policy.iter().map(to_json));
             }
         }
-        out.push(to_json(&self.wasm_plugin));
+        out.push(to_json(&self.extension));
         out
     }
 }
@@ -154,7 +157,7 @@ pub fn generate(sdeps: &[SeldonDeployment], inputs: Inputs<'_>) -> Generated {
     generate_with(sdeps, inputs, true)
 }
 
-/// What the shared objects (Gateways, the WasmPlugin) need from all SeldonDeployments:
+/// What the shared objects (Gateways, the extension) need from all SeldonDeployments:
 /// [`generate`] without each model's own objects, which the running controller
 /// reconciles model by model. Over thousands of models those are most of the memory and
 /// time of a generation, which the shared objects' loop repeats.
@@ -335,13 +338,13 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
             model.known_good = None;
         }
     }
-    let wasm_plugin = render_wasm_plugin(&filter_config, inputs.settings, inputs.wasm);
+    let extension = render_extension(&filter_config, inputs.settings, inputs.wasm);
     Generated {
         models,
         gateways,
         entries,
         filter_config,
-        wasm_plugin,
+        extension,
         jwks_uris,
     }
 }

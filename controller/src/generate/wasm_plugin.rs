@@ -1,45 +1,11 @@
 //! The WasmPlugin `modelgate` in the ingress gateway's namespace: the filter, where to get
-//! it, and the configuration of every model.
+//! it, and the configuration of every model (what it carries: [`super::extension`]).
 
 use modelgate_core::config::FilterConfig;
 
-use crate::istio::{WasmPlugin, WasmPluginSpec, WorkloadSelector};
+use super::extension::{Carried, EXTENSION_NAME, WasmSource};
+use crate::istio::{WasmPlugin, WasmPluginSpec};
 use crate::settings::Settings;
-
-/// Where Istio fetches the filter module from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WasmSource {
-    /// `http(s)://` or `oci://` URL.
-    pub url: String,
-    /// SHA-256 of the module (hex), when known.
-    pub sha256: Option<String>,
-}
-
-impl WasmSource {
-    /// The configured URL, or the controller's own server with the hash of the module it
-    /// embeds (the hash is in the path, so a new module is a new URL for Istio's cache).
-    pub fn from_settings(settings: &Settings, embedded_sha256: &str) -> Self {
-        match &settings.wasm_url {
-            Some(url) => Self {
-                url: url.clone(),
-                sha256: settings.wasm_sha256.clone(),
-            },
-            None => Self {
-                url: format!(
-                    "{}{}",
-                    settings.service_url.trim_end_matches('/'),
-                    served_path(embedded_sha256)
-                ),
-                sha256: Some(embedded_sha256.to_string()),
-            },
-        }
-    }
-}
-
-/// The path the controller serves its module at.
-pub fn served_path(sha256: &str) -> String {
-    format!("/filter/modelgate-{sha256}.wasm")
-}
 
 /// The WasmPlugin carrying a filter configuration.
 pub fn render_wasm_plugin(
@@ -47,20 +13,17 @@ pub fn render_wasm_plugin(
     settings: &Settings,
     wasm: &WasmSource,
 ) -> WasmPlugin {
+    let carried = Carried::new(config, settings, wasm);
     WasmPlugin {
-        metadata: super::managed_metadata(&settings.gateway_namespace, super::WASM_PLUGIN_NAME),
+        metadata: super::managed_metadata(&settings.gateway_namespace, EXTENSION_NAME),
         spec: WasmPluginSpec {
-            selector: WorkloadSelector {
-                match_labels: settings.gateway_selector.clone(),
-            },
-            url: wasm.url.clone(),
-            sha256: wasm.sha256.clone(),
-            phase: "AUTHN".into(),
-            fail_strategy: "FAIL_CLOSE".into(),
-            plugin_name: super::FILTER_ROOT_ID.into(),
-            plugin_config: serde_json::to_value(config).expect(
-                "serialising a FilterConfig is infallible: derived Serialize, string map keys only",
-            ),
+            selector: carried.selector,
+            url: carried.wasm.url,
+            sha256: carried.wasm.sha256,
+            phase: carried.phase.into(),
+            fail_strategy: carried.fail_strategy.into(),
+            plugin_name: carried.plugin_name.into(),
+            plugin_config: carried.plugin_config,
         },
     }
 }

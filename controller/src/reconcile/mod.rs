@@ -1,22 +1,24 @@
 //! Applying generated objects to the cluster. Per SeldonDeployment ([`reconcile_model`]):
 //! its VirtualService, DestinationRules and AuthorizationPolicy, and the removal of
 //! DestinationRules of predictors that are gone. Shared by all ([`reconcile_global`]):
-//! managed Gateways and the WasmPlugin. Writes are server-side applies that happen only
-//! when the live object differs; after a restart, the live WasmPlugin stands in for what
-//! the process has not learned yet.
+//! managed Gateways and the extension object (WasmPlugin or TrafficExtension). Writes are
+//! server-side applies that happen only when the live object differs; after a restart,
+//! the live extension object stands in for what the process has not learned yet.
 //!
 //! - `context`: the state reconciles share ([`Context`]): keys, last good configurations,
 //!   failures and their backoff.
 //! - `model`: one SeldonDeployment's own objects.
-//! - `shared`: the WasmPlugin and what the filter must keep for routes still live;
+//! - `shared`: the extension object and what the filter must keep for routes still live;
 //!   `gateways`: the Gateways models name; `verdict`: what that pass tells each model.
-//! - `recovery`: what a restarted controller takes from the live WasmPlugin.
+//! - `extension`: the extension object of the kind in use, and removing the other kind's.
+//! - `recovery`: what a restarted controller takes from the live extension object.
 //! - `events`: problems reported to users as Events.
 //! - `apply`: server-side apply, delete, and the timeout of every API call.
 
 mod apply;
 mod context;
 mod events;
+mod extension;
 mod gateways;
 mod model;
 mod recovery;

@@ -1,5 +1,6 @@
 //! Restart recovery: a new leader knows no fetched keys and no last good configurations
-//! yet, so until it learns them it takes them from the live WasmPlugin (and a broken
+//! yet, so until it learns them it takes them from the live extension object, WasmPlugin or
+//! TrafficExtension (and a broken
 //! model's gateway from its live VirtualService).
 
 use std::collections::BTreeSet;
@@ -13,8 +14,9 @@ use super::context::{Context, lock};
 use crate::annotations::PolicySpec;
 use crate::annotations::{self, KeySource};
 use crate::generate::filter_config::ModelEntry;
-use crate::generate::{self, Generated, KnownGood, WASM_PLUGIN_NAME};
-use crate::istio::{VirtualService, WasmPlugin};
+use crate::generate::{self, EXTENSION_NAME, Generated, KnownGood};
+use crate::istio::{TrafficExtension, VirtualService, WasmPlugin};
+use crate::settings::ExtensionKind;
 
 /// A new leader's JWKS cache is empty until its first fetches, and the issuer may be down
 /// then: generating without keys would replace the keys the filter is using with empty
@@ -119,14 +121,47 @@ pub(super) fn live_entry(config: &FilterConfig, id: &str) -> Option<ModelEntry> 
     })
 }
 
-/// The filter configuration of the live WasmPlugin, if there is one that parses.
+/// The filter configuration of the live extension object, if there is one that parses:
+/// the one of the kind in use, or, until it exists (just after the kind changed), the
+/// other kind's.
 pub(super) async fn live_filter_config(
     ctx: &Context,
 ) -> Result<Option<FilterConfig>, ReconcileError> {
+    let (first, second) = match ctx.settings.extension_kind.without_discovery() {
+        ExtensionKind::TrafficExtension => {
+            (ExtensionKind::TrafficExtension, ExtensionKind::WasmPlugin)
+        }
+        _ => (ExtensionKind::WasmPlugin, ExtensionKind::TrafficExtension),
+    };
+    for kind in [first, second] {
+        if let Some(config) = live_plugin_config(ctx, kind).await? {
+            return Ok(serde_json::from_value(config).ok());
+        }
+    }
+    Ok(None)
+}
+
+/// The `pluginConfig` of the live extension object of one kind, if it exists. A kind
+/// the API server does not serve reads as absent (404).
+async fn live_plugin_config(
+    ctx: &Context,
+    kind: ExtensionKind,
+) -> Result<Option<serde_json::Value>, ReconcileError> {
     let namespace = &ctx.settings.gateway_namespace;
-    let api: Api<WasmPlugin> = Api::namespaced(ctx.client.clone(), namespace);
-    let live = call(ctx, api.get_opt(WASM_PLUGIN_NAME))
-        .await
-        .map_err(|e| error::<WasmPlugin>("get", namespace, WASM_PLUGIN_NAME, e))?;
-    Ok(live.and_then(|p| serde_json::from_value(p.spec.plugin_config).ok()))
+    Ok(match kind {
+        ExtensionKind::TrafficExtension => {
+            let api: Api<TrafficExtension> = Api::namespaced(ctx.client.clone(), namespace);
+            call(ctx, api.get_opt(EXTENSION_NAME))
+                .await
+                .map_err(|e| error::<TrafficExtension>("get", namespace, EXTENSION_NAME, e))?
+                .map(|t| t.spec.wasm.plugin_config)
+        }
+        ExtensionKind::WasmPlugin | ExtensionKind::Auto => {
+            let api: Api<WasmPlugin> = Api::namespaced(ctx.client.clone(), namespace);
+            call(ctx, api.get_opt(EXTENSION_NAME))
+                .await
+                .map_err(|e| error::<WasmPlugin>("get", namespace, EXTENSION_NAME, e))?
+                .map(|p| p.spec.plugin_config)
+        }
+    })
 }

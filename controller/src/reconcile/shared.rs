@@ -1,14 +1,15 @@
-//! The pass over what all SeldonDeployments share: the WasmPlugin first (always applied,
-//! holding what live routes still need from the filter), then the Gateways, then each
-//! model's verdict.
+//! The pass over what all SeldonDeployments share: the extension object first (always
+//! applied, holding what live routes still need from the filter; then the other kind's
+//! removed), then the Gateways, then each model's verdict.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use kube::api::Api;
 use modelgate_core::config::FilterConfig;
 
-use super::apply::{apply_if_changed, call, delete, error, is_managed};
+use super::apply::{call, delete, error, is_managed};
 use super::context::{Context, SHARED_OBJECTS, lock};
+use super::extension::{apply_extension, remove_other_kind};
 use super::gateways::reconcile_gateways;
 use super::model::routes_on_header;
 use super::recovery::{keep_live_keys, live_entry, live_filter_config, recover_last_good};
@@ -77,13 +78,17 @@ pub async fn reconcile_global(
         outcome.held =
             hold_what_routes_need(ctx, live, &generated, &mut entries, &mut outcome).await;
     }
-    let wasm_plugin = if outcome.held {
+    let extension = if outcome.held {
         let config = crate::generate::filter_config::build(&entries, &ctx.jwks.snapshot());
-        generate::render_wasm_plugin(&config, &ctx.settings, &ctx.wasm)
+        generate::render_extension(&config, &ctx.settings, &ctx.wasm)
     } else {
-        generated.wasm_plugin.clone()
+        generated.extension.clone()
     };
-    apply_if_changed(ctx, &wasm_plugin, &mut outcome.writes).await?;
+    apply_extension(ctx, &extension, &mut outcome.writes).await?;
+    // Only once the new kind's object is applied: the gateway is never left without one.
+    if let Err(e) = remove_other_kind(ctx, extension.kind(), &mut outcome.writes).await {
+        outcome.failed.push(e);
+    }
     ctx.metrics.set_models(generated.models.len());
 
     let gateways = reconcile_gateways(ctx, &generated, &mut outcome).await;

@@ -1,7 +1,8 @@
 //! `modelgate run`: the controller process. Checks that the CRDs exist, serves the filter
 //! module and metrics on every replica, and, while it holds the leader Lease, leads
 //! (`lead`): watches SeldonDeployments and the objects it owns, keeps the shared Gateways
-//! and WasmPlugin in step (`shared_objects`), and refreshes JWKS (`jwks_refresh`). Shuts
+//! and the extension object (WasmPlugin or TrafficExtension, `auto` settled here by API
+//! discovery) in step (`shared_objects`), and refreshes JWKS (`jwks_refresh`). Shuts
 //! down gracefully on SIGTERM or Ctrl-C.
 
 mod jwks_refresh;
@@ -21,7 +22,7 @@ use tokio::sync::watch;
 
 use crate::generate::WasmSource;
 use crate::reconcile::Context;
-use crate::settings::{RunSettings, Settings};
+use crate::settings::{ExtensionKind, RunSettings, Settings};
 use crate::wasm::filter_sha256;
 use crate::wasm_server::{ServerState, serve};
 use lead::lead;
@@ -68,13 +69,50 @@ pub fn required_crds(settings: &Settings) -> Vec<(&'static str, &'static str)> {
         ("virtualservices.networking.istio.io", ISTIO),
         ("destinationrules.networking.istio.io", ISTIO),
         ("gateways.networking.istio.io", ISTIO),
-        ("wasmplugins.extensions.istio.io", ISTIO),
     ];
+    // `auto` settles on one of them at start-up; permissions cover either.
+    if settings.extension_kind.may_write_wasm_plugin() {
+        crds.push(("wasmplugins.extensions.istio.io", ISTIO));
+    }
+    if settings.extension_kind.may_write_traffic_extension() {
+        crds.push((
+            "trafficextensions.extensions.istio.io",
+            "install Istio 1.30 or later, or set extensionKind: wasm-plugin",
+        ));
+    }
     if settings.authorization_policy {
         crds.push(("authorizationpolicies.security.istio.io", ISTIO));
     }
     crds
 }
+
+/// The extension kind `run` uses: the setting's, or for `auto`, a TrafficExtension when
+/// the API server serves `extensions.istio.io/v1alpha1` TrafficExtension, else a
+/// WasmPlugin. API discovery needs no permission beyond being authenticated.
+pub async fn discover_extension_kind(
+    client: &Client,
+    setting: ExtensionKind,
+) -> Result<ExtensionKind, RunError> {
+    if setting != ExtensionKind::Auto {
+        return Ok(setting);
+    }
+    let served = match client
+        .list_api_group_resources(TRAFFIC_EXTENSION_API_VERSION)
+        .await
+    {
+        Ok(list) => list.resources.iter().any(|r| r.kind == "TrafficExtension"),
+        Err(kube::Error::Api(status)) if status.code == 404 => false,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(if served {
+        ExtensionKind::TrafficExtension
+    } else {
+        ExtensionKind::WasmPlugin
+    })
+}
+
+/// The API version `auto` looks for TrafficExtension in.
+const TRAFFIC_EXTENSION_API_VERSION: &str = "extensions.istio.io/v1alpha1";
 
 /// Fails with an install hint when a needed CRD is missing.
 pub async fn check_crds(client: &Client, settings: &Settings) -> Result<(), RunError> {
@@ -113,6 +151,9 @@ pub async fn run(settings: Settings, run: RunSettings) -> Result<(), RunError> {
     crate::install_crypto_provider();
     let jwks_fetcher = crate::jwks::Fetcher::new(&settings.jwks, run.jwks_timeout)?;
     let client = Client::try_default().await?;
+    let mut settings = settings;
+    settings.extension_kind = discover_extension_kind(&client, settings.extension_kind).await?;
+    tracing::info!(kind = %settings.extension_kind, "extension object");
     check_crds(&client, &settings).await?;
 
     let identity = std::env::var("POD_NAME")

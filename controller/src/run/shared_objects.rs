@@ -1,4 +1,4 @@
-//! The leader's loop over the shared objects (Gateways, the WasmPlugin): after model and
+//! The leader's loop over the shared objects (Gateways, the extension object): after model and
 //! key changes and every few seconds, skipping API calls while nothing they depend on
 //! changed, except for a periodic full check.
 
@@ -93,8 +93,8 @@ fn fingerprint(ctx: &Context, sdeps: &[SeldonDeployment]) -> u64 {
             .expect("serialising a Gateway is infallible: derived Serialize, string map keys only")
             .hash(&mut hasher);
     }
-    serde_json::to_string(&generated.wasm_plugin)
-        .expect("serialising a WasmPlugin is infallible: derived Serialize, string map keys only")
+    serde_json::to_string(&generated.extension)
+        .expect("serialising the extension is infallible: derived Serialize, string map keys only")
         .hash(&mut hasher);
     hasher.finish()
 }

@@ -1,5 +1,6 @@
-//! Validation of generated objects against the real CRDs' `openAPIV3Schema`. The API server
-//! silently prunes fields a structural schema does not list, so here every object without
+//! Validation of generated objects against the real CRDs' `openAPIV3Schema`, their CEL
+//! rules (`x-kubernetes-validations`, in [`super::cel`]) included. The API server silently
+//! prunes fields a structural schema does not list, so here every object without
 //! `additionalProperties` or `x-kubernetes-preserve-unknown-fields` refuses unknown fields:
 //! a misspelt field fails the test instead of vanishing in the cluster.
 
@@ -10,16 +11,23 @@ use serde_json::Value;
 
 use super::vendored_data;
 
-const CRDS: [&str; 5] = [
+const CRDS: [&str; 6] = [
     "istio-virtualservice.yaml",
     "istio-destinationrule.yaml",
     "istio-gateway.yaml",
     "istio-wasmplugin.yaml",
+    "istio-trafficextension.yaml",
     "istio-authorizationpolicy.yaml",
 ];
 
-fn schemas() -> &'static HashMap<(String, String), Value> {
-    static SCHEMAS: OnceLock<HashMap<(String, String), Value>> = OnceLock::new();
+/// Each kind's schema: closed (for the structural check) and as the CRD has it (for CEL).
+struct Schema {
+    closed: Value,
+    original: Value,
+}
+
+fn schemas() -> &'static HashMap<(String, String), Schema> {
+    static SCHEMAS: OnceLock<HashMap<(String, String), Schema>> = OnceLock::new();
     SCHEMAS.get_or_init(|| {
         let mut map = HashMap::new();
         for file in CRDS {
@@ -31,10 +39,14 @@ fn schemas() -> &'static HashMap<(String, String), Value> {
             let kind = crd["spec"]["names"]["kind"].as_str().unwrap().to_string();
             for version in crd["spec"]["versions"].as_array().unwrap() {
                 let name = version["name"].as_str().unwrap();
-                let mut schema = version["schema"]["openAPIV3Schema"].clone();
+                let original = version["schema"]["openAPIV3Schema"].clone();
+                let mut closed = original.clone();
                 // apiVersion, kind and metadata are implicit at the top; close below it.
-                close_objects(&mut schema["properties"]["spec"]);
-                map.insert((format!("{group}/{name}"), kind.clone()), schema);
+                close_objects(&mut closed["properties"]["spec"]);
+                map.insert(
+                    (format!("{group}/{name}"), kind.clone()),
+                    Schema { closed, original },
+                );
             }
         }
         map
@@ -90,9 +102,18 @@ pub fn validate(object: &Value) -> Vec<String> {
     };
     // anyOf/oneOf in Istio's schemas use `required` alone; the closing above must not apply
     // to those property-less branches, and does not (they have no `properties`).
-    let validator = jsonschema::validator_for(schema).expect("the CRD schema compiles");
-    validator
+    let validator = jsonschema::validator_for(&schema.closed).expect("the CRD schema compiles");
+    let mut problems: Vec<String> = validator
         .iter_errors(object)
         .map(|e| format!("{who}: {}: {e}", e.instance_path()))
-        .collect()
+        .collect();
+    problems.extend(super::cel::validate(&who, &schema.original, object));
+    problems
+}
+
+/// How many CEL rules the CRD of a kind holds.
+pub fn cel_rules(api_version: &str, kind: &str) -> usize {
+    schemas()
+        .get(&(api_version.to_string(), kind.to_string()))
+        .map_or(0, |s| super::cel::rule_count(&s.original))
 }

@@ -123,7 +123,19 @@ pub fn check(object: &Value) -> Vec<String> {
                 &spec["trafficPolicy"]["connectionPool"]["http"]["idleTimeout"],
             );
         }
-        "WasmPlugin" => {
+        "WasmPlugin" | "TrafficExtension" => {
+            // What both kinds must carry: the filter before authorization, failing closed.
+            let wasm = if kind == "TrafficExtension" {
+                &spec["wasm"]
+            } else {
+                spec
+            };
+            if spec["phase"] != "AUTHN" || wasm["failStrategy"] != "FAIL_CLOSE" {
+                p.push(format!("{who}: not in phase AUTHN failing closed"));
+            }
+            if wasm["pluginName"] != modelgate_core::config::FILTER_ROOT_ID {
+                p.push(format!("{who}: pluginName is not the filter's root id"));
+            }
             for (k, v) in spec["selector"]["matchLabels"]
                 .as_object()
                 .into_iter()
@@ -134,7 +146,7 @@ pub fn check(object: &Value) -> Vec<String> {
                 }
             }
             let config: modelgate_core::FilterConfig =
-                match serde_json::from_value(spec["pluginConfig"].clone()) {
+                match serde_json::from_value(wasm["pluginConfig"].clone()) {
                     Ok(c) => c,
                     Err(e) => {
                         p.push(format!(

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod cel;
 pub mod crd;
 pub mod fake_api;
 pub mod istio_rules;
@@ -12,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use modelgate_controller::generate::WasmSource;
-use modelgate_controller::settings::ConfigFile;
+use modelgate_controller::settings::{ConfigFile, ExtensionKind};
 use modelgate_controller::{Generated, Inputs, Settings, generate, manifests};
 use modelgate_core::config::KeySet;
 use modelgate_testkit::TestKey;
@@ -67,9 +68,26 @@ pub fn test_wasm(settings: &Settings) -> WasmSource {
     WasmSource::from_settings(settings, &"0".repeat(64))
 }
 
+/// The variants every example is rendered in, with their goldens' folder under
+/// `tests/golden/`: the extension kind `render` uses by default (`auto` is a WasmPlugin
+/// without an API server to ask), and a TrafficExtension.
+pub const VARIANTS: [(ExtensionKind, &str); 2] = [
+    (ExtensionKind::Auto, ""),
+    (ExtensionKind::TrafficExtension, "traffic-extension"),
+];
+
 /// Renders a manifest file with the golden settings.
 pub fn render_file(path: &Path) -> (Generated, Settings) {
-    let settings = golden_settings(path);
+    render_variant(path, ExtensionKind::Auto)
+}
+
+/// Renders a manifest file with the golden settings, the extension kind set unless
+/// `auto` (then the settings' own).
+pub fn render_variant(path: &Path, kind: ExtensionKind) -> (Generated, Settings) {
+    let mut settings = golden_settings(path);
+    if kind != ExtensionKind::Auto {
+        settings.extension_kind = kind;
+    }
     let read =
         manifests::read(&[path.to_path_buf()], &settings.default_namespace).expect("readable");
     let keys = fetched_keys();

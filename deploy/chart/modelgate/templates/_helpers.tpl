@@ -65,9 +65,22 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (printf "%s-leader" (include "modelgate.fullname" .)) .Values.run.leaseName }}
 {{- end }}
 
-{{/* The WasmPlugin's name: fixed by the controller. */}}
-{{- define "modelgate.wasmPluginName" -}}
+{{/* The extension object's name (WasmPlugin or TrafficExtension): fixed by the controller. */}}
+{{- define "modelgate.extensionName" -}}
 modelgate
+{{- end }}
+
+{{/*
+The extension kinds settings.extensionKind lets the controller write (permissions.rs,
+Condition::WritesWasmPlugin and WritesTrafficExtension), as a JSON list of resources:
+auto may settle on either.
+*/}}
+{{- define "modelgate.extensionResources" -}}
+{{- $kind := .Values.settings.extensionKind | default "auto" }}
+{{- $resources := list }}
+{{- if ne $kind "wasm-plugin" }}{{ $resources = append $resources "trafficextensions" }}{{ end }}
+{{- if ne $kind "traffic-extension" }}{{ $resources = append $resources "wasmplugins" }}{{ end }}
+{{- toJson $resources }}
 {{- end }}
 
 {{/*
@@ -104,7 +117,9 @@ exactly these CustomResourceDefinitions.
 - virtualservices.networking.istio.io
 - destinationrules.networking.istio.io
 - gateways.networking.istio.io
-- wasmplugins.extensions.istio.io
+{{- range include "modelgate.extensionResources" . | fromJsonArray }}
+- {{ . }}.extensions.istio.io
+{{- end }}
 {{- if .Values.settings.authorizationPolicy }}
 - authorizationpolicies.security.istio.io
 {{- end }}

@@ -1,0 +1,129 @@
+//! The object that carries the filter to the gateway, whichever its kind (setting
+//! `extensionKind`): a WasmPlugin or a TrafficExtension. Both carry the same thing, built
+//! here once: the served module and its `sha256`, the AUTHN phase, failing closed, the
+//! filter's root id and the configuration of every model, on the gateway workload's pods.
+
+use modelgate_core::config::FilterConfig;
+use serde::Serialize;
+
+use super::traffic_extension::render_traffic_extension;
+use super::wasm_plugin::render_wasm_plugin;
+use crate::istio::{TrafficExtension, WasmPlugin, WorkloadSelector};
+use crate::settings::{ExtensionKind, Settings};
+
+/// The name of the one extension object, whichever its kind.
+pub const EXTENSION_NAME: &str = "modelgate";
+
+/// Where Istio fetches the filter module from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WasmSource {
+    /// `http(s)://` or `oci://` URL.
+    pub url: String,
+    /// SHA-256 of the module (hex), when known.
+    pub sha256: Option<String>,
+}
+
+impl WasmSource {
+    /// The configured URL, or the controller's own server with the hash of the module it
+    /// embeds (the hash is in the path, so a new module is a new URL for Istio's cache).
+    pub fn from_settings(settings: &Settings, embedded_sha256: &str) -> Self {
+        match &settings.wasm_url {
+            Some(url) => Self {
+                url: url.clone(),
+                sha256: settings.wasm_sha256.clone(),
+            },
+            None => Self {
+                url: format!(
+                    "{}{}",
+                    settings.service_url.trim_end_matches('/'),
+                    served_path(embedded_sha256)
+                ),
+                sha256: Some(embedded_sha256.to_string()),
+            },
+        }
+    }
+}
+
+/// The path the controller serves its module at.
+pub fn served_path(sha256: &str) -> String {
+    format!("/filter/modelgate-{sha256}.wasm")
+}
+
+/// What both kinds carry.
+pub(super) struct Carried {
+    /// The gateway workload's pods.
+    pub selector: WorkloadSelector,
+    /// The module.
+    pub wasm: WasmSource,
+    /// `AUTHN`: before Istio's own authorization, like `jwt_authn`.
+    pub phase: &'static str,
+    /// `FAIL_CLOSE`: a module that cannot be loaded refuses every request it would guard.
+    pub fail_strategy: &'static str,
+    /// The filter's root id.
+    pub plugin_name: &'static str,
+    /// The filter configuration.
+    pub plugin_config: serde_json::Value,
+}
+
+impl Carried {
+    pub(super) fn new(config: &FilterConfig, settings: &Settings, wasm: &WasmSource) -> Self {
+        Self {
+            selector: WorkloadSelector {
+                match_labels: settings.gateway_selector.clone(),
+            },
+            wasm: wasm.clone(),
+            phase: "AUTHN",
+            fail_strategy: "FAIL_CLOSE",
+            plugin_name: super::FILTER_ROOT_ID,
+            plugin_config: serde_json::to_value(config).expect(
+                "serialising a FilterConfig is infallible: derived Serialize, string map keys only",
+            ),
+        }
+    }
+}
+
+/// The extension object: one per guarded gateway workload, in its namespace.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Extension {
+    /// A WasmPlugin.
+    WasmPlugin(WasmPlugin),
+    /// A TrafficExtension.
+    TrafficExtension(TrafficExtension),
+}
+
+impl Extension {
+    /// Its kind.
+    pub fn kind(&self) -> ExtensionKind {
+        match self {
+            Extension::WasmPlugin(_) => ExtensionKind::WasmPlugin,
+            Extension::TrafficExtension(_) => ExtensionKind::TrafficExtension,
+        }
+    }
+
+    /// The filter configuration it carries.
+    pub fn plugin_config(&self) -> &serde_json::Value {
+        match self {
+            Extension::WasmPlugin(p) => &p.spec.plugin_config,
+            Extension::TrafficExtension(t) => &t.spec.wasm.plugin_config,
+        }
+    }
+}
+
+/// The extension object of the settings' kind carrying a filter configuration. Without
+/// discovery (`render`, `check`, or `run` before it resolved `auto`), `auto` is a
+/// WasmPlugin.
+pub fn render_extension(
+    config: &FilterConfig,
+    settings: &Settings,
+    wasm: &WasmSource,
+) -> Extension {
+    match settings.extension_kind.without_discovery() {
+        ExtensionKind::TrafficExtension => {
+            Extension::TrafficExtension(render_traffic_extension(config, settings, wasm))
+        }
+        ExtensionKind::WasmPlugin | ExtensionKind::Auto => {
+            Extension::WasmPlugin(render_wasm_plugin(config, settings, wasm))
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! The TrafficExtension `modelgate` in the ingress gateway's namespace (Istio 1.30 and
+//! later): what the WasmPlugin carries ([`super::extension`]), the Wasm settings under
+//! `wasm`, attached to the gateway's pods by `selector` (never beside `targetRefs`: the
+//! CRD refuses both).
+
+use modelgate_core::config::FilterConfig;
+
+use super::extension::{Carried, EXTENSION_NAME, WasmSource};
+use crate::istio::{TrafficExtension, TrafficExtensionSpec, TrafficExtensionWasm};
+use crate::settings::Settings;
+
+/// The TrafficExtension carrying a filter configuration.
+pub fn render_traffic_extension(
+    config: &FilterConfig,
+    settings: &Settings,
+    wasm: &WasmSource,
+) -> TrafficExtension {
+    let carried = Carried::new(config, settings, wasm);
+    TrafficExtension {
+        metadata: super::managed_metadata(&settings.gateway_namespace, EXTENSION_NAME),
+        spec: TrafficExtensionSpec {
+            selector: Some(carried.selector),
+            target_refs: Vec::new(),
+            phase: carried.phase.into(),
+            wasm: TrafficExtensionWasm {
+                url: carried.wasm.url,
+                sha256: carried.wasm.sha256,
+                plugin_name: carried.plugin_name.into(),
+                plugin_config: carried.plugin_config,
+                fail_strategy: carried.fail_strategy.into(),
+            },
+        },
+    }
+}
