@@ -1,5 +1,6 @@
 //! The controller's Prometheus metrics (`/metrics`), all prefixed `modelgate_controller_`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -7,6 +8,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+
+use crate::generate::filter_config::ModelEntry;
 
 /// A `result` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -20,6 +23,15 @@ pub struct ResultLabel {
 pub struct KindLabel {
     /// The object's kind (`Gateway`, `VirtualService`, ...).
     pub kind: String,
+}
+
+/// The `model` and `predictor` labels of a configured weight.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PredictorLabels {
+    /// `<namespace>/<name>`, as the filter's `model` label.
+    pub model: String,
+    /// The predictor's name, as the filter's `predictor` label.
+    pub predictor: String,
 }
 
 /// The metrics, cheap to clone.
@@ -36,6 +48,10 @@ pub struct Metrics {
     /// Shared objects that could not be read or written, by kind (the WasmPlugin was
     /// applied without them).
     pub object_failures: Family<KindLabel, Counter>,
+    /// The `traffic` weight of every predictor of the models with A/B routing, as the
+    /// filter configuration in force carries it (so a dashboard can set the filter's
+    /// `modelgate_routed_total` split against it).
+    pub predictor_traffic: Family<PredictorLabels, Gauge>,
     invalid: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
 }
 
@@ -64,6 +80,27 @@ impl Metrics {
             "Shared objects (Gateways, removed models' routes) that could not be read or written, by kind",
             self.object_failures.clone(),
         );
+        sub.register(
+            "predictor_traffic",
+            "Configured traffic weight of each predictor of the models with A/B routing",
+            self.predictor_traffic.clone(),
+        );
+    }
+
+    /// Sets the configured weights to those of `entries` (the filter configuration just
+    /// applied): models without A/B routing, and models gone, have none.
+    pub fn set_predictor_traffic(&self, entries: &BTreeMap<String, ModelEntry>) {
+        self.predictor_traffic.clear();
+        for (model, entry) in entries {
+            for predictor in entry.routing.iter().flat_map(|r| &r.predictors) {
+                self.predictor_traffic
+                    .get_or_create(&PredictorLabels {
+                        model: model.clone(),
+                        predictor: predictor.name.clone(),
+                    })
+                    .set(i64::from(predictor.traffic));
+            }
+        }
     }
 
     /// Counts a shared object that could not be read or written.
@@ -103,5 +140,69 @@ impl Metrics {
             set.remove(model);
         }
         self.invalid_models.set(set.len() as i64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::annotations::PolicySpec;
+    use modelgate_core::config::{Predictor, Routing};
+
+    fn entry(predictors: &[(&str, u32)]) -> ModelEntry {
+        let mut entry = ModelEntry::deny("test");
+        entry.policy = PolicySpec::None;
+        entry.routing = (!predictors.is_empty()).then(|| Routing {
+            header: "x-modelgate-predictor".into(),
+            override_allowed: true,
+            sticky: None,
+            predictors: predictors
+                .iter()
+                .map(|(name, traffic)| Predictor {
+                    name: (*name).into(),
+                    traffic: *traffic,
+                })
+                .collect(),
+        });
+        entry
+    }
+
+    fn scrape(metrics: &Metrics) -> String {
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text
+    }
+
+    #[test]
+    fn configured_weights_follow_the_configuration_in_force() {
+        let metrics = Metrics::default();
+        let mut entries = BTreeMap::new();
+        entries.insert(
+            "prod/fraud".to_string(),
+            entry(&[("main", 75), ("canary", 25)]),
+        );
+        entries.insert("prod/single".to_string(), entry(&[]));
+        metrics.set_predictor_traffic(&entries);
+        let text = scrape(&metrics);
+        assert!(text.contains(
+            "modelgate_controller_predictor_traffic{model=\"prod/fraud\",predictor=\"main\"} 75"
+        ));
+        assert!(text.contains(
+            "modelgate_controller_predictor_traffic{model=\"prod/fraud\",predictor=\"canary\"} 25"
+        ));
+        assert!(!text.contains("prod/single"), "{text}");
+
+        // The split changes and the canary goes: no stale series is left behind.
+        entries.insert(
+            "prod/fraud".to_string(),
+            entry(&[("main", 100), ("next", 0)]),
+        );
+        metrics.set_predictor_traffic(&entries);
+        let text = scrape(&metrics);
+        assert!(text.contains("predictor=\"main\"} 100"), "{text}");
+        assert!(text.contains("predictor=\"next\"} 0"), "{text}");
+        assert!(!text.contains("canary"), "{text}");
     }
 }

@@ -1,7 +1,8 @@
 """The Grafana dashboard (deploy/chart/modelgate/dashboards/modelgate.json) queries only
 what exists: every PromQL expression parses (PyPI `promql-parser`, bindings of the
-promql-parser crate), every metric it names is one the filter exports (the table in
-filter/README.md, the source of truth) or one of Istio's standard metrics, and every
+promql-parser crate), every metric it names is one the filter or the controller exports
+(the tables in filter/README.md and deploy/README.md, the sources of truth) or one of
+Istio's standard metrics, and every
 label it filters or groups by is one those metrics carry. The chart ships it as a
 ConfigMap for Grafana's sidecar when asked to."""
 
@@ -18,6 +19,7 @@ import chart
 
 DASHBOARD = chart.CHART / "dashboards" / "modelgate.json"
 FILTER_README = chart.REPO / "filter" / "README.md"
+DEPLOY_README = chart.REPO / "deploy" / "README.md"
 
 # Istio's standard metrics (Istio docs, "Istio Standard Metrics"), as Prometheus names
 # them: HTTP/gRPC requests, durations and sizes, and TCP. Histograms come as
@@ -48,21 +50,34 @@ ISTIO_LABELS = frozenset(
 GRAFANA_INTERVALS = ("$__rate_interval", "$__interval", "$__range")
 
 
-def filter_metrics() -> dict[str, frozenset[str]]:
-    """metric -> its labels, from the table under `## Metrics` in filter/README.md."""
-    text = FILTER_README.read_text()
+def metric_table(readme: Path) -> dict[str, frozenset[str]]:
+    """metric -> its labels, from the table under `## Metrics` in a README."""
+    text = readme.read_text()
     section = text.split("\n## Metrics", 1)[1].split("\n## ", 1)[0]
     metrics = {}
     for m in re.finditer(r"^\| `(modelgate_[a-z_]+)` \| (?:counter|gauge|histogram) \|([^|]*)\|", section, re.M):
         labels = re.sub(r"\([^)]*\)", "", m.group(2))
         metrics[m.group(1)] = frozenset(re.findall(r"`([a-z_]+)`", labels))
-    assert metrics, "no metric table in filter/README.md's Metrics section"
+    assert metrics, f"no metric table in {readme}'s Metrics section"
+    return metrics
+
+
+def filter_metrics() -> dict[str, frozenset[str]]:
+    """The filter's metrics (filter/README.md)."""
+    return metric_table(FILTER_README)
+
+
+def controller_metrics() -> dict[str, frozenset[str]]:
+    """The controller's metrics (deploy/README.md)."""
+    metrics = metric_table(DEPLOY_README)
+    assert all(name.startswith("modelgate_controller_") for name in metrics), metrics
     return metrics
 
 
 def known_metrics() -> dict[str, frozenset[str]]:
     """Every metric the dashboard may query, with its labels."""
     known = dict(filter_metrics())
+    known.update(controller_metrics())
     for name in ISTIO_COUNTERS:
         known[name] = ISTIO_LABELS
     for name in ISTIO_HISTOGRAMS:
@@ -247,6 +262,15 @@ def test_the_filter_readme_table_is_read():
     assert metrics["modelgate_requests_total"] == {"model", "decision", "reason"}
     assert metrics["modelgate_routed_total"] == {"model", "predictor", "reason"}
     assert metrics["modelgate_config_loads_total"] == {"result"}
+
+
+def test_the_controller_table_is_what_the_controller_registers():
+    """deploy/README.md's table against controller/src/metrics.rs (counters gain `_total`)."""
+    source = (chart.REPO / "controller" / "src" / "metrics.rs").read_text()
+    registered = {f"modelgate_controller_{name}" for name in re.findall(r'register\(\s*"([a-z_]+)"', source)}
+    documented = {name.removesuffix("_total") for name in controller_metrics()}
+    assert registered and documented == registered, (sorted(documented), sorted(registered))
+    assert controller_metrics()["modelgate_controller_predictor_traffic"] == {"model", "predictor"}
 
 
 def dashboard_config_maps(objects: list[dict]) -> list[dict]:

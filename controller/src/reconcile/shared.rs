@@ -90,6 +90,7 @@ pub async fn reconcile_global(
         outcome.failed.push(e);
     }
     ctx.metrics.set_models(generated.models.len());
+    ctx.metrics.set_predictor_traffic(&entries);
 
     let gateways = reconcile_gateways(ctx, &generated, &mut outcome).await;
     record_verdicts(ctx, sdeps, &generated, &entries, &gateways, &mut outcome);
