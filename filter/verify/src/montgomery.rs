@@ -121,7 +121,7 @@ impl Modulus {
             // a_j a_{i-j} with j < i - j, doubled; then the square on the diagonal.
             let half = i.div_ceil(2);
             let (mut low, mut high) = if lo < half {
-                let (low, high) = column(&a[lo..half], &a_rev[k - 1 - i + lo..k - 1 - i + half]);
+                let (low, high) = column(&a[lo..half], &a_rev[k - 1 + lo - i..k - 1 + half - i]);
                 (2 * low, 2 * high)
             } else {
                 (0, 0)
@@ -156,7 +156,7 @@ impl Modulus {
             let lo = (i + 1).saturating_sub(k);
             let top = i.min(k);
             if lo < top {
-                let (low, high) = column(&m[lo..top], &self.n_rev[k - 1 - i + lo..k - 1 - i + top]);
+                let (low, high) = column(&m[lo..top], &self.n_rev[k - 1 + lo - i..k - 1 + top - i]);
                 c0 += low;
                 c1 += high;
             }
@@ -222,7 +222,7 @@ impl Modulus {
         self.interleaved(&mut m, |i| {
             let lo = (i + 1).saturating_sub(k);
             let top = i.min(k - 1) + 1;
-            column(&a[lo..top], &b_rev[k - 1 - i + lo..k - 1 - i + top])
+            column(&a[lo..top], &b_rev[k - 1 + lo - i..k - 1 + top - i])
         })
     }
 }
