@@ -18,7 +18,7 @@ use jsonwebtoken::decode_header;
 use super::extractor::find_token;
 use super::keys::{KeyLimits, VerifyingKey, compile_key_with, select_usable};
 use crate::compiled::{CompiledConfig, CompiledModel, CompiledPolicy};
-use crate::config::KeySet;
+use crate::config::{KeyChannel, KeySet};
 use crate::request::Request;
 
 /// Requests that may wait for one key set's answer; more are refused at once.
@@ -215,6 +215,20 @@ pub fn read_answer(body: &[u8], limits: &KeyLimits) -> Result<Vec<VerifyingKey>,
     Ok(keys)
 }
 
+/// The path of the request for the key set of `uri`: the channel's `keysPath` with the URI,
+/// percent-encoded, as its `uri` query parameter.
+pub fn keys_request_path(channel: &KeyChannel, uri: &str) -> String {
+    let mut path = format!("{}?uri=", channel.keys_path);
+    for byte in uri.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            path.push(char::from(byte));
+        } else {
+            path.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    path
+}
+
 /// A token's `kid` that its model's key set lacks, with the set's JWKS URI: what to ask
 /// the controller about. `None` when the model has no JWT policy, its key set was not
 /// fetched from a URI (inline keys), or the token has no `kid` or one the set holds.
@@ -336,6 +350,21 @@ mod tests {
             r.remember_unknown(URI, &format!("k{i}"), 1000);
             assert!(r.remembered() <= UNKNOWN_KID_CAPACITY);
         }
+    }
+
+    #[test]
+    fn the_uri_goes_percent_encoded_in_the_query() {
+        let channel = KeyChannel {
+            cluster: "c".into(),
+            authority: "a".into(),
+            keys_path: "/keys".into(),
+            timeout_ms: 2000,
+            refetch_secs: 30,
+        };
+        assert_eq!(
+            keys_request_path(&channel, "https://idp.example/a b?x=1&y=%"),
+            "/keys?uri=https%3A%2F%2Fidp.example%2Fa%20b%3Fx%3D1%26y%3D%25"
+        );
     }
 
     #[test]
