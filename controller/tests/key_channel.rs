@@ -1,5 +1,5 @@
 //! The key channel's endpoint (`GET /keys?uri=<JWKS URI>`) against a loopback issuer: it
-//! answers only for URIs the controller tracks, fetches each at most once per interval
+//! answers only for URIs the controller tracks, with the usable keys only, fetches each at most once per interval
 //! however many ask at once, answers the current keys in between, and wakes the shared
 //! loop when a fetch brought new keys.
 
@@ -41,6 +41,7 @@ async fn controller(cache: &JwksCache, interval: Duration) -> (String, ServerSta
                 retry: Duration::from_secs(30),
             },
             interval,
+            limits: Default::default(),
         },
         metrics: metrics.clone(),
     });
@@ -90,7 +91,12 @@ fn refetches(metrics: &Metrics, outcome: &str) -> u64 {
 
 #[tokio::test]
 async fn only_tracked_uris_are_fetched_and_answered() {
-    let issuer = JwksServer::start(keys_of(&[&TestKey::rsa_a()])).await;
+    // The issuer also publishes a key the filter never uses: it is not in the answer.
+    let published = serde_json::json!({"keys": [
+        TestKey::rsa_a().jwk(),
+        {"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"},
+    ]});
+    let issuer = JwksServer::start(Answer::Body(200, published.to_string())).await;
     let other = JwksServer::start(keys_of(&[&TestKey::rsa_b()])).await;
     let cache = JwksCache::default();
     cache.track(&[issuer.uri()].into());

@@ -101,6 +101,7 @@ impl ControlPlane {
                     retry: Duration::from_secs(30),
                 },
                 interval: KEY_CHANNEL_INTERVAL,
+                limits: Default::default(),
             },
             metrics: metrics.clone(),
         });

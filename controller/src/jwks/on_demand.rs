@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use modelgate_core::auth::keys::KeyLimits;
 use modelgate_core::config::KeySet;
 
 use super::{Fetcher, JwksCache, Schedule};
@@ -51,6 +52,9 @@ pub struct OnDemand {
     pub schedule: Schedule,
     /// At most one fetch per URI in this long.
     pub interval: Duration,
+    /// What keys may cost (`maxRsaBits`): answers are reduced to the usable keys, as the
+    /// configuration's are.
+    pub limits: KeyLimits,
 }
 
 impl OnDemand {
@@ -96,7 +100,14 @@ impl OnDemand {
         true
     }
 
+    /// The keys known for `uri`, reduced to what the filter can use ([`crate::key_sets`]):
+    /// what the issuer published never reaches the filter verbatim, here as in the
+    /// configuration.
     fn current(&self, uri: &str) -> Option<KeySet> {
-        self.cache.lock().get(uri).and_then(|e| e.keys.clone())
+        let raw = self.cache.lock().get(uri).and_then(|e| e.keys.clone())?;
+        Some(KeySet {
+            source: Some(uri.to_string()),
+            keys: crate::key_sets::reduce(&raw.keys, &self.limits).set.keys,
+        })
     }
 }

@@ -171,6 +171,7 @@ pub async fn run(settings: Settings, run: RunSettings) -> Result<(), RunError> {
                     retry: run.jwks_retry,
                 },
                 interval: KEY_CHANNEL_INTERVAL,
+                limits: crate::generate::filter_config::key_limits(settings.key_limits()),
             },
             metrics: ctx.metrics.clone(),
         });

@@ -33,6 +33,8 @@ pub const UNKNOWN_KID_CAPACITY: usize = 1024;
 pub const MAX_KID_BYTES: usize = 256;
 /// The longest answer read; a longer one is a bad answer.
 pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+/// Keys of an answer looked at, at most (the controller sends at most 16 usable ones).
+pub const MAX_ANSWER_KEYS: usize = 4 * crate::auth::keys::MAX_KEYS_PER_SET;
 
 /// Bounds of a configuration's `channel` (longer names, or timings outside these, turn the
 /// channel off with a warning).
@@ -193,7 +195,8 @@ impl<W: PartialEq> Refetcher<W> {
 }
 
 /// The controller's answer: a JWKS read as a configured key set is (same key checks, same
-/// limits, at most [`crate::auth::keys::MAX_KEYS_PER_SET`] keys). An answer without one
+/// limits, at most [`crate::auth::keys::MAX_KEYS_PER_SET`] keys), of which only the first
+/// [`MAX_ANSWER_KEYS`] are looked at. An answer without one
 /// usable key is a bad answer: the keys in force stay.
 pub fn read_answer(body: &[u8], limits: &KeyLimits) -> Result<Vec<VerifyingKey>, String> {
     if body.len() > MAX_ANSWER_BYTES {
@@ -206,6 +209,7 @@ pub fn read_answer(body: &[u8], limits: &KeyLimits) -> Result<Vec<VerifyingKey>,
     let keys: Vec<VerifyingKey> = set
         .keys
         .iter()
+        .take(MAX_ANSWER_KEYS)
         .filter_map(|raw| compile_key_with(raw, limits).ok())
         .collect();
     let keys = select_usable("answer", keys, &mut Vec::new());
@@ -350,6 +354,52 @@ mod tests {
             r.remember_unknown(URI, &format!("k{i}"), 1000);
             assert!(r.remembered() <= UNKNOWN_KID_CAPACITY);
         }
+    }
+
+    #[test]
+    fn a_channel_that_cannot_be_used_is_off_with_a_warning() {
+        let with = |channel: serde_json::Value| {
+            CompiledConfig::from_json(
+                json!({"version": 1, "channel": channel})
+                    .to_string()
+                    .as_bytes(),
+            )
+        };
+        let base = json!({"cluster": "outbound|8080||c.ns.svc.cluster.local", "authority": "c.ns.svc.cluster.local"});
+        let (config, warnings) = with(base.clone()).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let channel = config.channel.unwrap();
+        assert_eq!(
+            (
+                channel.keys_path.as_str(),
+                channel.timeout_ms,
+                channel.refetch_secs
+            ),
+            ("/keys", 2000, 30),
+            "the defaults"
+        );
+        for (field, value) in [
+            ("cluster", json!("")),
+            ("authority", json!("a".repeat(MAX_CHANNEL_NAME_BYTES + 1))),
+            ("keysPath", json!("keys")),
+            ("keysPath", json!("/keys?uri=x")),
+            ("timeoutMs", json!(MIN_CHANNEL_TIMEOUT_MS - 1)),
+            ("timeoutMs", json!(MAX_CHANNEL_TIMEOUT_MS + 1)),
+            ("refetchSecs", json!(MIN_REFETCH_SECS - 1)),
+            ("refetchSecs", json!(MAX_REFETCH_SECS + 1)),
+        ] {
+            let mut channel = base.clone();
+            channel[field] = value;
+            let (config, warnings) = with(channel).unwrap();
+            assert!(config.channel.is_none(), "{field}");
+            assert_eq!(warnings.len(), 1, "{field}: {warnings:?}");
+            assert_eq!(warnings[0].field, format!("channel.{field}"));
+            assert!(warnings[0].message.contains("the key channel is off"));
+        }
+        // A member this filter does not know is a document from another controller.
+        let mut unknown = base;
+        unknown["retries"] = json!(3);
+        assert!(with(unknown).is_err());
     }
 
     #[test]
