@@ -9,12 +9,11 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use modelgate_core::auth::cache::DEFAULT_CAPACITY;
 use modelgate_core::auth::refetch::{
     Ask, MAX_ANSWER_BYTES, Refetcher, keys_request_path, missing_kid, read_answer,
 };
 use modelgate_core::compiled::CompiledModel;
-use modelgate_core::{CompiledConfig, Request, TokenCache};
+use modelgate_core::{CompiledConfig, Request};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
 
@@ -173,8 +172,10 @@ pub(crate) fn answered(state: &Rc<RefCell<State>>, token: u32, body_size: usize)
             Ok((config, keys)) => {
                 let count = keys.len();
                 config.replace_keys(&call.uri, keys);
-                // Refusals remembered under the old keys (unknown_key) must not outlive them.
-                state.cache = TokenCache::new(DEFAULT_CAPACITY);
+                // Refusals remembered under the old keys (unknown_key) must not outlive them;
+                // verified tokens stay (a key set refreshed every interval by a tenant must
+                // not cost everyone's cached tokens a signature check again).
+                state.cache.forget_refusals();
                 state.keys.count("updated");
                 log(
                     LogLevel::Info,

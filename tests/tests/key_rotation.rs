@@ -128,9 +128,9 @@ impl ControlPlane {
         *self.published.lock().unwrap() = (200, jwks(keys).to_string(), delay);
     }
 
-    /// The issuer answers this error from now on.
-    fn fail(&self, status: u16) {
-        *self.published.lock().unwrap() = (status, "down".into(), Duration::ZERO);
+    /// The issuer answers this error from now on, after `delay`.
+    fn fail(&self, status: u16, delay: Duration) {
+        *self.published.lock().unwrap() = (status, "down".into(), delay);
     }
 
     fn fetches(&self) -> usize {
@@ -321,16 +321,28 @@ fn without_the_controller_or_the_issuer_an_unknown_key_is_refused_as_today() {
     );
     drop(gw);
 
-    // The controller is reachable, the issuer is down: the answer is the keys the
-    // controller had, the kid is still unknown, and the token is refused.
-    plane.fail(503);
+    // The controller is reachable, the issuer is down (and slow to say so): the answer is
+    // the keys the controller had, the kid is still unknown, and the tokens held for the
+    // answer, sent at once, are all refused.
+    plane.fail(503, Duration::from_millis(300));
     let gw = gateway("rotation-issuer-down", &plane, &[&old], plane.controller);
-    let response = gw.send(&predict(&token(&new, "a")));
-    assert_invalid_token(&response, MODEL, "unknown_key", "issuer down");
+    std::thread::scope(|scope| {
+        let held: Vec<_> = ["a", "b", "c", "d"]
+            .map(|user| {
+                let (address, token) = (gw.address(), token(&new, user));
+                scope.spawn(move || Client::new(address).send(&predict(&token)).unwrap())
+            })
+            .into_iter()
+            .collect();
+        for response in held {
+            let response = response.join().unwrap();
+            assert_invalid_token(&response, MODEL, "unknown_key", "issuer down");
+        }
+    });
     assert_eq!(plane.fetches(), 1);
     assert_eq!(plane.keys_requests(), 1);
     // Remembered: the same kid is refused without asking again.
-    let response = gw.send(&predict(&token(&new, "b")));
+    let response = gw.send(&predict(&token(&new, "e")));
     assert_invalid_token(&response, MODEL, "unknown_key", "issuer down, again");
     assert_eq!(plane.keys_requests(), 1);
     assert_reached(&gw.send(&predict(&token(&old, "old"))), "the old key");
