@@ -1,19 +1,23 @@
 //! The key channel's endpoint (`GET /keys?uri=<JWKS URI>`) against a loopback issuer: it
 //! answers only for URIs the controller tracks, with the usable keys only, fetches each at most once per interval
 //! however many ask at once, answers the current keys in between, and wakes the shared
-//! loop when a fetch brought new keys.
+//! loop when a fetch brought new keys; a follower answers for the URIs of the live
+//! WasmPlugin.
 
 mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::fake_api::FakeApi;
 use common::jwks_server::{Answer, JwksServer, loopback_jwks_settings};
+use modelgate_controller::generate::render_wasm_plugin;
 use modelgate_controller::jwks::on_demand::OnDemand;
 use modelgate_controller::jwks::{Fetcher, JwksCache, Schedule};
 use modelgate_controller::metrics::Metrics;
+use modelgate_controller::reconcile::{Context, follow_live_key_sets};
 use modelgate_controller::wasm_server::{self, KeyEndpoint, ServerState};
-use modelgate_core::config::KeySet;
+use modelgate_core::config::{FilterConfig, KeySet};
 use modelgate_testkit::TestKey;
 use prometheus_client::registry::Registry;
 
@@ -197,4 +201,55 @@ async fn the_endpoint_is_off_unless_the_key_channel_is_on() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 404);
+}
+
+#[tokio::test]
+async fn a_follower_answers_for_the_uris_of_the_live_configuration() {
+    let issuer = JwksServer::start(keys_of(&[&TestKey::rsa_a(), &TestKey::rsa_b()])).await;
+    let api = FakeApi::default();
+    let settings = common::golden_settings(&common::test_data().join("none.yaml"));
+    let wasm = common::test_wasm(&settings);
+    // What the leader wrote: a set fetched from the issuer, and a model's inline keys.
+    let keys = |key: TestKey| {
+        modelgate_testkit::jwks(&[&key])["keys"]
+            .as_array()
+            .cloned()
+            .unwrap()
+    };
+    let mut live = FilterConfig::new();
+    live.key_sets.insert(
+        "k0".into(),
+        KeySet {
+            source: Some(issuer.uri()),
+            keys: keys(TestKey::rsa_a()),
+        },
+    );
+    live.key_sets.insert(
+        "k1".into(),
+        KeySet {
+            source: Some("inline".into()),
+            keys: keys(TestKey::ec()),
+        },
+    );
+    let plugin = render_wasm_plugin(&live, &settings, &wasm);
+    api.insert("wasmplugins", serde_json::to_value(&plugin).unwrap());
+    let follower = Context::new(api.client(&settings), settings, wasm, None);
+
+    assert_eq!(follow_live_key_sets(&follower).await.unwrap(), 1);
+    let known = follower.jwks.snapshot();
+    assert_eq!(known.keys().collect::<Vec<_>>(), [&issuer.uri()]);
+    assert_eq!(
+        known[&issuer.uri()].keys.len(),
+        1,
+        "the live keys, before any fetch"
+    );
+
+    let (base, _, _) = controller(&follower.jwks, Duration::from_secs(3600)).await;
+    let client = client();
+    assert_eq!(
+        ask(&client, &base, &issuer.uri()).await,
+        (200, vec!["rsa-a".to_string(), "rsa-b".to_string()])
+    );
+    assert_eq!(ask(&client, &base, "inline").await.0, 404);
+    assert_eq!(requests(&issuer), 1);
 }
