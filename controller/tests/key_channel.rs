@@ -253,3 +253,33 @@ async fn a_follower_answers_for_the_uris_of_the_live_configuration() {
     assert_eq!(ask(&client, &base, "inline").await.0, 404);
     assert_eq!(requests(&issuer), 1);
 }
+
+#[tokio::test]
+async fn a_gateway_that_stops_waiting_does_not_leave_the_uri_stuck() {
+    let body = modelgate_testkit::jwks(&[&TestKey::rsa_a()]).to_string();
+    let issuer = JwksServer::start(Answer::Slow(Duration::from_millis(800), body)).await;
+    let cache = JwksCache::default();
+    cache.track(&[issuer.uri()].into());
+    let (base, _, _) = controller(&cache, Duration::from_secs(3600)).await;
+    let (later, _, _) = controller(&cache, Duration::ZERO).await;
+
+    // The gateway gives up long before the issuer answers.
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let url =
+        reqwest::Url::parse_with_params(&format!("{base}/keys"), &[("uri", issuer.uri())]).unwrap();
+    assert!(impatient.get(url).send().await.is_err());
+    // The fetch still ends and is recorded...
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !cache.snapshot().contains_key(&issuer.uri()) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the abandoned fetch is recorded");
+    // ... so the URI is not left in flight: the next request past the interval fetches.
+    assert_eq!(ask(&client(), &later, &issuer.uri()).await.0, 200);
+    assert_eq!(requests(&issuer), 2);
+}

@@ -68,12 +68,28 @@ impl OnDemand {
             };
             return (outcome, self.current(uri));
         }
-        let result = self.fetcher.fetch(uri).await;
-        let outcome = match self.cache.record(uri, result, self.schedule) {
-            Ok(true) => Outcome::Changed,
-            Ok(false) => Outcome::Unchanged,
-            Err(e) => {
+        // On a task of its own: a gateway that stops waiting (its timeout is 2 s) drops this
+        // request, and the fetch must still end and be recorded, or the URI would stay
+        // marked in flight and never be fetched again.
+        let (fetcher, cache, schedule, owned) = (
+            self.fetcher.clone(),
+            self.cache.clone(),
+            self.schedule,
+            uri.to_string(),
+        );
+        let fetch = tokio::spawn(async move {
+            let result = fetcher.fetch(&owned).await;
+            cache.record(&owned, result, schedule)
+        });
+        let outcome = match fetch.await {
+            Ok(Ok(true)) => Outcome::Changed,
+            Ok(Ok(false)) => Outcome::Unchanged,
+            Ok(Err(e)) => {
                 tracing::warn!(%uri, "JWKS fetch for the key channel failed, answering the last good keys: {e}");
+                Outcome::Failed
+            }
+            Err(e) => {
+                tracing::warn!(%uri, "JWKS fetch for the key channel did not finish: {e}");
                 Outcome::Failed
             }
         };
