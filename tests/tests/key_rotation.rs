@@ -349,6 +349,44 @@ fn without_the_controller_or_the_issuer_an_unknown_key_is_refused_as_today() {
 }
 
 #[test]
+fn requests_held_for_a_request_whose_client_left_are_answered() {
+    let (old, new) = (TestKey::rsa_a(), TestKey::rsa_b());
+    let plane = ControlPlane::start(&[&old]);
+    // Slow enough that the first client surely leaves before the issuer answers.
+    plane.publish(&[&old, &new], Duration::from_secs(3));
+    let gw = gateway("rotation-client-left", &plane, &[&old], plane.controller);
+
+    // The first token of the new key, whose request makes the filter ask the controller;
+    // its client leaves once the issuer is being asked.
+    let mut first = std::net::TcpStream::connect(gw.address()).unwrap();
+    let request = format!(
+        "POST /seldon/rotating/model/api/v1.0/predictions HTTP/1.1\r\nhost: models\r\n\
+         authorization: Bearer {}\r\ncontent-length: 0\r\n\r\n",
+        token(&new, "leaves")
+    );
+    std::io::Write::write_all(&mut first, request.as_bytes()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while plane.fetches() == 0 {
+        assert!(Instant::now() < deadline, "the filter never asked");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::scope(|scope| {
+        // A second one waits for the same answer...
+        let address = gw.address();
+        let second = token(&new, "stays");
+        let held = scope.spawn(move || Client::new(address).send(&predict(&second)).unwrap());
+        std::thread::sleep(Duration::from_millis(200));
+        // ... and the first client leaves: Envoy cancels the request it made, so the
+        // second is decided at once with the keys in force, as without the channel
+        // (rather than held until its client gives up).
+        drop(first);
+        let response = held.join().unwrap();
+        assert_invalid_token(&response, MODEL, "unknown_key", "held for a call abandoned");
+    });
+    assert_reached(&gw.send(&predict(&token(&old, "old"))), "the old key");
+}
+
+#[test]
 fn a_flood_of_made_up_kids_costs_at_most_one_refetch_per_interval() {
     let key = TestKey::rsa_a();
     let plane = ControlPlane::start(&[&key]);
