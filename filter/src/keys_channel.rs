@@ -17,7 +17,7 @@ use modelgate_core::{CompiledConfig, Request};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
 
-use crate::{Handled, State, handle_request, log};
+use crate::{Handled, State, Stream, log};
 
 /// A request for a key set on its way.
 struct Call {
@@ -237,7 +237,7 @@ fn decide_again(state: &Rc<RefCell<State>>, held: Vec<u32>) {
         if hostcalls::set_effective_context(stream).is_err() {
             continue;
         }
-        if let Handled::Forward(echo) = handle_request(state, stream, false) {
+        if let Handled::Forward(echo) = Stream::handle_request(state, stream, false) {
             if let Some(echo) = echo {
                 state.borrow_mut().keys.echo.insert(stream, echo);
             }

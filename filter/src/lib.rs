@@ -177,16 +177,6 @@ impl Context for Stream {
 }
 
 impl HttpContext for Stream {
-    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        match handle_request(&self.state, self.id, true) {
-            Handled::Forward(echo) => {
-                self.response_header = echo;
-                Action::Continue
-            }
-            Handled::Refused | Handled::Held => Action::Pause,
-        }
-    }
-
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         let echo = match &self.response_header {
             Some(echo) => Some(echo.clone()),
@@ -201,6 +191,16 @@ impl HttpContext for Stream {
     fn on_log(&mut self) {
         keys_channel::stream_ended(&self.state, self.id);
     }
+
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        match Stream::handle_request(&self.state, self.id, true) {
+            Handled::Forward(echo) => {
+                self.response_header = echo;
+                Action::Continue
+            }
+            Handled::Refused | Handled::Held => Action::Pause,
+        }
+    }
 }
 
 /// What became of a request.
@@ -213,111 +213,113 @@ enum Handled {
     Held,
 }
 
-/// Decides the request of `stream` (the effective context) and applies the decision.
-/// `may_hold`: whether a token with a `kid` its key set lacks may wait for a fresh key set;
-/// not when the request is decided again after one.
-fn handle_request(state: &Rc<RefCell<State>>, stream: u32, may_hold: bool) -> Handled {
-    let headers = hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default();
-    let pseudo = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map_or("", |(_, v)| v.as_str())
-    };
-    let request = Request {
-        method: pseudo(":method"),
-        path: pseudo(":path"),
-        headers: &headers,
-    };
-    let now = hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs());
-
-    let mut guard = state.borrow_mut();
-    let state = &mut *guard;
-    let Some(config) = state.config.clone() else {
-        // Fail closed: without a configuration no model can be told from another.
-        let answer = refusal(None, DenyReason::PolicyUnusable);
-        drop(guard);
-        send_refusal(503, answer.headers, &answer.body);
-        return Handled::Refused;
-    };
-    let random = state.next_random();
-    let decision = config.decide(
-        &request,
-        &mut Environment {
-            now,
-            random,
-            cache: &mut state.cache,
-        },
-    );
-    if let (Outcome::Denied(DenyReason::UnknownKey), Some(model)) =
-        (decision.outcome, decision.model)
-    {
-        if !may_hold {
-            keys_channel::still_unknown(&mut state.keys, &config, model, &request, now);
-        } else if keys_channel::hold(&mut state.keys, &config, model, &request, stream, now) {
-            return Handled::Held;
-        }
-    }
-    state.metrics.record(&decision);
-    drop(guard);
-
-    let model = decision.model.map_or("-", |m| &*m.id);
-    match decision.outcome {
-        Outcome::AuditDenied(reason) => log(
-            LogLevel::Warn,
-            &format!(
-                "modelgate: audit: {model}: would refuse {} {}: {}",
-                request.method,
-                request.path_only(),
-                reason.as_str()
-            ),
-        ),
-        Outcome::Denied(reason) => log(
-            LogLevel::Info,
-            &format!(
-                "modelgate: {model}: refused {} {}: {}",
-                request.method,
-                request.path_only(),
-                reason.as_str()
-            ),
-        ),
-        _ => {}
-    }
-    if let Some(answer) = decision.refusal() {
-        send_refusal(answer.status, answer.headers, &answer.body);
-        return Handled::Refused;
-    }
-    for edit in &decision.edits {
-        let _ = match edit {
-            Edit::RemoveHeader(name) => {
-                hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None)
-            }
-            Edit::SetHeader(name, value) => {
-                hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
-            }
-            Edit::SetPath(path) => {
-                hostcalls::set_map_value(MapType::HttpRequestHeaders, ":path", Some(path))
-            }
+impl Stream {
+    /// Decides the request of `stream` (the effective context) and applies the decision.
+    /// `may_hold`: whether a token with a `kid` its key set lacks may wait for a fresh key
+    /// set; not when the request is decided again after one.
+    fn handle_request(state: &Rc<RefCell<State>>, stream: u32, may_hold: bool) -> Handled {
+        let headers = hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default();
+        let pseudo = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or("", |(_, v)| v.as_str())
         };
-    }
-    // Changing a header from a 0.2.1-ABI module clears Envoy's route cache, so the router
-    // re-matches on the header just set.
-    Handled::Forward(
-        decision
-            .route
-            .map(|route| (route.header.to_string(), route.predictor.to_string())),
-    )
-}
+        let request = Request {
+            method: pseudo(":method"),
+            path: pseudo(":path"),
+            headers: &headers,
+        };
+        let now = hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
 
-fn send_refusal(status: u16, headers: Vec<(String, String)>, body: &str) {
-    let headers: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    let _ = hostcalls::send_http_response(u32::from(status), headers, Some(body.as_bytes()));
+        let mut guard = state.borrow_mut();
+        let state = &mut *guard;
+        let Some(config) = state.config.clone() else {
+            // Fail closed: without a configuration no model can be told from another.
+            let answer = refusal(None, DenyReason::PolicyUnusable);
+            drop(guard);
+            Self::send_refusal(503, answer.headers, &answer.body);
+            return Handled::Refused;
+        };
+        let random = state.next_random();
+        let decision = config.decide(
+            &request,
+            &mut Environment {
+                now,
+                random,
+                cache: &mut state.cache,
+            },
+        );
+        if let (Outcome::Denied(DenyReason::UnknownKey), Some(model)) =
+            (decision.outcome, decision.model)
+        {
+            if !may_hold {
+                keys_channel::still_unknown(&mut state.keys, &config, model, &request, now);
+            } else if keys_channel::hold(&mut state.keys, &config, model, &request, stream, now) {
+                return Handled::Held;
+            }
+        }
+        state.metrics.record(&decision);
+        drop(guard);
+
+        let model = decision.model.map_or("-", |m| &*m.id);
+        match decision.outcome {
+            Outcome::AuditDenied(reason) => log(
+                LogLevel::Warn,
+                &format!(
+                    "modelgate: audit: {model}: would refuse {} {}: {}",
+                    request.method,
+                    request.path_only(),
+                    reason.as_str()
+                ),
+            ),
+            Outcome::Denied(reason) => log(
+                LogLevel::Info,
+                &format!(
+                    "modelgate: {model}: refused {} {}: {}",
+                    request.method,
+                    request.path_only(),
+                    reason.as_str()
+                ),
+            ),
+            _ => {}
+        }
+        if let Some(answer) = decision.refusal() {
+            Self::send_refusal(answer.status, answer.headers, &answer.body);
+            return Handled::Refused;
+        }
+        for edit in &decision.edits {
+            let _ = match edit {
+                Edit::RemoveHeader(name) => {
+                    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None)
+                }
+                Edit::SetHeader(name, value) => {
+                    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
+                }
+                Edit::SetPath(path) => {
+                    hostcalls::set_map_value(MapType::HttpRequestHeaders, ":path", Some(path))
+                }
+            };
+        }
+        // Changing a header from a 0.2.1-ABI module clears Envoy's route cache, so the router
+        // re-matches on the header just set.
+        Handled::Forward(
+            decision
+                .route
+                .map(|route| (route.header.to_string(), route.predictor.to_string())),
+        )
+    }
+
+    fn send_refusal(status: u16, headers: Vec<(String, String)>, body: &str) {
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let _ = hostcalls::send_http_response(u32::from(status), headers, Some(body.as_bytes()));
+    }
 }
 
 fn log(level: LogLevel, message: &str) {
