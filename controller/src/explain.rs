@@ -121,7 +121,7 @@ pub fn explain(
                 cached,
             } => lines.push(token_valid_line(
                 token_place.as_deref(),
-                *kid,
+                kid.as_deref(),
                 subject.as_deref(),
                 *cached,
             )),
@@ -196,7 +196,7 @@ fn policy_line(id: &str, policy: &CompiledPolicy) -> String {
             format!(
                 "policy {id}: JWT from issuer {} ({mode}), {} usable key(s)",
                 jwt.issuer,
-                jwt.keys.len()
+                jwt.keys.current().len()
             )
         }
     }

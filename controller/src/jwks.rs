@@ -4,6 +4,7 @@
 //! much is read is decided in [`fetch`] and [`target`].
 
 pub mod fetch;
+pub mod on_demand;
 pub mod target;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,6 +27,8 @@ struct Entry {
     healthy: bool,
     /// A fetch is under way (or waiting for its pool).
     in_flight: bool,
+    /// When the key channel last had it fetched ([`on_demand`]).
+    asked: Option<Instant>,
 }
 
 /// The keys of every JWKS URI in use, shared by the fetcher and generation.

@@ -34,6 +34,13 @@ pub struct PredictorLabels {
     pub predictor: String,
 }
 
+/// An `outcome` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// What became of it.
+    pub outcome: String,
+}
+
 /// The metrics, cheap to clone.
 #[derive(Clone, Default)]
 pub struct Metrics {
@@ -52,7 +59,15 @@ pub struct Metrics {
     /// filter configuration in force carries it (so a dashboard can set the filter's
     /// `modelgate_routed_total` split against it).
     pub predictor_traffic: Family<PredictorLabels, Gauge>,
+    /// Requests of the filter's key channel, by outcome.
+    pub key_refetches: Family<OutcomeLabel, Counter>,
     invalid: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
 }
 
 impl Metrics {
@@ -68,6 +83,11 @@ impl Metrics {
             "jwks_fetches",
             "JWKS fetches by result",
             self.jwks_fetches.clone(),
+        );
+        sub.register(
+            "key_refetches",
+            "Requests of the filter's key channel (/keys), by outcome",
+            self.key_refetches.clone(),
         );
         sub.register("models", "SeldonDeployments seen", self.models.clone());
         sub.register(
@@ -123,6 +143,15 @@ impl Metrics {
         let result = if ok { "ok" } else { "error" }.to_string();
         self.jwks_fetches
             .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// Counts a request of the filter's key channel.
+    pub fn key_refetched(&self, outcome: &str) {
+        self.key_refetches
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.into(),
+            })
             .inc();
     }
 

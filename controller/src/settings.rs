@@ -221,6 +221,10 @@ pub struct Settings {
     pub wasm_sha256: Option<String>,
     /// Base URL of the controller's own Service, where it serves the `.wasm`.
     pub service_url: String,
+    /// Whether the filter asks the controller (`/keys` on [`Settings::service_url`]'s
+    /// Service) for a key set when a token names a `kid` it lacks, instead of refusing it
+    /// until the next configuration.
+    pub key_channel: bool,
     /// Namespace of SeldonDeployments whose manifest names none (`render`).
     pub default_namespace: String,
     /// The most the WasmPlugin's `pluginConfig` may take, in bytes: the object must stay
@@ -253,6 +257,7 @@ impl Default for Settings {
             wasm_url: None,
             wasm_sha256: None,
             service_url: "http://modelgate.modelgate-system.svc.cluster.local:8080".into(),
+            key_channel: false,
             default_namespace: "default".into(),
             plugin_config_max_bytes: crate::generate::filter_config::MAX_CONFIG_BYTES,
             max_rsa_bits: modelgate_core::auth::keys::DEFAULT_MAX_RSA_BITS as u32,
@@ -485,6 +490,23 @@ impl Settings {
         }
     }
 
+    /// The filter's way back to this controller when `keyChannel` is on: Istio's outbound
+    /// cluster of the Service in `serviceUrl` (`outbound|<port>||<host>`), that host as
+    /// `:authority`, and `/keys`.
+    pub fn key_channel(&self) -> Option<modelgate_core::config::KeyChannel> {
+        if !self.key_channel {
+            return None;
+        }
+        let (host, port) = service_host_port(&self.service_url)?;
+        Some(modelgate_core::config::KeyChannel {
+            cluster: format!("outbound|{port}||{host}"),
+            authority: host.to_string(),
+            keys_path: modelgate_core::config::DEFAULT_KEYS_PATH.into(),
+            timeout_ms: modelgate_core::config::DEFAULT_CHANNEL_TIMEOUT_MS,
+            refetch_secs: modelgate_core::config::DEFAULT_REFETCH_SECS,
+        })
+    }
+
     /// Checks every setting; the controller refuses to start on the first bad one.
     pub fn validate(&self) -> Result<(), SettingsError> {
         crate::annotations::parse_gateway(&self.default_gateway, "")
@@ -609,6 +631,13 @@ impl Settings {
                 "an http:// or https:// URL",
             ));
         }
+        if self.key_channel && service_host_port(&self.service_url).is_none() {
+            return Err(invalid(
+                "serviceUrl",
+                &self.service_url,
+                "a URL whose host is the controller's Service name, as keyChannel needs (http://<service>.<namespace>.svc.cluster.local:<port>)",
+            ));
+        }
         Ok(())
     }
 }
@@ -631,6 +660,22 @@ fn is_label_value(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
         && !value.starts_with(['-', '_', '.'])
         && !value.ends_with(['-', '_', '.'])
+}
+
+/// The host and port of an `http://` or `https://` URL (the scheme's port when none).
+fn service_host_port(url: &str) -> Option<(&str, u16)> {
+    let (rest, default_port) = match url.split_once("://")? {
+        ("http", rest) => (rest, 80),
+        ("https", rest) => (rest, 443),
+        _ => return None,
+    };
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse().ok()?),
+        None => (authority, default_port),
+    };
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'.';
+    (!host.is_empty() && host.bytes().all(plain)).then_some((host, port))
 }
 
 /// Settings given on the command line or in the environment; each overrides the config
@@ -682,6 +727,10 @@ pub struct SettingsArgs {
     /// Base URL of the controller's Service, where it serves the filter module.
     #[arg(long, env = "MODELGATE_SERVICE_URL")]
     pub service_url: Option<String>,
+    /// Let the filter ask this controller (/keys) for a key set when a token names a kid
+    /// the set lacks.
+    #[arg(long, env = "MODELGATE_KEY_CHANNEL")]
+    pub key_channel: Option<bool>,
     /// Namespace of SeldonDeployments whose manifest names none.
     #[arg(long, short = 'n', env = "MODELGATE_DEFAULT_NAMESPACE")]
     pub default_namespace: Option<String>,
@@ -740,6 +789,7 @@ impl SettingsArgs {
         }
         given_optional(&mut s.gateway_tls_secret, &self.gateway_tls_secret);
         given(&mut s.authorization_policy, &self.authorization_policy);
+        given(&mut s.key_channel, &self.key_channel);
         given_optional(&mut s.wasm_url, &self.wasm_url);
         given_optional(&mut s.wasm_sha256, &self.wasm_sha256);
         given(&mut s.jwks.allow_http, &self.jwks_allow_http);
@@ -922,6 +972,7 @@ mod tests {
         assert!(!defaults.jwks.allow_http);
         assert_eq!(defaults.jwks.max_bytes, 1024 * 1024);
         assert!(defaults.jwks.allowed_targets.is_empty());
+        assert!(defaults.key_channel().is_none(), "off by default");
         assert!(defaults.tenancy.allow_inline_jwks);
         assert_eq!(RunSettings::default().jwks_concurrency.get(), 8);
         let args = SettingsArgs {
@@ -979,5 +1030,33 @@ mod tests {
             let err = settings.validate().unwrap_err().to_string();
             assert!(err.contains(name), "{name}: {err}");
         }
+    }
+
+    #[test]
+    fn the_key_channel_names_istios_outbound_cluster_of_the_service() {
+        let on = |url: &str| Settings {
+            key_channel: true,
+            service_url: url.into(),
+            ..Settings::default()
+        };
+        let channel = on("http://modelgate.modelgate-system.svc.cluster.local:8080")
+            .key_channel()
+            .unwrap();
+        assert_eq!(
+            channel.cluster,
+            "outbound|8080||modelgate.modelgate-system.svc.cluster.local"
+        );
+        assert_eq!(
+            channel.authority,
+            "modelgate.modelgate-system.svc.cluster.local"
+        );
+        assert_eq!(channel.keys_path, "/keys");
+        let https = on("https://gate.example/base/").key_channel().unwrap();
+        assert_eq!(https.cluster, "outbound|443||gate.example");
+        for bad in ["http://user@host:80", "http://[::1]:80", "http://:80"] {
+            assert!(on(bad).key_channel().is_none(), "{bad}");
+            assert!(on(bad).validate().is_err(), "{bad}");
+        }
+        assert!(on("http://host:80").validate().is_ok());
     }
 }

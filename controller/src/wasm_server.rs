@@ -1,17 +1,25 @@
 //! The controller's HTTP server: the embedded filter module at the URL put into the
-//! WasmPlugin, `/metrics`, `/healthz` and `/readyz` (ready once the caches have synced).
+//! WasmPlugin, the key channel's `/keys` (when `keyChannel` is on), `/metrics`, `/healthz`
+//! and `/readyz` (ready once the caches have synced).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use modelgate_core::http::query_values;
 use prometheus_client::registry::Registry;
+use tokio::sync::Notify;
 
+use crate::jwks::on_demand::{OnDemand, Outcome};
+use crate::metrics::Metrics;
 use crate::wasm::{FILTER_WASM, filter_sha256};
+
+/// The path of the key channel's endpoint (the filter's `channel.keysPath` default).
+pub const KEYS_PATH: &str = modelgate_core::config::DEFAULT_KEYS_PATH;
 
 /// What the server answers from.
 #[derive(Clone)]
@@ -20,7 +28,19 @@ pub struct ServerState {
     pub registry: Arc<Registry>,
     /// Whether the controller is ready (caches synced).
     pub ready: Arc<AtomicBool>,
+    /// Fired when the key channel brought new keys, for the next configuration.
+    pub keys_changed: Arc<Notify>,
+    keys: Option<Arc<KeyEndpoint>>,
     sha256: Arc<String>,
+}
+
+/// What `/keys` answers from.
+#[derive(Debug)]
+pub struct KeyEndpoint {
+    /// The fetches it may make.
+    pub on_demand: OnDemand,
+    /// Where it counts them.
+    pub metrics: Metrics,
 }
 
 impl ServerState {
@@ -29,8 +49,16 @@ impl ServerState {
         Self {
             registry: Arc::new(registry),
             ready: Arc::new(AtomicBool::new(false)),
+            keys_changed: Arc::new(Notify::new()),
+            keys: None,
             sha256: Arc::new(filter_sha256()),
         }
+    }
+
+    /// The same, answering `/keys` from `endpoint` (setting `keyChannel`).
+    pub fn with_key_endpoint(mut self, endpoint: KeyEndpoint) -> Self {
+        self.keys = Some(Arc::new(endpoint));
+        self
     }
 }
 
@@ -38,6 +66,7 @@ impl ServerState {
 pub fn router(state: ServerState) -> Router {
     Router::new()
         .route("/filter/{file}", get(module))
+        .route(KEYS_PATH, get(keys))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
@@ -53,6 +82,46 @@ async fn module(State(state): State<ServerState>, Path(file): Path<String>) -> R
             "no such module: this controller serves only the one it embeds\n",
         )
             .into_response()
+    }
+}
+
+/// `GET /keys?uri=<JWKS URI>`: the keys of a URI in use, as a JWKS, fetched anew at most
+/// once per interval. Any other URI is `404`: whoever can reach this endpoint must not
+/// have the controller fetch what it chooses.
+async fn keys(State(state): State<ServerState>, uri: Uri) -> Response {
+    let Some(endpoint) = &state.keys else {
+        return (
+            StatusCode::NOT_FOUND,
+            "the key channel is off (keyChannel)\n",
+        )
+            .into_response();
+    };
+    let mut values = query_values(uri.query().unwrap_or(""), "uri");
+    let (Some(jwks_uri), None) = (values.next(), values.next()) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "expected one uri query parameter, the JWKS URI\n",
+        )
+            .into_response();
+    };
+    let (outcome, keys) = endpoint.on_demand.keys(&jwks_uri).await;
+    endpoint.metrics.key_refetched(outcome.as_str());
+    if outcome == Outcome::Changed {
+        state.keys_changed.notify_one();
+    }
+    match (outcome, keys) {
+        (Outcome::Untracked, _) => {
+            (StatusCode::NOT_FOUND, "not a JWKS URI in use\n").into_response()
+        }
+        (_, Some(keys)) => match serde_json::to_vec(&keys) {
+            Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+            Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        },
+        (_, None) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no keys fetched for this URI yet\n",
+        )
+            .into_response(),
     }
 }
 

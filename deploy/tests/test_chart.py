@@ -160,6 +160,8 @@ def test_default_values_are_the_controllers_defaults():
     assert config["defaultAuth"] == "jwt"
     assert config["gatewaySelector"] == {"istio": "ingressgateway"}
     assert config["authorizationPolicy"] is False
+    # The key channel is opt-in: its Istio cluster name is to be checked on the mesh first.
+    assert config["keyChannel"] is False
     assert config["run"]["namespaces"] == []
     assert (config["run"]["jwksRefresh"], config["run"]["jwksRetry"], config["run"]["jwksTimeout"]) == ("20m", "30s", "10s")
     assert config["run"]["concurrency"] == 16

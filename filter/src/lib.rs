@@ -4,6 +4,7 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod keys_channel;
 mod metrics;
 mod route_cache;
 
@@ -18,9 +19,11 @@ use modelgate_core::{
     CompiledConfig, DenyReason, Edit, Environment, Outcome, Request, TokenCache,
     auth::cache::DEFAULT_CAPACITY,
 };
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
 
+use crate::keys_channel::KeysChannel;
 use crate::metrics::Metrics;
 
 /// Configuration warnings logged per reload, at most.
@@ -44,6 +47,7 @@ struct State {
     cache: TokenCache,
     metrics: Metrics,
     rng: u64,
+    keys: KeysChannel,
 }
 
 impl State {
@@ -76,6 +80,7 @@ impl Root {
                 cache: TokenCache::new(DEFAULT_CAPACITY),
                 metrics: Metrics::default(),
                 rng: seed,
+                keys: KeysChannel::default(),
             })),
         }
     }
@@ -140,9 +145,10 @@ impl RootContext for Root {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Stream {
             state: self.state.clone(),
+            id: context_id,
             response_header: None,
         }))
     }
@@ -154,15 +160,66 @@ impl RootContext for Root {
 
 struct Stream {
     state: Rc<RefCell<State>>,
+    id: u32,
     /// The chosen predictor, echoed on the response so a client can stay on it.
     response_header: Option<(String, String)>,
 }
 
-impl Context for Stream {}
+impl Context for Stream {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body: usize,
+        _trailers: usize,
+    ) {
+        keys_channel::answered(&self.state, token, body);
+    }
+}
 
 impl HttpContext for Stream {
+    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        let echo = match &self.response_header {
+            Some(echo) => Some(echo.clone()),
+            None => self.state.borrow_mut().keys.take_echo(self.id),
+        };
+        if let Some((name, value)) = echo {
+            self.set_http_response_header(&name, Some(&value));
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        keys_channel::stream_ended(&self.state, self.id);
+    }
+
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        let headers = self.get_http_request_headers();
+        match Stream::handle_request(&self.state, self.id, true) {
+            Handled::Forward(echo) => {
+                self.response_header = echo;
+                Action::Continue
+            }
+            Handled::Refused | Handled::Held => Action::Pause,
+        }
+    }
+}
+
+/// What became of a request.
+enum Handled {
+    /// It goes on, with the routing header to echo on its response.
+    Forward(Option<(String, String)>),
+    /// A refusal was sent.
+    Refused,
+    /// It waits for a fresh key set ([`keys_channel`]).
+    Held,
+}
+
+impl Stream {
+    /// Decides the request of `stream` (the effective context) and applies the decision.
+    /// `may_hold`: whether a token with a `kid` its key set lacks may wait for a fresh key
+    /// set; not when the request is decided again after one.
+    fn handle_request(state: &Rc<RefCell<State>>, stream: u32, may_hold: bool) -> Handled {
+        let headers = hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default();
         let pseudo = |name: &str| {
             headers
                 .iter()
@@ -174,19 +231,19 @@ impl HttpContext for Stream {
             path: pseudo(":path"),
             headers: &headers,
         };
-        let now = self
-            .get_current_time()
-            .duration_since(UNIX_EPOCH)
+        let now = hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_secs());
 
-        let mut guard = self.state.borrow_mut();
+        let mut guard = state.borrow_mut();
         let state = &mut *guard;
         let Some(config) = state.config.clone() else {
             // Fail closed: without a configuration no model can be told from another.
             let answer = refusal(None, DenyReason::PolicyUnusable);
             drop(guard);
-            self.send_refusal(503, answer.headers, &answer.body);
-            return Action::Pause;
+            Self::send_refusal(503, answer.headers, &answer.body);
+            return Handled::Refused;
         };
         let random = state.next_random();
         let decision = config.decide(
@@ -197,6 +254,15 @@ impl HttpContext for Stream {
                 cache: &mut state.cache,
             },
         );
+        if let (Outcome::Denied(DenyReason::UnknownKey), Some(model)) =
+            (decision.outcome, decision.model)
+        {
+            if !may_hold {
+                keys_channel::still_unknown(&mut state.keys, &config, model, &request, now);
+            } else if keys_channel::hold(&mut state.keys, &config, model, &request, stream, now) {
+                return Handled::Held;
+            }
+        }
         state.metrics.record(&decision);
         drop(guard);
 
@@ -223,41 +289,39 @@ impl HttpContext for Stream {
             _ => {}
         }
         if let Some(answer) = decision.refusal() {
-            self.send_refusal(answer.status, answer.headers, &answer.body);
-            return Action::Pause;
+            Self::send_refusal(answer.status, answer.headers, &answer.body);
+            return Handled::Refused;
         }
         for edit in &decision.edits {
-            match edit {
-                Edit::RemoveHeader(name) => self.set_http_request_header(name, None),
-                Edit::SetHeader(name, value) => self.set_http_request_header(name, Some(value)),
-                Edit::SetPath(path) => self.set_http_request_header(":path", Some(path)),
-            }
+            let _ = match edit {
+                Edit::RemoveHeader(name) => {
+                    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None)
+                }
+                Edit::SetHeader(name, value) => {
+                    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
+                }
+                Edit::SetPath(path) => {
+                    hostcalls::set_map_value(MapType::HttpRequestHeaders, ":path", Some(path))
+                }
+            };
         }
         if !decision.edits.is_empty() {
             // The router must match again on the header or path just changed.
             route_cache::clear();
         }
-        if let Some(route) = decision.route {
-            self.response_header = Some((route.header.to_string(), route.predictor.to_string()));
-        }
-        Action::Continue
+        Handled::Forward(
+            decision
+                .route
+                .map(|route| (route.header.to_string(), route.predictor.to_string())),
+        )
     }
 
-    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        if let Some((name, value)) = &self.response_header {
-            self.set_http_response_header(name, Some(value));
-        }
-        Action::Continue
-    }
-}
-
-impl Stream {
-    fn send_refusal(&self, status: u16, headers: Vec<(String, String)>, body: &str) {
+    fn send_refusal(status: u16, headers: Vec<(String, String)>, body: &str) {
         let headers: Vec<(&str, &str)> = headers
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
-        self.send_http_response(u32::from(status), headers, Some(body.as_bytes()));
+        let _ = hostcalls::send_http_response(u32::from(status), headers, Some(body.as_bytes()));
     }
 }
 

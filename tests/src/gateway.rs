@@ -66,6 +66,16 @@ impl Gateway {
     /// where the generated configuration and `envoy.log` stay after the run for
     /// post-mortems (until a later run of the same name).
     pub fn start(name: &str, spec: &GatewaySpec) -> Result<Self, HarnessError> {
+        Self::start_with_clusters(name, spec, &BTreeMap::new())
+    }
+
+    /// [`Gateway::start`], with more clusters (name to its one endpoint) for the filter to
+    /// call, as Istio gives the gateway one per Service of the mesh.
+    pub fn start_with_clusters(
+        name: &str,
+        spec: &GatewaySpec,
+        clusters: &BTreeMap<String, SocketAddr>,
+    ) -> Result<Self, HarnessError> {
         let wasm = locate::filter_wasm()?;
         let dir = fresh_work_dir(name)?;
         let ecds_dir = dir.join("ecds");
@@ -89,6 +99,7 @@ impl Gateway {
             servers.insert(cluster.to_string(), server);
         }
 
+        endpoints.extend(clusters.iter().map(|(name, addr)| (name.clone(), *addr)));
         bootstrap::write_ecds_document(&ecds_file, 1, &wasm, &spec.filter_config)?;
         let document = bootstrap::bootstrap(&BootstrapSpec {
             routes: &spec.routes,

@@ -75,11 +75,24 @@ impl Carried {
             phase: "AUTHN",
             fail_strategy: "FAIL_CLOSE",
             plugin_name: super::FILTER_ROOT_ID,
-            plugin_config: serde_json::to_value(config).expect(
-                "serialising a FilterConfig is infallible: derived Serialize, string map keys only",
-            ),
+            plugin_config: plugin_config(config, settings),
         }
     }
+}
+
+/// The filter configuration as the extension carries it: with the key channel when
+/// `keyChannel` is on (added here rather than cloning a configuration of every model).
+fn plugin_config(config: &FilterConfig, settings: &Settings) -> serde_json::Value {
+    let mut value = serde_json::to_value(config).expect(
+        "serialising a FilterConfig is infallible: derived Serialize, string map keys only",
+    );
+    if let (Some(channel), Some(object)) = (settings.key_channel(), value.as_object_mut()) {
+        object.insert(
+            "channel".into(),
+            serde_json::to_value(channel).expect("a KeyChannel serialises: strings and numbers"),
+        );
+    }
+    value
 }
 
 /// The extension object: one per guarded gateway workload, in its namespace.

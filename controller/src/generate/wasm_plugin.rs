@@ -27,3 +27,41 @@ pub fn render_wasm_plugin(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use modelgate_core::CompiledConfig;
+
+    fn plugin(key_channel: bool) -> WasmPlugin {
+        let settings = Settings {
+            key_channel,
+            ..Settings::default()
+        };
+        let wasm = WasmSource::from_settings(&settings, &"0".repeat(64));
+        render_wasm_plugin(&FilterConfig::new(), &settings, &wasm)
+    }
+
+    #[test]
+    fn the_channel_is_written_only_when_the_key_channel_is_on() {
+        assert!(plugin(false).spec.plugin_config.get("channel").is_none());
+        let config = plugin(true).spec.plugin_config;
+        assert_eq!(
+            config["channel"]["cluster"],
+            "outbound|8080||modelgate.modelgate-system.svc.cluster.local"
+        );
+        // The filter's own compiler takes it as is.
+        let (compiled, warnings) =
+            CompiledConfig::from_json(config.to_string().as_bytes()).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let channel = compiled.channel.unwrap();
+        assert_eq!(
+            (
+                channel.keys_path.as_str(),
+                channel.timeout_ms,
+                channel.refetch_secs
+            ),
+            ("/keys", 2000, 30)
+        );
+    }
+}

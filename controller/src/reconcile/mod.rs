@@ -28,6 +28,7 @@ mod verdict;
 pub use apply::{DEFAULT_API_TIMEOUT, FIELD_MANAGER};
 pub use context::{Context, SHARED_OBJECTS};
 pub use model::reconcile_model;
+pub use recovery::follow_live_key_sets;
 pub use shared::{SharedOutcome, reconcile_global};
 pub use verdict::{Verdict, shape};
 

@@ -54,6 +54,33 @@ pub(super) async fn keep_live_keys(
     Ok(kept)
 }
 
+/// A follower generates nothing, so it tracks no JWKS URI; yet the gateway's key channel
+/// reaches any replica. So a follower learns the URIs, and their keys, from the live
+/// WasmPlugin: those the leader's key sets name as their source. Returns how many URIs it
+/// now tracks.
+pub async fn follow_live_key_sets(ctx: &Context) -> Result<usize, ReconcileError> {
+    let Some(live) = live_filter_config(ctx).await? else {
+        ctx.jwks.track(&BTreeSet::new());
+        return Ok(0);
+    };
+    let fetched: Vec<(&String, &modelgate_core::config::KeySet)> = live
+        .key_sets
+        .values()
+        .filter_map(|set| {
+            let uri = set.source.as_ref()?;
+            (uri.starts_with("https://") || uri.starts_with("http://")).then_some((uri, set))
+        })
+        .collect();
+    let uris: BTreeSet<String> = fetched.iter().map(|(uri, _)| (*uri).clone()).collect();
+    ctx.jwks.track(&uris);
+    for (uri, set) in fetched {
+        if !set.keys.is_empty() {
+            ctx.jwks.keep(uri, set.clone());
+        }
+    }
+    Ok(uris.len())
+}
+
 /// A restarted controller knows no last good configurations, so a model whose annotations
 /// broke before the restart would lose its own: its entry would become `deny` and its
 /// Gateway, when no other model names it, would be deleted under its VirtualService. Such

@@ -55,7 +55,8 @@ pub(super) async fn lead(
     let (again_tx, again_rx) = futures::channel::mpsc::unbounded::<()>();
     controller = controller.reconcile_all_on(again_rx);
     let store = controller.store();
-    let wake = Arc::new(Notify::new());
+    // Also fired by the key channel's fetches (`/keys`) that bring new keys.
+    let wake = server.keys_changed.clone();
     let (done_tx, done_rx) = watch::channel(false);
     let watched = Watched(run.namespaces.clone());
 

@@ -10,7 +10,7 @@ mod lead;
 mod shared_objects;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
@@ -21,10 +21,16 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
 use crate::generate::WasmSource;
+use crate::jwks::on_demand::OnDemand;
 use crate::reconcile::Context;
 use crate::settings::{ExtensionKind, RunSettings, Settings};
 use crate::wasm::filter_sha256;
-use crate::wasm_server::{ServerState, serve};
+use crate::wasm_server::{KeyEndpoint, ServerState, serve};
+
+/// At most one fetch per JWKS URI in this long on the key channel's requests (the filter
+/// asks each key set at most as often).
+pub const KEY_CHANNEL_INTERVAL: std::time::Duration =
+    std::time::Duration::from_secs(modelgate_core::config::DEFAULT_REFETCH_SECS as u64);
 use lead::lead;
 
 /// Why the controller stopped.
@@ -146,6 +152,26 @@ async fn termination() {
     let _ = ctrl_c.await;
 }
 
+/// While this replica follows, its JWKS cache tracks the URIs of the live configuration,
+/// so that it answers the key channel as the leader would (re-read every interval).
+async fn follow_key_sets(
+    ctx: Arc<Context>,
+    leading: Arc<AtomicBool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        if !leading.load(Ordering::Relaxed)
+            && let Err(e) = crate::reconcile::follow_live_key_sets(&ctx).await
+        {
+            tracing::warn!("key channel: cannot read the live configuration's key sets: {e}");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(KEY_CHANNEL_INTERVAL) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
 /// Runs the controller until it is told to stop.
 pub async fn run(settings: Settings, run: RunSettings) -> Result<(), RunError> {
     crate::install_crypto_provider();
@@ -172,7 +198,25 @@ pub async fn run(settings: Settings, run: RunSettings) -> Result<(), RunError> {
     ));
     let mut registry = Registry::default();
     ctx.metrics.register(&mut registry);
-    let server = ServerState::new(registry);
+    let mut server = ServerState::new(registry);
+    if settings.key_channel {
+        // Leader or not, every replica answers: the gateway reaches any of them through the
+        // Service. A follower's cache knows only what the live configuration holds
+        // ([`follow_key_sets`]).
+        server = server.with_key_endpoint(KeyEndpoint {
+            on_demand: OnDemand {
+                cache: ctx.jwks.clone(),
+                fetcher: jwks_fetcher.clone(),
+                schedule: crate::jwks::Schedule {
+                    refresh: run.jwks_refresh,
+                    retry: run.jwks_retry,
+                },
+                interval: KEY_CHANNEL_INTERVAL,
+                limits: crate::generate::filter_config::key_limits(settings.key_limits()),
+            },
+            metrics: ctx.metrics.clone(),
+        });
+    }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -195,6 +239,15 @@ pub async fn run(settings: Settings, run: RunSettings) -> Result<(), RunError> {
     // Every replica serves the module; followers are ready as soon as they do.
     server.ready.store(true, Ordering::Relaxed);
 
+    let leading = Arc::new(AtomicBool::new(false));
+    if settings.key_channel {
+        tokio::spawn(follow_key_sets(
+            ctx.clone(),
+            leading.clone(),
+            stop_rx.clone(),
+        ));
+    }
+
     let lease = LeaseManagerBuilder::new(client.clone(), &run.lease_name)
         .with_namespace(&run.lease_namespace)
         .with_identity(&identity)
@@ -212,6 +265,7 @@ pub async fn run(settings: Settings, run: RunSettings) -> Result<(), RunError> {
             continue;
         }
         tracing::info!(%identity, "leading");
+        leading.store(true, Ordering::Relaxed);
         server.ready.store(false, Ordering::Relaxed);
         let mut lost = leader.clone();
         let lost_or_stopped = {
@@ -235,6 +289,7 @@ pub async fn run(settings: Settings, run: RunSettings) -> Result<(), RunError> {
             break;
         }
         tracing::warn!("lost the lease; following");
+        leading.store(false, Ordering::Relaxed);
         server.ready.store(true, Ordering::Relaxed);
     }
     drop(leader);

@@ -22,10 +22,10 @@ use serde_json::value::RawValue;
 
 use crate::auth::claims::{ClaimPath, ClaimRule, ClaimsUsed};
 use crate::auth::extractor::TokenSource;
-use crate::auth::keys::{KeyLimits, VerifyingKey, compile_key_with, select_usable};
+use crate::auth::keys::{KeyLimits, SharedKeys, compile_key_with, select_usable};
 use crate::auth::verifier::{PolicyValidation, validation_for};
 use crate::config::{
-    AuthMode, DEFAULT_TOKEN_SOURCE, FilterConfig, JwtPolicy, KeySet, Model, Policy,
+    AuthMode, DEFAULT_TOKEN_SOURCE, FilterConfig, JwtPolicy, KeyChannel, KeySet, Model, Policy,
 };
 use crate::headers;
 use crate::http::is_header_name;
@@ -61,7 +61,7 @@ pub struct CompiledJwt {
     /// The required issuer.
     pub issuer: String,
     /// Usable keys of the policy's key set (shared between policies).
-    pub keys: Rc<Vec<VerifyingKey>>,
+    pub keys: Rc<SharedKeys>,
     /// Signature, issuer and audience validation.
     pub(crate) validation: PolicyValidation,
     /// Required claims.
@@ -128,6 +128,12 @@ pub struct CompiledConfig {
     pub policies: Vec<CompiledPolicy>,
     /// Policy ids, parallel to `policies` (for logs).
     pub policy_ids: Vec<String>,
+    /// Every key set with a JWKS URI, which the key channel may bring anew.
+    pub fetched_key_sets: Vec<Rc<SharedKeys>>,
+    /// What keys may cost, for keys that come later by the key channel too.
+    pub key_limits: KeyLimits,
+    /// Where to ask for a key set when a token's `kid` is not in it.
+    pub channel: Option<KeyChannel>,
 }
 
 /// The id, in logs, of the policy every unusable model entry is given.
@@ -200,7 +206,7 @@ fn compile_policies(
     policies: &BTreeMap<String, Section<'_, Policy>>,
     limits: &KeyLimits,
     warnings: &mut Vec<ConfigError>,
-) -> (Vec<CompiledPolicy>, Vec<String>) {
+) -> (Vec<CompiledPolicy>, Vec<String>, Vec<Rc<SharedKeys>>) {
     let compiled_sets = compile_key_sets(key_sets, limits, warnings);
     let mut compiled = Vec::with_capacity(policies.len() + 1);
     let mut ids = Vec::with_capacity(policies.len() + 1);
@@ -222,7 +228,11 @@ fn compile_policies(
         }));
         ids.push(id.clone());
     }
-    (compiled, ids)
+    let fetched = compiled_sets
+        .into_values()
+        .filter(|set| set.uri().is_some())
+        .collect();
+    (compiled, ids, fetched)
 }
 
 #[inline(never)]
@@ -230,13 +240,15 @@ fn compile_key_sets<'a>(
     key_sets: &'a BTreeMap<String, Section<'_, KeySet>>,
     limits: &KeyLimits,
     warnings: &mut Vec<ConfigError>,
-) -> HashMap<&'a str, Rc<Vec<VerifyingKey>>> {
+) -> HashMap<&'a str, Rc<SharedKeys>> {
     let mut compiled_sets = HashMap::new();
     for (id, section) in key_sets {
         let field = format!("keySets[{id:?}]");
         let mut keys = Vec::new();
+        let mut source = None;
         match section.read() {
             Ok(set) => {
+                source = set.source;
                 for (i, raw) in set.keys.iter().enumerate() {
                     match compile_key_with(raw, limits) {
                         Ok(key) => keys.push(key),
@@ -261,7 +273,7 @@ fn compile_key_sets<'a>(
                 "has no usable key: its policies deny every request",
             ));
         }
-        compiled_sets.insert(id.as_str(), Rc::new(keys));
+        compiled_sets.insert(id.as_str(), Rc::new(SharedKeys::new(source, keys)));
     }
     compiled_sets
 }
@@ -270,7 +282,7 @@ fn compile_key_sets<'a>(
 fn compile_jwt(
     field: &str,
     jwt: &JwtPolicy,
-    compiled_sets: &HashMap<&str, Rc<Vec<VerifyingKey>>>,
+    compiled_sets: &HashMap<&str, Rc<SharedKeys>>,
     warnings: &mut Vec<ConfigError>,
 ) -> Result<CompiledJwt, ConfigError> {
     if jwt.issuer.is_empty() {
@@ -290,7 +302,7 @@ fn compile_jwt(
                     jwt.key_set
                 ),
             ));
-            Rc::new(Vec::new())
+            Rc::new(SharedKeys::default())
         }
     };
     let mut claims = Vec::new();

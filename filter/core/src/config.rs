@@ -40,6 +40,49 @@ pub struct FilterConfig {
     /// What keys may cost, when not the defaults.
     #[serde(default, skip_serializing_if = "Limits::is_default")]
     pub limits: Limits,
+    /// Where the filter asks the controller for a key set when a token's `kid` is not in
+    /// it; absent, the filter never asks (keys change only with the configuration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<KeyChannel>,
+}
+
+/// The way back to the controller (controller setting `keyChannel`): an Envoy cluster
+/// that reaches the controller's HTTP server, and the path of its key endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyChannel {
+    /// The Envoy cluster; in Istio `outbound|<port>||<service FQDN>`.
+    pub cluster: String,
+    /// The `:authority` of the requests (the Service's host name).
+    pub authority: String,
+    /// The key endpoint's path; the JWKS URI is passed as its `uri` query parameter.
+    #[serde(default = "default_keys_path")]
+    pub keys_path: String,
+    /// How long a request may wait for the answer, in milliseconds.
+    #[serde(default = "default_channel_timeout_ms")]
+    pub timeout_ms: u32,
+    /// At most one request to the controller per key set in this many seconds.
+    #[serde(default = "default_refetch_secs")]
+    pub refetch_secs: u32,
+}
+
+/// [`KeyChannel::keys_path`] when not given.
+pub const DEFAULT_KEYS_PATH: &str = "/keys";
+/// [`KeyChannel::timeout_ms`] when not given.
+pub const DEFAULT_CHANNEL_TIMEOUT_MS: u32 = 2000;
+/// [`KeyChannel::refetch_secs`] when not given.
+pub const DEFAULT_REFETCH_SECS: u32 = 30;
+
+fn default_keys_path() -> String {
+    DEFAULT_KEYS_PATH.to_string()
+}
+
+fn default_channel_timeout_ms() -> u32 {
+    DEFAULT_CHANNEL_TIMEOUT_MS
+}
+
+fn default_refetch_secs() -> u32 {
+    DEFAULT_REFETCH_SECS
 }
 
 /// What keys may cost: the platform's choice (controller setting `maxRsaBits`), the same
@@ -74,6 +117,7 @@ impl FilterConfig {
             policies: BTreeMap::new(),
             models: BTreeMap::new(),
             limits: Limits::default(),
+            channel: None,
         }
     }
 }

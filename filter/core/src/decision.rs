@@ -386,14 +386,15 @@ impl CompiledConfig {
                 if let Some(reason) = env.cache.refused(&key, token, env.now) {
                     return refused(trace, reason, true);
                 }
+                let keys = jwt.keys.current();
                 let rules = TokenRules {
-                    keys: &jwt.keys,
+                    keys: &keys,
                     validation: &jwt.validation,
                 };
                 let claims = match verify(token, &rules, env.now) {
                     Ok((claims, signer)) => {
                         trace.record(|| Step::TokenValid {
-                            kid: signer.kid.as_deref(),
+                            kid: signer.kid.clone(),
                             subject: subject(&claims),
                             cached: false,
                         });

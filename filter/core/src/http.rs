@@ -18,11 +18,9 @@ pub fn is_header_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// The decoded values of a query parameter.
-pub(crate) fn query_values<'q>(
-    query: &'q str,
-    param: &'q str,
-) -> impl Iterator<Item = Cow<'q, str>> + 'q {
+/// The decoded values of a query parameter (`+` is a space, broken escapes stay as they
+/// are).
+pub fn query_values<'q>(query: &'q str, param: &'q str) -> impl Iterator<Item = Cow<'q, str>> + 'q {
     query.split('&').filter_map(move |pair| {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         (percent_decode(name) == param).then(|| percent_decode(value))

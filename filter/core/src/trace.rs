@@ -81,7 +81,7 @@ pub enum Step<'c> {
     TokenValid {
         /// The `kid` of the key whose signature held; `None` for a key without one, and for
         /// a token found in the cache.
-        kid: Option<&'c str>,
+        kid: Option<String>,
         /// The token's `sub`, when a string.
         subject: Option<String>,
         /// Whether the token was found in the cache of verified tokens.
@@ -247,7 +247,7 @@ mod tests {
         ));
         assert!(matches!(
             &steps[4],
-            Step::TokenValid { kid: Some("rsa-a"), subject: Some(s), cached: false } if s == "alice"
+            Step::TokenValid { kid: Some(k), subject: Some(s), cached: false } if k == "rsa-a" && s == "alice"
         ));
         assert!(matches!(
             &steps[5],

@@ -212,6 +212,12 @@ impl TokenCache {
         self.refused_bytes += bytes;
     }
 
+    /// Forgets every refusal (keys came that may verify them now); verified tokens stay.
+    pub fn forget_refusals(&mut self) {
+        self.refused.clear();
+        self.refused_bytes = 0;
+    }
+
     /// Makes room for an entry of `incoming` bytes by dropping the oldest entries. Keys
     /// removed on expiry or replaced linger in `order` until they are popped here or
     /// compacted away, which keeps eviction O(1) amortised.
@@ -394,6 +400,10 @@ mod tests {
             );
             assert!(cache.refused.len() <= REFUSED_CAPACITY);
         }
+        put(&mut cache, 0, "good", 1000, 0);
+        cache.forget_refusals();
+        assert_eq!(cache.refused(&TokenCache::key(0, "999"), "999", 1), None);
+        assert!(hit(&mut cache, 0, "good", 1), "verified tokens stay");
     }
 
     #[test]

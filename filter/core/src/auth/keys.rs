@@ -274,6 +274,48 @@ fn signature_algorithm(alg: &str) -> Result<Algorithm, String> {
     })
 }
 
+/// A compiled key set as its policies share it. Its keys are replaced in place when the key
+/// channel brings newer ones ([`crate::auth::refetch`]), for every policy at once; a
+/// decision works on the keys current when it starts ([`SharedKeys::current`]).
+#[derive(Debug, Default)]
+pub struct SharedKeys {
+    source: Option<String>,
+    keys: std::cell::RefCell<std::rc::Rc<Vec<VerifyingKey>>>,
+}
+
+impl SharedKeys {
+    /// A set of `keys` from `source` (the key set's `source`).
+    pub fn new(source: Option<String>, keys: Vec<VerifyingKey>) -> Self {
+        Self {
+            source,
+            keys: std::cell::RefCell::new(std::rc::Rc::new(keys)),
+        }
+    }
+
+    /// The JWKS URI the keys were fetched from; `None` for keys a model carries inline,
+    /// which no one can fetch again.
+    pub fn uri(&self) -> Option<&str> {
+        self.source
+            .as_deref()
+            .filter(|s| s.starts_with("https://") || s.starts_with("http://"))
+    }
+
+    /// The keys in force.
+    pub fn current(&self) -> std::rc::Rc<Vec<VerifyingKey>> {
+        self.keys.borrow().clone()
+    }
+
+    /// Whether no key can verify a token.
+    pub fn is_empty(&self) -> bool {
+        self.keys.borrow().is_empty()
+    }
+
+    /// Replaces the keys for every policy sharing the set.
+    pub fn replace(&self, keys: std::rc::Rc<Vec<VerifyingKey>>) {
+        *self.keys.borrow_mut() = keys;
+    }
+}
+
 /// Whether an algorithm is one the filter ever accepts.
 pub fn is_accepted_algorithm(alg: Algorithm) -> bool {
     !matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)

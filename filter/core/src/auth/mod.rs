@@ -7,5 +7,6 @@ pub mod cache;
 pub mod claims;
 pub mod extractor;
 pub mod keys;
+pub mod refetch;
 pub mod strict_json;
 pub mod verifier;

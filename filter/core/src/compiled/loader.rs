@@ -14,7 +14,11 @@ use super::{
     compile_policies,
 };
 use crate::auth::keys::{KeyLimits, MAX_RSA_BITS_CEILING, MIN_RSA_BITS};
-use crate::config::{CONFIG_VERSION, FilterConfig, KeySet, Limits, Model, Policy};
+use crate::auth::refetch::{
+    MAX_CHANNEL_NAME_BYTES, MAX_CHANNEL_TIMEOUT_MS, MAX_REFETCH_SECS, MIN_CHANNEL_TIMEOUT_MS,
+    MIN_REFETCH_SECS,
+};
+use crate::config::{CONFIG_VERSION, FilterConfig, KeyChannel, KeySet, Limits, Model, Policy};
 use crate::route::StickyKey;
 
 /// See [`CompiledConfig::from_json`].
@@ -44,6 +48,7 @@ pub(super) fn from_config(
     let mut loader = Loader {
         version: Some(config.version),
         limits: config.limits,
+        channel: config.channel.clone(),
         ..Loader::default()
     };
     if let Some(e) = loader.version_error() {
@@ -67,6 +72,7 @@ pub(super) fn from_config(
 struct Loader<'a> {
     version: Option<u32>,
     limits: Limits,
+    channel: Option<KeyChannel>,
     key_sets: BTreeMap<String, Section<'a, KeySet>>,
     policies: BTreeMap<String, Section<'a, Policy>>,
     models: ModelTable,
@@ -100,8 +106,17 @@ impl Loader<'_> {
         crate::crypto::install();
         let limits = self.key_limits()?;
         let mut warnings = Vec::new();
-        let (mut policies, mut policy_ids) =
+        let (mut policies, mut policy_ids, fetched_key_sets) =
             compile_policies(&self.key_sets, &self.policies, &limits, &mut warnings);
+        let channel = self
+            .channel
+            .and_then(|channel| match check_channel(&channel) {
+                Ok(()) => Some(channel),
+                Err(e) => {
+                    warnings.push(e);
+                    None
+                }
+            });
         let unusable = policies.len();
         let models = self
             .models
@@ -122,13 +137,18 @@ impl Loader<'_> {
                 models,
                 policies,
                 policy_ids,
+                fetched_key_sets,
+                key_limits: limits,
+                channel,
             },
             warnings,
         ))
     }
 }
 
-const FIELDS: &[&str] = &["version", "keySets", "policies", "models", "limits"];
+const FIELDS: &[&str] = &[
+    "version", "keySets", "policies", "models", "limits", "channel",
+];
 
 impl<'de> DeserializeSeed<'de> for &mut Loader<'_> {
     type Value = ();
@@ -146,7 +166,7 @@ impl<'de> Visitor<'de> for &mut Loader<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = [false; 5];
+        let mut seen = [false; FIELDS.len()];
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             let Some(field) = FIELDS.iter().position(|f| *f == key) else {
                 return Err(de::Error::unknown_field(&key, FIELDS));
@@ -164,7 +184,8 @@ impl<'de> Visitor<'de> for &mut Loader<'_> {
                 1 => self.key_sets = sections(&mut map)?,
                 2 => self.policies = sections(&mut map)?,
                 3 => map.next_value_seed(&mut self.models)?,
-                _ => self.limits = next_limits(&mut map)?,
+                4 => self.limits = next_limits(&mut map)?,
+                _ => self.channel = next_channel(&mut map)?,
             }
         }
         if self.version.is_none() {
@@ -178,6 +199,63 @@ impl<'de> Visitor<'de> for &mut Loader<'_> {
 #[inline(never)]
 fn next_limits<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Limits, A::Error> {
     map.next_value()
+}
+
+/// The document's `channel` (read in a function of its own: see [`compile_policies`]).
+#[inline(never)]
+fn next_channel<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Option<KeyChannel>, A::Error> {
+    map.next_value()
+}
+
+/// Whether a key channel can be used. One that cannot is left out with a warning: keys then
+/// change only with the configuration, as without a channel.
+fn check_channel(channel: &KeyChannel) -> Result<(), ConfigError> {
+    let bad = |field: &str, message: String| {
+        Err(ConfigError::new(
+            format!("channel.{field}"),
+            format!("{message}: the key channel is off"),
+        ))
+    };
+    if channel.cluster.is_empty() || channel.cluster.len() > MAX_CHANNEL_NAME_BYTES {
+        return bad(
+            "cluster",
+            format!("must have 1 to {MAX_CHANNEL_NAME_BYTES} bytes"),
+        );
+    }
+    if channel.authority.is_empty() || channel.authority.len() > MAX_CHANNEL_NAME_BYTES {
+        return bad(
+            "authority",
+            format!("must have 1 to {MAX_CHANNEL_NAME_BYTES} bytes"),
+        );
+    }
+    if !channel.keys_path.starts_with('/')
+        || channel.keys_path.contains(['?', '#'])
+        || channel.keys_path.len() > MAX_CHANNEL_NAME_BYTES
+    {
+        return bad(
+            "keysPath",
+            format!("{:?} is not a path without query", channel.keys_path),
+        );
+    }
+    if !(MIN_CHANNEL_TIMEOUT_MS..=MAX_CHANNEL_TIMEOUT_MS).contains(&channel.timeout_ms) {
+        return bad(
+            "timeoutMs",
+            format!(
+                "{} is not between {MIN_CHANNEL_TIMEOUT_MS} and {MAX_CHANNEL_TIMEOUT_MS}",
+                channel.timeout_ms
+            ),
+        );
+    }
+    if !(MIN_REFETCH_SECS..=MAX_REFETCH_SECS).contains(&channel.refetch_secs) {
+        return bad(
+            "refetchSecs",
+            format!(
+                "{} is not between {MIN_REFETCH_SECS} and {MAX_REFETCH_SECS}",
+                channel.refetch_secs
+            ),
+        );
+    }
+    Ok(())
 }
 
 /// A map of key sets or policies, each kept as its own slice of the document (read in a
