@@ -85,32 +85,27 @@ fn signed(curve_index: u8, secret: &[u8], message: &[u8]) -> Option<Case> {
     }
 }
 
+/// RustCrypto's reading of an ECDSA key as JWS carries it (an uncompressed point; the
+/// crates also read compressed ones), then its verdict on the `r || s` signature.
+macro_rules! ecdsa {
+    ($curve:ident, $key:expr, $message:expr, $signature:expr) => {{
+        if $key.first() != Some(&4) {
+            return (false, false);
+        }
+        let Ok(key) = $curve::ecdsa::VerifyingKey::from_sec1_bytes($key) else {
+            return (false, false);
+        };
+        let verdict = $curve::ecdsa::Signature::from_slice($signature)
+            .is_ok_and(|s| key.verify($message, &s).is_ok());
+        (true, verdict)
+    }};
+}
+
 /// RustCrypto's reading of a key as JWS carries it, then its verdict.
 fn theirs(curve: Curve, key: &[u8], message: &[u8], signature: &[u8]) -> (bool, bool) {
     match curve {
-        Curve::P256 => {
-            // JWS keys are uncompressed points; `p256` also reads compressed ones.
-            if key.first() != Some(&4) {
-                return (false, false);
-            }
-            let Ok(key) = p256::ecdsa::VerifyingKey::from_sec1_bytes(key) else {
-                return (false, false);
-            };
-            let verdict = p256::ecdsa::Signature::from_slice(signature)
-                .is_ok_and(|s| key.verify(message, &s).is_ok());
-            (true, verdict)
-        }
-        Curve::P384 => {
-            if key.first() != Some(&4) {
-                return (false, false);
-            }
-            let Ok(key) = p384::ecdsa::VerifyingKey::from_sec1_bytes(key) else {
-                return (false, false);
-            };
-            let verdict = p384::ecdsa::Signature::from_slice(signature)
-                .is_ok_and(|s| key.verify(message, &s).is_ok());
-            (true, verdict)
-        }
+        Curve::P256 => ecdsa!(p256, key, message, signature),
+        Curve::P384 => ecdsa!(p384, key, message, signature),
         Curve::Ed25519 => {
             let Ok(bytes) = <[u8; 32]>::try_from(key) else {
                 return (false, false);
