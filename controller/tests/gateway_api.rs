@@ -484,3 +484,64 @@ fn the_httproute_crds_cel_rules_refuse_what_the_api_server_refuses() {
         );
     }
 }
+
+/// A model whose annotations broke keeps its live HTTPRoute (its last good
+/// configuration): its Gateway keeps its place among the extension's targets before any
+/// newer model's, so that route never loses the filter.
+#[test]
+fn a_model_kept_on_its_last_good_configuration_keeps_its_gateway_guarded() {
+    let mut settings = settings();
+    settings.tenancy.gateway_namespaces = vec!["istio-system".into()];
+    let on = |name: &str, gateway: &str, created: i64| {
+        SeldonDeployment::fixture("models", name)
+            .created(created)
+            .predictor("main", 100)
+            .gateway(&format!("istio-system/{gateway}"))
+    };
+    let mut sdeps: Vec<SeldonDeployment> = (1..=14)
+        .map(|i| on(&format!("m{i}"), &format!("gw-{i}"), i))
+        .collect();
+    sdeps.push(on("kept", "zz-kept", 0));
+    let first = run(&sdeps, &settings);
+    assert!(first.errors().next().is_none());
+    let last_good: BTreeMap<String, _> = first
+        .models
+        .iter()
+        .filter_map(|m| Some((m.id.clone(), m.known_good.clone()?)))
+        .collect();
+
+    // `kept` breaks; a newer model names one more Gateway.
+    let broken = sdeps
+        .pop()
+        .unwrap()
+        .annotate("seldon.io/auth-mode", "permissive");
+    sdeps.push(broken);
+    sdeps.push(on("newer", "aa-newer", 50));
+    let keys = common::fetched_keys();
+    let wasm = common::test_wasm(&settings);
+    let second = generate(
+        &sdeps,
+        Inputs {
+            settings: &settings,
+            jwks: &keys,
+            last_good: &last_good,
+            wasm: &wasm,
+        },
+    );
+    let extension = serde_json::to_value(&second.extension).unwrap();
+    let targets: Vec<&str> = extension["spec"]["targetRefs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(targets.len(), 16, "{targets:?}");
+    assert!(targets.contains(&"zz-kept"), "{targets:?}");
+    assert!(!targets.contains(&"aa-newer"), "{targets:?}");
+    let newer = second
+        .models
+        .iter()
+        .find(|m| m.id == "models/newer")
+        .unwrap();
+    assert!(newer.objects.is_err());
+}

@@ -260,7 +260,7 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
     }
     let gateway_api = inputs.settings.routing == RoutingApi::GatewayApi;
     if gateway_api {
-        bound_extension_targets(&mut parsed, inputs.settings);
+        bound_extension_targets(&mut parsed, inputs.settings, inputs.last_good);
     }
 
     let mut models = Vec::new();
@@ -426,17 +426,24 @@ pub fn extension_targets(models: &[GeneratedModel], settings: &Settings) -> Vec<
     if settings.routing != RoutingApi::GatewayApi {
         return Vec::new();
     }
-    let default = default_target(settings);
-    let others: BTreeSet<String> = models
-        .iter()
-        .filter_map(|m| target_name(m.gateway.as_ref()?, settings))
-        .filter(|name| Some(name) != default.as_ref())
-        .collect();
-    default
-        .into_iter()
-        .chain(others)
-        .take(MAX_TARGET_REFS)
-        .collect()
+    // The default, then the Gateways of models kept on their last good configuration
+    // (their routes are live), then the others: what [`bound_extension_targets`] admitted.
+    let mut out: Vec<String> = default_target(settings).into_iter().collect();
+    let (kept, valid): (Vec<&GeneratedModel>, Vec<&GeneratedModel>) =
+        models.iter().partition(|m| m.objects.is_err());
+    for group in [kept, valid] {
+        let names: BTreeSet<String> = group
+            .iter()
+            .filter_map(|m| target_name(m.gateway.as_ref()?, settings))
+            .collect();
+        for name in names {
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+    }
+    out.truncate(MAX_TARGET_REFS);
+    out
 }
 
 fn default_target(settings: &Settings) -> Option<String> {
@@ -461,8 +468,20 @@ fn target_name(gateway: &GatewayRef, settings: &Settings) -> Option<String> {
 fn bound_extension_targets(
     parsed: &mut [(&SeldonDeployment, String, annotations::Parsed)],
     settings: &Settings,
+    last_good: &BTreeMap<String, KnownGood>,
 ) {
     let mut names: BTreeSet<String> = default_target(settings).into_iter().collect();
+    // A model whose annotations stopped parsing keeps its live route on its last good
+    // Gateway: that Gateway keeps its place first, so the route never loses the filter.
+    for (_, id, p) in parsed.iter() {
+        if p.options.is_err()
+            && let Some(name) = last_good
+                .get(id)
+                .and_then(|good| target_name(&good.gateway, settings))
+        {
+            names.insert(name);
+        }
+    }
     let mut order: Vec<usize> = (0..parsed.len()).collect();
     order.sort_by_key(|&i| {
         (
