@@ -73,7 +73,7 @@ macro_rules! annotations {
 
 annotations! {
     ISTIO_GATEWAY = "seldon.io/istio-gateway", Any, default "the controller's defaultGateway":
-        "the Gateway the model is exposed on, `[<namespace>/]<name>`, or `mesh` for in-mesh only.";
+        "the Gateway the model is exposed on, `[<namespace>/]<name>`, or `mesh` for in-mesh only (with routing gateway-api, a Gateway API Gateway in gatewayNamespace; no `mesh`).";
     ISTIO_RETRIES = "seldon.io/istio-retries", Any, default "Istio's default retries":
         "retry attempts on every route; `0` turns Istio's default retries off.";
     ISTIO_RETRIES_TIMEOUT = "seldon.io/istio-retries-timeout", Retries, default "`1`":

@@ -259,8 +259,12 @@ pub struct ServerTls {
 )]
 #[serde(rename_all = "camelCase")]
 pub struct WasmPluginSpec {
-    /// Gateway pods.
-    pub selector: WorkloadSelector,
+    /// Gateway pods; the CRD refuses it beside `targetRefs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<WorkloadSelector>,
+    /// Gateways (Gateway API) it is attached to; the CRD refuses them beside `selector`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_refs: Vec<PolicyTargetReference>,
     /// Where the module is.
     pub url: String,
     /// Its SHA-256 (hex), checked by Istio.

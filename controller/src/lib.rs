@@ -9,7 +9,9 @@
 //! - [`key_sets`]: tenants' keys reduced to what the filter can use.
 //! - [`generate`](mod@generate): the pure function from SeldonDeployments and settings to objects.
 //! - [`istio`]: the typed Istio objects it produces (their names follow
-//!   [`modelgate_core::names`], the rules the filter reads model ids by).
+//!   [`modelgate_core::names`], the rules the filter reads model ids by), and
+//!   [`gateway_api`] the HTTPRoute it produces instead of a VirtualService with
+//!   `routing: gateway-api`.
 //! - [`manifests`]: YAML in and out for the CLI.
 //! - [`from_files`]: generation from manifest files, as `render`, `check` and `explain` do it.
 //! - [`explain`]: the filter's decision on a request, natively.
@@ -27,6 +29,7 @@
 pub mod annotations;
 pub mod explain;
 pub mod from_files;
+pub mod gateway_api;
 pub mod generate;
 pub mod istio;
 pub mod jwks;

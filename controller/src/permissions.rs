@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use crate::generate::EXTENSION_NAME;
-use crate::settings::{RunSettings, Settings};
+use crate::settings::{RoutingApi, RunSettings, Settings};
 
 use Verb::{Create, Delete, Get, List, Patch, Watch};
 
@@ -97,6 +97,8 @@ pub enum Condition {
     WritesWasmPlugin,
     /// `extensionKind` is `traffic-extension`, or `auto` (which may settle on it).
     WritesTrafficExtension,
+    /// `routing` is `gateway-api`: an HTTPRoute per SeldonDeployment.
+    GatewayApiRouting,
 }
 
 impl Condition {
@@ -107,6 +109,7 @@ impl Condition {
             Condition::WritesTrafficExtension => {
                 settings.extension_kind.may_write_traffic_extension()
             }
+            Condition::GatewayApiRouting => settings.routing == RoutingApi::GatewayApi,
         }
     }
 }
@@ -257,6 +260,35 @@ pub const TABLE: &[Permission] = &[
         why: "reconcile_model: apply_if_changed (get, then server-side apply); \
               recover_last_good and vs_routes_on read it; remove_routes deletes a removed \
               model's before the filter forgets the model",
+    },
+    Permission {
+        group: "gateway.networking.k8s.io",
+        resource: "httproutes",
+        verbs: &[Get, Delete],
+        scope: Scope::ModelNamespaces,
+        names: Names::Any,
+        only_with: None,
+        why: "reconcile_model: with routing istio, a managed HTTPRoute left from routing \
+              gateway-api is read and deleted (a Gateway the filter left must route nothing); \
+              vs_routes_on and remove_routes read and delete a model's",
+    },
+    Permission {
+        group: "gateway.networking.k8s.io",
+        resource: "httproutes",
+        verbs: &[Create, Patch],
+        scope: Scope::ModelNamespaces,
+        names: Names::Any,
+        only_with: Some(Condition::GatewayApiRouting),
+        why: "reconcile_model: apply_if_changed of the model's HTTPRoute",
+    },
+    Permission {
+        group: "gateway.networking.k8s.io",
+        resource: "httproutes",
+        verbs: &[List, Watch],
+        scope: Scope::Cluster,
+        names: Names::Any,
+        only_with: Some(Condition::GatewayApiRouting),
+        why: "run::lead: Controller::owns watches the managed HTTPRoutes",
     },
     Permission {
         group: "networking.istio.io",
@@ -533,6 +565,7 @@ mod tests {
             resource::<WasmPlugin>(),
             resource::<TrafficExtension>(),
             resource::<AuthorizationPolicy>(),
+            resource::<crate::gateway_api::HTTPRoute>(),
             resource::<k8s_openapi::api::coordination::v1::Lease>(),
             resource::<k8s_openapi::api::events::v1::Event>(),
             resource::<
@@ -551,6 +584,44 @@ mod tests {
                 kinds.contains(row),
                 "{row:?} is no kind the controller uses"
             );
+        }
+    }
+
+    #[test]
+    fn httproutes_are_written_only_with_gateway_api_routing_and_always_cleaned_up() {
+        let run = RunSettings::default();
+        let create = request(
+            Create,
+            "gateway.networking.k8s.io",
+            "httproutes",
+            Some("team-a"),
+            None,
+        );
+        let delete = ApiRequest {
+            verb: Delete,
+            name: Some("iris"),
+            ..create
+        };
+        let watch = ApiRequest {
+            verb: Watch,
+            namespace: None,
+            ..create
+        };
+        let istio = Permissions::resolve(&Settings::default(), &run);
+        assert!(!istio.allows(&create) && !istio.allows(&watch));
+        assert!(
+            istio.allows(&delete),
+            "switching back to istio removes them"
+        );
+        let gateway_api = Permissions::resolve(
+            &Settings {
+                routing: RoutingApi::GatewayApi,
+                ..Settings::default()
+            },
+            &run,
+        );
+        for r in [create, delete, watch] {
+            assert!(gateway_api.allows(&r), "{r}");
         }
     }
 

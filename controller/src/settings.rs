@@ -145,6 +145,48 @@ impl std::str::FromStr for ExtensionKind {
     }
 }
 
+/// The objects that route a model's requests (setting `routing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoutingApi {
+    /// Istio's `networking.istio.io` VirtualService (and a DestinationRule per predictor),
+    /// on Istio Gateways.
+    #[default]
+    Istio,
+    /// Kubernetes Gateway API: an `HTTPRoute` per model on a `gateway.networking.k8s.io`
+    /// Gateway, and the extension attached to that Gateway with `targetRefs`.
+    GatewayApi,
+}
+
+impl RoutingApi {
+    /// The setting's value as written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoutingApi::Istio => "istio",
+            RoutingApi::GatewayApi => "gateway-api",
+        }
+    }
+}
+
+impl std::fmt::Display for RoutingApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for RoutingApi {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "istio" => Ok(RoutingApi::Istio),
+            "gateway-api" => Ok(RoutingApi::GatewayApi),
+            other => Err(format!(
+                "{other:?} is not a routing API: expected istio or gateway-api"
+            )),
+        }
+    }
+}
+
 /// A bad setting: which one, the value, and what was expected.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -209,6 +251,8 @@ pub struct Settings {
     pub gateway_namespace: String,
     /// The object carrying the filter: a TrafficExtension or a WasmPlugin, or `auto`.
     pub extension_kind: ExtensionKind,
+    /// What routes models' requests: Istio's VirtualServices or Gateway API HTTPRoutes.
+    pub routing: RoutingApi,
     /// Secret with the certificate of managed Gateways' HTTPS server; none means HTTP only.
     pub gateway_tls_secret: Option<String>,
     /// SPIFFE principal of the ingress gateway, allowed by the AuthorizationPolicies.
@@ -250,6 +294,7 @@ impl Default for Settings {
             gateway_selector: [("istio".to_string(), "ingressgateway".to_string())].into(),
             gateway_namespace: "istio-system".into(),
             extension_kind: ExtensionKind::Auto,
+            routing: RoutingApi::Istio,
             gateway_tls_secret: None,
             gateway_principal:
                 "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account".into(),
@@ -509,8 +554,24 @@ impl Settings {
 
     /// Checks every setting; the controller refuses to start on the first bad one.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        crate::annotations::parse_gateway(&self.default_gateway, "")
+        let default_gateway = crate::annotations::parse_gateway(&self.default_gateway, "")
             .map_err(|e| invalid("defaultGateway", &self.default_gateway, e))?;
+        if self.routing == RoutingApi::GatewayApi {
+            match default_gateway {
+                crate::annotations::GatewayRef::Named { namespace, .. }
+                    if namespace == self.gateway_namespace => {}
+                _ => {
+                    return Err(invalid(
+                        "defaultGateway",
+                        &self.default_gateway,
+                        format!(
+                            "with routing gateway-api, a Gateway API Gateway in gatewayNamespace ({}), where the filter is attached to it",
+                            self.gateway_namespace
+                        ),
+                    ));
+                }
+            }
+        }
         if let Some(issuer) = &self.default_issuer
             && issuer.trim().is_empty()
         {
@@ -709,6 +770,9 @@ pub struct SettingsArgs {
     /// The object carrying the filter: auto, traffic-extension or wasm-plugin.
     #[arg(long, env = "MODELGATE_EXTENSION_KIND")]
     pub extension_kind: Option<ExtensionKind>,
+    /// What routes models' requests: istio (VirtualServices) or gateway-api (HTTPRoutes).
+    #[arg(long, env = "MODELGATE_ROUTING")]
+    pub routing: Option<RoutingApi>,
     /// Secret with the HTTPS certificate of managed Gateways.
     #[arg(long, env = "MODELGATE_GATEWAY_TLS_SECRET")]
     pub gateway_tls_secret: Option<String>,
@@ -775,6 +839,7 @@ impl SettingsArgs {
         given(&mut s.max_rsa_bits, &self.max_rsa_bits);
         given(&mut s.default_auth, &self.default_auth);
         given(&mut s.extension_kind, &self.extension_kind);
+        given(&mut s.routing, &self.routing);
         given_optional(&mut s.default_issuer, &self.default_issuer);
         given_optional(&mut s.default_jwks_uri, &self.default_jwks_uri);
         given_optional(&mut s.destination_tls_mode, &self.destination_tls_mode);
@@ -916,6 +981,41 @@ mod tests {
         assert!(
             serde_yaml_ng::from_str::<ConfigFile>("tenancy:\n  gatewayNamespace: [x]\n").is_err()
         );
+    }
+
+    #[test]
+    fn routing_is_istio_by_default_and_read_from_file_or_flag() {
+        assert_eq!(Settings::default().routing, RoutingApi::Istio);
+        let file: ConfigFile = serde_yaml_ng::from_str("routing: gateway-api\n").unwrap();
+        assert_eq!(file.settings.routing, RoutingApi::GatewayApi);
+        let err = serde_yaml_ng::from_str::<ConfigFile>("routing: gatewayapi\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("gateway-api"), "{err}");
+        let args = SettingsArgs {
+            routing: Some("gateway-api".parse().unwrap()),
+            ..SettingsArgs::default()
+        };
+        assert_eq!(
+            args.resolve().unwrap().settings.routing,
+            RoutingApi::GatewayApi
+        );
+        let err = "HTTPRoute".parse::<RoutingApi>().unwrap_err();
+        assert!(err.contains("istio or gateway-api"), "{err}");
+        // The filter attaches to Gateways of its own namespace only.
+        let elsewhere = Settings {
+            routing: RoutingApi::GatewayApi,
+            default_gateway: "ingress/public".into(),
+            ..Settings::default()
+        };
+        let err = elsewhere.validate().unwrap_err().to_string();
+        assert!(err.contains("gatewayNamespace (istio-system)"), "{err}");
+        let mesh = Settings {
+            routing: RoutingApi::GatewayApi,
+            default_gateway: "mesh".into(),
+            ..Settings::default()
+        };
+        assert!(mesh.validate().is_err());
     }
 
     #[test]

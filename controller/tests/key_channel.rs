@@ -231,7 +231,7 @@ async fn a_follower_answers_for_the_uris_of_the_live_configuration() {
             keys: keys(TestKey::ec()),
         },
     );
-    let plugin = render_wasm_plugin(&live, &settings, &wasm);
+    let plugin = render_wasm_plugin(&live, &settings, &wasm, &[]);
     api.insert("wasmplugins", serde_json::to_value(&plugin).unwrap());
     let follower = Context::new(api.client(&settings), settings, wasm, None);
 

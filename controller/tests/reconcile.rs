@@ -1,6 +1,7 @@
 //! The reconcile loop against the in-memory API server: first apply, no writes when nothing
 //! changed, cleanup of removed predictors and unreferenced managed Gateways, isolation of
-//! a bad SeldonDeployment, and retries of API errors.
+//! a bad SeldonDeployment, retries of API errors, and changes of extension kind and of
+//! routing API.
 
 mod common;
 
@@ -9,7 +10,7 @@ use http::Method;
 use modelgate_controller::annotations::{AUTH_MODE, ISTIO_RETRIES, JWT_AUDIENCES};
 use modelgate_controller::reconcile::{Context, reconcile_global, reconcile_model};
 use modelgate_controller::seldon::SeldonDeployment;
-use modelgate_controller::settings::ExtensionKind;
+use modelgate_controller::settings::{ExtensionKind, RoutingApi};
 use serde_json::json;
 
 /// `models/<name>` on `gateway`.
@@ -323,4 +324,91 @@ async fn a_change_of_extension_kind_applies_the_new_object_before_deleting_the_o
         !api.take_writes().iter().any(|w| w.starts_with("DELETE")),
         "an unmanaged object was deleted"
     );
+}
+
+/// `routing: gateway-api` and back: each model's new route object is applied before its
+/// old one is deleted, the extension moves from the gateway pods' selector to the
+/// Gateway's targetRefs, and the managed Istio Gateway no model uses any more goes.
+#[tokio::test]
+async fn a_change_of_routing_applies_the_new_route_before_deleting_the_old() {
+    let api = FakeApi::default();
+    let all = [SeldonDeployment::fixture("models", "iris")
+        .with_uid("u1")
+        .predictor("main", 60)
+        .predictor("canary", 40)];
+    let with_routing = |routing| {
+        let mut settings = context(&api).settings.clone();
+        settings.routing = routing;
+        let wasm = common::test_wasm(&settings);
+        Context::new(api.client(&settings), settings, wasm, None)
+    };
+    reconcile_all(&with_routing(RoutingApi::Istio), &all).await;
+    assert!(api.get("virtualservices", "models", "iris").is_some());
+    assert!(
+        api.get("gateways", "istio-system", "seldon-gateway")
+            .is_some()
+    );
+    api.take_writes();
+
+    reconcile_all(&with_routing(RoutingApi::GatewayApi), &all).await;
+    let writes = api.take_writes();
+    let position = |writes: &[String], prefix: &str| {
+        writes
+            .iter()
+            .position(|w| w.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix}: {writes:?}"))
+    };
+    assert!(
+        position(&writes, "PATCH httproutes models/iris")
+            < position(&writes, "DELETE virtualservices models/iris"),
+        "{writes:?}"
+    );
+    assert!(api.get("virtualservices", "models", "iris").is_none());
+    let route = api.get("httproutes", "models", "iris").unwrap();
+    assert_eq!(
+        route["spec"]["parentRefs"],
+        json!([{"group": "gateway.networking.k8s.io", "kind": "Gateway", "namespace": "istio-system", "name": "seldon-gateway"}])
+    );
+    // Both predictors' rules are there: the filter the extension carries sets the header.
+    let rules: Vec<&str> = route["spec"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            "rest-main",
+            "rest-canary",
+            "grpc-main",
+            "grpc-canary",
+            "rest",
+            "grpc"
+        ]
+    );
+    let plugin = api.get("wasmplugins", "istio-system", "modelgate").unwrap();
+    assert!(plugin["spec"].get("selector").is_none(), "{plugin}");
+    assert_eq!(
+        plugin["spec"]["targetRefs"],
+        json!([{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "seldon-gateway"}])
+    );
+    assert!(plugin_models(&api)["models/iris"].is_object());
+    assert!(
+        api.get("gateways", "istio-system", "seldon-gateway")
+            .is_none(),
+        "the managed Istio Gateway no model uses"
+    );
+
+    reconcile_all(&with_routing(RoutingApi::Istio), &all).await;
+    let writes = api.take_writes();
+    assert!(
+        position(&writes, "PATCH virtualservices models/iris")
+            < position(&writes, "DELETE httproutes models/iris"),
+        "{writes:?}"
+    );
+    assert!(api.get("httproutes", "models", "iris").is_none());
+    let plugin = api.get("wasmplugins", "istio-system", "modelgate").unwrap();
+    assert!(plugin["spec"].get("targetRefs").is_none(), "{plugin}");
+    assert!(plugin["spec"]["selector"].is_object());
 }

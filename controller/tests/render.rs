@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use modelgate_controller::manifests;
-use modelgate_controller::settings::ExtensionKind;
+use modelgate_controller::settings::{ExtensionKind, RoutingApi};
 
 fn golden_path(example: &Path, folder: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -17,8 +17,8 @@ fn golden_path(example: &Path, folder: &str) -> PathBuf {
         .join(example.file_name().unwrap())
 }
 
-fn rendered(example: &Path, kind: ExtensionKind) -> String {
-    let (generated, _) = common::render_variant(example, kind);
+fn rendered(example: &Path, kind: ExtensionKind, routing: RoutingApi) -> String {
+    let (generated, _) = common::render_routed(example, kind, routing);
     let mut out = format!(
         "# modelgate render of {} (golden: UPDATE_GOLDEN=1 regenerates it)\n",
         example.file_name().unwrap().to_string_lossy()
@@ -37,9 +37,9 @@ fn rendered(example: &Path, kind: ExtensionKind) -> String {
 fn goldens() {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let mut stale = Vec::new();
-    for (kind, folder) in common::VARIANTS {
+    for (kind, routing, folder) in common::VARIANTS {
         for example in common::examples() {
-            let actual = rendered(&example, kind);
+            let actual = rendered(&example, kind, routing);
             let golden = golden_path(&example, folder);
             if update {
                 std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
@@ -64,16 +64,26 @@ fn every_generated_object_passes_the_crds_and_istios_rules() {
     let mut problems = Vec::new();
     let mut count = 0;
     let mut extensions = Vec::new();
-    for (kind, _) in common::VARIANTS {
+    let mut kinds = std::collections::BTreeSet::new();
+    for (kind, routing, _) in common::VARIANTS {
         for example in common::examples() {
-            let (generated, _) = common::render_variant(&example, kind);
+            let (generated, _) = common::render_routed(&example, kind, routing);
             for object in generated.objects() {
                 count += 1;
+                kinds.insert(object["kind"].as_str().unwrap_or_default().to_string());
                 problems.extend(common::check_object(&object));
             }
             extensions.push(generated.extension.kind());
         }
     }
+    // Both routing APIs were checked, and the HTTPRoute CRD's rules with them.
+    for kind in ["VirtualService", "HTTPRoute"] {
+        assert!(kinds.contains(kind), "{kind}: {kinds:?}");
+    }
+    assert!(
+        common::crd::cel_rules("gateway.networking.k8s.io/v1", "HTTPRoute") >= 10,
+        "the vendored HTTPRoute CRD has its CEL rules"
+    );
     assert!(count > 40, "{count}");
     // Both kinds were checked, and the TrafficExtension CRD's rules with them.
     for kind in [ExtensionKind::WasmPlugin, ExtensionKind::TrafficExtension] {

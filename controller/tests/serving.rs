@@ -45,8 +45,12 @@ async fn the_served_module_hashes_to_the_wasm_plugins_sha256() {
         ..Settings::default()
     };
     let source = WasmSource::from_settings(&settings, &filter_sha256());
-    let plugin =
-        modelgate_controller::generate::render_wasm_plugin(&Default::default(), &settings, &source);
+    let plugin = modelgate_controller::generate::render_wasm_plugin(
+        &Default::default(),
+        &settings,
+        &source,
+        &[],
+    );
     modelgate_controller::install_crypto_provider();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))

@@ -3,7 +3,7 @@
 Helm v4's Go SDK (PyPI `helm-python-sdk`, a ctypes binding of libhelm_c) renders the chart
 offline, exactly as `helm install` would. Built-in kinds are validated against
 Kubernetes' OpenAPI schemas (`kubernetes-validate`, strict: unknown fields are errors),
-Istio and Seldon kinds against the CRDs in tests/data/crds, and the ServiceMonitor
+Istio, Seldon and Gateway API kinds against the CRDs in tests/data/crds, and the ServiceMonitor
 against the Prometheus Operator's schema (npm `@kubernetes-models/prometheus-operator`).
 """
 
@@ -175,7 +175,7 @@ def validate_all(objects: list[dict]) -> list[str]:
         if obj["apiVersion"] == "monitoring.coreos.com/v1" and obj["kind"] == "ServiceMonitor":
             service_monitors.append(obj)
             report.append(f"{name}: prometheus-operator schema")
-        elif group.endswith("istio.io") or group.endswith("seldon.io"):
+        elif group.endswith("istio.io") or group.endswith("seldon.io") or group == "gateway.networking.k8s.io":
             validate_crd_object(obj)
             report.append(f"{name}: CRD schema")
         else:

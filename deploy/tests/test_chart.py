@@ -12,7 +12,11 @@ import pytest
 
 import chart
 
-VALUE_SETS = {"defaults": {}, "all-options": chart.values_all()}
+VALUE_SETS = {
+    "defaults": {},
+    "all-options": chart.values_all(),
+    "gateway-api": {"settings": {"routing": "gateway-api"}, "gateway": {"create": True, "https": {"enabled": True}}},
+}
 
 CONTROLLER_SRC = chart.REPO / "controller" / "src"
 
@@ -33,8 +37,11 @@ def test_every_rendered_object_validates_against_its_schema(values):
     kinds = {o["kind"] for o in objects}
     expected = {"Deployment", "Service", "ServiceAccount", "ConfigMap", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
     assert expected <= kinds
-    if values:
+    if values is VALUE_SETS["all-options"]:
         assert {"Gateway", "ServiceMonitor", "NetworkPolicy", "PodDisruptionBudget"} <= kinds
+    if values is VALUE_SETS["gateway-api"]:
+        (gateway,) = [o for o in objects if o["kind"] == "Gateway"]
+        assert gateway["apiVersion"] == "gateway.networking.k8s.io/v1"
 
 
 def test_the_validators_reject_what_the_api_server_would():
@@ -223,6 +230,37 @@ def test_the_charts_gateway_is_the_default_gateway_and_not_the_controllers(tmp_p
     managed = [d for d in chart.yaml.safe_load_all(rendered.stdout) if d and d["kind"] == "Gateway"]
     assert [(g["metadata"]["namespace"], g["metadata"]["name"]) for g in managed] == [("istio-system", "seldon-gateway")]
     assert managed[0]["metadata"]["labels"][key] == value
+
+
+def test_with_gateway_api_routing_the_charts_gateway_is_a_gateway_api_gateway(tmp_path):
+    values = {
+        "gateway": {"create": True, "hosts": ["*", "models.example.com"], "https": {"enabled": True}},
+        "settings": {"defaultAuth": "none", "routing": "gateway-api"},
+    }
+    objects = chart.render(values)
+    gateway = chart.one(objects, "Gateway")
+    assert gateway["apiVersion"] == "gateway.networking.k8s.io/v1"
+    chart.validate_crd_object(gateway)
+    config = chart.controller_config(objects)
+    assert config["routing"] == "gateway-api"
+    assert f"{gateway['metadata']['namespace']}/{gateway['metadata']['name']}" == config["defaultGateway"]
+    assert gateway["spec"]["gatewayClassName"] == "istio"
+    listeners = {(l["port"], l.get("hostname")) for l in gateway["spec"]["listeners"]}
+    assert listeners == {(80, None), (443, None), (80, "models.example.com"), (443, "models.example.com")}
+    # The models' HTTPRoutes are in their own namespaces.
+    assert all(l["allowedRoutes"]["namespaces"]["from"] == "All" for l in gateway["spec"]["listeners"])
+    # The controller attaches its routes and the filter to it, and creates no Gateway.
+    rendered = chart.modelgate("render", "--offline", "-f", str(chart.EXAMPLES / "dark-launch.yaml"), config=config, tmp=tmp_path)
+    assert rendered.returncode == 0, rendered.stderr
+    docs = [d for d in chart.yaml.safe_load_all(rendered.stdout) if d]
+    assert not [d for d in docs if d["kind"] in ("Gateway", "VirtualService")]
+    parents = {(p["namespace"], p["name"]) for d in docs if d["kind"] == "HTTPRoute" for p in d["spec"]["parentRefs"]}
+    assert parents == {(gateway["metadata"]["namespace"], gateway["metadata"]["name"])}
+    (extension,) = [d for d in docs if d["kind"] in ("WasmPlugin", "TrafficExtension")]
+    assert "selector" not in extension["spec"]
+    assert extension["spec"]["targetRefs"] == [
+        {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": gateway["metadata"]["name"]}
+    ]
 
 
 def test_the_chart_creates_no_gateway_it_cannot_name():

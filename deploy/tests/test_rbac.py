@@ -23,6 +23,7 @@ VALUE_SETS = {
     "owner-reference-enforcement": {"rbac": {"ownerReferencesPermissionEnforcement": True}},
     "traffic-extension": {"settings": {"extensionKind": "traffic-extension"}},
     "wasm-plugin": {"settings": {"extensionKind": "wasm-plugin"}},
+    "gateway-api": {"settings": {"routing": "gateway-api"}},
 }
 
 EXTENSION_RESOURCES = {"trafficextensions": "writesTrafficExtension", "wasmplugins": "writesWasmPlugin"}
@@ -131,6 +132,8 @@ def test_each_row_is_allowed_where_the_table_says(values):
     expected = {EXTENSION_RESOURCES[r] for r in written_extensions(config)}
     if config.get("authorizationPolicy"):
         expected.add("authorizationPolicy")
+    if config.get("routing") == "gateway-api":
+        expected.add("gatewayApiRouting")
     assert conditional == expected
 
 
@@ -167,6 +170,11 @@ def test_nothing_is_allowed_beyond_where_it_is_needed(values):
             for verb in ("get", "patch", "create", "delete"):
                 denied.append(Request(verb, "networking.istio.io" if resource != "authorizationpolicies" else "security.istio.io", resource, "kube-system", "x"))
         denied.append(Request("create", "events.k8s.io", "events", "kube-system"))
+    if config.get("routing", "istio") != "gateway-api":
+        # HTTPRoutes are read and deleted (a switch back to istio), never written.
+        denied.append(Request("patch", "gateway.networking.k8s.io", "httproutes", "models", "iris"))
+        denied.append(Request("create", "gateway.networking.k8s.io", "httproutes", "models"))
+        denied.append(Request("watch", "gateway.networking.k8s.io", "httproutes", None))
     if not config.get("authorizationPolicy"):
         denied.append(Request("patch", "security.istio.io", "authorizationpolicies", "models", "iris"))
         denied.append(Request("watch", "security.istio.io", "authorizationpolicies", None))

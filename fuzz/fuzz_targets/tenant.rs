@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use modelgate_controller::generate::WasmSource;
+use modelgate_controller::generate::{Routes, WasmSource};
 use modelgate_controller::seldon::SeldonDeployment;
 use modelgate_controller::{Generated, Inputs, Settings, generate};
 use modelgate_core::config::FilterConfig;
@@ -177,7 +177,10 @@ fuzz_target!(|data: &[u8]| {
         let Ok(Some(objects)) = &model.objects else {
             continue;
         };
-        let vs = serde_json::to_value(&objects.virtual_service).unwrap();
+        let Routes::VirtualService(vs) = &objects.routes else {
+            panic!("the fuzzed settings route with VirtualServices");
+        };
+        let vs = serde_json::to_value(vs).unwrap();
         let mesh = vs["spec"]["gateways"] == json!(["mesh"]);
         for route in vs["spec"]["http"].as_array().unwrap() {
             for m in route["match"].as_array().unwrap() {

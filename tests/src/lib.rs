@@ -9,6 +9,7 @@ pub mod client;
 pub mod corpus;
 pub mod envoy;
 pub mod gateway;
+pub mod http_route;
 pub mod locate;
 pub mod metrics;
 pub mod render;

@@ -16,7 +16,7 @@ use crate::HarnessError;
 use crate::bootstrap::FILTER_NAME;
 use crate::gateway::GatewaySpec;
 use crate::routes::RouteTable;
-use crate::virtual_service;
+use crate::{http_route, virtual_service};
 
 /// What `render` printed.
 #[derive(Debug, Clone)]
@@ -128,6 +128,9 @@ impl Rendered {
     /// DestinationRule defines: istiod has no cluster for any other, and Envoy would
     /// answer `503`.
     pub fn route_table(&self, gateway: &str) -> Result<RouteTable, HarnessError> {
+        if self.of_kind("VirtualService").is_empty() && !self.of_kind("HTTPRoute").is_empty() {
+            return self.gateway_api_route_table(gateway);
+        }
         let gw = self
             .object("Gateway", gateway)
             .ok_or_else(|| HarnessError::new(format!("render printed no Gateway {gateway}")))?;
@@ -179,11 +182,75 @@ impl Rendered {
         Ok(table)
     }
 
+    /// With `routing: gateway-api`: the routes istiod programs into the Gateway API Gateway
+    /// `<namespace>/<name>` from the rendered HTTPRoutes attached to it
+    /// ([`crate::http_route`]). The extension must be attached to that Gateway
+    /// (`targetRefs`, in its namespace, and no `selector`), or the gateway would run
+    /// without the filter; each backend's predictor is the one its DestinationRule names.
+    fn gateway_api_route_table(&self, gateway: &str) -> Result<RouteTable, HarnessError> {
+        let (namespace, name) = gateway
+            .split_once('/')
+            .ok_or_else(|| HarnessError::new(format!("{gateway}: expected <namespace>/<name>")))?;
+        let extension = self.wasm_plugin()?;
+        let attached = extension["metadata"]["namespace"] == namespace
+            && extension["spec"].get("selector").is_none()
+            && extension["spec"]["targetRefs"]
+                .as_array()
+                .is_some_and(|refs| {
+                    refs.iter().any(|r| {
+                        r["group"] == "gateway.networking.k8s.io"
+                            && r["kind"] == "Gateway"
+                            && r["name"] == name
+                    })
+                });
+        if !attached {
+            return Err(HarnessError::new(format!(
+                "the extension is not attached to the Gateway {gateway}: {}",
+                extension["spec"]["targetRefs"]
+            )));
+        }
+        let predictors = self.predictors_by_host()?;
+        let mut table = RouteTable::default();
+        for route in self.of_kind("HTTPRoute") {
+            if let Some(routes) = http_route::translate(route, gateway, &predictors)? {
+                table.virtual_services.push(routes);
+            }
+        }
+        Ok(table)
+    }
+
+    /// The predictor behind each Service host, from the rendered DestinationRules (one
+    /// subset each, named after the predictor).
+    fn predictors_by_host(&self) -> Result<BTreeMap<String, String>, HarnessError> {
+        let mut out = BTreeMap::new();
+        for rule in self.of_kind("DestinationRule") {
+            let host = rule["spec"]["host"].as_str().unwrap_or_default();
+            let subsets = rule["spec"]["subsets"]
+                .as_array()
+                .map_or(&[][..], Vec::as_slice);
+            let [subset] = subsets else {
+                return Err(HarnessError::new(format!(
+                    "DestinationRule {} has {} subsets, the harness expects one",
+                    object_id(rule),
+                    subsets.len()
+                )));
+            };
+            out.insert(
+                host.to_string(),
+                subset["name"].as_str().unwrap_or_default().to_string(),
+            );
+        }
+        Ok(out)
+    }
+
     /// The weights of a model's (`<namespace>/<name>`) default REST route, by predictor
     /// (subset), as rendered: the route that matches the model's route tag by prefix and
     /// no routing header, which carries the requests the filter chose at random or by a
     /// sticky key.
     pub fn default_weights(&self, model: &str) -> Result<BTreeMap<String, u64>, HarnessError> {
+        if let Some(route) = self.object("HTTPRoute", model) {
+            return self.http_route_weights(model, route);
+        }
         let vs = self.object("VirtualService", model).ok_or_else(|| {
             HarnessError::new(format!("render printed no VirtualService {model}"))
         })?;
@@ -212,6 +279,50 @@ impl Rendered {
                 (subset.to_string(), d["weight"].as_u64().unwrap_or_default())
             })
             .collect())
+    }
+
+    /// [`Rendered::default_weights`] of an HTTPRoute: its rule on the model's path prefix
+    /// whose only header match is the route tag (by expression).
+    fn http_route_weights(
+        &self,
+        model: &str,
+        route: &Value,
+    ) -> Result<BTreeMap<String, u64>, HarnessError> {
+        let prefix = format!("/seldon/{model}/");
+        let rule = route["spec"]["rules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| {
+                let m = &r["matches"][0];
+                m["path"]["type"] == "PathPrefix"
+                    && m["path"]["value"] == prefix.as_str()
+                    && m["headers"].as_array().is_some_and(|h| {
+                        h.len() == 1
+                            && h[0]["name"] == "x-modelgate-route"
+                            && h[0]["type"] == "RegularExpression"
+                    })
+            })
+            .ok_or_else(|| {
+                HarnessError::new(format!("HTTPRoute {model} has no default REST rule"))
+            })?;
+        let namespace = model.split_once('/').map_or("", |(ns, _)| ns);
+        let predictors = self.predictors_by_host()?;
+        rule["backendRefs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|b| {
+                let host = format!(
+                    "{}.{namespace}.svc.cluster.local",
+                    b["name"].as_str().unwrap_or_default()
+                );
+                let predictor = predictors.get(&host).ok_or_else(|| {
+                    HarnessError::new(format!("HTTPRoute {model}: no DestinationRule for {host}"))
+                })?;
+                Ok((predictor.clone(), b["weight"].as_u64().unwrap_or_default()))
+            })
+            .collect()
     }
 
     /// A gateway made of what render printed, for the gateway `<namespace>/<name>`.

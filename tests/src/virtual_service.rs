@@ -326,7 +326,7 @@ fn destination(
 
 /// `HTTPRetry` -> Envoy's retry policy (`retry.ConvertPolicy`): Istio's default when the
 /// route sets none, none at all for `attempts: 0`.
-fn retry_policy(
+pub(crate) fn retry_policy(
     retries: Option<&Value>,
     path: &str,
     fail: &dyn Fn(&str, String) -> HarnessError,
@@ -388,7 +388,7 @@ fn retry_policy(
 }
 
 /// `3s` or `500ms` as an Envoy JSON duration (`3s`, `0.500s`).
-fn envoy_duration(text: &str) -> Option<String> {
+pub(crate) fn envoy_duration(text: &str) -> Option<String> {
     if let Some(ms) = text.strip_suffix("ms") {
         let ms: u64 = ms.parse().ok()?;
         return Some(format!("{}.{:03}s", ms / 1000, ms % 1000));

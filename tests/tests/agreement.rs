@@ -4,6 +4,11 @@
 //! Envoy routes as istiod would, are the gateway's routes. Authorization, the `/prometheus`
 //! exemption and A/B routing then behave as the annotations say: what the filter decides
 //! is what the routes carry out.
+//!
+//! Every test runs in both routing modes (setting `routing`): `istio`, the
+//! VirtualServices translated as istiod translates them ([`modelgate_e2e::virtual_service`]),
+//! and `gateway-api`, the HTTPRoutes translated as istiod translates them
+//! ([`modelgate_e2e::http_route`]), the extension attached to the Gateway by `targetRefs`.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -11,6 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use modelgate_controller::Settings;
+use modelgate_controller::settings::RoutingApi;
 use modelgate_e2e::answers::{
     assert_insufficient_scope, assert_invalid_token, assert_no_token, assert_reached,
     assert_refused, assert_routed, assert_sticky_users, no_token_challenge,
@@ -45,19 +51,52 @@ fn gateway_name() -> String {
     Settings::default().default_gateway
 }
 
-fn rendered() -> &'static Rendered {
-    static RENDERED: OnceLock<Rendered> = OnceLock::new();
-    RENDERED.get_or_init(|| {
-        render(MANIFEST, &Settings::default()).unwrap_or_else(|e| panic!("render: {e}"))
+fn rendered(routing: RoutingApi) -> &'static Rendered {
+    static ISTIO: OnceLock<Rendered> = OnceLock::new();
+    static GATEWAY_API: OnceLock<Rendered> = OnceLock::new();
+    let cell = match routing {
+        RoutingApi::Istio => &ISTIO,
+        RoutingApi::GatewayApi => &GATEWAY_API,
+    };
+    cell.get_or_init(|| {
+        let settings = Settings {
+            routing,
+            ..Settings::default()
+        };
+        render(MANIFEST, &settings).unwrap_or_else(|e| panic!("render ({routing}): {e}"))
     })
 }
 
-fn start(name: &str) -> Gateway {
-    let spec = rendered()
+fn start(routing: RoutingApi, name: &str) -> Gateway {
+    let spec = rendered(routing)
         .gateway_spec(&gateway_name())
-        .unwrap_or_else(|e| panic!("the rendered objects do not make a gateway: {e}"));
-    sample::start_with(name, &spec)
+        .unwrap_or_else(|e| panic!("the rendered objects do not make a gateway ({routing}): {e}"));
+    sample::start_with(&format!("{name}-{routing}"), &spec)
 }
+
+/// Each test, once per routing mode.
+macro_rules! in_both_routing_modes {
+    ($($test:ident),* $(,)?) => {
+        mod istio {
+            $(#[test] fn $test() { super::$test(super::RoutingApi::Istio) })*
+        }
+        mod gateway_api {
+            $(#[test] fn $test() { super::$test(super::RoutingApi::GatewayApi) })*
+        }
+    };
+}
+
+in_both_routing_modes!(
+    the_rendered_objects_are_what_the_gateway_runs,
+    authorization_follows_the_annotations,
+    the_prometheus_paths_are_exempt_and_nothing_else,
+    overrides_reach_the_dark_launch_only_where_allowed,
+    sticky_users_stay_on_their_predictor,
+    random_choices_follow_the_rendered_weights,
+    grpc_requests_take_the_generated_grpc_routes,
+    a_model_on_its_own_host_is_routed_there_and_guarded_everywhere,
+    requests_the_grpc_routes_deliver_to_a_model_never_skip_authorization,
+);
 
 fn team_claims(user: &str) -> Value {
     let now = now();
@@ -124,10 +163,21 @@ fn inline_jwks(model: &str) -> Value {
 }
 
 /// What render prints is what the harness can run, checked without Envoy.
-#[test]
-fn the_rendered_objects_are_what_the_gateway_runs() {
-    let rendered = rendered();
-    assert!(rendered.warnings.is_empty(), "{:?}", rendered.warnings);
+fn the_rendered_objects_are_what_the_gateway_runs(routing: RoutingApi) {
+    let rendered = rendered(routing);
+    match routing {
+        RoutingApi::Istio => assert!(rendered.warnings.is_empty(), "{:?}", rendered.warnings),
+        // risk/fraud's retry count has no Gateway API field: said, not dropped silently.
+        RoutingApi::GatewayApi => {
+            let [warning] = rendered.warnings.as_slice() else {
+                panic!("{:?}", rendered.warnings)
+            };
+            assert!(
+                warning.contains(FRAUD) && warning.contains("seldon.io/istio-retries"),
+                "{warning}"
+            );
+        }
+    }
 
     // The inline key sets are the test keys' public halves.
     for (model, keys) in [
@@ -200,9 +250,8 @@ fn the_rendered_objects_are_what_the_gateway_runs() {
     );
 }
 
-#[test]
-fn authorization_follows_the_annotations() {
-    let gw = start("agreement-auth");
+fn authorization_follows_the_annotations(routing: RoutingApi) {
+    let gw = start(routing, "agreement-auth");
 
     // No token: the exact challenge of each JWT model, REST and gRPC.
     for model in [FRAUD, SCORER, SINGLE] {
@@ -301,9 +350,8 @@ fn authorization_follows_the_annotations() {
     }
 }
 
-#[test]
-fn the_prometheus_paths_are_exempt_and_nothing_else() {
-    let gw = start("agreement-exemption");
+fn the_prometheus_paths_are_exempt_and_nothing_else(routing: RoutingApi) {
+    let gw = start(routing, "agreement-exemption");
     for (model, header) in [(FRAUD, HEADER), (SCORER, SCORER_HEADER)] {
         let path = format!("/seldon/{model}/prometheus");
         let r = gw.send(&Request::get(&path));
@@ -330,9 +378,8 @@ fn the_prometheus_paths_are_exempt_and_nothing_else() {
     assert_eq!(served(&gw), 3);
 }
 
-#[test]
-fn overrides_reach_the_dark_launch_only_where_allowed() {
-    let gw = start("agreement-override");
+fn overrides_reach_the_dark_launch_only_where_allowed(routing: RoutingApi) {
+    let gw = start(routing, "agreement-override");
     let token = fraud_token("alice");
 
     // The dark launch (traffic 0) by override only, REST and gRPC.
@@ -418,9 +465,8 @@ fn overrides_reach_the_dark_launch_only_where_allowed() {
     assert_refused(&r, 400, None, SCORER, "unknown_predictor", "v3");
 }
 
-#[test]
-fn sticky_users_stay_on_their_predictor() {
-    let gw = start("agreement-sticky");
+fn sticky_users_stay_on_their_predictor(routing: RoutingApi) {
+    let gw = start(routing, "agreement-sticky");
     let token = fraud_token("alice");
     let mut client = gw.client();
     let per_predictor = assert_sticky_users(&mut client, HEADER, 40, 5, |user| {
@@ -433,15 +479,14 @@ fn sticky_users_stay_on_their_predictor() {
     );
 }
 
-#[test]
-fn random_choices_follow_the_rendered_weights() {
-    let gw = start("agreement-split");
+fn random_choices_follow_the_rendered_weights(routing: RoutingApi) {
+    let gw = start(routing, "agreement-split");
     let mut client = gw.client();
     for (model, header, token, n) in [
         (FRAUD, HEADER, fraud_token("alice"), 1200),
         (SCORER, SCORER_HEADER, partner_token("carol"), 800),
     ] {
-        let weights = rendered()
+        let weights = rendered(routing)
             .default_weights(model)
             .unwrap_or_else(|e| panic!("{e}"));
         let total: u64 = weights.values().sum();
@@ -470,9 +515,8 @@ fn random_choices_follow_the_rendered_weights() {
     }
 }
 
-#[test]
-fn grpc_requests_take_the_generated_grpc_routes() {
-    let gw = start("agreement-grpc");
+fn grpc_requests_take_the_generated_grpc_routes(routing: RoutingApi) {
+    let gw = start(routing, "agreement-grpc");
     let r = gw.send(&Request::grpc_predict(FRAUD).bearer(&fraud_token("alice")));
     let predictor = assert_routed(&r, HEADER, "fraud gRPC");
     assert_ne!(predictor, "dark");
@@ -498,9 +542,8 @@ fn grpc_requests_take_the_generated_grpc_routes() {
     assert_eq!(served(&gw), 3);
 }
 
-#[test]
-fn a_model_on_its_own_host_is_routed_there_and_guarded_everywhere() {
-    let gw = start("agreement-host");
+fn a_model_on_its_own_host_is_routed_there_and_guarded_everywhere(routing: RoutingApi) {
+    let gw = start(routing, "agreement-host");
     let token = fraud_token("alice");
     let r = gw.send(&predict(SINGLE).bearer(&token).header("host", SINGLE_HOST));
     let echo = assert_reached(&r, "own host");
@@ -525,9 +568,8 @@ fn a_model_on_its_own_host_is_routed_there_and_guarded_everywhere() {
 /// content type is gRPC (SPEC section 3). A request with those headers and another content
 /// type is therefore passed untouched by the filter and routed to the model by the
 /// VirtualService: no token needed, and the routing header is the client's to choose.
-#[test]
-fn requests_the_grpc_routes_deliver_to_a_model_never_skip_authorization() {
-    let gw = start("agreement-grpc-content-type");
+fn requests_the_grpc_routes_deliver_to_a_model_never_skip_authorization(routing: RoutingApi) {
+    let gw = start(routing, "agreement-grpc-content-type");
     let mut leaks = Vec::new();
     for content_type in [Some("application/json"), Some("text/plain"), None] {
         for (path, override_to) in [

@@ -1,18 +1,23 @@
 //! The object that carries the filter to the gateway, whichever its kind (setting
 //! `extensionKind`): a WasmPlugin or a TrafficExtension. Both carry the same thing, built
 //! here once: the served module and its `sha256`, the AUTHN phase, failing closed, the
-//! filter's root id and the configuration of every model, on the gateway workload's pods.
+//! filter's root id and the configuration of every model, on the gateway workload's pods
+//! (`selector`), or, with `routing: gateway-api`, on the Gateway API Gateways the models
+//! are routed on (`targetRefs`; never both, which both CRDs refuse).
 
 use modelgate_core::config::FilterConfig;
 use serde::Serialize;
 
 use super::traffic_extension::render_traffic_extension;
 use super::wasm_plugin::render_wasm_plugin;
-use crate::istio::{TrafficExtension, WasmPlugin, WorkloadSelector};
-use crate::settings::{ExtensionKind, Settings};
+use crate::gateway_api::GROUP;
+use crate::istio::{PolicyTargetReference, TrafficExtension, WasmPlugin, WorkloadSelector};
+use crate::settings::{ExtensionKind, RoutingApi, Settings};
 
 /// The name of the one extension object, whichever its kind.
 pub const EXTENSION_NAME: &str = "modelgate";
+/// The most Gateways the extension attaches to (both CRDs' bound on `targetRefs`).
+pub const MAX_TARGET_REFS: usize = 16;
 
 /// Where Istio fetches the filter module from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,8 +56,10 @@ pub fn served_path(sha256: &str) -> String {
 
 /// What both kinds carry.
 pub(super) struct Carried {
-    /// The gateway workload's pods.
-    pub selector: WorkloadSelector,
+    /// The gateway workload's pods (Istio routing), else none.
+    pub selector: Option<WorkloadSelector>,
+    /// The Gateway API Gateways (Gateway API routing), else none.
+    pub target_refs: Vec<PolicyTargetReference>,
     /// The module.
     pub wasm: WasmSource,
     /// `AUTHN`: before Istio's own authorization, like `jwt_authn`.
@@ -66,11 +73,26 @@ pub(super) struct Carried {
 }
 
 impl Carried {
-    pub(super) fn new(config: &FilterConfig, settings: &Settings, wasm: &WasmSource) -> Self {
+    pub(super) fn new(
+        config: &FilterConfig,
+        settings: &Settings,
+        wasm: &WasmSource,
+        targets: &[String],
+    ) -> Self {
+        let gateway_api = settings.routing == RoutingApi::GatewayApi;
         Self {
-            selector: WorkloadSelector {
+            selector: (!gateway_api).then(|| WorkloadSelector {
                 match_labels: settings.gateway_selector.clone(),
-            },
+            }),
+            target_refs: targets
+                .iter()
+                .filter(|_| gateway_api)
+                .map(|name| PolicyTargetReference {
+                    group: GROUP.into(),
+                    kind: "Gateway".into(),
+                    name: name.clone(),
+                })
+                .collect(),
             wasm: wasm.clone(),
             phase: "AUTHN",
             fail_strategy: "FAIL_CLOSE",
@@ -123,20 +145,22 @@ impl Extension {
     }
 }
 
-/// The extension object of the settings' kind carrying a filter configuration. Without
-/// discovery (`render`, `check`, or `run` before it resolved `auto`), `auto` is a
-/// WasmPlugin.
+/// The extension object of the settings' kind carrying a filter configuration, attached
+/// to the Gateways `targets` (in `gatewayNamespace`; [`super::extension_targets`]) with
+/// `routing: gateway-api`, to the gateway pods otherwise. Without discovery (`render`,
+/// `check`, or `run` before it resolved `auto`), `auto` is a WasmPlugin.
 pub fn render_extension(
     config: &FilterConfig,
     settings: &Settings,
     wasm: &WasmSource,
+    targets: &[String],
 ) -> Extension {
     match settings.extension_kind.without_discovery() {
         ExtensionKind::TrafficExtension => {
-            Extension::TrafficExtension(render_traffic_extension(config, settings, wasm))
+            Extension::TrafficExtension(render_traffic_extension(config, settings, wasm, targets))
         }
         ExtensionKind::WasmPlugin | ExtensionKind::Auto => {
-            Extension::WasmPlugin(render_wasm_plugin(config, settings, wasm))
+            Extension::WasmPlugin(render_wasm_plugin(config, settings, wasm, targets))
         }
     }
 }

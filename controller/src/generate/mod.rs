@@ -7,6 +7,7 @@ mod destination_rule;
 mod extension;
 pub mod filter_config;
 mod gateway;
+pub mod http_route;
 pub mod tenancy;
 mod traffic_extension;
 mod virtual_service;
@@ -20,17 +21,21 @@ use modelgate_core::config::{FilterConfig, KeySet};
 
 pub use authorization_policy::render_authorization_policy;
 pub use destination_rule::render_destination_rules;
-pub use extension::{EXTENSION_NAME, Extension, WasmSource, render_extension, served_path};
+pub use extension::{
+    EXTENSION_NAME, Extension, MAX_TARGET_REFS, WasmSource, render_extension, served_path,
+};
 pub use gateway::render_gateway;
+pub use http_route::render_http_route;
 pub use traffic_extension::render_traffic_extension;
 pub use virtual_service::render_virtual_service;
 pub use wasm_plugin::render_wasm_plugin;
 
 use self::filter_config::ModelEntry;
 use crate::annotations::{self, GatewayRef, ModelError, ModelWarning};
+use crate::gateway_api::HTTPRoute;
 use crate::istio::{AuthorizationPolicy, DestinationRule, Gateway, VirtualService};
 use crate::seldon::SeldonDeployment;
-use crate::settings::Settings;
+use crate::settings::{RoutingApi, Settings};
 
 /// The label every generated object carries.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "modelgate");
@@ -62,12 +67,48 @@ pub struct Inputs<'a> {
     pub wasm: &'a WasmSource,
 }
 
+/// What routes one SeldonDeployment's requests (setting `routing`).
+#[derive(Debug, Clone)]
+pub enum Routes {
+    /// Its VirtualService (`istio`).
+    VirtualService(VirtualService),
+    /// Its HTTPRoute (`gateway-api`).
+    HttpRoute(HTTPRoute),
+}
+
+impl Routes {
+    /// Removes the routes that match on the header `header` (the A/B header's
+    /// per-predictor routes).
+    pub fn drop_routes_on_header(&mut self, header: &str) {
+        match self {
+            Routes::VirtualService(vs) => vs
+                .spec
+                .http
+                .retain(|route| !route.r#match.iter().any(|m| m.headers.contains_key(header))),
+            Routes::HttpRoute(route) => route.spec.rules.retain(|rule| {
+                !rule
+                    .matches
+                    .iter()
+                    .any(|m| m.headers.iter().any(|h| h.name == header))
+            }),
+        }
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        match self {
+            Routes::VirtualService(vs) => to_json(vs),
+            Routes::HttpRoute(route) => to_json(route),
+        }
+    }
+}
+
 /// The objects of one SeldonDeployment.
 #[derive(Debug, Clone)]
 pub struct ModelObjects {
-    /// Its VirtualService.
-    pub virtual_service: VirtualService,
-    /// One DestinationRule per predictor.
+    /// Its VirtualService or HTTPRoute.
+    pub routes: Routes,
+    /// One DestinationRule per predictor (with Gateway API routing too: Istio applies
+    /// their connection and TLS settings to the Services the HTTPRoute names).
     pub destination_rules: Vec<DestinationRule>,
     /// Its AuthorizationPolicy, when enabled.
     pub authorization_policy: Option<AuthorizationPolicy>,
@@ -126,8 +167,8 @@ impl Generated {
         self.models.iter().flat_map(|m| &m.warnings)
     }
 
-    /// Every object in apply order, as JSON: Gateways, then each model's VirtualService,
-    /// DestinationRules and AuthorizationPolicy, then the extension (WasmPlugin or
+    /// Every object in apply order, as JSON: Gateways, then each model's VirtualService
+    /// (or HTTPRoute), DestinationRules and AuthorizationPolicy, then the extension (WasmPlugin or
     /// TrafficExtension).
     pub fn objects(&self) -> Vec<serde_json::Value> {
         let mut out = Vec::new();
@@ -136,7 +177,7 @@ impl Generated {
         }
         for model in &self.models {
             if let Ok(Some(objects)) = &model.objects {
-                out.push(to_json(&objects.virtual_service));
+                out.push(objects.routes.to_json());
                 out.extend(objects.destination_rules.iter().map(to_json));
                 out.extend(objects.authorization_policy.iter().map(to_json));
             }
@@ -202,10 +243,24 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
         .collect();
     let mut refused = tenancy::refused_hosts(&claims, &inputs.settings.tenancy);
     drop(claims);
-    for (_, id, p) in &mut parsed {
+    for (sdep, id, p) in &mut parsed {
         if let Some(error) = refused.remove(id.as_str()) {
             p.options = Err(vec![error]);
         }
+        if inputs.settings.routing == RoutingApi::GatewayApi
+            && let Ok(options) = &p.options
+        {
+            let errors = http_route::refusals(sdep, options, inputs.settings);
+            if errors.is_empty() {
+                p.warnings.extend(http_route::warnings(sdep, options));
+            } else {
+                p.options = Err(errors);
+            }
+        }
+    }
+    let gateway_api = inputs.settings.routing == RoutingApi::GatewayApi;
+    if gateway_api {
+        bound_extension_targets(&mut parsed, inputs.settings, inputs.last_good);
     }
 
     let mut models = Vec::new();
@@ -226,7 +281,10 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
                 }
                 let entry = ModelEntry::new(sdep, &options);
                 entries.insert(id.clone(), entry.clone());
-                if tenancy::may_create_gateway(inputs.settings, namespace, &options.gateway) {
+                if gateway_api {
+                    // Gateway API Gateways are the platform's: never created here.
+                } else if tenancy::may_create_gateway(inputs.settings, namespace, &options.gateway)
+                {
                     gateways_used.insert(options.gateway.clone());
                 } else if options.gateway != GatewayRef::Mesh {
                     warnings.push(ModelWarning {
@@ -247,7 +305,11 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
                     namespace: sdep.namespace_or_empty().into(),
                     seldon_id: sdep.seldon_id(),
                     objects: Ok(objects.then(|| ModelObjects {
-                        virtual_service: render_virtual_service(sdep, &options),
+                        routes: if gateway_api {
+                            Routes::HttpRoute(render_http_route(sdep, &options))
+                        } else {
+                            Routes::VirtualService(render_virtual_service(sdep, &options))
+                        },
                         destination_rules: render_destination_rules(sdep, inputs.settings),
                         authorization_policy: inputs
                             .settings
@@ -266,7 +328,13 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
                 let good = inputs.last_good.get(&id);
                 let entry = match good {
                     Some(good) => {
-                        if tenancy::may_create_gateway(inputs.settings, namespace, &good.gateway) {
+                        if !gateway_api
+                            && tenancy::may_create_gateway(
+                                inputs.settings,
+                                namespace,
+                                &good.gateway,
+                            )
+                        {
                             gateways_used.insert(good.gateway.clone());
                         }
                         good.entry.clone()
@@ -338,7 +406,8 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
             model.known_good = None;
         }
     }
-    let extension = render_extension(&filter_config, inputs.settings, inputs.wasm);
+    let targets = extension_targets(&models, inputs.settings);
+    let extension = render_extension(&filter_config, inputs.settings, inputs.wasm, &targets);
     Generated {
         models,
         gateways,
@@ -346,6 +415,107 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
         filter_config,
         extension,
         jwks_uris,
+    }
+}
+
+/// The Gateways the extension attaches to with `targetRefs` (setting `routing:
+/// gateway-api`; none otherwise): the default Gateway and every Gateway a model is routed
+/// on (its own, or its last good one's), all in `gatewayNamespace` ([`http_route::refusals`]).
+/// At most [`MAX_TARGET_REFS`], the default first.
+pub fn extension_targets(models: &[GeneratedModel], settings: &Settings) -> Vec<String> {
+    if settings.routing != RoutingApi::GatewayApi {
+        return Vec::new();
+    }
+    // The default, then the Gateways of models kept on their last good configuration
+    // (their routes are live), then the others: what [`bound_extension_targets`] admitted.
+    let mut out: Vec<String> = default_target(settings).into_iter().collect();
+    let (kept, valid): (Vec<&GeneratedModel>, Vec<&GeneratedModel>) =
+        models.iter().partition(|m| m.objects.is_err());
+    for group in [kept, valid] {
+        let names: BTreeSet<String> = group
+            .iter()
+            .filter_map(|m| target_name(m.gateway.as_ref()?, settings))
+            .collect();
+        for name in names {
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+    }
+    out.truncate(MAX_TARGET_REFS);
+    out
+}
+
+fn default_target(settings: &Settings) -> Option<String> {
+    target_name(
+        &annotations::parse_gateway(&settings.default_gateway, "").ok()?,
+        settings,
+    )
+}
+
+fn target_name(gateway: &GatewayRef, settings: &Settings) -> Option<String> {
+    match gateway {
+        GatewayRef::Named { namespace, name } if *namespace == settings.gateway_namespace => {
+            Some(name.clone())
+        }
+        _ => None,
+    }
+}
+
+/// The extension attaches to at most [`MAX_TARGET_REFS`] Gateways (the CRD's
+/// bound): the models naming a Gateway beyond them, the most recently created first, get
+/// an error rather than an extension no Istio would take for anyone.
+fn bound_extension_targets(
+    parsed: &mut [(&SeldonDeployment, String, annotations::Parsed)],
+    settings: &Settings,
+    last_good: &BTreeMap<String, KnownGood>,
+) {
+    let mut names: BTreeSet<String> = default_target(settings).into_iter().collect();
+    // A model whose annotations stopped parsing keeps its live route on its last good
+    // Gateway: that Gateway keeps its place first, so the route never loses the filter.
+    for (_, id, p) in parsed.iter() {
+        if p.options.is_err()
+            && let Some(name) = last_good
+                .get(id)
+                .and_then(|good| target_name(&good.gateway, settings))
+        {
+            names.insert(name);
+        }
+    }
+    let mut order: Vec<usize> = (0..parsed.len()).collect();
+    order.sort_by_key(|&i| {
+        (
+            parsed[i].0.metadata.creation_timestamp.clone(),
+            parsed[i].1.clone(),
+        )
+    });
+    for i in order {
+        let (_, id, p) = &mut parsed[i];
+        let Some(name) = p
+            .options
+            .as_ref()
+            .ok()
+            .and_then(|o| target_name(&o.gateway, settings))
+        else {
+            continue;
+        };
+        if names.contains(&name) {
+            continue;
+        }
+        if names.len() < MAX_TARGET_REFS {
+            names.insert(name);
+            continue;
+        }
+        p.options = Err(vec![ModelError::Annotation {
+            object: id.clone(),
+            annotation: annotations::ISTIO_GATEWAY.into(),
+            value: format!("{}/{name}", settings.gateway_namespace),
+            from: annotations::Source::Setting,
+            expected: format!(
+                "one of the {} Gateways already in use: the extension attaches to at most {} Gateways",
+                MAX_TARGET_REFS, MAX_TARGET_REFS
+            ),
+        }]);
     }
 }
 

@@ -7,17 +7,20 @@ use super::extension::{Carried, EXTENSION_NAME, WasmSource};
 use crate::istio::{WasmPlugin, WasmPluginSpec};
 use crate::settings::Settings;
 
-/// The WasmPlugin carrying a filter configuration.
+/// The WasmPlugin carrying a filter configuration, attached to the Gateways `targets`
+/// with `routing: gateway-api` (see [`super::render_extension`]).
 pub fn render_wasm_plugin(
     config: &FilterConfig,
     settings: &Settings,
     wasm: &WasmSource,
+    targets: &[String],
 ) -> WasmPlugin {
-    let carried = Carried::new(config, settings, wasm);
+    let carried = Carried::new(config, settings, wasm, targets);
     WasmPlugin {
         metadata: super::managed_metadata(&settings.gateway_namespace, EXTENSION_NAME),
         spec: WasmPluginSpec {
             selector: carried.selector,
+            target_refs: carried.target_refs,
             url: carried.wasm.url,
             sha256: carried.wasm.sha256,
             phase: carried.phase.into(),
@@ -39,7 +42,7 @@ mod tests {
             ..Settings::default()
         };
         let wasm = WasmSource::from_settings(&settings, &"0".repeat(64));
-        render_wasm_plugin(&FilterConfig::new(), &settings, &wasm)
+        render_wasm_plugin(&FilterConfig::new(), &settings, &wasm, &[])
     }
 
     #[test]

@@ -15,6 +15,7 @@ use super::context::{Context, lock};
 use crate::annotations::GatewayRef;
 use crate::generate::{Generated, MANAGED_BY};
 use crate::istio::Gateway;
+use crate::settings::RoutingApi;
 
 /// What the shared objects' pass found out about a Gateway models name.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +57,24 @@ pub(super) async fn reconcile_gateways(
         .chain(creatable.keys().cloned())
         .collect();
     let mut states = BTreeMap::new();
+    let named = if ctx.settings.routing == RoutingApi::GatewayApi {
+        // Gateway API Gateways are the platform's, never created here; the extension is
+        // attached to each one models name (`targetRefs`), up to its bound.
+        let targets = crate::generate::extension_targets(&generated.models, &ctx.settings);
+        for gateway in named {
+            let guarded = matches!(&gateway, GatewayRef::Named { namespace, name }
+                if *namespace == ctx.settings.gateway_namespace && targets.contains(name));
+            let state = if guarded {
+                GatewayState::Guarded
+            } else {
+                GatewayState::Unguarded(BTreeMap::new())
+            };
+            states.insert(gateway, state);
+        }
+        BTreeSet::new()
+    } else {
+        named
+    };
     for gateway in named {
         let GatewayRef::Named { namespace, name } = &gateway else {
             continue;

@@ -1,4 +1,4 @@
-//! One SeldonDeployment's own objects: its VirtualService (routable only once an applied
+//! One SeldonDeployment's own objects: its VirtualService or HTTPRoute (routable only once an applied
 //! WasmPlugin knows the model as it is now), its DestinationRules (those of predictors
 //! that are gone deleted) and its AuthorizationPolicy.
 
@@ -7,14 +7,15 @@ use std::collections::BTreeSet;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 
-use super::apply::{apply_if_changed, call, delete, error, is_managed};
+use super::apply::{Owned, apply_if_changed, call, delete, error, is_managed};
 use super::context::{Context, lock};
 use super::events::report;
 use super::recovery::recover_last_good;
 use super::verdict::shape;
 use super::{ReconcileError, Writes};
-use crate::generate::{MANAGED_BY, MODEL_LABEL};
-use crate::istio::{AuthorizationPolicy, DestinationRule};
+use crate::gateway_api::HTTPRoute;
+use crate::generate::{MANAGED_BY, MODEL_LABEL, Routes};
+use crate::istio::{AuthorizationPolicy, DestinationRule, VirtualService};
 use crate::seldon::SeldonDeployment;
 
 /// Reconciles one SeldonDeployment's own objects. A model whose annotations do not parse
@@ -76,14 +77,23 @@ pub async fn reconcile_model(
     if let Some(header) = needs
         && knows.as_ref() != Some(&header)
     {
-        objects
-            .virtual_service
-            .spec
-            .http
-            .retain(|route| !routes_on_header(route, &header));
+        objects.routes.drop_routes_on_header(&header);
         writes.waiting = true;
     }
-    apply_if_changed(ctx, &objects.virtual_service, &mut writes).await?;
+    // The routes of this routing API, then the other's (after a change of `routing`): a
+    // model is never left without routes, nor kept routed where the filter has left.
+    match &objects.routes {
+        Routes::VirtualService(vs) => {
+            apply_if_changed(ctx, vs, &mut writes).await?;
+            remove_managed::<HTTPRoute>(ctx, &model.namespace, &model.seldon_id, &mut writes)
+                .await?;
+        }
+        Routes::HttpRoute(route) => {
+            apply_if_changed(ctx, route, &mut writes).await?;
+            remove_managed::<VirtualService>(ctx, &model.namespace, &model.seldon_id, &mut writes)
+                .await?;
+        }
+    }
     let mut wanted = BTreeSet::new();
     for rule in &objects.destination_rules {
         apply_if_changed(ctx, rule, &mut writes).await?;
@@ -124,6 +134,23 @@ pub async fn reconcile_model(
     }
     lock(&ctx.failures).remove(&model.id);
     Ok(writes)
+}
+
+/// Deletes the object `K` `<namespace>/<name>` when it exists and the controller made it.
+pub(super) async fn remove_managed<K: Owned>(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    writes: &mut Writes,
+) -> Result<(), ReconcileError> {
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    let live = call(ctx, api.get_opt(name))
+        .await
+        .map_err(|e| error::<K>("get", namespace, name, e))?;
+    match live {
+        Some(object) if is_managed(&object) => delete::<K>(ctx, namespace, name, writes).await,
+        _ => Ok(()),
+    }
 }
 
 /// Whether a route matches on the header `header` (the A/B header's per-predictor routes).

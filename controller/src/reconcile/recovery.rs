@@ -13,10 +13,11 @@ use super::apply::{call, error, is_managed};
 use super::context::{Context, lock};
 use crate::annotations::PolicySpec;
 use crate::annotations::{self, KeySource};
+use crate::gateway_api::HTTPRoute;
 use crate::generate::filter_config::ModelEntry;
 use crate::generate::{self, EXTENSION_NAME, Generated, KnownGood};
 use crate::istio::{TrafficExtension, VirtualService, WasmPlugin};
-use crate::settings::ExtensionKind;
+use crate::settings::{ExtensionKind, RoutingApi};
 
 /// A new leader's JWKS cache is empty until its first fetches, and the issuer may be down
 /// then: generating without keys would replace the keys the filter is using with empty
@@ -109,16 +110,31 @@ pub(super) async fn recover_last_good(
     for model in lost {
         let entry = config.as_ref().and_then(|c| live_entry(c, &model.id));
         if let Some(entry) = entry {
-            let api: Api<VirtualService> = Api::namespaced(ctx.client.clone(), &model.namespace);
-            let live = call(ctx, api.get_opt(&model.seldon_id))
-                .await
-                .map_err(|e| {
-                    error::<VirtualService>("get", &model.namespace, &model.seldon_id, e)
-                })?;
-            let gateway = live
-                .filter(is_managed)
-                .and_then(|vs| vs.spec.gateways.first().cloned())
-                .and_then(|g| annotations::parse_gateway(&g, &model.namespace).ok());
+            let gateway = match ctx.settings.routing {
+                RoutingApi::Istio => {
+                    let api: Api<VirtualService> =
+                        Api::namespaced(ctx.client.clone(), &model.namespace);
+                    call(ctx, api.get_opt(&model.seldon_id))
+                        .await
+                        .map_err(|e| {
+                            error::<VirtualService>("get", &model.namespace, &model.seldon_id, e)
+                        })?
+                        .filter(is_managed)
+                        .and_then(|vs| vs.spec.gateways.first().cloned())
+                }
+                RoutingApi::GatewayApi => {
+                    let api: Api<HTTPRoute> = Api::namespaced(ctx.client.clone(), &model.namespace);
+                    call(ctx, api.get_opt(&model.seldon_id))
+                        .await
+                        .map_err(|e| {
+                            error::<HTTPRoute>("get", &model.namespace, &model.seldon_id, e)
+                        })?
+                        .filter(is_managed)
+                        .and_then(|route| route.spec.parent_refs.first().cloned())
+                        .map(|p| format!("{}/{}", p.namespace, p.name))
+                }
+            }
+            .and_then(|g| annotations::parse_gateway(&g, &model.namespace).ok());
             if let Some(gateway) = gateway {
                 lock(&ctx.last_good)
                     .entry(model.id.clone())

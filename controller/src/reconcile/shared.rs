@@ -7,14 +7,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use kube::api::Api;
 use modelgate_core::config::FilterConfig;
 
-use super::apply::{call, delete, error, is_managed};
+use super::apply::{call, error};
 use super::context::{Context, SHARED_OBJECTS, lock};
 use super::extension::{apply_extension, remove_other_kind};
 use super::gateways::reconcile_gateways;
-use super::model::routes_on_header;
+use super::model::{remove_managed, routes_on_header};
 use super::recovery::{keep_live_keys, live_entry, live_filter_config, recover_last_good};
 use super::verdict::record_verdicts;
 use super::{ReconcileError, Writes};
+use crate::gateway_api::HTTPRoute;
 use crate::generate::filter_config::ModelEntry;
 use crate::generate::{self, Generated};
 use crate::istio::VirtualService;
@@ -80,7 +81,8 @@ pub async fn reconcile_global(
     }
     let extension = if outcome.held {
         let config = crate::generate::filter_config::build(&entries, &ctx.jwks.snapshot());
-        generate::render_extension(&config, &ctx.settings, &ctx.wasm)
+        let targets = generate::extension_targets(&generated.models, &ctx.settings);
+        generate::render_extension(&config, &ctx.settings, &ctx.wasm, &targets)
     } else {
         generated.extension.clone()
     };
@@ -166,26 +168,19 @@ async fn hold_what_routes_need(
     held
 }
 
-/// Deletes the managed VirtualService of a model that is gone.
+/// Deletes the managed VirtualService and HTTPRoute of a model that is gone.
 async fn remove_routes(
     ctx: &Context,
     namespace: &str,
     seldon_id: &str,
     writes: &mut Writes,
 ) -> Result<(), ReconcileError> {
-    let api: Api<VirtualService> = Api::namespaced(ctx.client.clone(), namespace);
-    let live = call(ctx, api.get_opt(seldon_id))
-        .await
-        .map_err(|e| error::<VirtualService>("get", namespace, seldon_id, e))?;
-    match live {
-        Some(vs) if is_managed(&vs) => {
-            delete::<VirtualService>(ctx, namespace, seldon_id, writes).await
-        }
-        _ => Ok(()),
-    }
+    remove_managed::<VirtualService>(ctx, namespace, seldon_id, writes).await?;
+    remove_managed::<HTTPRoute>(ctx, namespace, seldon_id, writes).await
 }
 
-/// Whether a model's live VirtualService has a route on the A/B header `header`.
+/// Whether a model's live VirtualService or HTTPRoute has a route on the A/B header
+/// `header`.
 async fn vs_routes_on(
     ctx: &Context,
     namespace: &str,
@@ -196,5 +191,19 @@ async fn vs_routes_on(
     let live = call(ctx, api.get_opt(seldon_id))
         .await
         .map_err(|e| error::<VirtualService>("get", namespace, seldon_id, e))?;
-    Ok(live.is_some_and(|vs| vs.spec.http.iter().any(|r| routes_on_header(r, header))))
+    if live.is_some_and(|vs| vs.spec.http.iter().any(|r| routes_on_header(r, header))) {
+        return Ok(true);
+    }
+    let api: Api<HTTPRoute> = Api::namespaced(ctx.client.clone(), namespace);
+    let live = call(ctx, api.get_opt(seldon_id))
+        .await
+        .map_err(|e| error::<HTTPRoute>("get", namespace, seldon_id, e))?;
+    Ok(live.is_some_and(|route| {
+        route
+            .spec
+            .rules
+            .iter()
+            .flat_map(|r| &r.matches)
+            .any(|m| m.headers.iter().any(|h| h.name == header))
+    }))
 }

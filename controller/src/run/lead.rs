@@ -13,9 +13,11 @@ use tokio::sync::{Notify, watch};
 
 use super::jwks_refresh::jwks_refresh_loop;
 use super::shared_objects::shared_objects_loop;
+use crate::gateway_api::HTTPRoute;
 use crate::istio::{AuthorizationPolicy, DestinationRule, VirtualService};
 use crate::reconcile::{Context, ReconcileError, reconcile_model};
 use crate::seldon::SeldonDeployment;
+use crate::settings::RoutingApi;
 use crate::settings::RunSettings;
 use crate::wasm_server::ServerState;
 
@@ -47,6 +49,9 @@ pub(super) async fn lead(
     .with_config(controller::Config::default().concurrency(run.concurrency.get()))
     .owns(Api::<VirtualService>::all(client.clone()), managed.clone())
     .owns(Api::<DestinationRule>::all(client.clone()), managed.clone());
+    if ctx.settings.routing == RoutingApi::GatewayApi {
+        controller = controller.owns(Api::<HTTPRoute>::all(client.clone()), managed.clone());
+    }
     if ctx.settings.authorization_policy {
         controller = controller.owns(Api::<AuthorizationPolicy>::all(client.clone()), managed);
     }

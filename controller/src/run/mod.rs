@@ -89,6 +89,12 @@ pub fn required_crds(settings: &Settings) -> Vec<(&'static str, &'static str)> {
     if settings.authorization_policy {
         crds.push(("authorizationpolicies.security.istio.io", ISTIO));
     }
+    if settings.routing == crate::settings::RoutingApi::GatewayApi {
+        crds.push((
+            "httproutes.gateway.networking.k8s.io",
+            "install the Kubernetes Gateway API CRDs (v1.2 or later, standard channel), or set routing: istio",
+        ));
+    }
     crds
 }
 

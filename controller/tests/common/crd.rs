@@ -11,13 +11,16 @@ use serde_json::Value;
 
 use super::vendored_data;
 
-const CRDS: [&str; 6] = [
+const CRDS: [&str; 9] = [
     "istio-virtualservice.yaml",
     "istio-destinationrule.yaml",
     "istio-gateway.yaml",
     "istio-wasmplugin.yaml",
     "istio-trafficextension.yaml",
     "istio-authorizationpolicy.yaml",
+    "gateway-api-gateways.yaml",
+    "gateway-api-httproutes.yaml",
+    "gateway-api-grpcroutes.yaml",
 ];
 
 /// Each kind's schema: closed (for the structural check) and as the CRD has it (for CEL).

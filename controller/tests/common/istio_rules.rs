@@ -159,6 +159,50 @@ pub fn check(object: &Value) -> Vec<String> {
                 p.push(format!("{who}: the filter refuses pluginConfig: {e}"));
             }
         }
+        "HTTPRoute" => {
+            // What istiod needs to program it: RE2 expressions that compile (it turns a
+            // route with a bad one into a 500), lowercase header names (Envoy's), a weight
+            // above 0 (all 0 is a 500), and the extension's own Gateway kind as parent.
+            for (i, rule) in spec["rules"].as_array().into_iter().flatten().enumerate() {
+                let at = format!("{who}: rules[{i}]");
+                for m in rule["matches"].as_array().into_iter().flatten() {
+                    let mut expressions = Vec::new();
+                    if m["path"]["type"] == "RegularExpression" {
+                        expressions.push(m["path"]["value"].as_str().unwrap_or("("));
+                    }
+                    for h in m["headers"].as_array().into_iter().flatten() {
+                        let name = h["name"].as_str().unwrap_or("");
+                        if name.to_ascii_lowercase() != name {
+                            p.push(format!("{at}: header {name} is not lowercase"));
+                        }
+                        if h["type"] == "RegularExpression" {
+                            expressions.push(h["value"].as_str().unwrap_or("("));
+                        }
+                    }
+                    for e in expressions {
+                        if regex::Regex::new(e).is_err() {
+                            p.push(format!("{at}: {e:?} is no RE2 expression"));
+                        }
+                    }
+                }
+                let weights: Vec<u64> = rule["backendRefs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|b| b["weight"].as_u64().unwrap_or(1))
+                    .collect();
+                if weights.iter().all(|w| *w == 0) {
+                    p.push(format!("{at}: weights {weights:?}: all 0"));
+                }
+            }
+            for parent in spec["parentRefs"].as_array().into_iter().flatten() {
+                if parent["kind"] != "Gateway" || parent["group"] != "gateway.networking.k8s.io" {
+                    p.push(format!(
+                        "{who}: parent {parent} is not a Gateway API Gateway"
+                    ));
+                }
+            }
+        }
         "AuthorizationPolicy" | "Gateway" => {}
         other => p.push(format!("{who}: unexpected kind {other}")),
     }

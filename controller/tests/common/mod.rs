@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use modelgate_controller::generate::WasmSource;
-use modelgate_controller::settings::{ConfigFile, ExtensionKind};
+use modelgate_controller::settings::{ConfigFile, ExtensionKind, RoutingApi};
 use modelgate_controller::{Generated, Inputs, Settings, generate, manifests};
 use modelgate_core::config::KeySet;
 use modelgate_testkit::TestKey;
@@ -36,7 +36,21 @@ pub fn test_data() -> PathBuf {
 /// The settings goldens are rendered with, optionally overridden by a sidecar file
 /// `<example>.settings.yaml`.
 pub fn golden_settings(example: &Path) -> Settings {
-    let sidecar = example.with_extension("settings.yaml");
+    settings_from(example.with_extension("settings.yaml"))
+}
+
+/// The settings of the Gateway API goldens: `<example>.gateway-api.settings.yaml` when
+/// there is one (a platform whose Gateways are elsewhere), else [`golden_settings`].
+pub fn gateway_api_settings(example: &Path) -> Settings {
+    let sidecar = example.with_extension("gateway-api.settings.yaml");
+    if sidecar.is_file() {
+        settings_from(sidecar)
+    } else {
+        golden_settings(example)
+    }
+}
+
+fn settings_from(sidecar: PathBuf) -> Settings {
     let mut settings = if sidecar.is_file() {
         ConfigFile::read(&sidecar)
             .expect("sidecar settings")
@@ -70,10 +84,21 @@ pub fn test_wasm(settings: &Settings) -> WasmSource {
 
 /// The variants every example is rendered in, with their goldens' folder under
 /// `tests/golden/`: the extension kind `render` uses by default (`auto` is a WasmPlugin
-/// without an API server to ask), and a TrafficExtension.
-pub const VARIANTS: [(ExtensionKind, &str); 2] = [
-    (ExtensionKind::Auto, ""),
-    (ExtensionKind::TrafficExtension, "traffic-extension"),
+/// without an API server to ask), and a TrafficExtension, each with Istio routing
+/// (VirtualServices) and with Gateway API routing (HTTPRoutes).
+pub const VARIANTS: [(ExtensionKind, RoutingApi, &str); 4] = [
+    (ExtensionKind::Auto, RoutingApi::Istio, ""),
+    (
+        ExtensionKind::TrafficExtension,
+        RoutingApi::Istio,
+        "traffic-extension",
+    ),
+    (ExtensionKind::Auto, RoutingApi::GatewayApi, "gateway-api"),
+    (
+        ExtensionKind::TrafficExtension,
+        RoutingApi::GatewayApi,
+        "gateway-api/traffic-extension",
+    ),
 ];
 
 /// Renders a manifest file with the golden settings.
@@ -84,9 +109,27 @@ pub fn render_file(path: &Path) -> (Generated, Settings) {
 /// Renders a manifest file with the golden settings, the extension kind set unless
 /// `auto` (then the settings' own).
 pub fn render_variant(path: &Path, kind: ExtensionKind) -> (Generated, Settings) {
-    let mut settings = golden_settings(path);
+    render_routed(path, kind, RoutingApi::Istio)
+}
+
+/// [`render_variant`] with the routing API set (unless `istio`: then the settings' own).
+pub fn render_routed(
+    path: &Path,
+    kind: ExtensionKind,
+    routing: RoutingApi,
+) -> (Generated, Settings) {
+    let mut settings = match routing {
+        RoutingApi::Istio => golden_settings(path),
+        RoutingApi::GatewayApi => gateway_api_settings(path),
+    };
     if kind != ExtensionKind::Auto {
         settings.extension_kind = kind;
+    }
+    if routing != RoutingApi::Istio {
+        settings.routing = routing;
+        settings
+            .validate()
+            .expect("valid settings with Gateway API routing");
     }
     let read =
         manifests::read(&[path.to_path_buf()], &settings.default_namespace).expect("readable");

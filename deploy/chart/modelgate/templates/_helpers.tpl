@@ -123,6 +123,9 @@ exactly these CustomResourceDefinitions.
 {{- if .Values.settings.authorizationPolicy }}
 - authorizationpolicies.security.istio.io
 {{- end }}
+{{- if eq (.Values.settings.routing | default "istio") "gateway-api" }}
+- httproutes.gateway.networking.k8s.io
+{{- end }}
 {{- end }}
 
 {{/* `settings.defaultGateway` split into namespace and name, for the chart's Gateway. */}}
