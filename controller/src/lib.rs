@@ -25,6 +25,7 @@
 //! `fixtures`, SeldonDeployments built step by step, `SeldonDeployment::fixture(..)`.
 
 pub mod annotations;
+pub mod config_documents;
 pub mod explain;
 pub mod from_files;
 pub mod generate;

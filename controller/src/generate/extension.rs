@@ -6,8 +6,9 @@
 use modelgate_core::config::FilterConfig;
 use serde::Serialize;
 
-use super::traffic_extension::render_traffic_extension;
-use super::wasm_plugin::render_wasm_plugin;
+use super::by_reference::{ConfigDocument, carry};
+use super::traffic_extension::traffic_extension_carrying;
+use super::wasm_plugin::wasm_plugin_carrying;
 use crate::istio::{TrafficExtension, WasmPlugin, WorkloadSelector};
 use crate::settings::{ExtensionKind, Settings};
 
@@ -67,6 +68,15 @@ pub(super) struct Carried {
 
 impl Carried {
     pub(super) fn new(config: &FilterConfig, settings: &Settings, wasm: &WasmSource) -> Self {
+        Self::carrying(
+            carry(plugin_config(config, settings), settings).0,
+            settings,
+            wasm,
+        )
+    }
+
+    /// What both kinds carry, with this `pluginConfig` (inline, or a reference).
+    fn carrying(plugin_config: serde_json::Value, settings: &Settings, wasm: &WasmSource) -> Self {
         Self {
             selector: WorkloadSelector {
                 match_labels: settings.gateway_selector.clone(),
@@ -75,7 +85,7 @@ impl Carried {
             phase: "AUTHN",
             fail_strategy: "FAIL_CLOSE",
             plugin_name: super::FILTER_ROOT_ID,
-            plugin_config: plugin_config(config, settings),
+            plugin_config,
         }
     }
 }
@@ -131,12 +141,26 @@ pub fn render_extension(
     settings: &Settings,
     wasm: &WasmSource,
 ) -> Extension {
-    match settings.extension_kind.without_discovery() {
+    render_extension_with_document(config, settings, wasm).0
+}
+
+/// [`render_extension`], with the document its `pluginConfig` refers to when it is a
+/// reference (setting `configByReference`), which the controller must serve before the
+/// object is applied.
+pub fn render_extension_with_document(
+    config: &FilterConfig,
+    settings: &Settings,
+    wasm: &WasmSource,
+) -> (Extension, Option<ConfigDocument>) {
+    let (plugin_config, document) = carry(plugin_config(config, settings), settings);
+    let carried = Carried::carrying(plugin_config, settings, wasm);
+    let extension = match settings.extension_kind.without_discovery() {
         ExtensionKind::TrafficExtension => {
-            Extension::TrafficExtension(render_traffic_extension(config, settings, wasm))
+            Extension::TrafficExtension(traffic_extension_carrying(carried, settings))
         }
         ExtensionKind::WasmPlugin | ExtensionKind::Auto => {
-            Extension::WasmPlugin(render_wasm_plugin(config, settings, wasm))
+            Extension::WasmPlugin(wasm_plugin_carrying(carried, settings))
         }
-    }
+    };
+    (extension, document)
 }

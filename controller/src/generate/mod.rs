@@ -3,6 +3,7 @@
 //! applies. `render` prints its result, `run` applies it; tests call it directly.
 
 mod authorization_policy;
+pub mod by_reference;
 mod destination_rule;
 mod extension;
 pub mod filter_config;
@@ -20,7 +21,10 @@ use modelgate_core::config::{FilterConfig, KeySet};
 
 pub use authorization_policy::render_authorization_policy;
 pub use destination_rule::render_destination_rules;
-pub use extension::{EXTENSION_NAME, Extension, WasmSource, render_extension, served_path};
+pub use extension::{
+    EXTENSION_NAME, Extension, WasmSource, render_extension, render_extension_with_document,
+    served_path,
+};
 pub use gateway::render_gateway;
 pub use traffic_extension::render_traffic_extension;
 pub use virtual_service::render_virtual_service;
@@ -108,6 +112,9 @@ pub struct Generated {
     pub filter_config: FilterConfig,
     /// The WasmPlugin or TrafficExtension carrying it.
     pub extension: Extension,
+    /// The document its `pluginConfig` refers to, when it is a reference
+    /// (`configByReference`): to publish before the object is applied.
+    pub document: Option<by_reference::ConfigDocument>,
     /// JWKS URIs the filter configuration uses (to fetch).
     pub jwks_uris: BTreeSet<String>,
 }
@@ -321,7 +328,7 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
         &last_good,
         &newest_first(sdeps),
         filter_config::Budgets {
-            config_bytes: inputs.settings.plugin_config_max_bytes,
+            config_bytes: inputs.settings.config_budget_bytes(),
             limits: inputs.settings.key_limits(),
         },
     );
@@ -338,13 +345,15 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
             model.known_good = None;
         }
     }
-    let extension = render_extension(&filter_config, inputs.settings, inputs.wasm);
+    let (extension, document) =
+        render_extension_with_document(&filter_config, inputs.settings, inputs.wasm);
     Generated {
         models,
         gateways,
         entries,
         filter_config,
         extension,
+        document,
         jwks_uris,
     }
 }

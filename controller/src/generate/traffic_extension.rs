@@ -15,7 +15,14 @@ pub fn render_traffic_extension(
     settings: &Settings,
     wasm: &WasmSource,
 ) -> TrafficExtension {
-    let carried = Carried::new(config, settings, wasm);
+    traffic_extension_carrying(Carried::new(config, settings, wasm), settings)
+}
+
+/// The TrafficExtension carrying `carried`.
+pub(super) fn traffic_extension_carrying(
+    carried: Carried,
+    settings: &Settings,
+) -> TrafficExtension {
     TrafficExtension {
         metadata: super::managed_metadata(&settings.gateway_namespace, EXTENSION_NAME),
         spec: TrafficExtensionSpec {

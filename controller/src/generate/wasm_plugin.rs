@@ -13,7 +13,11 @@ pub fn render_wasm_plugin(
     settings: &Settings,
     wasm: &WasmSource,
 ) -> WasmPlugin {
-    let carried = Carried::new(config, settings, wasm);
+    wasm_plugin_carrying(Carried::new(config, settings, wasm), settings)
+}
+
+/// The WasmPlugin carrying `carried`.
+pub(super) fn wasm_plugin_carrying(carried: Carried, settings: &Settings) -> WasmPlugin {
     WasmPlugin {
         metadata: super::managed_metadata(&settings.gateway_namespace, EXTENSION_NAME),
         spec: WasmPluginSpec {
