@@ -4,8 +4,8 @@
 //! controller's Service; the references and documents are the controller's generation.
 //!
 //! - A referenced configuration is fetched, verified and enforced, and replaced by the next.
-//! - A document with the wrong hash, or an unreachable controller, leaves the configuration
-//!   in force serving; the fetch is retried until it succeeds.
+//! - A document with the wrong hash, one the compiler refuses, or an unreachable controller,
+//!   leaves the configuration in force serving; the fetch is retried until it succeeds.
 //! - A VM that never had a configuration answers `503`, then serves once the document is in.
 //! - A fleet of 100,000 models goes through the channel while the WasmPlugin stays small.
 //!
@@ -267,6 +267,26 @@ fn a_wrong_hash_or_an_unreachable_controller_keeps_the_last_good_one() {
     assert_first_configuration(&gw, "a document with the wrong hash");
     let added = Request::predict("team/added");
     assert!(!reaches(&gw, "team/added", &added), "the wrong document");
+
+    // The right hash of a document the filter's compiler refuses whole (another format
+    // version, as from a controller of another release): the same.
+    let foreign = br#"{"version":99,"models":{}}"#;
+    let sha256 = modelgate_core::by_reference::sha256_hex(foreign);
+    controller.documents.publish(ConfigDocument {
+        sha256: sha256.clone(),
+        bytes: foreign.as_slice().into(),
+    });
+    let mut refused: ReferenceDocument = serde_json::from_str(&second).unwrap();
+    refused.reference.path = format!("/config/{sha256}");
+    refused.reference.sha256 = sha256;
+    gw.reconfigure(&serde_json::to_string(&refused).unwrap())
+        .unwrap();
+    wait_for_log(
+        &gw,
+        &["refused by the compiler", "trying again (2 failures)"],
+    );
+    assert!(fetches(&gw, "refused") >= 2.0);
+    assert_first_configuration(&gw, "a document the compiler refuses");
 
     // The controller unreachable: the same.
     let mut unreachable: ReferenceDocument = serde_json::from_str(&second).unwrap();
