@@ -114,6 +114,7 @@ pub(crate) fn install(
     state.config = Some(config.clone());
     state.cache = TokenCache::new(DEFAULT_CAPACITY);
     IN_FORCE.with(|f| *f.borrow_mut() = Some((config, sha256)));
+    crate::CONFIGURED_BEFORE.with(|c| c.set(true));
 }
 
 /// `on_configure` with a reference: the configuration in force keeps serving (none: every

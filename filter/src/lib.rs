@@ -123,7 +123,6 @@ impl RootContext for Root {
         match CompiledConfig::from_json(&bytes) {
             Ok((config, warnings)) => {
                 config_fetch::install(&mut state, config, &warnings, None);
-                CONFIGURED_BEFORE.with(|c| c.set(true));
                 true
             }
             Err(e) => {
