@@ -27,6 +27,7 @@
 //! `fixtures`, SeldonDeployments built step by step, `SeldonDeployment::fixture(..)`.
 
 pub mod annotations;
+pub mod config_documents;
 pub mod explain;
 pub mod from_files;
 pub mod gateway_api;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::generate::by_reference::ConfigByReference;
 use crate::jwks::target::{AllowedTarget, TargetPolicy};
 use crate::tenancy::PatternsByNamespace;
 
@@ -269,6 +270,16 @@ pub struct Settings {
     /// Service) for a key set when a token names a `kid` it lacks, instead of refusing it
     /// until the next configuration.
     pub key_channel: bool,
+    /// Whether the extension object carries the configuration or only a reference to it,
+    /// served by this controller at `/config/<sha256>` on [`Settings::service_url`]'s
+    /// Service: `never` (the default), `auto` (over
+    /// [`Settings::config_by_reference_bytes`]) or `always`.
+    pub config_by_reference: ConfigByReference,
+    /// Over this many bytes, `auto` passes the configuration by reference.
+    pub config_by_reference_bytes: usize,
+    /// The most a configuration passed by reference may take, in bytes; over it, the most
+    /// recently created models are refused (as over `pluginConfigMaxBytes` inline).
+    pub referenced_config_max_bytes: usize,
     /// Namespace of SeldonDeployments whose manifest names none (`render`).
     pub default_namespace: String,
     /// The most the WasmPlugin's `pluginConfig` may take, in bytes: the object must stay
@@ -303,6 +314,9 @@ impl Default for Settings {
             wasm_sha256: None,
             service_url: "http://modelgate.modelgate-system.svc.cluster.local:8080".into(),
             key_channel: false,
+            config_by_reference: ConfigByReference::Never,
+            config_by_reference_bytes: DEFAULT_CONFIG_BY_REFERENCE_BYTES,
+            referenced_config_max_bytes: DEFAULT_REFERENCED_CONFIG_MAX_BYTES,
             default_namespace: "default".into(),
             plugin_config_max_bytes: crate::generate::filter_config::MAX_CONFIG_BYTES,
             max_rsa_bits: modelgate_core::auth::keys::DEFAULT_MAX_RSA_BITS as u32,
@@ -311,6 +325,21 @@ impl Default for Settings {
         }
     }
 }
+
+/// [`Settings::config_by_reference_bytes`] when the settings do not say: 256 KiB, a sixth of
+/// etcd's 1.5 MiB object limit (about 4,700 models), so istiod's push of the extension
+/// object stays small long before the limit is near.
+pub const DEFAULT_CONFIG_BY_REFERENCE_BYTES: usize = 256 * 1024;
+
+/// [`Settings::referenced_config_max_bytes`] when the settings do not say: 16 MiB (about
+/// 290,000 models sharing a policy), half of what the filter reads
+/// ([`modelgate_core::by_reference::MAX_DOCUMENT_BYTES`]).
+pub const DEFAULT_REFERENCED_CONFIG_MAX_BYTES: usize = 16 * 1024 * 1024;
+
+/// The most [`Settings::referenced_config_max_bytes`] may be: what the filter reads, less
+/// 1 MiB for what the budget does not count (the channel, the JSON around the models).
+pub const MAX_REFERENCED_CONFIG_BYTES: usize =
+    modelgate_core::by_reference::MAX_DOCUMENT_BYTES - 1024 * 1024;
 
 /// [`JwksSettings::max_bytes`] when the settings do not say: 1 MiB, far above any real
 /// JWKS (a few KiB) and far below the controller's memory limit.
@@ -542,6 +571,12 @@ impl Settings {
         if !self.key_channel {
             return None;
         }
+        self.channel()
+    }
+
+    /// The filter's way back to this controller, whatever it is used for: the key channel
+    /// ([`Settings::key_channel`]) or configuration by reference.
+    pub fn channel(&self) -> Option<modelgate_core::config::KeyChannel> {
         let (host, port) = service_host_port(&self.service_url)?;
         Some(modelgate_core::config::KeyChannel {
             cluster: format!("outbound|{port}||{host}"),
@@ -550,6 +585,15 @@ impl Settings {
             timeout_ms: modelgate_core::config::DEFAULT_CHANNEL_TIMEOUT_MS,
             refetch_secs: modelgate_core::config::DEFAULT_REFETCH_SECS,
         })
+    }
+
+    /// What the whole filter configuration may take: `pluginConfigMaxBytes` inline, or
+    /// `referencedConfigMaxBytes` when it may go by reference.
+    pub fn config_budget_bytes(&self) -> usize {
+        match self.config_by_reference {
+            ConfigByReference::Never => self.plugin_config_max_bytes,
+            ConfigByReference::Auto | ConfigByReference::Always => self.referenced_config_max_bytes,
+        }
     }
 
     /// Checks every setting; the controller refuses to start on the first bad one.
@@ -692,6 +736,38 @@ impl Settings {
                 "an http:// or https:// URL",
             ));
         }
+        let limit = MAX_REFERENCED_CONFIG_BYTES;
+        if !(crate::generate::filter_config::MAX_MODEL_BYTES..=limit)
+            .contains(&self.referenced_config_max_bytes)
+        {
+            return Err(invalid(
+                "referencedConfigMaxBytes",
+                self.referenced_config_max_bytes.to_string(),
+                format!(
+                    "a number of bytes from one model's budget ({}) to what the filter reads ({limit})",
+                    crate::generate::filter_config::MAX_MODEL_BYTES
+                ),
+            ));
+        }
+        if self.config_by_reference_bytes > self.plugin_config_max_bytes {
+            return Err(invalid(
+                "configByReferenceBytes",
+                self.config_by_reference_bytes.to_string(),
+                format!(
+                    "at most pluginConfigMaxBytes ({})",
+                    self.plugin_config_max_bytes
+                ),
+            ));
+        }
+        if self.config_by_reference != ConfigByReference::Never
+            && service_host_port(&self.service_url).is_none()
+        {
+            return Err(invalid(
+                "serviceUrl",
+                &self.service_url,
+                "a URL whose host is the controller's Service name, as configByReference needs (http://<service>.<namespace>.svc.cluster.local:<port>)",
+            ));
+        }
         if self.key_channel && service_host_port(&self.service_url).is_none() {
             return Err(invalid(
                 "serviceUrl",
@@ -795,6 +871,16 @@ pub struct SettingsArgs {
     /// the set lacks.
     #[arg(long, env = "MODELGATE_KEY_CHANNEL")]
     pub key_channel: Option<bool>,
+    /// Pass the filter configuration by reference (served at `/config/<sha256>`): never,
+    /// auto (over --config-by-reference-bytes) or always.
+    #[arg(long, env = "MODELGATE_CONFIG_BY_REFERENCE")]
+    pub config_by_reference: Option<ConfigByReference>,
+    /// Over this many bytes, configByReference auto passes the configuration by reference.
+    #[arg(long, env = "MODELGATE_CONFIG_BY_REFERENCE_BYTES")]
+    pub config_by_reference_bytes: Option<usize>,
+    /// The most a configuration passed by reference may take, in bytes.
+    #[arg(long, env = "MODELGATE_REFERENCED_CONFIG_MAX_BYTES")]
+    pub referenced_config_max_bytes: Option<usize>,
     /// Namespace of SeldonDeployments whose manifest names none.
     #[arg(long, short = 'n', env = "MODELGATE_DEFAULT_NAMESPACE")]
     pub default_namespace: Option<String>,
@@ -855,6 +941,15 @@ impl SettingsArgs {
         given_optional(&mut s.gateway_tls_secret, &self.gateway_tls_secret);
         given(&mut s.authorization_policy, &self.authorization_policy);
         given(&mut s.key_channel, &self.key_channel);
+        given(&mut s.config_by_reference, &self.config_by_reference);
+        given(
+            &mut s.config_by_reference_bytes,
+            &self.config_by_reference_bytes,
+        );
+        given(
+            &mut s.referenced_config_max_bytes,
+            &self.referenced_config_max_bytes,
+        );
         given_optional(&mut s.wasm_url, &self.wasm_url);
         given_optional(&mut s.wasm_sha256, &self.wasm_sha256);
         given(&mut s.jwks.allow_http, &self.jwks_allow_http);
@@ -1158,5 +1253,44 @@ mod tests {
             assert!(on(bad).validate().is_err(), "{bad}");
         }
         assert!(on("http://host:80").validate().is_ok());
+    }
+
+    #[test]
+    fn configuration_by_reference_has_its_own_budget_and_needs_the_services_name() {
+        let with = |mode: ConfigByReference| Settings {
+            config_by_reference: mode,
+            ..Settings::default()
+        };
+        assert_eq!(
+            with(ConfigByReference::Never).config_budget_bytes(),
+            crate::generate::filter_config::MAX_CONFIG_BYTES
+        );
+        for mode in [ConfigByReference::Auto, ConfigByReference::Always] {
+            assert_eq!(
+                with(mode).config_budget_bytes(),
+                DEFAULT_REFERENCED_CONFIG_MAX_BYTES
+            );
+            assert!(with(mode).validate().is_ok());
+            let bad = Settings {
+                service_url: "http://user@host:80".into(),
+                ..with(mode)
+            };
+            assert!(bad.validate().is_err());
+        }
+        let too_large = Settings {
+            referenced_config_max_bytes: MAX_REFERENCED_CONFIG_BYTES + 1,
+            ..with(ConfigByReference::Always)
+        };
+        assert!(too_large.validate().is_err());
+        let over_inline = Settings {
+            config_by_reference_bytes: crate::generate::filter_config::MAX_CONFIG_BYTES + 1,
+            ..with(ConfigByReference::Auto)
+        };
+        assert!(over_inline.validate().is_err());
+        let file: Settings =
+            serde_yaml_ng::from_str("configByReference: auto\nconfigByReferenceBytes: 1000\n")
+                .unwrap();
+        assert_eq!(file.config_by_reference, ConfigByReference::Auto);
+        assert_eq!(file.config_by_reference_bytes, 1000);
     }
 }

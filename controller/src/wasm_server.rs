@@ -1,6 +1,7 @@
 //! The controller's HTTP server: the embedded filter module at the URL put into the
-//! WasmPlugin, the key channel's `/keys` (when `keyChannel` is on), `/metrics`, `/healthz`
-//! and `/readyz` (ready once the caches have synced).
+//! WasmPlugin, the key channel's `/keys` (when `keyChannel` is on), referenced
+//! configurations at `/config/<sha256>` (`configByReference`), `/metrics`, `/healthz` and
+//! `/readyz` (ready once the caches have synced).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +15,7 @@ use modelgate_core::http::query_values;
 use prometheus_client::registry::Registry;
 use tokio::sync::Notify;
 
+use crate::config_documents::ConfigDocuments;
 use crate::jwks::on_demand::{OnDemand, Outcome};
 use crate::metrics::Metrics;
 use crate::wasm::{FILTER_WASM, filter_sha256};
@@ -31,6 +33,7 @@ pub struct ServerState {
     /// Fired when the key channel brought new keys, for the next configuration.
     pub keys_changed: Arc<Notify>,
     keys: Option<Arc<KeyEndpoint>>,
+    documents: ConfigDocuments,
     sha256: Arc<String>,
 }
 
@@ -51,6 +54,7 @@ impl ServerState {
             ready: Arc::new(AtomicBool::new(false)),
             keys_changed: Arc::new(Notify::new()),
             keys: None,
+            documents: ConfigDocuments::default(),
             sha256: Arc::new(filter_sha256()),
         }
     }
@@ -60,6 +64,13 @@ impl ServerState {
         self.keys = Some(Arc::new(endpoint));
         self
     }
+
+    /// The same, answering `/config/<sha256>` from `documents` (setting
+    /// `configByReference`; the reconcile loop publishes into them).
+    pub fn with_config_documents(mut self, documents: ConfigDocuments) -> Self {
+        self.documents = documents;
+        self
+    }
 }
 
 /// The routes.
@@ -67,6 +78,7 @@ pub fn router(state: ServerState) -> Router {
     Router::new()
         .route("/filter/{file}", get(module))
         .route(KEYS_PATH, get(keys))
+        .route("/config/{sha256}", get(config_document))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
@@ -120,6 +132,27 @@ async fn keys(State(state): State<ServerState>, uri: Uri) -> Response {
         (_, None) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "no keys fetched for this URI yet\n",
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /config/<sha256>`: a referenced configuration, byte for byte, while it is kept.
+/// Content-addressed, so immutable; a document not kept (too old, or published by another
+/// replica) is `404`, and the filter keeps its configuration and asks again later.
+async fn config_document(State(state): State<ServerState>, Path(sha256): Path<String>) -> Response {
+    match state.documents.get(&sha256) {
+        Some(bytes) => (
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            ],
+            axum::body::Bytes::from_owner(bytes),
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "no such configuration here: not the current one of this replica, nor a recent one\n",
         )
             .into_response(),
     }

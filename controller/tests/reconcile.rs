@@ -412,3 +412,45 @@ async fn a_change_of_routing_applies_the_new_route_before_deleting_the_old() {
     assert!(plugin["spec"].get("targetRefs").is_none(), "{plugin}");
     assert!(plugin["spec"]["selector"].is_object());
 }
+
+#[tokio::test]
+async fn by_reference_the_wasm_plugin_names_a_document_published_first_and_stays_unwritten_while_nothing_changes()
+ {
+    use modelgate_controller::generate::by_reference::ConfigByReference;
+    use modelgate_core::config::{FilterConfig, ReferenceDocument};
+
+    let api = FakeApi::default();
+    let mut ctx = context(&api);
+    ctx.settings.config_by_reference = ConfigByReference::Always;
+    let all = [
+        model("a", "seldon-gateway").predictor("p", 100),
+        model("b", "seldon-gateway")
+            .predictor("p", 50)
+            .predictor("q", 50),
+    ];
+    reconcile_all(&ctx, &all).await;
+    let plugin_config =
+        api.get("wasmplugins", "istio-system", "modelgate").unwrap()["spec"]["pluginConfig"]
+            .clone();
+    assert!(plugin_config.get("models").is_none(), "{plugin_config}");
+    let reference: ReferenceDocument = serde_json::from_value(plugin_config).unwrap();
+    let document = ctx
+        .documents
+        .get(&reference.reference.sha256)
+        .expect("the document the WasmPlugin names is served");
+    modelgate_core::by_reference::verify(&document, &reference.reference).unwrap();
+    let config: FilterConfig = serde_json::from_slice(&document).unwrap();
+    assert_eq!(
+        config.models.keys().collect::<Vec<_>>(),
+        ["models/a", "models/b"]
+    );
+    assert!(config.models["models/b"].routing.is_some());
+    // What the filter compiles (the keys are not fetched here: their policies deny).
+    let (compiled, _) = modelgate_core::CompiledConfig::from_json(&document).unwrap();
+    assert_eq!(compiled.models.len(), 2);
+
+    // The same models again: the same document, the same reference, nothing written.
+    api.take_writes();
+    reconcile_all(&ctx, &all).await;
+    assert_eq!(api.take_writes(), Vec::<String>::new());
+}

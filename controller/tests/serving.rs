@@ -192,3 +192,70 @@ async fn jwks_refresh_rotation_and_outage_keep_the_last_good_keys() {
     assert!(due <= std::time::Instant::now() + wait);
     assert!(due > std::time::Instant::now() + wait - Duration::from_secs(30));
 }
+
+/// Configuration by reference: the document a rendered reference names is served byte for
+/// byte at the reference's path, with its hash; the previous ones while they are kept, not
+/// older ones, nor anything else.
+#[tokio::test]
+async fn a_referenced_configuration_is_served_at_its_path_while_it_is_kept() {
+    use modelgate_controller::config_documents::{ConfigDocuments, KEPT_DOCUMENTS};
+    use modelgate_controller::generate::by_reference::ConfigByReference;
+    use modelgate_core::config::{FilterConfig, Model, Policy, ReferenceDocument};
+
+    let documents = ConfigDocuments::default();
+    let state = ServerState::new(Registry::default()).with_config_documents(documents.clone());
+    let base = local(wasm_server::router(state)).await;
+    let settings = Settings {
+        config_by_reference: ConfigByReference::Always,
+        ..Settings::default()
+    };
+    let source = WasmSource::from_settings(&settings, &filter_sha256());
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut references = Vec::new();
+    for generation in 0..KEPT_DOCUMENTS + 2 {
+        let mut config = FilterConfig::new();
+        config.policies.insert("open".into(), Policy::None);
+        for i in 0..=generation {
+            config.models.insert(
+                format!("team/m{i}"),
+                Model {
+                    policy: "open".into(),
+                    routing: None,
+                },
+            );
+        }
+        let (extension, document) = modelgate_controller::generate::render_extension_with_document(
+            &config,
+            &settings,
+            &source,
+            &[],
+        );
+        documents.publish(document.expect("always by reference"));
+        let reference: ReferenceDocument =
+            serde_json::from_value(extension.plugin_config().clone()).unwrap();
+        references.push(reference.reference);
+    }
+    let fetch = async |path: &str| {
+        let response = client.get(format!("{base}{path}")).send().await.unwrap();
+        let status = response.status();
+        (status, response.bytes().await.unwrap())
+    };
+    for (generation, reference) in references.iter().enumerate() {
+        let (status, body) = fetch(&reference.path).await;
+        if generation < references.len() - KEPT_DOCUMENTS {
+            assert_eq!(status, StatusCode::NOT_FOUND, "generation {generation}");
+            continue;
+        }
+        assert_eq!(status, StatusCode::OK, "generation {generation}");
+        modelgate_core::by_reference::verify(&body, reference).unwrap();
+        let config: FilterConfig = serde_json::from_slice(&body).unwrap();
+        assert_eq!(config.models.len(), generation + 1);
+    }
+    let (status, _) = fetch(&format!("/config/{}", "0".repeat(64))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = fetch("/config/../keys").await;
+    assert_ne!(status, StatusCode::OK);
+}

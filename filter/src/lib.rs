@@ -4,6 +4,7 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod config_fetch;
 mod keys_channel;
 mod metrics;
 mod route_cache;
@@ -14,6 +15,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
+use modelgate_core::by_reference;
 use modelgate_core::decision::refusal;
 use modelgate_core::{
     CompiledConfig, DenyReason, Edit, Environment, Outcome, Request, TokenCache,
@@ -23,11 +25,9 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
 
+use crate::config_fetch::ConfigFetch;
 use crate::keys_channel::KeysChannel;
 use crate::metrics::Metrics;
-
-/// Configuration warnings logged per reload, at most.
-const MAX_LOGGED_WARNINGS: usize = 20;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -48,6 +48,7 @@ struct State {
     metrics: Metrics,
     rng: u64,
     keys: KeysChannel,
+    fetch: ConfigFetch,
 }
 
 impl State {
@@ -81,47 +82,47 @@ impl Root {
                 metrics: Metrics::default(),
                 rng: seed,
                 keys: KeysChannel::default(),
+                fetch: ConfigFetch::default(),
             })),
         }
     }
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body: usize,
+        _trailers: usize,
+    ) {
+        config_fetch::answered(&self.state, token, body);
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let bytes = self.get_plugin_configuration().unwrap_or_default();
+        config_fetch::superseded();
+        let reference = match by_reference::read_reference(&bytes) {
+            Some(Ok(reference)) => Some(reference),
+            Some(Err(e)) => {
+                log(
+                    LogLevel::Error,
+                    &format!("modelgate: configuration reference refused: {e}"),
+                );
+                self.state.borrow_mut().metrics.config_loaded(false, 0);
+                return false;
+            }
+            None => None,
+        };
+        if let Some(reference) = reference {
+            return config_fetch::configure(&self.state, reference);
+        }
         let mut state = self.state.borrow_mut();
         match CompiledConfig::from_json(&bytes) {
             Ok((config, warnings)) => {
-                // Bounded: a tenant's thousand unusable keys must not flood every reload.
-                for warning in warnings.iter().take(MAX_LOGGED_WARNINGS) {
-                    log(
-                        LogLevel::Warn,
-                        &format!("modelgate: configuration: {warning}"),
-                    );
-                }
-                if warnings.len() > MAX_LOGGED_WARNINGS {
-                    log(
-                        LogLevel::Warn,
-                        &format!(
-                            "modelgate: configuration: {} more warnings not logged",
-                            warnings.len() - MAX_LOGGED_WARNINGS
-                        ),
-                    );
-                }
-                log(
-                    LogLevel::Info,
-                    &format!(
-                        "modelgate: configured {} models, {} policies",
-                        config.models.len(),
-                        config.policies.len()
-                    ),
-                );
-                state.metrics.config_loaded(true, config.models.len());
-                state.config = Some(Rc::new(config));
-                state.cache = TokenCache::new(DEFAULT_CAPACITY);
-                CONFIGURED_BEFORE.with(|c| c.set(true));
+                config_fetch::install(&mut state, config, &warnings, None);
                 true
             }
             Err(e) => {
@@ -143,6 +144,10 @@ impl RootContext for Root {
                 false
             }
         }
+    }
+
+    fn on_tick(&mut self) {
+        config_fetch::tick(&self.state);
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -8,8 +8,9 @@
 use modelgate_core::config::FilterConfig;
 use serde::Serialize;
 
-use super::traffic_extension::render_traffic_extension;
-use super::wasm_plugin::render_wasm_plugin;
+use super::by_reference::{ConfigDocument, carry};
+use super::traffic_extension::traffic_extension_carrying;
+use super::wasm_plugin::wasm_plugin_carrying;
 use crate::gateway_api::GROUP;
 use crate::istio::{PolicyTargetReference, TrafficExtension, WasmPlugin, WorkloadSelector};
 use crate::settings::{ExtensionKind, RoutingApi, Settings};
@@ -79,6 +80,21 @@ impl Carried {
         wasm: &WasmSource,
         targets: &[String],
     ) -> Self {
+        Self::carrying(
+            carry(plugin_config(config, settings), settings).0,
+            settings,
+            wasm,
+            targets,
+        )
+    }
+
+    /// What both kinds carry, with this `pluginConfig` (inline, or a reference).
+    fn carrying(
+        plugin_config: serde_json::Value,
+        settings: &Settings,
+        wasm: &WasmSource,
+        targets: &[String],
+    ) -> Self {
         let gateway_api = settings.routing == RoutingApi::GatewayApi;
         Self {
             selector: (!gateway_api).then(|| WorkloadSelector {
@@ -97,7 +113,7 @@ impl Carried {
             phase: "AUTHN",
             fail_strategy: "FAIL_CLOSE",
             plugin_name: super::FILTER_ROOT_ID,
-            plugin_config: plugin_config(config, settings),
+            plugin_config,
         }
     }
 }
@@ -155,12 +171,27 @@ pub fn render_extension(
     wasm: &WasmSource,
     targets: &[String],
 ) -> Extension {
-    match settings.extension_kind.without_discovery() {
+    render_extension_with_document(config, settings, wasm, targets).0
+}
+
+/// [`render_extension`], with the document its `pluginConfig` refers to when it is a
+/// reference (setting `configByReference`), which the controller must serve before the
+/// object is applied.
+pub fn render_extension_with_document(
+    config: &FilterConfig,
+    settings: &Settings,
+    wasm: &WasmSource,
+    targets: &[String],
+) -> (Extension, Option<ConfigDocument>) {
+    let (plugin_config, document) = carry(plugin_config(config, settings), settings);
+    let carried = Carried::carrying(plugin_config, settings, wasm, targets);
+    let extension = match settings.extension_kind.without_discovery() {
         ExtensionKind::TrafficExtension => {
-            Extension::TrafficExtension(render_traffic_extension(config, settings, wasm, targets))
+            Extension::TrafficExtension(traffic_extension_carrying(carried, settings))
         }
         ExtensionKind::WasmPlugin | ExtensionKind::Auto => {
-            Extension::WasmPlugin(render_wasm_plugin(config, settings, wasm, targets))
+            Extension::WasmPlugin(wasm_plugin_carrying(carried, settings))
         }
-    }
+    };
+    (extension, document)
 }

@@ -3,6 +3,7 @@
 //! applies. `render` prints its result, `run` applies it; tests call it directly.
 
 mod authorization_policy;
+pub mod by_reference;
 mod destination_rule;
 mod extension;
 pub mod filter_config;
@@ -22,7 +23,8 @@ use modelgate_core::config::{FilterConfig, KeySet};
 pub use authorization_policy::render_authorization_policy;
 pub use destination_rule::render_destination_rules;
 pub use extension::{
-    EXTENSION_NAME, Extension, MAX_TARGET_REFS, WasmSource, render_extension, served_path,
+    EXTENSION_NAME, Extension, MAX_TARGET_REFS, WasmSource, render_extension,
+    render_extension_with_document, served_path,
 };
 pub use gateway::render_gateway;
 pub use http_route::render_http_route;
@@ -149,6 +151,9 @@ pub struct Generated {
     pub filter_config: FilterConfig,
     /// The WasmPlugin or TrafficExtension carrying it.
     pub extension: Extension,
+    /// The document its `pluginConfig` refers to, when it is a reference
+    /// (`configByReference`): to publish before the object is applied.
+    pub document: Option<by_reference::ConfigDocument>,
     /// JWKS URIs the filter configuration uses (to fetch).
     pub jwks_uris: BTreeSet<String>,
 }
@@ -389,7 +394,7 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
         &last_good,
         &newest_first(sdeps),
         filter_config::Budgets {
-            config_bytes: inputs.settings.plugin_config_max_bytes,
+            config_bytes: inputs.settings.config_budget_bytes(),
             limits: inputs.settings.key_limits(),
         },
     );
@@ -407,13 +412,15 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
         }
     }
     let targets = extension_targets(&models, inputs.settings);
-    let extension = render_extension(&filter_config, inputs.settings, inputs.wasm, &targets);
+    let (extension, document) =
+        render_extension_with_document(&filter_config, inputs.settings, inputs.wasm, &targets);
     Generated {
         models,
         gateways,
         entries,
         filter_config,
         extension,
+        document,
         jwks_uris,
     }
 }

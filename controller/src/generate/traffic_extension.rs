@@ -17,7 +17,14 @@ pub fn render_traffic_extension(
     wasm: &WasmSource,
     targets: &[String],
 ) -> TrafficExtension {
-    let carried = Carried::new(config, settings, wasm, targets);
+    traffic_extension_carrying(Carried::new(config, settings, wasm, targets), settings)
+}
+
+/// The TrafficExtension carrying `carried`.
+pub(super) fn traffic_extension_carrying(
+    carried: Carried,
+    settings: &Settings,
+) -> TrafficExtension {
     TrafficExtension {
         metadata: super::managed_metadata(&settings.gateway_namespace, EXTENSION_NAME),
         spec: TrafficExtensionSpec {

@@ -15,7 +15,11 @@ pub fn render_wasm_plugin(
     wasm: &WasmSource,
     targets: &[String],
 ) -> WasmPlugin {
-    let carried = Carried::new(config, settings, wasm, targets);
+    wasm_plugin_carrying(Carried::new(config, settings, wasm, targets), settings)
+}
+
+/// The WasmPlugin carrying `carried`.
+pub(super) fn wasm_plugin_carrying(carried: Carried, settings: &Settings) -> WasmPlugin {
     WasmPlugin {
         metadata: super::managed_metadata(&settings.gateway_namespace, EXTENSION_NAME),
         spec: WasmPluginSpec {

@@ -10,6 +10,7 @@ use kube::Client;
 use kube::runtime::events::Reporter;
 
 use super::{DEFAULT_API_TIMEOUT, Verdict};
+use crate::config_documents::ConfigDocuments;
 use crate::generate::{self, Generated, Inputs, KnownGood, WasmSource};
 use crate::jwks::JwksCache;
 use crate::metrics::Metrics;
@@ -53,6 +54,8 @@ pub struct Context {
     pub verdicts: Mutex<BTreeMap<String, Verdict>>,
     /// Shared objects that failed, by `<Kind> <ns>/<name>`: when to try again and why.
     pub retry_at: Mutex<BTreeMap<String, (Instant, String)>>,
+    /// The referenced configurations the server answers (`configByReference`).
+    pub documents: ConfigDocuments,
 }
 
 impl Context {
@@ -77,6 +80,7 @@ impl Context {
             reporter,
             verdicts: Mutex::default(),
             retry_at: Mutex::default(),
+            documents: ConfigDocuments::default(),
         }
     }
 

@@ -79,13 +79,18 @@ pub async fn reconcile_global(
         outcome.held =
             hold_what_routes_need(ctx, live, &generated, &mut entries, &mut outcome).await;
     }
-    let extension = if outcome.held {
+    let (extension, document) = if outcome.held {
         let config = crate::generate::filter_config::build(&entries, &ctx.jwks.snapshot());
         let targets = generate::extension_targets(&generated.models, &ctx.settings);
-        generate::render_extension(&config, &ctx.settings, &ctx.wasm, &targets)
+        generate::render_extension_with_document(&config, &ctx.settings, &ctx.wasm, &targets)
     } else {
-        generated.extension.clone()
+        (generated.extension.clone(), generated.document.clone())
     };
+    // Served before the object naming it is applied: a gateway never asks for a document
+    // the controller does not have yet.
+    if let Some(document) = document {
+        ctx.documents.publish(document);
+    }
     apply_extension(ctx, &extension, &mut outcome.writes).await?;
     // Only once the new kind's object is applied: the gateway is never left without one.
     if let Err(e) = remove_other_kind(ctx, extension.kind(), &mut outcome.writes).await {

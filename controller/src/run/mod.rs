@@ -204,7 +204,7 @@ pub async fn run(settings: Settings, run: RunSettings) -> Result<(), RunError> {
     ));
     let mut registry = Registry::default();
     ctx.metrics.register(&mut registry);
-    let mut server = ServerState::new(registry);
+    let mut server = ServerState::new(registry).with_config_documents(ctx.documents.clone());
     if settings.key_channel {
         // Leader or not, every replica answers: the gateway reaches any of them through the
         // Service. A follower's cache knows only what the live configuration holds

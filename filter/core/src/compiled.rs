@@ -34,6 +34,8 @@ use crate::route::CompiledRouting;
 
 mod loader;
 
+pub(crate) use loader::check_channel;
+
 /// A configuration error: the path of the bad field and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]

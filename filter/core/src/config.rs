@@ -324,3 +324,30 @@ mod tests {
         assert!(err.contains("isuer"), "{err}");
     }
 }
+
+/// A `pluginConfig` that names the configuration instead of carrying it (controller setting
+/// `configByReference`): the filter fetches the document over the channel, checks its
+/// `sha256`, and compiles it as it would an inline one. It carries nothing of any model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReferenceDocument {
+    /// Format version; must equal [`CONFIG_VERSION`].
+    pub version: u32,
+    /// How to reach the controller (only `cluster`, `authority` and `timeoutMs` are used for
+    /// the document; the key channel is what the document itself says).
+    pub channel: KeyChannel,
+    /// Which document.
+    pub reference: ConfigReference,
+}
+
+/// Where the full configuration is, and what it must hash to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigReference {
+    /// The path on the controller's server (`/config/<sha256>`).
+    pub path: String,
+    /// SHA-256 of the document (64 lowercase hex digits).
+    pub sha256: String,
+    /// The controller's version of the document, for logs.
+    pub version: String,
+}

@@ -22,6 +22,7 @@
 )]
 
 pub mod auth;
+pub mod by_reference;
 pub mod compiled;
 pub mod config;
 pub mod crypto;

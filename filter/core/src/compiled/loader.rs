@@ -209,7 +209,7 @@ fn next_channel<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Option<KeyChannel
 
 /// Whether a key channel can be used. One that cannot is left out with a warning: keys then
 /// change only with the configuration, as without a channel.
-fn check_channel(channel: &KeyChannel) -> Result<(), ConfigError> {
+pub(crate) fn check_channel(channel: &KeyChannel) -> Result<(), ConfigError> {
     let bad = |field: &str, message: String| {
         Err(ConfigError::new(
             format!("channel.{field}"),
