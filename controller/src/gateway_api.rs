@@ -171,7 +171,9 @@ pub struct HttpRouteTimeouts {
 
 /// `gateway.networking.k8s.io/v1` Gateway, as the controller creates one when a model names
 /// a missing one it may claim (`generate::gateway_api_gateway`). With Istio each is a proxy
-/// Deployment and Service istiod deploys (no `addresses`: automated deployment).
+/// Deployment and Service istiod deploys (no `addresses`: automated deployment). Every
+/// field reads as empty when absent: a Gateway someone else wrote is read too, and fields
+/// not listed here are ignored.
 #[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "gateway.networking.k8s.io",
@@ -180,7 +182,7 @@ pub struct HttpRouteTimeouts {
     namespaced,
     schema = "disabled"
 )]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct GatewaySpec {
     /// The GatewayClass, whose controller deploys and programs it (`istio`).
     pub gateway_class_name: String,
@@ -190,7 +192,7 @@ pub struct GatewaySpec {
 
 /// One port and protocol of a Gateway.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct Listener {
     /// Unique in the Gateway.
     pub name: String,
@@ -207,7 +209,7 @@ pub struct Listener {
 
 /// How a listener terminates TLS.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct ListenerTls {
     /// `Terminate` (written out, as the API server defaults it).
     pub mode: String,
@@ -217,6 +219,7 @@ pub struct ListenerTls {
 
 /// A Secret in the Gateway's namespace.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SecretReference {
     /// `""`, the core group (written out, as the API server defaults it).
     pub group: String,
@@ -228,6 +231,7 @@ pub struct SecretReference {
 
 /// The routes a listener accepts.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AllowedRoutes {
     /// From which namespaces.
     pub namespaces: RouteNamespaces,
@@ -237,6 +241,7 @@ pub struct AllowedRoutes {
 
 /// The namespaces whose routes a listener accepts.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RouteNamespaces {
     /// `Selector` or `All`.
     pub from: String,
@@ -247,6 +252,7 @@ pub struct RouteNamespaces {
 
 /// A kind of route.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RouteGroupKind {
     /// `gateway.networking.k8s.io`.
     pub group: String,
