@@ -3,7 +3,9 @@
 //! against the Gateway CRD and its CEL rules), whose routes it accepts, how many proxies
 //! tenants can have created, and, against the in-memory API server, that managed ones are
 //! created when missing and deleted when unused while Gateways modelgate did not create are
-//! never touched, and that a model that may not have its Gateway created is refused alone.
+//! never touched, that a model that may not have its Gateway created is refused alone, that
+//! a Gateway that cannot be applied holds back its own models only, and that a model kept
+//! on its last good configuration keeps its Gateway.
 
 mod common;
 
@@ -476,6 +478,74 @@ async fn a_model_whose_gateway_is_past_the_bound_is_refused_alone_until_the_gate
     let writes = api.take_writes();
     assert!(
         !writes.iter().any(|w| w.contains("evil-gateway")),
+        "{writes:?}"
+    );
+}
+
+/// A Gateway that cannot be written fails on its own: its models are told and wait for its
+/// retry, the extension and the other models' Gateways and routes go on.
+#[tokio::test]
+async fn a_gateway_that_cannot_be_applied_holds_back_its_models_alone() {
+    let api = FakeApi::default();
+    let ctx = context(&api, open_settings(1));
+    let all = [
+        on("bank", "fraud", "istio-system/seldon-gateway"),
+        on("risk", "score", "istio-system/risk-gateway"),
+    ];
+    api.inject(
+        http::Method::PATCH,
+        "gateways/risk-gateway",
+        common::fake_api::Fault::Status(500),
+    );
+    let outcome = reconcile_global(&ctx, &all).await.unwrap();
+    assert!(!outcome.settled());
+    for s in &all {
+        reconcile_model(&ctx, s).await.unwrap();
+    }
+    assert!(
+        api.get("wasmplugins", "istio-system", "modelgate")
+            .is_some()
+    );
+    assert!(
+        api.get(GATEWAYS, "istio-system", "seldon-gateway")
+            .is_some()
+    );
+    assert!(api.get("httproutes", "bank", "fraud").is_some());
+    assert!(api.get(GATEWAYS, "istio-system", "risk-gateway").is_none());
+    let verdicts = ctx.verdicts.lock().unwrap().clone();
+    assert!(
+        verdicts["risk/score"]
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("retried")),
+        "{:?}",
+        verdicts["risk/score"]
+    );
+    assert!(verdicts["bank/fraud"].warnings.is_empty());
+}
+
+/// A model whose annotations stop parsing keeps its last good configuration, its route
+/// included: the managed Gateway that route is on stays.
+#[tokio::test]
+async fn a_model_kept_on_its_last_good_configuration_keeps_its_managed_gateway() {
+    let api = FakeApi::default();
+    let ctx = context(&api, open_settings(1));
+    let good = on("risk", "score", "istio-system/risk-gateway").with_uid("u2");
+    reconcile_all(&ctx, std::slice::from_ref(&good)).await;
+    assert!(api.get(GATEWAYS, "istio-system", "risk-gateway").is_some());
+    api.take_writes();
+
+    let broken = good.annotate(
+        modelgate_controller::annotations::ISTIO_GATEWAY,
+        "not a gateway/at all/x",
+    );
+    reconcile_all(&ctx, std::slice::from_ref(&broken)).await;
+    assert!(!errors_of(&ctx, "risk/score").is_empty());
+    assert!(api.get(GATEWAYS, "istio-system", "risk-gateway").is_some());
+    assert!(api.get("httproutes", "risk", "score").is_some());
+    let writes = api.take_writes();
+    assert!(
+        !writes.iter().any(|w| w.contains("risk-gateway")),
         "{writes:?}"
     );
 }
