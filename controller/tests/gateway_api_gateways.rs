@@ -549,3 +549,43 @@ async fn a_model_kept_on_its_last_good_configuration_keeps_its_managed_gateway()
         "{writes:?}"
     );
 }
+
+/// Generation orders the Gateways still to create by their oldest model, but a Gateway the
+/// controller created keeps its place while models name it: a tenant's old model that
+/// comes to name a new Gateway cannot take a newer tenant's Gateway (and its proxy) away.
+#[tokio::test]
+async fn an_older_model_moving_to_a_new_gateway_never_takes_a_created_one_away() {
+    let api = FakeApi::default();
+    let ctx = context(&api, open_settings(1));
+    let old = on("evil", "grab", "istio-system/seldon-gateway").created(1);
+    let young = on("risk", "score", "istio-system/risk-gateway").created(10);
+    reconcile_all(&ctx, &[old.clone(), young.clone()]).await;
+    assert!(api.get(GATEWAYS, "istio-system", "risk-gateway").is_some());
+    api.take_writes();
+
+    let moved = old.gateway("istio-system/evil-gateway");
+    let all = [moved, young];
+    // Render alone would pick evil-gateway, the older model's.
+    let rendered = run(&all, &open_settings(1));
+    assert!(gateways(&rendered).contains_key("istio-system/evil-gateway"));
+
+    reconcile_all(&ctx, &all).await;
+    let writes = api.take_writes();
+    assert!(
+        !writes.iter().any(|w| w.contains("risk-gateway")),
+        "{writes:?}"
+    );
+    assert!(api.get(GATEWAYS, "istio-system", "evil-gateway").is_none());
+    assert!(errors_of(&ctx, "risk/score").is_empty());
+    assert!(!errors_of(&ctx, "evil/grab").is_empty());
+    // The default no model uses any more is gone; risk's stays.
+    assert_eq!(
+        api.objects(GATEWAYS).into_keys().collect::<Vec<_>>(),
+        ["istio-system/risk-gateway"]
+    );
+
+    // The platform lowers the bound to 0: only the default may remain, so risk's goes.
+    let ctx = context(&api, open_settings(0));
+    reconcile_global(&ctx, &all).await.unwrap();
+    assert!(api.objects(GATEWAYS).is_empty());
+}

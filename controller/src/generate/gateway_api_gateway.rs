@@ -141,11 +141,12 @@ pub fn render_gateway_api_gateway(
     }
 }
 
-/// The Gateway API Gateways to create when missing, ordered by name: the default Gateway
-/// when a model uses it, then those models of namespaces tenancy allows name in
+/// The Gateway API Gateways to create when missing, in order: the default Gateway when a
+/// model uses it, then those models of namespaces tenancy allows name in
 /// `gatewayNamespace`, in the order of their oldest model (then by name), up to
 /// `gatewayApi.maxCreatedGateways`. The models on a Gateway past the bound get a warning:
-/// they are served only if it exists.
+/// they are served only if it exists. (The running controller also keeps the managed ones
+/// it created while models name them: [`claimed_gateway_api_gateways`].)
 pub fn managed_gateway_api_gateways(
     models: &mut [GeneratedModel],
     sdeps: &[SeldonDeployment],
@@ -155,40 +156,26 @@ pub fn managed_gateway_api_gateways(
         .iter()
         .map(|s| (s.model_id(), s.metadata.creation_timestamp.clone()))
         .collect();
-    // Per Gateway name: the namespaces of its models, its models, and its oldest claim
-    // (models without a creation time, read from files, after the others, by id).
-    type Claim = (bool, Option<k8s_openapi::jiff::Timestamp>, String);
-    let mut users: BTreeMap<String, (BTreeSet<String>, Vec<usize>, Claim)> = BTreeMap::new();
-    for (i, model) in models.iter().enumerate() {
-        let Some(gateway @ GatewayRef::Named { namespace, name }) = &model.gateway else {
-            continue;
-        };
-        if *namespace != settings.gateway_namespace
-            || !tenancy::may_create_gateway(settings, &model.namespace, gateway)
-        {
-            continue;
-        }
-        let at = created.get(&model.id).cloned().flatten().map(|t| t.0);
-        let claim = (at.is_none(), at, model.id.clone());
-        let entry = users
-            .entry(name.clone())
-            .or_insert_with(|| (BTreeSet::new(), Vec::new(), claim.clone()));
-        entry.0.insert(model.namespace.clone());
-        entry.1.push(i);
-        entry.2 = entry.2.clone().min(claim);
-    }
-    let default = match annotations::parse_gateway(&settings.default_gateway, "") {
-        Ok(GatewayRef::Named { namespace, name }) if namespace == settings.gateway_namespace => {
-            Some(name)
-        }
-        _ => None,
+    let users = users(models, settings);
+    // Each Gateway's oldest claim: models without a creation time (read from files) after
+    // the others, by id.
+    let oldest = |name: &str| {
+        users[name]
+            .1
+            .iter()
+            .map(|&i| {
+                let at = created.get(&models[i].id).cloned().flatten().map(|t| t.0);
+                (at.is_none(), at, models[i].id.clone())
+            })
+            .min()
     };
+    let default = default_name(settings);
     let mut others: Vec<&str> = users
         .keys()
         .map(String::as_str)
         .filter(|name| Some(*name) != default.as_deref())
         .collect();
-    others.sort_by_key(|name| (users[*name].2.clone(), *name));
+    others.sort_by_cached_key(|name| (oldest(name), *name));
     let max = settings.gateway_api.max_created_gateways;
     let beyond = others.split_off(others.len().min(max));
     let why = if max == 0 {
@@ -211,12 +198,69 @@ pub fn managed_gateway_api_gateways(
             });
         }
     }
-    let mut kept: Vec<&str> = others;
-    kept.extend(default.as_deref().filter(|d| users.contains_key(*d)));
-    kept.sort();
+    let kept = default
+        .as_deref()
+        .filter(|d| users.contains_key(*d))
+        .into_iter()
+        .chain(others);
     kept.into_iter()
         .map(|name| {
             render_gateway_api_gateway(&settings.gateway_namespace, name, &users[name].0, settings)
         })
         .collect()
+}
+
+/// Every Gateway in `gatewayNamespace` models name that tenancy lets them claim, as the
+/// controller would create it, bound or not: the running controller keeps a managed one it
+/// already created as long as models name it ([`managed_gateway_api_gateways`] orders only
+/// the Gateways still to create).
+pub fn claimed_gateway_api_gateways(
+    models: &[GeneratedModel],
+    settings: &Settings,
+) -> BTreeMap<String, Gateway> {
+    users(models, settings)
+        .into_iter()
+        .map(|(name, (namespaces, _))| {
+            let gateway = render_gateway_api_gateway(
+                &settings.gateway_namespace,
+                &name,
+                &namespaces,
+                settings,
+            );
+            (name, gateway)
+        })
+        .collect()
+}
+
+/// The name of `defaultGateway` when it is in `gatewayNamespace`.
+pub fn default_name(settings: &Settings) -> Option<String> {
+    match annotations::parse_gateway(&settings.default_gateway, "") {
+        Ok(GatewayRef::Named { namespace, name }) if namespace == settings.gateway_namespace => {
+            Some(name)
+        }
+        _ => None,
+    }
+}
+
+/// Per Gateway name in `gatewayNamespace`: the namespaces of the models on it that tenancy
+/// lets claim it, and those models (by index).
+fn users(
+    models: &[GeneratedModel],
+    settings: &Settings,
+) -> BTreeMap<String, (BTreeSet<String>, Vec<usize>)> {
+    let mut users: BTreeMap<String, (BTreeSet<String>, Vec<usize>)> = BTreeMap::new();
+    for (i, model) in models.iter().enumerate() {
+        let Some(gateway @ GatewayRef::Named { namespace, name }) = &model.gateway else {
+            continue;
+        };
+        if *namespace != settings.gateway_namespace
+            || !tenancy::may_create_gateway(settings, &model.namespace, gateway)
+        {
+            continue;
+        }
+        let entry = users.entry(name.clone()).or_default();
+        entry.0.insert(model.namespace.clone());
+        entry.1.push(i);
+    }
+    users
 }

@@ -146,8 +146,8 @@ pub struct Generated {
     /// Gateways to create when missing, ordered by namespace and name: those a model
     /// names that the controller may create for it ([`tenancy::may_create_gateway`]).
     pub gateways: Vec<Gateway>,
-    /// Gateway API Gateways to create when missing (`routing: gateway-api`), ordered by
-    /// name ([`gateway_api_gateway::managed_gateway_api_gateways`]).
+    /// Gateway API Gateways to create when missing (`routing: gateway-api`), the default
+    /// first, then by their oldest model ([`gateway_api_gateway::managed_gateway_api_gateways`]).
     pub gateway_api_gateways: Vec<crate::gateway_api::Gateway>,
     /// Every model's filter entry, by `<namespace>/<name>`, as in `filter_config`.
     pub entries: BTreeMap<String, ModelEntry>,

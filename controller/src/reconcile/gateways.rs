@@ -15,9 +15,10 @@ use super::apply::{apply, call, delete, differs, error, is_managed};
 use super::context::{Context, lock};
 use crate::annotations::GatewayRef;
 use crate::gateway_api;
+use crate::generate::gateway_api_gateway::{claimed_gateway_api_gateways, default_name};
 use crate::generate::{Generated, MANAGED_BY};
 use crate::istio::Gateway;
-use crate::settings::RoutingApi;
+use crate::settings::{RoutingApi, Settings};
 
 /// What the shared objects' pass found out about a Gateway models name.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,7 +65,10 @@ pub(super) async fn reconcile_gateways(
         states = reconcile_gateway_api_gateways(ctx, generated, named, outcome).await;
         BTreeSet::new()
     } else {
-        remove_unused_gateway_api_gateways(ctx, &BTreeSet::new(), outcome).await;
+        // Switched back to istio: the managed Gateway API Gateways go.
+        if let Some(live) = list_managed_gateway_api_gateways(ctx, outcome).await {
+            delete_gateway_api_gateways(ctx, live.into_iter(), outcome).await;
+        }
         named
     };
     for gateway in named {
@@ -145,9 +149,9 @@ fn settle(
 }
 
 /// With `routing: gateway-api`: the Gateways models name, each read on its own; the managed
-/// ones generation allows created when missing (a Gateway someone else made is never
-/// modified), and those no model needs any more deleted. The extension reaches a Gateway
-/// by name (`targetRefs`): one it is not attached to is unguarded.
+/// ones created when missing (a Gateway someone else made is never modified), and those no
+/// model needs any more deleted. The extension reaches a Gateway by name (`targetRefs`):
+/// one it is not attached to is unguarded.
 async fn reconcile_gateway_api_gateways(
     ctx: &Context,
     generated: &Generated,
@@ -155,11 +159,14 @@ async fn reconcile_gateway_api_gateways(
     outcome: &mut SharedOutcome,
 ) -> BTreeMap<GatewayRef, GatewayState> {
     let targets = crate::generate::extension_targets(&generated.models, &ctx.settings);
-    let creatable: BTreeMap<String, &gateway_api::Gateway> = generated
-        .gateway_api_gateways
-        .iter()
-        .map(|g| (g.name_any(), g))
-        .collect();
+    let live = list_managed_gateway_api_gateways(ctx, outcome).await;
+    let claimed = claimed_gateway_api_gateways(&generated.models, &ctx.settings);
+    let wanted = wanted_gateway_api_gateways(
+        generated,
+        &claimed,
+        live.as_ref().unwrap_or(&BTreeSet::new()),
+        &ctx.settings,
+    );
     let mut states = BTreeMap::new();
     for gateway in named {
         let name = match &gateway {
@@ -180,20 +187,67 @@ async fn reconcile_gateway_api_gateways(
                 GatewayState::Failed(why)
             }
             None => {
-                let desired = creatable.get(&name).copied();
+                let desired = wanted.get(&name).copied();
                 let result = check_gateway_api_gateway(ctx, &name, desired, outcome).await;
                 settle(ctx, key, result, outcome)
             }
         };
         states.insert(gateway, state);
     }
-    let wanted: BTreeSet<String> = creatable.into_keys().collect();
-    remove_unused_gateway_api_gateways(ctx, &wanted, outcome).await;
+    if let Some(live) = live {
+        let unused = live.into_iter().filter(|name| !wanted.contains_key(name));
+        delete_gateway_api_gateways(ctx, unused, outcome).await;
+    }
     states
 }
 
+/// The managed Gateway API Gateways to keep or create. One the controller created keeps its
+/// place while models name it, so a model that comes to name another Gateway, however old,
+/// never takes a Gateway away from the models on it; the Gateways generation orders (the
+/// default, then by their oldest model) fill what the bound leaves. With a lowered bound,
+/// the managed ones generation still orders within it are kept first.
+fn wanted_gateway_api_gateways<'a>(
+    generated: &'a Generated,
+    claimed: &'a BTreeMap<String, gateway_api::Gateway>,
+    live: &BTreeSet<String>,
+    settings: &Settings,
+) -> BTreeMap<String, &'a gateway_api::Gateway> {
+    let default = default_name(settings);
+    let ordered: Vec<&str> = generated
+        .gateway_api_gateways
+        .iter()
+        .map(|g| g.metadata.name.as_deref().unwrap_or_default())
+        .collect();
+    let kept_live = ordered
+        .iter()
+        .copied()
+        .filter(|name| live.contains(*name))
+        .chain(
+            claimed
+                .keys()
+                .map(String::as_str)
+                .filter(|name| live.contains(*name) && !ordered.contains(name)),
+        );
+    let new = ordered.iter().copied().filter(|name| !live.contains(*name));
+    let mut wanted = BTreeMap::new();
+    let mut others = 0;
+    for name in kept_live.chain(new) {
+        let Some(gateway) = claimed.get(name) else {
+            continue;
+        };
+        if Some(name) != default.as_deref() {
+            if others == settings.gateway_api.max_created_gateways {
+                continue;
+            }
+            others += 1;
+        }
+        wanted.insert(name.to_string(), gateway);
+    }
+    wanted
+}
+
 /// One Gateway API Gateway in `gatewayNamespace`: created, or kept as generated when
-/// managed, when generation allows it; otherwise only read.
+/// managed, when it is wanted; otherwise only read.
 async fn check_gateway_api_gateway(
     ctx: &Context,
     name: &str,
@@ -221,31 +275,37 @@ async fn check_gateway_api_gateway(
     Ok(GatewayState::Guarded)
 }
 
-/// Deletes the managed Gateway API Gateways in `gatewayNamespace` not in `wanted` (all of
-/// them with `routing: istio`). Where Gateway API is not installed there are none.
-async fn remove_unused_gateway_api_gateways(
+/// The names of the managed Gateway API Gateways in `gatewayNamespace`; none where Gateway
+/// API is not installed, and `None` (nothing known, so nothing deleted) when the list fails.
+async fn list_managed_gateway_api_gateways(
     ctx: &Context,
-    wanted: &BTreeSet<String>,
     outcome: &mut SharedOutcome,
-) {
+) -> Option<BTreeSet<String>> {
     let namespace = &ctx.settings.gateway_namespace;
     let api: Api<gateway_api::Gateway> = Api::namespaced(ctx.client.clone(), namespace);
     let managed = ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
-    let listed = match call(ctx, api.list(&managed)).await {
-        Ok(listed) => listed,
-        Err(kube::Error::Api(s)) if s.code == 404 => return,
+    match call(ctx, api.list(&managed)).await {
+        Ok(listed) => Some(listed.into_iter().map(|g| g.name_any()).collect()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Some(BTreeSet::new()),
         Err(e) => {
             outcome
                 .failed
                 .push(error::<gateway_api::Gateway>("list", namespace, "*", e));
-            return;
+            None
         }
-    };
-    for gateway in listed {
-        let name = gateway.name_any();
-        if !wanted.contains(&name)
-            && let Err(e) =
-                delete::<gateway_api::Gateway>(ctx, namespace, &name, &mut outcome.writes).await
+    }
+}
+
+/// Deletes managed Gateway API Gateways in `gatewayNamespace`, each on its own.
+async fn delete_gateway_api_gateways(
+    ctx: &Context,
+    names: impl Iterator<Item = String>,
+    outcome: &mut SharedOutcome,
+) {
+    let namespace = &ctx.settings.gateway_namespace;
+    for name in names {
+        if let Err(e) =
+            delete::<gateway_api::Gateway>(ctx, namespace, &name, &mut outcome.writes).await
         {
             outcome.failed.push(e);
         }
