@@ -330,6 +330,28 @@ pub const TABLE: &[Permission] = &[
         why: "reconcile_gateways: the managed Gateways, listed by label in every namespace",
     },
     Permission {
+        group: "gateway.networking.k8s.io",
+        resource: "gateways",
+        verbs: &[Get, List, Delete],
+        scope: Scope::GatewayNamespace,
+        names: Names::Any,
+        only_with: None,
+        why: "reconcile_gateways: with routing gateway-api, check_gateway_api_gateway reads each \
+              Gateway models name (those modelgate did not create are never modified); \
+              remove_unused_gateway_api_gateways lists the managed ones by label and deletes \
+              those no model needs (all of them after a switch back to routing istio)",
+    },
+    Permission {
+        group: "gateway.networking.k8s.io",
+        resource: "gateways",
+        verbs: &[Create, Patch],
+        scope: Scope::GatewayNamespace,
+        names: Names::Any,
+        only_with: Some(Condition::GatewayApiRouting),
+        why: "reconcile_gateways: check_gateway_api_gateway applies a managed Gateway that is \
+              missing or differs (the default, and at most gatewayApi.maxCreatedGateways others)",
+    },
+    Permission {
         group: "security.istio.io",
         resource: "authorizationpolicies",
         verbs: &[Get, Delete],
@@ -566,6 +588,7 @@ mod tests {
             resource::<TrafficExtension>(),
             resource::<AuthorizationPolicy>(),
             resource::<crate::gateway_api::HTTPRoute>(),
+            resource::<crate::gateway_api::Gateway>(),
             resource::<k8s_openapi::api::coordination::v1::Lease>(),
             resource::<k8s_openapi::api::events::v1::Event>(),
             resource::<
@@ -623,6 +646,51 @@ mod tests {
         for r in [create, delete, watch] {
             assert!(gateway_api.allows(&r), "{r}");
         }
+    }
+
+    #[test]
+    fn gateway_api_gateways_are_written_only_in_the_gateway_namespace_with_gateway_api_routing() {
+        let run = RunSettings::default();
+        let in_namespace = |verb, namespace| {
+            request(
+                verb,
+                "gateway.networking.k8s.io",
+                "gateways",
+                Some(namespace),
+                (!matches!(verb, Create | List)).then_some("seldon-gateway"),
+            )
+        };
+        let istio = Permissions::resolve(&Settings::default(), &run);
+        let gateway_api = Permissions::resolve(
+            &Settings {
+                routing: RoutingApi::GatewayApi,
+                ..Settings::default()
+            },
+            &run,
+        );
+        // Read, listed and deleted in both modes: switching back to istio cleans up.
+        for verb in [Get, List, Delete] {
+            assert!(istio.allows(&in_namespace(verb, "istio-system")), "{verb}");
+            assert!(
+                gateway_api.allows(&in_namespace(verb, "istio-system")),
+                "{verb}"
+            );
+        }
+        for verb in [Create, Patch] {
+            assert!(!istio.allows(&in_namespace(verb, "istio-system")), "{verb}");
+            assert!(
+                gateway_api.allows(&in_namespace(verb, "istio-system")),
+                "{verb}"
+            );
+        }
+        // Nowhere else, and not across namespaces.
+        for verb in [Get, List, Create, Patch, Delete] {
+            assert!(!gateway_api.allows(&in_namespace(verb, "team-a")), "{verb}");
+        }
+        assert!(!gateway_api.allows(&ApiRequest {
+            namespace: None,
+            ..in_namespace(List, "istio-system")
+        }));
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod destination_rule;
 mod extension;
 pub mod filter_config;
 mod gateway;
+pub mod gateway_api_gateway;
 pub mod http_route;
 pub mod tenancy;
 mod traffic_extension;
@@ -145,6 +146,9 @@ pub struct Generated {
     /// Gateways to create when missing, ordered by namespace and name: those a model
     /// names that the controller may create for it ([`tenancy::may_create_gateway`]).
     pub gateways: Vec<Gateway>,
+    /// Gateway API Gateways to create when missing (`routing: gateway-api`), the default
+    /// first, then by their oldest model ([`gateway_api_gateway::managed_gateway_api_gateways`]).
+    pub gateway_api_gateways: Vec<crate::gateway_api::Gateway>,
     /// Every model's filter entry, by `<namespace>/<name>`, as in `filter_config`.
     pub entries: BTreeMap<String, ModelEntry>,
     /// The filter configuration.
@@ -172,7 +176,7 @@ impl Generated {
         self.models.iter().flat_map(|m| &m.warnings)
     }
 
-    /// Every object in apply order, as JSON: Gateways, then each model's VirtualService
+    /// Every object in apply order, as JSON: Gateways (Istio's, then Gateway API's), then each model's VirtualService
     /// (or HTTPRoute), DestinationRules and AuthorizationPolicy, then the extension (WasmPlugin or
     /// TrafficExtension).
     pub fn objects(&self) -> Vec<serde_json::Value> {
@@ -180,6 +184,7 @@ impl Generated {
         for gateway in &self.gateways {
             out.push(to_json(gateway));
         }
+        out.extend(self.gateway_api_gateways.iter().map(to_json));
         for model in &self.models {
             if let Ok(Some(objects)) = &model.objects {
                 out.push(objects.routes.to_json());
@@ -287,7 +292,7 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
                 let entry = ModelEntry::new(sdep, &options);
                 entries.insert(id.clone(), entry.clone());
                 if gateway_api {
-                    // Gateway API Gateways are the platform's: never created here.
+                    // Gateway API Gateways: see `managed_gateway_api_gateways` below.
                 } else if tenancy::may_create_gateway(inputs.settings, namespace, &options.gateway)
                 {
                     gateways_used.insert(options.gateway.clone());
@@ -411,12 +416,18 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
             model.known_good = None;
         }
     }
+    let gateway_api_gateways = if gateway_api {
+        gateway_api_gateway::managed_gateway_api_gateways(&mut models, sdeps, inputs.settings)
+    } else {
+        Vec::new()
+    };
     let targets = extension_targets(&models, inputs.settings);
     let (extension, document) =
         render_extension_with_document(&filter_config, inputs.settings, inputs.wasm, &targets);
     Generated {
         models,
         gateways,
+        gateway_api_gateways,
         entries,
         filter_config,
         extension,
