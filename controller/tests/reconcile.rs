@@ -454,3 +454,77 @@ async fn by_reference_the_wasm_plugin_names_a_document_published_first_and_stays
     reconcile_all(&ctx, &all).await;
     assert_eq!(api.take_writes(), Vec::<String>::new());
 }
+
+/// Lists every stored object of `plural` into the cache `live`, as a watch's first list does.
+fn list_into<K>(api: &FakeApi, plural: &str, live: &modelgate_controller::reconcile::live::LiveKind)
+where
+    K: kube::Resource + serde::Serialize + serde::de::DeserializeOwned,
+{
+    use kube::runtime::watcher::Event;
+    live.observe(&Event::<K>::Init);
+    for name in api.names(plural) {
+        let (namespace, name) = name.split_once('/').unwrap();
+        let object: K = serde_json::from_value(api.get(plural, namespace, name).unwrap()).unwrap();
+        live.observe(&Event::InitApply(object));
+    }
+    live.observe(&Event::<K>::InitDone);
+}
+
+#[tokio::test]
+async fn with_the_watches_listed_a_reconcile_reads_none_of_its_objects_and_writes_what_differs() {
+    use modelgate_controller::istio::{DestinationRule, VirtualService};
+    let api = FakeApi::default();
+    let ctx = context(&api);
+    let both = model("iris", "seldon-gateway")
+        .with_uid("u1")
+        .predictor("main", 75)
+        .predictor("canary", 25);
+    reconcile_all(&ctx, std::slice::from_ref(&both)).await;
+    list_into::<VirtualService>(&api, "virtualservices", &ctx.live.virtual_services);
+    list_into::<DestinationRule>(&api, "destinationrules", &ctx.live.destination_rules);
+    api.take_writes();
+    api.take_requests();
+
+    // Nothing changed: no request at all about the model's objects, and no write.
+    reconcile_model(&ctx, &both).await.unwrap();
+    let requests = api.take_requests();
+    assert!(
+        !requests.iter().any(|r| r.contains("virtualservices")
+            || r.contains("destinationrules")
+            || r.contains("httproutes")
+            || r.contains("authorizationpolicies")),
+        "{requests:?}"
+    );
+    assert!(api.take_writes().is_empty());
+
+    // Someone edits the VirtualService; the watch reports it; the next reconcile puts it back.
+    let mut edited = api.get("virtualservices", "models", "iris").unwrap();
+    edited["spec"]["hosts"] = json!(["elsewhere.example"]);
+    api.insert("virtualservices", edited.clone());
+    ctx.live
+        .virtual_services
+        .observe(&kube::runtime::watcher::Event::Apply(
+            serde_json::from_value::<VirtualService>(edited).unwrap(),
+        ));
+    reconcile_model(&ctx, &both).await.unwrap();
+    let writes = api.take_writes();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert!(writes[0].starts_with("PATCH virtualservices models/iris"));
+    // Its own write is in the cache at once: the reconcile after it writes nothing.
+    reconcile_model(&ctx, &both).await.unwrap();
+    assert!(api.take_writes().is_empty());
+
+    // A predictor removed: its DestinationRule is found in the cache and deleted.
+    let main_only = model("iris", "seldon-gateway")
+        .with_uid("u1")
+        .predictor("main", 100);
+    reconcile_all(&ctx, std::slice::from_ref(&main_only)).await;
+    let requests = api.take_requests();
+    assert!(
+        !requests
+            .iter()
+            .any(|r| r.starts_with("GET") && r.contains("destinationrules")),
+        "{requests:?}"
+    );
+    assert_eq!(api.names("destinationrules"), ["models/iris-main"]);
+}

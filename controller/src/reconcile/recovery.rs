@@ -139,6 +139,8 @@ pub(super) async fn recover_last_good(
                 lock(&ctx.last_good)
                     .entry(model.id.clone())
                     .or_insert(KnownGood { entry, gateway });
+                ctx.recovered
+                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                 found = true;
             }
         }

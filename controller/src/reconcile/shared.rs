@@ -55,6 +55,7 @@ pub async fn reconcile_global(
 ) -> Result<SharedOutcome, ReconcileError> {
     let present: BTreeSet<String> = sdeps.iter().map(SeldonDeployment::model_id).collect();
     lock(&ctx.last_good).retain(|id, _| present.contains(id));
+    lock(&ctx.swept).retain(|id| present.contains(id));
     let generated = ctx.generate_shared(sdeps);
     for model in &generated.models {
         if let Some(good) = &model.known_good {
