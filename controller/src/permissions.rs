@@ -99,6 +99,9 @@ pub enum Condition {
     WritesTrafficExtension,
     /// `routing` is `gateway-api`: an HTTPRoute per SeldonDeployment.
     GatewayApiRouting,
+    /// `configByReference` is `auto` or `always`: referenced configurations stored in
+    /// ConfigMaps of the controller's namespace.
+    ConfigByReference,
 }
 
 impl Condition {
@@ -110,6 +113,9 @@ impl Condition {
                 settings.extension_kind.may_write_traffic_extension()
             }
             Condition::GatewayApiRouting => settings.routing == RoutingApi::GatewayApi,
+            Condition::ConfigByReference => {
+                settings.config_by_reference != crate::settings::ConfigByReference::Never
+            }
         }
     }
 }
@@ -162,6 +168,15 @@ pub const TABLE: &[Permission] = &[
         names: Names::Lease,
         only_with: None,
         why: "run::run, leader election (kube-lease-manager): the Lease is read and renewed",
+    },
+    Permission {
+        group: "",
+        resource: "configmaps",
+        verbs: &[Get, List, Create, Patch, Delete],
+        scope: Scope::LeaseNamespace,
+        names: Names::Any,
+        only_with: Some(Condition::ConfigByReference),
+        why: "config_documents: each referenced configuration is stored (server-side apply) before the extension object names it, read by any replica asked for it and by a new leader, and deleted once older than the 3 kept (listed by label)",
     },
     Permission {
         group: "events.k8s.io",
@@ -590,6 +605,7 @@ mod tests {
             resource::<crate::gateway_api::HTTPRoute>(),
             resource::<crate::gateway_api::Gateway>(),
             resource::<k8s_openapi::api::coordination::v1::Lease>(),
+            resource::<k8s_openapi::api::core::v1::ConfigMap>(),
             resource::<k8s_openapi::api::events::v1::Event>(),
             resource::<
                 k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,

@@ -169,8 +169,8 @@ def test_default_values_are_the_controllers_defaults():
     assert config["authorizationPolicy"] is False
     # The key channel is opt-in: its Istio cluster name is to be checked on the mesh first.
     assert config["keyChannel"] is False
-    # So is configuration by reference: only the leader holds the documents it names.
-    assert (config["configByReference"], config["configByReferenceBytes"], config["referencedConfigMaxBytes"]) == ("never", 262144, 16777216)
+    # Configuration by reference is on over 256 KiB: every replica serves the documents (stored in ConfigMaps).
+    assert (config["configByReference"], config["configByReferenceBytes"], config["referencedConfigMaxBytes"]) == ("auto", 262144, 16777216)
     assert config["run"]["namespaces"] == []
     assert (config["run"]["jwksRefresh"], config["run"]["jwksRetry"], config["run"]["jwksTimeout"]) == ("20m", "30s", "10s")
     assert config["run"]["concurrency"] == 16
