@@ -6,7 +6,7 @@
 //! runs on those kinds anyway feed this cache first.
 //!
 //! Per object it keeps a [`Digest`], not the object: a hash of its spec, its labels and
-//! its owners' uids, which is all [`super::apply::differs`] compares. At 100,000 models
+//! its owners' uids, which is all `apply::differs` compares. At 100,000 models
 //! (a VirtualService and a DestinationRule or two each) that is tens of megabytes where
 //! the objects themselves would be hundreds.
 //!
@@ -28,7 +28,7 @@ use serde::Serialize;
 use super::context::lock;
 use crate::generate::MODEL_LABEL;
 
-/// What [`super::apply::differs`] compares of an object, and what finding a model's
+/// What `apply::differs` compares of an object, and what finding a model's
 /// objects needs: its spec's hash, its labels, its owners' uids.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Digest {
