@@ -643,3 +643,26 @@ async fn stored_references_older_than_the_kept_ones_are_deleted() {
     expected.sort();
     assert_eq!(api.names("configmaps"), expected);
 }
+
+#[tokio::test]
+async fn the_shared_pass_names_the_models_it_admits_once() {
+    let api = FakeApi::default();
+    let ctx = context(&api);
+    let first = model("iris", "seldon-gateway").predictor("main", 100);
+    let outcome = reconcile_global(&ctx, std::slice::from_ref(&first))
+        .await
+        .unwrap();
+    assert_eq!(outcome.admitted, ["models/iris"]);
+    // Nothing changed: nobody to wake.
+    let outcome = reconcile_global(&ctx, std::slice::from_ref(&first))
+        .await
+        .unwrap();
+    assert!(outcome.admitted.is_empty() && outcome.changed.is_empty());
+    // A new model, and a changed one, are admitted as they are now.
+    let changed = model("iris", "seldon-gateway")
+        .predictor("main", 50)
+        .predictor("canary", 50);
+    let second = model("wine", "seldon-gateway").predictor("main", 100);
+    let outcome = reconcile_global(&ctx, &[changed, second]).await.unwrap();
+    assert_eq!(outcome.admitted, ["models/iris", "models/wine"]);
+}

@@ -34,6 +34,9 @@ pub struct SharedOutcome {
     pub held: bool,
     /// Models whose verdict changed while they did not: reconcile them again.
     pub changed: Vec<String>,
+    /// Models that have their first verdict as they are now (new or changed models,
+    /// waiting for an extension object that knows them): reconcile them now.
+    pub admitted: Vec<String>,
 }
 
 impl SharedOutcome {

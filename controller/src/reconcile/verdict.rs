@@ -103,11 +103,16 @@ pub(super) fn record_verdicts(
     }
     let mut recorded = lock(&ctx.verdicts);
     for (id, verdict) in &verdicts {
-        if let Some(before) = recorded.get(id)
-            && before.shape == verdict.shape
-            && (before.errors != verdict.errors || before.warnings != verdict.warnings)
-        {
-            outcome.changed.push(id.clone());
+        match recorded.get(id) {
+            Some(before)
+                if before.shape == verdict.shape
+                    && (before.errors != verdict.errors || before.warnings != verdict.warnings) =>
+            {
+                outcome.changed.push(id.clone());
+            }
+            Some(before) if before.shape == verdict.shape => {}
+            // No verdict for the model as it is now: it has been waiting for this one.
+            _ => outcome.admitted.push(id.clone()),
         }
     }
     *recorded = verdicts;

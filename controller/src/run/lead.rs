@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use kube::api::Api;
 use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use tokio::sync::{Notify, watch};
 
@@ -81,9 +82,10 @@ pub(super) async fn lead(
         ));
     }
     // Models whose verdict from the shared objects' loop changed while they did not (a
-    // Gateway went missing, a host claim was decided): rare, so all are reconciled again.
-    let (again_tx, again_rx) = futures::channel::mpsc::unbounded::<()>();
-    controller = controller.reconcile_all_on(again_rx);
+    // Gateway went missing, a host claim was decided), and models an applied extension
+    // object now knows (their routes waited for it): each reconciled again at once.
+    let (again_tx, again_rx) = futures::channel::mpsc::unbounded::<ObjectRef<SeldonDeployment>>();
+    controller = controller.reconcile_on(again_rx);
     let store = controller.store();
     // Also fired by the key channel's fetches (`/keys`) that bring new keys.
     let wake = server.keys_changed.clone();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::{Notify, watch};
 
 use super::lead::Watched;
@@ -16,14 +16,14 @@ use crate::wasm_server::ServerState;
 
 /// Reconciles the shared objects whenever `wake` fires, and every 5 s (backing off while
 /// the pass fails), until `done`. Readiness waits for the SeldonDeployment cache; models
-/// whose verdict changed are reconciled again through `again`.
+/// whose verdict changed, and those it admits, are reconciled again through `again`.
 pub(super) async fn shared_objects_loop(
     ctx: Arc<Context>,
     store: Store<SeldonDeployment>,
     watched: Watched,
     wake: Arc<Notify>,
     server: ServerState,
-    again: futures::channel::mpsc::UnboundedSender<()>,
+    again: futures::channel::mpsc::UnboundedSender<ObjectRef<SeldonDeployment>>,
     mut done: watch::Receiver<bool>,
 ) {
     // kube-runtime's readiness signal wakes only the task that polled it last (a
@@ -67,8 +67,10 @@ pub(super) async fn shared_objects_loop(
                             ctx.metrics.reconciled(false);
                         }
                     }
-                    if !outcome.changed.is_empty() {
-                        let _ = again.unbounded_send(());
+                    for id in outcome.changed.iter().chain(&outcome.admitted) {
+                        if let Some((namespace, name)) = id.split_once('/') {
+                            let _ = again.unbounded_send(ObjectRef::new(name).within(namespace));
+                        }
                     }
                 }
                 Err(e) => {
