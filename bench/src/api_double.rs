@@ -1146,6 +1146,121 @@ mod tests {
         );
     }
 
+    /// One request over HTTP/1.0 (the connection closes after the answer); a watch is
+    /// read until `until` shows up in what came so far.
+    fn call(api: &ApiDouble, request: &str, until: Option<&str>) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut stream =
+            std::net::TcpStream::connect(api.url().trim_start_matches("http://")).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut text = String::new();
+        let mut buffer = [0u8; 65536];
+        loop {
+            let n = stream.read(&mut buffer).unwrap();
+            text.push_str(&String::from_utf8_lossy(&buffer[..n]));
+            if n == 0 || until.is_some_and(|u| text.contains(u)) {
+                break;
+            }
+        }
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (code, body.to_string())
+    }
+
+    fn get(api: &ApiDouble, path: &str) -> (u16, Value) {
+        let (code, body) = call(api, &format!("GET {path} HTTP/1.0\r\n\r\n"), None);
+        (code, serde_json::from_str(&body).unwrap())
+    }
+
+    #[test]
+    fn over_http_lists_page_gets_find_applies_store_and_watches_stream_what_follows() {
+        let api = ApiDouble::start(1).unwrap();
+        api.put_all(
+            "",
+            "configmaps",
+            (0..5).map(|i| object("a", &format!("m{i}"), json!({"app": "x"}))),
+        );
+        api.serve_discovery("example.io/v1", "things", "Thing", true);
+
+        let (code, page) = get(
+            &api,
+            "/api/v1/namespaces/a/configmaps?labelSelector=app%3Dx&limit=3",
+        );
+        assert_eq!(code, 200);
+        assert_eq!(page["items"].as_array().unwrap().len(), 3);
+        let token = page["metadata"]["continue"].as_str().unwrap().to_string();
+        let (_, rest) = get(
+            &api,
+            &format!(
+                "/api/v1/namespaces/a/configmaps?labelSelector=app%3Dx&limit=3&continue={token}"
+            ),
+        );
+        assert_eq!(rest["items"].as_array().unwrap().len(), 2);
+        assert!(rest["metadata"].get("continue").is_none());
+        let listed_at = page["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_string();
+
+        assert_eq!(get(&api, "/api/v1/namespaces/a/configmaps/m4").0, 200);
+        assert_eq!(get(&api, "/api/v1/namespaces/a/configmaps/none").0, 404);
+        assert_eq!(
+            get(&api, "/apis/example.io/v1").1["resources"][0]["kind"],
+            "Thing"
+        );
+        assert_eq!(get(&api, "/apis/example.io/v2").0, 404);
+
+        // A server-side apply creates, a second identical one changes nothing.
+        let applied = object("a", "new", json!({"app": "x"})).to_string();
+        let apply = format!(
+            "PATCH /api/v1/namespaces/a/configmaps/new?fieldManager=t&force=true HTTP/1.0\r\n\
+             Content-Type: application/apply-patch+yaml\r\nContent-Length: {}\r\n\r\n{applied}",
+            applied.len()
+        );
+        assert_eq!(call(&api, &apply, None).0, 201);
+        let version =
+            api.get("", "configmaps", "a", "new").unwrap()["metadata"]["resourceVersion"].clone();
+        assert_eq!(call(&api, &apply, None).0, 200);
+        assert_eq!(
+            api.get("", "configmaps", "a", "new").unwrap()["metadata"]["resourceVersion"],
+            version
+        );
+
+        // A watch from the list's resourceVersion sees the apply, then a later change.
+        let watch = format!(
+            "GET /api/v1/namespaces/a/configmaps?watch=true&resourceVersion={listed_at}&timeoutSeconds=5 HTTP/1.0\r\n\r\n"
+        );
+        let changer = std::thread::spawn({
+            let shared = api.shared.clone();
+            move || {
+                std::thread::sleep(Duration::from_millis(300));
+                let mut s = shared.lock();
+                let key: ResourceKey = (String::new(), "configmaps".into());
+                let mut changed = (*s.get(&key, &("a".into(), "m0".into())).unwrap()).clone();
+                changed["data"] = json!({"k": "v"});
+                s.store(&key, ("a".into(), "m0".into()), changed, "MODIFIED");
+                let revision = s.revision;
+                drop(s);
+                shared.notify(revision);
+            }
+        });
+        let (code, lines) = call(&api, &watch, Some("\"MODIFIED\""));
+        changer.join().unwrap();
+        assert_eq!(code, 200);
+        let events: Vec<Value> = lines
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(events[0]["type"], "ADDED");
+        assert_eq!(events[0]["object"]["metadata"]["name"], "new");
+        assert_eq!(events[1]["type"], "MODIFIED");
+        assert_eq!(events[1]["object"]["data"]["k"], "v");
+        assert_eq!(api.requests()["watch configmaps"], 1);
+    }
+
     #[test]
     fn query_values_are_percent_decoded() {
         assert_eq!(decode("a%3Db%2Cc%21%3Dd"), "a=b,c!=d");

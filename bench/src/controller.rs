@@ -177,8 +177,13 @@ impl ControllerBench {
     }
 }
 
-/// Runs every case of the plan.
-pub fn run(plan: &Plan, jwks: &str) -> Result<ControllerBench> {
+/// Runs every case of the plan; `done` gets the results so far after each (a long run
+/// stopped halfway keeps what it measured).
+pub fn run(
+    plan: &Plan,
+    jwks: &str,
+    mut done: impl FnMut(&ControllerBench) -> Result<()>,
+) -> Result<ControllerBench> {
     let mut bench = ControllerBench::default();
     for case in &plan.cases {
         eprintln!(
@@ -199,6 +204,7 @@ pub fn run(plan: &Plan, jwks: &str) -> Result<ControllerBench> {
                 .map_or(String::new(), |p| format!(": {p}"))
         );
         bench.runs.push(run);
+        done(&bench)?;
     }
     Ok(bench)
 }

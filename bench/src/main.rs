@@ -296,7 +296,13 @@ fn run_controller(
         work: work.to_path_buf(),
     };
     let tokens = Tokens::mint(0);
-    let bench = controller::run(&plan, &tokens.jwks)?;
+    let bench = controller::run(&plan, &tokens.jwks, |so_far| {
+        fs::write(
+            out.join("controller.json"),
+            serde_json::to_vec_pretty(so_far)?,
+        )?;
+        Ok(())
+    })?;
     let mut markdown = format!(
         "# modelgate benchmark: the running controller ({mode})\n\n- command: `{}`\n- started: {}\n- machine: {} logical CPUs, {}, {} MiB memory\n- load average before: {}; after: {}\n\n",
         std::env::var("MODELGATE_BENCH_COMMAND")
