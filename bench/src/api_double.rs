@@ -106,6 +106,8 @@ struct State {
     discovery: BTreeMap<String, Vec<Value>>,
     /// `<verb> <resource>` -> requests.
     requests: BTreeMap<String, u64>,
+    /// The longest time from a request's arrival to its answer's head, and the request.
+    slowest: (Duration, String),
     next_uid: u64,
 }
 
@@ -347,6 +349,12 @@ impl ApiDouble {
     pub fn requests(&self) -> BTreeMap<String, u64> {
         self.shared.lock().requests.clone()
     }
+
+    /// The slowest answer so far (from the request's arrival to the answer's head; a
+    /// watch's stream not included), and its request (`METHOD path`).
+    pub fn slowest_answer(&self) -> (Duration, String) {
+        self.shared.lock().slowest.clone()
+    }
 }
 
 impl Drop for ApiDouble {
@@ -394,7 +402,17 @@ async fn accept(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(answer(&shared, req).await) }
+                async move {
+                    let arrived = std::time::Instant::now();
+                    let call = format!("{} {}", req.method(), req.uri().path());
+                    let response = answer(&shared, req).await;
+                    let took = arrived.elapsed();
+                    let mut s = shared.lock();
+                    if took > s.slowest.0 {
+                        s.slowest = (took, call);
+                    }
+                    Ok::<_, Infallible>(response)
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)

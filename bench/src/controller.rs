@@ -118,6 +118,10 @@ pub struct Run {
     pub extension_models: usize,
     /// Requests until then, by `<verb> <resource>`.
     pub requests_to_converge: BTreeMap<String, u64>,
+    /// The double's slowest answer until then, milliseconds, and its request.
+    pub slowest_answer_ms: f64,
+    /// See [`Run::slowest_answer_ms`].
+    pub slowest_answer: String,
     /// Seconds watched idle after convergence.
     pub idle_s: f64,
     /// CPU used meanwhile, seconds.
@@ -575,6 +579,9 @@ fn measure(plan: &Plan, case: Case, jwks: &str) -> Result<Run> {
     );
     run.extension_models = current.as_ref().map_or(0, |d| models_in(&d.config));
     run.requests_to_converge = api.requests();
+    let (slowest, call) = api.slowest_answer();
+    run.slowest_answer_ms = slowest.as_secs_f64() * 1000.0;
+    run.slowest_answer = call;
     if let Some(d) = &current {
         run.extension_bytes = d.object_bytes;
         run.document_bytes = d.document.map(|(bytes, _)| bytes);
@@ -765,7 +772,8 @@ pub fn markdown(bench: &ControllerBench, plan: &Plan) -> String {
         };
         let _ = writeln!(
             md,
-            "- {} models (configByReference: {}): {}; idle: {}",
+            "- {} models (configByReference: {}): {}; idle: {}; the double's slowest answer \
+             until convergence: {:.1} ms (`{}`)",
             r.models,
             r.by_reference.as_str(),
             list(&r.requests_to_converge),
@@ -773,7 +781,9 @@ pub fn markdown(bench: &ControllerBench, plan: &Plan) -> String {
                 "none".to_string()
             } else {
                 list(&r.requests_idle)
-            }
+            },
+            r.slowest_answer_ms,
+            r.slowest_answer
         );
     }
     md
