@@ -44,10 +44,10 @@ const CHANGED_AUDIENCE: &str = "models-changed";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ByReference {
-    /// Inline, the chart's default.
+    /// Inline, the binary's default.
     #[default]
     Never,
-    /// By reference over 256 KiB (about 4,500 models of this fleet).
+    /// By reference over 256 KiB (about 4,500 models of this fleet), the chart's default.
     Auto,
     /// Always by reference (what a small smoke run uses to exercise the path).
     Always,
