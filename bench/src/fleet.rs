@@ -70,6 +70,42 @@ pub fn write_seldon_deployments(dir: &Path, models: usize, jwks: &str) -> Result
     Ok(())
 }
 
+/// The `i`-th SeldonDeployment of [`write_seldon_deployments`] as the API server stores
+/// it (JSON), for the running controller's benchmark; `audience` is the one it requires
+/// (the fleet's is [`AUDIENCE`]; a change of annotation changes it).
+pub fn seldon_deployment(i: usize, jwks: &str, audience: &str) -> Value {
+    let name = model_name(i);
+    let mut annotations = serde_json::json!({
+        "seldon.io/jwt-issuer": ISSUER,
+        "seldon.io/jwt-audiences": audience,
+        "seldon.io/jwt-claims": format!(r#"{{"{CLAIM}": ["{CLAIM_VALUE}"]}}"#),
+        "seldon.io/jwt-jwks": jwks,
+    });
+    let predictors: &[(&str, u32)] = if is_canary(i) {
+        annotations["seldon.io/ab-sticky"] = "claim:sub".into();
+        &[("main", 90), ("canary", 10)]
+    } else {
+        &[("main", 100)]
+    };
+    let predictors: Vec<Value> = predictors
+        .iter()
+        .map(|(predictor, traffic)| {
+            serde_json::json!({
+                "name": predictor, "traffic": traffic, "replicas": 1,
+                "graph": {"name": "classifier", "type": "MODEL",
+                          "implementation": "SKLEARN_SERVER",
+                          "modelUri": format!("gs://bench-models/{name}/{predictor}")},
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "apiVersion": "machinelearning.seldon.io/v1",
+        "kind": "SeldonDeployment",
+        "metadata": {"name": name, "namespace": MODEL_NAMESPACE},
+        "spec": {"annotations": annotations, "predictors": predictors},
+    })
+}
+
 /// One run of `modelgate render`.
 #[derive(Debug, Clone)]
 pub struct RenderRun {
@@ -174,6 +210,23 @@ mod tests {
         assert_eq!(first.matches("kind: SeldonDeployment").count(), 1000);
         assert_eq!(first.matches("seldon.io/ab-sticky").count(), 100);
         assert!(first.contains("name: model-999\n"));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_stored_seldon_deployments_are_the_manifests_models() {
+        let dir =
+            std::env::temp_dir().join(format!("modelgate-bench-fleet-json-{}", std::process::id()));
+        let jwks = r#"{"keys":[{"kty":"oct"}]}"#;
+        write_seldon_deployments(&dir, 10, jwks).unwrap();
+        let text = fs::read_to_string(dir.join("seldon-0000.yaml")).unwrap();
+        let manifests: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&text)
+            .map(|d| Value::deserialize(d).unwrap())
+            .collect();
+        assert_eq!(manifests.len(), 10);
+        for (i, manifest) in manifests.iter().enumerate() {
+            assert_eq!(manifest, &seldon_deployment(i, jwks, AUDIENCE), "model {i}");
+        }
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -3,8 +3,10 @@
 //! 100,000 models, from `modelgate render` to Envoy's memory. `BENCHMARKS.md` at the
 //! repository root holds the figures and how to reproduce them (`scripts/bench.sh`).
 
+pub mod api_double;
 pub mod chains;
 pub mod comparison;
+pub mod controller;
 pub mod envoy;
 pub mod fleet;
 pub mod load;

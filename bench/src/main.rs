@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use modelgate_bench::comparison::{self, Comparison};
+use modelgate_bench::controller;
 use modelgate_bench::fleet;
 use modelgate_bench::load::LoadGenerator;
 use modelgate_bench::report::{self, Setting};
@@ -36,9 +37,26 @@ struct Args {
     /// Seconds per measurement (default: 5; 1 with --smoke or --quick).
     #[arg(long)]
     duration: Option<u64>,
-    /// Only the gateway comparison, or only the scale measurements.
-    #[arg(long, value_parser = ["compare", "scale"])]
+    /// Only the gateway comparison, only the scale measurements, or only the running
+    /// controller against the API server double (not part of a full run).
+    #[arg(long, value_parser = ["compare", "scale", "controller"])]
     only: Option<String>,
+    /// The running controller: fleet sizes with the configuration inline
+    /// (`configByReference: never`; default: 1000,10000; 200 with --smoke).
+    #[arg(long, value_delimiter = ',', num_args = 0..)]
+    models: Option<Vec<usize>>,
+    /// The running controller: fleet sizes with `configByReference: auto` (default:
+    /// 100000; 200 with --smoke, then `always`).
+    #[arg(long, value_delimiter = ',', num_args = 0..)]
+    models_by_reference: Option<Vec<usize>>,
+    /// The running controller: seconds to watch it idle after it converged (default: 60;
+    /// 2 with --smoke).
+    #[arg(long)]
+    idle: Option<u64>,
+    /// The running controller: seconds one size may take to converge (default: 900; 60
+    /// with --smoke).
+    #[arg(long)]
+    converge_timeout: Option<u64>,
     /// Where the report and raw results go (default: <target>/bench, or
     /// <target>/bench/smoke and <target>/bench/quick).
     #[arg(long)]
@@ -122,6 +140,10 @@ fn run(args: Args) -> Result<bool> {
         &modelgate,
         "cargo build -p modelgate-controller --bin modelgate (release: --release)",
     )?;
+    if args.only.as_deref() == Some("controller") {
+        let begun = (started, started_at, load_before);
+        return run_controller(&args, mode, &modelgate, &work, &out, begun);
+    }
     require(
         &noop_wasm,
         "cargo build -p modelgate-bench-noop-filter --target wasm32-wasip1 --release",
@@ -222,6 +244,93 @@ fn run(args: Args) -> Result<bool> {
         }
     }
     Ok(clean)
+}
+
+/// `--only controller`: the running controller against the API server double, its
+/// report in `<out>/controller.md` and `controller.json`. `Ok(false)` when a size did not
+/// converge or a change did not show.
+fn run_controller(
+    args: &Args,
+    mode: &str,
+    modelgate: &Path,
+    work: &Path,
+    out: &Path,
+    (started, started_at, load_before): (Instant, String, String),
+) -> Result<bool> {
+    let smoke = mode == "smoke";
+    let sizes = |given: &Option<Vec<usize>>, default: &[usize]| {
+        given
+            .clone()
+            .unwrap_or_else(|| if smoke { vec![200] } else { default.to_vec() })
+    };
+    let mut cases: Vec<controller::Case> = sizes(&args.models, &[1_000, 10_000])
+        .into_iter()
+        .map(|models| controller::Case {
+            models,
+            by_reference: controller::ByReference::Never,
+        })
+        .collect();
+    cases.extend(
+        sizes(&args.models_by_reference, &[100_000])
+            .into_iter()
+            .map(|models| controller::Case {
+                models,
+                // A smoke run's fleet is far below auto's threshold.
+                by_reference: if smoke {
+                    controller::ByReference::Always
+                } else {
+                    controller::ByReference::Auto
+                },
+            }),
+    );
+    let idle = Duration::from_secs(args.idle.unwrap_or(if smoke { 2 } else { 60 }));
+    let plan = controller::Plan {
+        cases,
+        idle,
+        timeout: Duration::from_secs(
+            args.converge_timeout
+                .unwrap_or(if smoke { 60 } else { 900 }),
+        ),
+        change_timeout: Duration::from_secs(if smoke { 30 } else { 120 }),
+        modelgate: modelgate.to_path_buf(),
+        work: work.to_path_buf(),
+    };
+    let tokens = Tokens::mint(0);
+    let bench = controller::run(&plan, &tokens.jwks, |so_far| {
+        fs::write(
+            out.join("controller.json"),
+            serde_json::to_vec_pretty(so_far)?,
+        )?;
+        Ok(())
+    })?;
+    let mut markdown = format!(
+        "# modelgate benchmark: the running controller ({mode})\n\n- command: `{}`\n- started: {}\n- machine: {} logical CPUs, {}, {} MiB memory\n- load average before: {}; after: {}\n\n",
+        std::env::var("MODELGATE_BENCH_COMMAND")
+            .unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" ")),
+        started_at,
+        std::thread::available_parallelism().map_or(1, usize::from),
+        cpu_model(),
+        memory_mib(),
+        load_before,
+        load_average(),
+    );
+    markdown.push_str(&controller::markdown(&bench, &plan));
+    fs::write(out.join("controller.md"), &markdown)?;
+    fs::write(
+        out.join("controller.json"),
+        serde_json::to_vec_pretty(&bench)?,
+    )?;
+    println!("{markdown}");
+    eprintln!(
+        "bench: report in {} ({:.0} s)",
+        out.join("controller.md").display(),
+        started.elapsed().as_secs_f64()
+    );
+    let failures = bench.failures();
+    for failure in &failures {
+        eprintln!("bench: {failure}");
+    }
+    Ok(failures.is_empty())
 }
 
 /// `<out>/work.<pid>`, created empty: runs in the same checkout (a smoke run of the test
