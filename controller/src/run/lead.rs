@@ -123,7 +123,14 @@ pub(super) async fn lead(
             if !watched {
                 return Ok::<_, ReconcileError>(Action::await_change());
             }
-            reconcile(sdep, ctx, wake).await
+            // On a task of its own: the Controller polls its reconciles inside its own
+            // stream, so without this they all share the thread that polls it.
+            match tokio::spawn(reconcile(sdep, ctx, wake)).await {
+                Ok(result) => result,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                // Cancelled: the runtime is shutting down.
+                Err(_) => Ok(Action::await_change()),
+            }
         }
     };
     // The controller wants a Sync future; hand the signal over through a oneshot.
@@ -186,9 +193,11 @@ async fn reconcile(
     ctx: Arc<Context>,
     wake: Arc<Notify>,
 ) -> Result<Action, ReconcileError> {
+    use tracing::Instrument;
     let span = tracing::info_span!("reconcile", model = %sdep.model_id());
-    let _enter = span.enter();
-    let writes = reconcile_model(&ctx, &sdep).await;
+    // Instrumented, not entered: a guard held across awaits would tag whatever else the
+    // thread runs meanwhile with this model.
+    let writes = reconcile_model(&ctx, &sdep).instrument(span).await;
     ctx.metrics.reconciled(writes.is_ok());
     let writes = writes?;
     wake.notify_one();
