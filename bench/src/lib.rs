@@ -4,6 +4,7 @@
 //! repository root holds the figures and how to reproduce them (`scripts/bench.sh`).
 
 pub mod chains;
+pub mod channel;
 pub mod comparison;
 pub mod envoy;
 pub mod fleet;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use modelgate_bench::channel::{self, Channel};
 use modelgate_bench::comparison::{self, Comparison};
 use modelgate_bench::fleet;
 use modelgate_bench::load::LoadGenerator;
@@ -36,8 +37,9 @@ struct Args {
     /// Seconds per measurement (default: 5; 1 with --smoke or --quick).
     #[arg(long)]
     duration: Option<u64>,
-    /// Only the gateway comparison, or only the scale measurements.
-    #[arg(long, value_parser = ["compare", "scale"])]
+    /// Only the gateway comparison, the scale measurements, or configuration by reference
+    /// through the channel.
+    #[arg(long, value_parser = ["compare", "scale", "channel"])]
     only: Option<String>,
     /// Where the report and raw results go (default: <target>/bench, or
     /// <target>/bench/smoke and <target>/bench/quick).
@@ -152,7 +154,8 @@ fn run(args: Args) -> Result<bool> {
         );
         return Ok(true);
     }
-    if args.only.as_deref() != Some("scale") {
+    let only = |part: &str| args.only.as_deref().is_none_or(|o| o == part);
+    if only("compare") {
         let plugin_config = single_model_config(&rig)?;
         write_profile_inputs(&out.join("profile-inputs"), &rig.tokens, &plugin_config)?;
         let plan = comparison::Plan {
@@ -164,8 +167,12 @@ fn run(args: Args) -> Result<bool> {
         comparison = comparison::run(&rig, &plan, &plugin_config)?;
     }
     let mut scale = Scale::default();
-    if args.only.as_deref() != Some("compare") {
+    if only("scale") {
         scale = scale::run(&rig, &scale_plan(mode, rounds, duration, warmup))?;
+    }
+    let mut channel = Channel::default();
+    if only("channel") {
+        channel = channel::run(&rig, &channel::Plan::for_mode(mode, duration, warmup))?;
     }
 
     let setting = Setting {
@@ -199,12 +206,13 @@ fn run(args: Args) -> Result<bool> {
             warmup.as_secs()
         ),
     };
-    let markdown = report::markdown(&setting, &comparison, &scale);
+    let mut markdown = report::markdown(&setting, &comparison, &scale);
+    markdown.push_str(&channel::markdown(&channel));
     fs::write(out.join("report.md"), &markdown)?;
     fs::write(
         out.join("results.json"),
         serde_json::to_vec_pretty(&serde_json::json!({
-            "setting": setting, "comparison": comparison, "scale": scale,
+            "setting": setting, "comparison": comparison, "scale": scale, "channel": channel,
             "verdicts": report::verdicts(&comparison, &scale),
         }))?,
     )?;
@@ -214,10 +222,17 @@ fn run(args: Args) -> Result<bool> {
         out.join("report.md").display(),
         started.elapsed().as_secs_f64()
     );
-    let clean = comparison.anomalies.is_empty() && scale.anomalies.is_empty();
+    let clean = comparison.anomalies.is_empty()
+        && scale.anomalies.is_empty()
+        && channel.anomalies.is_empty();
     if !clean {
         eprintln!("bench: some responses were not what their configuration must answer:");
-        for anomaly in comparison.anomalies.iter().chain(&scale.anomalies) {
+        for anomaly in comparison
+            .anomalies
+            .iter()
+            .chain(&scale.anomalies)
+            .chain(&channel.anomalies)
+        {
             eprintln!("  {anomaly}");
         }
     }
