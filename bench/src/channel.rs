@@ -165,21 +165,13 @@ impl Channel {
     pub fn ratios(&self) -> Vec<f64> {
         let mut out = Vec::new();
         for pair in 0.. {
-            let of = |small: bool| {
-                self.pairs
-                    .iter()
-                    .filter(|p| p.pair == pair)
-                    .min_by_key(|p| {
-                        if small {
-                            p.models
-                        } else {
-                            usize::MAX - p.models
-                        }
-                    })
-                    .map(|p| p.cpu_us_per_request)
-            };
-            match (of(true), of(false)) {
-                (Some(small), Some(large)) => out.push(large / small),
+            let samples: Vec<&PairSample> = self.pairs.iter().filter(|p| p.pair == pair).collect();
+            let small = samples.iter().min_by_key(|p| p.models);
+            let large = samples.iter().max_by_key(|p| p.models);
+            match (small, large) {
+                (Some(small), Some(large)) if small.models < large.models => {
+                    out.push(large.cpu_us_per_request / small.cpu_us_per_request);
+                }
                 _ => break,
             }
         }
