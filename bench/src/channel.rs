@@ -108,6 +108,8 @@ pub struct Document {
     pub wasm_plugin_bytes: usize,
     /// Bytes of the WasmPlugin object with the configuration inline instead.
     pub inline_wasm_plugin_bytes: usize,
+    /// How long the controller's server takes to answer the document over loopback (ms).
+    pub served_ms: f64,
 }
 
 /// One hot measurement of the CPU comparison.
@@ -145,6 +147,9 @@ pub struct ChangeSample {
     pub applied_ms: f64,
     /// Until a request to the changed model gets the new answer (ms).
     pub enforced_ms: f64,
+    /// By reference: each filter VM's time from asking for the document until it is
+    /// compiled and in force (ms, from the filter's log lines).
+    pub vm_fetch_ms: Vec<f64>,
 }
 
 /// Everything the channel part measured.
@@ -199,7 +204,9 @@ pub fn run(rig: &Rig, plan: &Plan) -> Result<Channel> {
     let mut fleets = BTreeMap::new();
     for &models in &sizes {
         eprintln!("bench: channel: rendering {models} SeldonDeployments");
-        let (carried, document) = render(rig, models, models == sizes[0])?;
+        let (carried, mut document) = render(rig, models, models == sizes[0])?;
+        controller.documents.remember(carried.document.clone());
+        document.served_ms = served_ms(&controller, &carried.document)?;
         out.documents.push(document);
         fleets.insert(models, carried);
     }
@@ -285,15 +292,25 @@ pub fn run(rig: &Rig, plan: &Plan) -> Result<Channel> {
             added += 1;
             let model = probe_of(added);
             with_model_added(&mut config, &model)?;
+            let mut sha256 = None;
             let plugin_config = match delivery {
                 Delivery::Reference => {
                     let (reference, document) = by_reference(&config)?;
+                    sha256 = Some(document.sha256.clone());
                     controller.documents.remember(document);
                     reference
                 }
                 Delivery::Inline => config.to_string(),
             };
             let (applied, enforced) = ecds.switch(&plugin_config, &model, 401)?;
+            let vm_fetch_ms = match &sha256 {
+                // Every VM has logged by now, or soon: the one serving was the last.
+                Some(sha256) => {
+                    thread::sleep(Duration::from_millis(200));
+                    vm_times(&envoy.log(), sha256)
+                }
+                None => Vec::new(),
+            };
             eprintln!(
                 "bench: channel: {models} models, {delivery:?}, change {}/{}: applied {:.0} ms, enforced {:.0} ms",
                 change + 1,
@@ -307,6 +324,7 @@ pub fn run(rig: &Rig, plan: &Plan) -> Result<Channel> {
                 change,
                 applied_ms: applied.as_secs_f64() * 1000.0,
                 enforced_ms: enforced.as_secs_f64() * 1000.0,
+                vm_fetch_ms,
             });
         }
     }
@@ -369,6 +387,7 @@ fn render(rig: &Rig, models: usize, check: bool) -> Result<(Carried, Document)> 
         document_bytes: document.bytes.len(),
         wasm_plugin_bytes: serde_json::to_vec(&wasm_plugin)?.len(),
         inline_wasm_plugin_bytes,
+        served_ms: f64::NAN,
     };
     Ok((
         Carried {
@@ -422,7 +441,67 @@ fn start(rig: &Rig, dir: &Path, plugin_config: &str, controller: SocketAddr) -> 
             "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket_address(controller)}}]}],
         },
     }]);
-    Envoy::start(dir, &bootstrap, 1, rig.envoy_cpu)
+    // The filter logs at `info` only when its configuration changes: when it starts and
+    // when it has fetched, verified and compiled a document (see `vm_times`).
+    let log = ["--component-log-level", "wasm:info"];
+    Envoy::start_logging(dir, &bootstrap, 1, rig.envoy_cpu, &log)
+}
+
+/// For the document `sha256`, from the filter's log lines: each VM's time from asking for
+/// it (`fetching`) until it has it compiled and in force (`fetched and verified`), in ms
+/// (Envoy's log has millisecond timestamps). Envoy's main thread has VMs of its own, which
+/// fetch too (on the same CPU here).
+fn vm_times(log: &str, sha256: &str) -> Vec<f64> {
+    let mut asked: BTreeMap<&str, f64> = BTreeMap::new();
+    let mut out = Vec::new();
+    for line in log.lines().filter(|l| l.contains(sha256)) {
+        let Some((time, thread)) = time_and_thread(line) else {
+            continue;
+        };
+        if line.contains("fetching") {
+            asked.insert(thread, time);
+        } else if line.contains("fetched and verified")
+            && let Some(start) = asked.remove(thread)
+        {
+            out.push(time - start);
+        }
+    }
+    out
+}
+
+/// The time of day (ms) and the thread of an Envoy log line
+/// (`[2026-12-05 12:20:12.349][22441][info]...`).
+fn time_and_thread(line: &str) -> Option<(f64, &str)> {
+    let rest = line.strip_prefix('[')?;
+    let (stamp, rest) = rest.split_once("][")?;
+    let (thread, _) = rest.split_once(']')?;
+    let (_, clock) = stamp.split_once(' ')?;
+    let mut parts = clock.split(':');
+    let hours: f64 = parts.next()?.parse().ok()?;
+    let minutes: f64 = parts.next()?.parse().ok()?;
+    let seconds: f64 = parts.next()?.parse().ok()?;
+    Some((((hours * 60.0 + minutes) * 60.0 + seconds) * 1000.0, thread))
+}
+
+/// How long the controller's server takes to answer `document` over loopback (ms), the
+/// median of three.
+fn served_ms(controller: &Controller, document: &ConfigDocument) -> Result<f64> {
+    let request = Request::get(&format!("/config/{}", document.sha256));
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let response = Client::new(controller.address).send(&request)?;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        if response.status != 200 || response.body.as_slice() != document.bytes.as_ref() {
+            bail!(
+                "the controller answered {} with {} bytes for a document of {}",
+                response.status,
+                response.body.len(),
+                document.bytes.len()
+            );
+        }
+    }
+    Ok(median(times))
 }
 
 /// The ECDS file of one Envoy and its version.
@@ -600,16 +679,17 @@ pub fn markdown(channel: &Channel) -> String {
          cluster.\n\n",
     );
     md.push_str(
-        "| models | document bytes | WasmPlugin bytes (by reference) | WasmPlugin bytes (inline) | under 64 KiB |\n\
-         |---:|---:|---:|---:|---|\n",
+        "| models | document bytes | served over loopback ms | WasmPlugin bytes (by reference) | WasmPlugin bytes (inline) | under 64 KiB |\n\
+         |---:|---:|---:|---:|---:|---|\n",
     );
     for d in &channel.documents {
         let _ = writeln!(
             md,
-            "| {} | {} ({:.1} KiB) | {} | {} | {} |",
+            "| {} | {} ({:.1} KiB) | {:.1} | {} | {} | {} |",
             d.models,
             d.document_bytes,
             d.document_bytes as f64 / 1024.0,
+            d.served_ms,
             d.wasm_plugin_bytes,
             d.inline_wasm_plugin_bytes,
             if d.wasm_plugin_bytes < OBJECT_LIMIT {
@@ -657,9 +737,11 @@ pub fn markdown(channel: &Channel) -> String {
     if !channel.changes.is_empty() {
         md.push_str(
             "\nA model change (one more model) from the ECDS update until Envoy applies it, \
-             and until a request to the new model is refused (`401`) (medians, range):\n\n\
-             | models | delivery | changes | ECDS applied ms | enforced ms | enforced range ms |\n\
-             |---:|---|---:|---:|---:|---|\n",
+             and until a request to the new model is refused (`401`) (medians, range); by \
+             reference, each filter VM's time from asking for the document to having it in \
+             force (its log lines; Envoy's main thread has VMs that fetch too):\n\n\
+             | models | delivery | changes | ECDS applied ms | enforced ms | enforced range ms | per VM: ask → in force ms |\n\
+             |---:|---|---:|---:|---:|---|---|\n",
         );
         let mut groups: Vec<(usize, Delivery)> = channel
             .changes
@@ -674,9 +756,21 @@ pub fn markdown(channel: &Channel) -> String {
                 .filter(|c| c.models == models && c.delivery == delivery)
                 .collect();
             let (lo, hi) = crate::stats::range(of.iter().map(|c| c.enforced_ms));
+            let mut per_vm: Vec<String> = Vec::new();
+            for vm in 0..of.iter().map(|c| c.vm_fetch_ms.len()).max().unwrap_or(0) {
+                per_vm.push(format!(
+                    "{:.0}",
+                    median(of.iter().filter_map(|c| c.vm_fetch_ms.get(vm).copied()))
+                ));
+            }
+            let per_vm = if per_vm.is_empty() {
+                "–".to_string()
+            } else {
+                per_vm.join(", ")
+            };
             let _ = writeln!(
                 md,
-                "| {models} | {} | {} | {:.0} | {:.0} | {lo:.0}–{hi:.0} |",
+                "| {models} | {} | {} | {:.0} | {:.0} | {lo:.0}–{hi:.0} | {per_vm} |",
                 match delivery {
                     Delivery::Reference => "by reference",
                     Delivery::Inline => "inline",
@@ -722,6 +816,20 @@ mod tests {
             ..Channel::default()
         };
         assert_eq!(channel.ratios(), vec![1.05, 0.95]);
+    }
+
+    #[test]
+    fn each_vm_is_timed_from_asking_to_having_the_document_in_force() {
+        let log = "[2026-12-05 12:20:12.349][7][info][wasm] [x] wasm log: modelgate: configuration by reference: fetching abc (version 1)
+[2026-12-05 12:20:12.350][9][info][wasm] [x] wasm log: modelgate: configuration by reference: fetching abc (version 1)
+[2026-12-05 12:20:12.360][9][info][wasm] [x] wasm log: modelgate: configuration by reference: fetching other (version 1)
+[2026-12-05 12:20:12.649][7][info][wasm] [x] wasm log: modelgate: configuration abc (version 1) fetched and verified
+[2026-12-05 12:20:13.000][9][info][wasm] [x] wasm log: modelgate: configuration abc (version 1) fetched and verified
+";
+        let times = vm_times(log, "abc");
+        assert_eq!(times.len(), 2);
+        assert!((times[0] - 300.0).abs() < 1e-6 && (times[1] - 650.0).abs() < 1e-6);
+        assert!(vm_times(log, "nothing").is_empty());
     }
 
     #[test]
