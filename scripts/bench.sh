@@ -7,7 +7,7 @@
 #   bash scripts/bench.sh --quick    # one short round, fleets up to 10,000 models (about a minute)
 #   bash scripts/bench.sh --smoke    # seconds: every configuration answers as it must under load
 #
-# Other options go to the harness (`--rounds`, `--duration`, `--only compare|scale`, ...;
+# Other options go to the harness (`--rounds`, `--duration`, `--only compare|scale|channel`, ...;
 # see `modelgate-bench --help`). The report is written to target/bench/report.md, the raw
 # figures to target/bench/results.json (target/bench/quick/ and target/bench/smoke/ for the
 # short runs, so the test command's smoke run never overwrites a real one).

@@ -22,11 +22,26 @@ impl Envoy {
     /// Starts Envoy with `bootstrap` written into `dir` (its log goes there too), with
     /// `workers` worker threads, pinned to `cpu` when given, and waits until it is ready.
     pub fn start(dir: &Path, bootstrap: &Value, workers: u32, cpu: Option<usize>) -> Result<Self> {
-        let options = EnvoyOptions {
+        Self::start_logging(dir, bootstrap, workers, cpu, &[])
+    }
+
+    /// [`Envoy::start`] with more of Envoy's logging arguments (e.g. the filter's own
+    /// messages, which it logs at `info` only when its configuration changes).
+    pub fn start_logging(
+        dir: &Path,
+        bootstrap: &Value,
+        workers: u32,
+        cpu: Option<usize>,
+        log_args: &[&str],
+    ) -> Result<Self> {
+        let mut options = EnvoyOptions {
             cpu,
             startup_deadline: STARTUP_DEADLINE,
             ..EnvoyOptions::new(workers)
         };
+        options
+            .log_args
+            .extend(log_args.iter().map(|a| a.to_string()));
         Ok(Self {
             process: EnvoyProcess::start(dir, bootstrap, &options)?,
         })
@@ -55,6 +70,11 @@ impl Envoy {
     /// Where the ECDS subscription of the Wasm filter's slot stands.
     pub fn ecds_state(&self) -> Result<EcdsState> {
         Ok(self.process.ecds_state()?)
+    }
+
+    /// Envoy's log so far.
+    pub fn log(&self) -> String {
+        self.process.log()
     }
 
     /// CPU time used so far by every thread of Envoy (user + system), in microseconds, at

@@ -119,6 +119,16 @@ pub struct RenderRun {
 
 /// Runs `<modelgate> render -f <manifests> --offline`, its output into `output`.
 pub fn render(modelgate: &Path, manifests: &Path, output: &Path) -> Result<RenderRun> {
+    render_with(modelgate, manifests, output, &[])
+}
+
+/// [`render`] with more arguments (settings).
+pub fn render_with(
+    modelgate: &Path,
+    manifests: &Path,
+    output: &Path,
+    extra: &[&str],
+) -> Result<RenderRun> {
     let stdout = fs::File::create(output)?;
     let stderr_file = output.with_extension("stderr");
     let stderr = fs::File::create(&stderr_file)?;
@@ -133,6 +143,7 @@ pub fn render(modelgate: &Path, manifests: &Path, output: &Path) -> Result<Rende
         // measures what the filter does with a document that large all the same.
         .arg("--plugin-config-max-bytes")
         .arg((64usize << 20).to_string())
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr)
@@ -175,19 +186,25 @@ fn wait_with_usage(pid: u32) -> Result<(i32, libc::rusage)> {
 /// The WasmPlugin's `pluginConfig` in `render`'s output, as the compact JSON Envoy gets.
 /// Only the WasmPlugin document is parsed: the output of 100,000 models is large.
 pub fn plugin_config(render_output: &str) -> Result<String> {
-    let document = render_output
-        .split("\n---\n")
-        .find(|d| d.contains("\nkind: WasmPlugin\n"))
-        .context("render printed no WasmPlugin")?;
-    let plugin = Value::deserialize(serde_yaml_ng::Deserializer::from_str(
-        document.trim_start_matches("---\n"),
-    ))
-    .context("render's WasmPlugin does not read back")?;
+    let plugin = wasm_plugin(render_output)?;
     let config = &plugin["spec"]["pluginConfig"];
     if !config.is_object() {
         bail!("the WasmPlugin has no pluginConfig object");
     }
     Ok(config.to_string())
+}
+
+/// The WasmPlugin in `render`'s output. Only that document is parsed: the output of
+/// 100,000 models is large.
+pub fn wasm_plugin(render_output: &str) -> Result<Value> {
+    let document = render_output
+        .split("\n---\n")
+        .find(|d| d.contains("\nkind: WasmPlugin\n"))
+        .context("render printed no WasmPlugin")?;
+    Value::deserialize(serde_yaml_ng::Deserializer::from_str(
+        document.trim_start_matches("---\n"),
+    ))
+    .context("render's WasmPlugin does not read back")
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 pub mod api_double;
 pub mod chains;
+pub mod channel;
 pub mod comparison;
 pub mod controller;
 pub mod envoy;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use modelgate_bench::channel::{self, Channel};
 use modelgate_bench::comparison::{self, Comparison};
 use modelgate_bench::controller;
 use modelgate_bench::fleet;
@@ -37,9 +38,10 @@ struct Args {
     /// Seconds per measurement (default: 5; 1 with --smoke or --quick).
     #[arg(long)]
     duration: Option<u64>,
-    /// Only the gateway comparison, only the scale measurements, or only the running
-    /// controller against the API server double (not part of a full run).
-    #[arg(long, value_parser = ["compare", "scale", "controller"])]
+    /// Only the gateway comparison, the scale measurements, configuration by reference
+    /// through the channel, or the running controller against the API server double (not
+    /// part of a full run).
+    #[arg(long, value_parser = ["compare", "scale", "channel", "controller"])]
     only: Option<String>,
     /// The running controller: fleet sizes with the configuration inline
     /// (`configByReference: never`; default: 1000,10000; 200 with --smoke).
@@ -174,7 +176,8 @@ fn run(args: Args) -> Result<bool> {
         );
         return Ok(true);
     }
-    if args.only.as_deref() != Some("scale") {
+    let only = |part: &str| args.only.as_deref().is_none_or(|o| o == part);
+    if only("compare") {
         let plugin_config = single_model_config(&rig)?;
         write_profile_inputs(&out.join("profile-inputs"), &rig.tokens, &plugin_config)?;
         let plan = comparison::Plan {
@@ -186,8 +189,12 @@ fn run(args: Args) -> Result<bool> {
         comparison = comparison::run(&rig, &plan, &plugin_config)?;
     }
     let mut scale = Scale::default();
-    if args.only.as_deref() != Some("compare") {
+    if only("scale") {
         scale = scale::run(&rig, &scale_plan(mode, rounds, duration, warmup))?;
+    }
+    let mut channel = Channel::default();
+    if only("channel") {
+        channel = channel::run(&rig, &channel::Plan::for_mode(mode, duration, warmup))?;
     }
 
     let setting = Setting {
@@ -221,12 +228,13 @@ fn run(args: Args) -> Result<bool> {
             warmup.as_secs()
         ),
     };
-    let markdown = report::markdown(&setting, &comparison, &scale);
+    let mut markdown = report::markdown(&setting, &comparison, &scale);
+    markdown.push_str(&channel::markdown(&channel));
     fs::write(out.join("report.md"), &markdown)?;
     fs::write(
         out.join("results.json"),
         serde_json::to_vec_pretty(&serde_json::json!({
-            "setting": setting, "comparison": comparison, "scale": scale,
+            "setting": setting, "comparison": comparison, "scale": scale, "channel": channel,
             "verdicts": report::verdicts(&comparison, &scale),
         }))?,
     )?;
@@ -236,10 +244,17 @@ fn run(args: Args) -> Result<bool> {
         out.join("report.md").display(),
         started.elapsed().as_secs_f64()
     );
-    let clean = comparison.anomalies.is_empty() && scale.anomalies.is_empty();
+    let clean = comparison.anomalies.is_empty()
+        && scale.anomalies.is_empty()
+        && channel.anomalies.is_empty();
     if !clean {
         eprintln!("bench: some responses were not what their configuration must answer:");
-        for anomaly in comparison.anomalies.iter().chain(&scale.anomalies) {
+        for anomaly in comparison
+            .anomalies
+            .iter()
+            .chain(&scale.anomalies)
+            .chain(&channel.anomalies)
+        {
             eprintln!("  {anomaly}");
         }
     }
