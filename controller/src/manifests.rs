@@ -1,7 +1,7 @@
 //! Reading SeldonDeployments from YAML files, directories or standard input, and writing
 //! objects as multi-document YAML: the file side of `render`, `check` and `explain`.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -183,12 +183,45 @@ pub fn read_text(
 
 /// Objects as multi-document YAML, each starting with `---`.
 pub fn to_yaml(objects: &[serde_json::Value]) -> String {
-    let mut out = String::new();
+    let mut out = YamlWriter::new(Vec::new());
     for object in objects {
-        out.push_str("---\n");
-        out.push_str(&serde_yaml_ng::to_string(object).unwrap_or_default());
+        out.write(object)
+            .expect("writing to a Vec is infallible, and a JSON value always has a YAML form");
     }
-    out
+    String::from_utf8(out.into_inner()).expect("YAML is UTF-8")
+}
+
+/// Writes objects as multi-document YAML, one at a time, each starting with `---`: what
+/// [`to_yaml`] returns, without holding all of it.
+pub struct YamlWriter<W> {
+    out: W,
+    document: Vec<u8>,
+}
+
+impl<W: Write> YamlWriter<W> {
+    /// A writer into `out`.
+    pub fn new(out: W) -> Self {
+        Self {
+            out,
+            document: Vec::new(),
+        }
+    }
+
+    /// Writes one object.
+    pub fn write(&mut self, object: &serde_json::Value) -> std::io::Result<()> {
+        self.document.clear();
+        self.document.extend_from_slice(b"---\n");
+        // A JSON value always has a YAML form; an error would leave the document empty.
+        if serde_yaml_ng::to_writer(&mut self.document, object).is_err() {
+            self.document.truncate(4);
+        }
+        self.out.write_all(&self.document)
+    }
+
+    /// The writer, after the last object.
+    pub fn into_inner(self) -> W {
+        self.out
+    }
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ pub use virtual_service::render_virtual_service;
 pub use wasm_plugin::render_wasm_plugin;
 
 use self::filter_config::ModelEntry;
-use crate::annotations::{self, GatewayRef, ModelError, ModelWarning};
+use crate::annotations::{self, GatewayRef, ModelError, ModelOptions, ModelWarning, PolicySpec};
 use crate::gateway_api::HTTPRoute;
 use crate::istio::{AuthorizationPolicy, DestinationRule, Gateway, VirtualService};
 use crate::seldon::SeldonDeployment;
@@ -177,18 +177,103 @@ impl Generated {
     /// TrafficExtension).
     pub fn objects(&self) -> Vec<serde_json::Value> {
         let mut out = Vec::new();
-        for gateway in &self.gateways {
-            out.push(to_json(gateway));
+        let each = |object| {
+            out.push(object);
+            Ok::<(), std::convert::Infallible>(())
+        };
+        match self.each_object(
+            |model, _| model.objects.as_ref().ok().cloned().flatten(),
+            each,
+        ) {
+            Ok(()) => out,
         }
-        for model in &self.models {
-            if let Ok(Some(objects)) = &model.objects {
-                out.push(objects.routes.to_json());
-                out.extend(objects.destination_rules.iter().map(to_json));
-                out.extend(objects.authorization_policy.iter().map(to_json));
+    }
+
+    /// Hands every object to `each` in apply order (see [`Generated::objects`]), one at
+    /// a time, a model's own objects taken from `objects_of` (with its index).
+    fn each_object<E>(
+        &self,
+        objects_of: impl Fn(&GeneratedModel, usize) -> Option<ModelObjects>,
+        mut each: impl FnMut(serde_json::Value) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for gateway in &self.gateways {
+            each(to_json(gateway))?;
+        }
+        for (index, model) in self.models.iter().enumerate() {
+            if model.objects.is_err() {
+                continue;
+            }
+            if let Some(objects) = objects_of(model, index) {
+                each(objects.routes.to_json())?;
+                for rule in &objects.destination_rules {
+                    each(to_json(rule))?;
+                }
+                if let Some(policy) = &objects.authorization_policy {
+                    each(to_json(policy))?;
+                }
             }
         }
-        out.push(to_json(&self.extension));
-        out
+        each(to_json(&self.extension))
+    }
+}
+
+/// [`generate`] with each model's own objects made only when they are written
+/// ([`Planned::each_object`]): `render` of 100,000 models never holds more than one
+/// model's objects at once.
+#[derive(Debug)]
+pub struct Planned<'a> {
+    /// Everything but the models' own objects, as [`shared`] returns it: a model whose
+    /// objects are generated has `objects: Ok(None)`.
+    pub generated: Generated,
+    /// Per model of `generated.models`, what its objects are made from, when it has them.
+    sources: Vec<Option<(&'a SeldonDeployment, ModelOptions)>>,
+    settings: Settings,
+}
+
+impl Planned<'_> {
+    /// Hands every object to `each` in apply order, as [`Generated::objects`] lists them
+    /// for [`generate`], each model's made just before it is handed over.
+    pub fn each_object<E>(
+        &self,
+        each: impl FnMut(serde_json::Value) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.generated.each_object(
+            |_, index| {
+                let (sdep, options) = self.sources[index].as_ref()?;
+                Some(model_objects(sdep, options, &self.settings))
+            },
+            each,
+        )
+    }
+
+    /// [`Generated`] with every model's objects, as [`generate`] returns it.
+    pub fn into_generated(self) -> Generated {
+        let mut generated = self.generated;
+        for (model, source) in generated.models.iter_mut().zip(self.sources) {
+            if let (Ok(objects), Some((sdep, options))) = (&mut model.objects, source) {
+                *objects = Some(model_objects(sdep, &options, &self.settings));
+            }
+        }
+        generated
+    }
+}
+
+/// One model's own objects.
+fn model_objects(
+    sdep: &SeldonDeployment,
+    options: &ModelOptions,
+    settings: &Settings,
+) -> ModelObjects {
+    ModelObjects {
+        routes: if settings.routing == RoutingApi::GatewayApi {
+            Routes::HttpRoute(render_http_route(sdep, options))
+        } else {
+            Routes::VirtualService(render_virtual_service(sdep, options))
+        },
+        destination_rules: render_destination_rules(sdep, settings),
+        authorization_policy: settings
+            .authorization_policy
+            .then(|| render_authorization_policy(sdep, settings)),
     }
 }
 
@@ -200,7 +285,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
 
 /// Generates every object from all SeldonDeployments.
 pub fn generate(sdeps: &[SeldonDeployment], inputs: Inputs<'_>) -> Generated {
-    generate_with(sdeps, inputs, true)
+    plan(sdeps, inputs).into_generated()
 }
 
 /// What the shared objects (Gateways, the extension) need from all SeldonDeployments:
@@ -208,10 +293,11 @@ pub fn generate(sdeps: &[SeldonDeployment], inputs: Inputs<'_>) -> Generated {
 /// reconciles model by model. Over thousands of models those are most of the memory and
 /// time of a generation, which the shared objects' loop repeats.
 pub fn shared(sdeps: &[SeldonDeployment], inputs: Inputs<'_>) -> Generated {
-    generate_with(sdeps, inputs, false)
+    plan(sdeps, inputs).generated
 }
 
-fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) -> Generated {
+/// [`generate`], each model's own objects left to be made one at a time ([`Planned`]).
+pub fn plan<'a>(sdeps: &'a [SeldonDeployment], inputs: Inputs<'_>) -> Planned<'a> {
     let mut sorted: Vec<&SeldonDeployment> = sdeps.iter().collect();
     sorted.sort_by_key(|s| (s.namespace_or_empty().to_string(), s.name().to_string()));
 
@@ -268,7 +354,8 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
         bound_extension_targets(&mut parsed, inputs.settings, inputs.last_good);
     }
 
-    let mut models = Vec::new();
+    let mut models = Vec::with_capacity(parsed.len());
+    let mut sources = Vec::with_capacity(parsed.len());
     let mut entries = BTreeMap::new();
     let mut gateways_used = BTreeSet::new();
     for (sdep, id, parsed) in parsed {
@@ -276,7 +363,7 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
         let options = parsed.options;
         let namespace = sdep.namespace_or_empty();
         let model = match options {
-            Ok(options) => {
+            Ok(mut options) => {
                 if options.gateway == GatewayRef::Mesh {
                     warnings.push(ModelWarning {
                         object: id.clone(),
@@ -305,29 +392,22 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
                         ),
                     });
                 }
-                GeneratedModel {
+                let model = GeneratedModel {
                     id: id.clone(),
                     namespace: sdep.namespace_or_empty().into(),
                     seldon_id: sdep.seldon_id(),
-                    objects: Ok(objects.then(|| ModelObjects {
-                        routes: if gateway_api {
-                            Routes::HttpRoute(render_http_route(sdep, &options))
-                        } else {
-                            Routes::VirtualService(render_virtual_service(sdep, &options))
-                        },
-                        destination_rules: render_destination_rules(sdep, inputs.settings),
-                        authorization_policy: inputs
-                            .settings
-                            .authorization_policy
-                            .then(|| render_authorization_policy(sdep, inputs.settings)),
-                    })),
+                    objects: Ok(None),
                     warnings,
                     gateway: Some(options.gateway.clone()),
                     known_good: Some(KnownGood {
                         entry,
-                        gateway: options.gateway,
+                        gateway: options.gateway.clone(),
                     }),
-                }
+                };
+                // The objects never read the policy, which the entry holds.
+                options.policy = PolicySpec::None;
+                sources.push(Some((sdep, options)));
+                model
             }
             Err(errors) => {
                 let good = inputs.last_good.get(&id);
@@ -354,6 +434,7 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
                     }
                 };
                 entries.insert(id.clone(), entry);
+                sources.push(None);
                 GeneratedModel {
                     id: id.clone(),
                     namespace: sdep.namespace_or_empty().into(),
@@ -414,14 +495,18 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
     let targets = extension_targets(&models, inputs.settings);
     let (extension, document) =
         render_extension_with_document(&filter_config, inputs.settings, inputs.wasm, &targets);
-    Generated {
-        models,
-        gateways,
-        entries,
-        filter_config,
-        extension,
-        document,
-        jwks_uris,
+    Planned {
+        generated: Generated {
+            models,
+            gateways,
+            entries,
+            filter_config,
+            extension,
+            document,
+            jwks_uris,
+        },
+        sources,
+        settings: inputs.settings.clone(),
     }
 }
 
