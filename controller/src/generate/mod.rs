@@ -14,7 +14,8 @@ mod traffic_extension;
 mod virtual_service;
 mod wasm_plugin;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
@@ -302,11 +303,21 @@ pub fn plan<'a>(sdeps: &'a [SeldonDeployment], inputs: Inputs<'_>) -> Planned<'a
     sorted.sort_by_key(|s| (s.namespace_or_empty().to_string(), s.name().to_string()));
 
     let mut seen = BTreeSet::new();
+    // Models that say the same share one copy of their keys and of their policy.
+    let mut inline_keys = annotations::InlineKeys::default();
+    let mut policies = HashMap::new();
     let mut parsed: Vec<(&SeldonDeployment, String, annotations::Parsed)> = sorted
         .into_iter()
         .map(|sdep| {
             let id = sdep.model_id();
-            let mut parsed = annotations::parse(sdep, inputs.settings);
+            let mut parsed = annotations::parse_with(sdep, inputs.settings, &mut inline_keys);
+            if let Ok(ModelOptions {
+                policy: PolicySpec::Jwt(jwt, _),
+                ..
+            }) = &mut parsed.options
+            {
+                *jwt = share(&mut policies, jwt);
+            }
             if !seen.insert(id.clone()) {
                 parsed.options = Err(vec![ModelError::Spec {
                     object: id.clone(),
@@ -508,6 +519,17 @@ pub fn plan<'a>(sdeps: &'a [SeldonDeployment], inputs: Inputs<'_>) -> Planned<'a
         sources,
         settings: inputs.settings.clone(),
     }
+}
+
+/// The one copy of `value` among `shared`, by content.
+fn share<T: serde::Serialize>(shared: &mut HashMap<Vec<u8>, Arc<T>>, value: &Arc<T>) -> Arc<T> {
+    // serde_json of the configuration's types is deterministic: fields in order, maps sorted.
+    let content = serde_json::to_vec(&**value)
+        .expect("serialising a policy is infallible: derived Serialize, string map keys only");
+    shared
+        .entry(content)
+        .or_insert_with(|| Arc::clone(value))
+        .clone()
 }
 
 /// The Gateways the extension attaches to with `targetRefs` (setting `routing:
