@@ -114,10 +114,11 @@ fn run_cli() -> anyhow::Result<ExitCode> {
             let sdeps = read(&files, &settings)?;
             let planned = plan(&sdeps, &settings, offline)?;
             report(&planned.generated);
+            let code = exit_for(&planned.generated);
             let mut out = manifests::YamlWriter::new(BufWriter::new(std::io::stdout().lock()));
             planned.each_object(|object| out.write(&object))?;
             out.into_inner().flush()?;
-            Ok(exit_for(&planned.generated))
+            Ok(code)
         }
         Command::Check { files, settings } => {
             let settings = settings.resolve()?.settings;

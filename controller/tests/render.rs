@@ -281,24 +281,32 @@ fn render_writes_what_a_full_generation_lists() {
             let keys = common::fetched_keys();
             let wasm = common::test_wasm(&settings);
             let last_good = std::collections::BTreeMap::new();
-            let planned = generate::plan(
-                &read.seldon_deployments,
-                modelgate_controller::Inputs {
-                    settings: &settings,
-                    jwks: &keys,
-                    last_good: &last_good,
-                    wasm: &wasm,
-                },
-            );
-            let mut written = manifests::YamlWriter::new(Vec::new());
-            planned
-                .each_object(|object| written.write(&object))
-                .unwrap();
-            let written = String::from_utf8(written.into_inner()).unwrap();
+            let plan = || {
+                generate::plan(
+                    &read.seldon_deployments,
+                    modelgate_controller::Inputs {
+                        settings: &settings,
+                        jwks: &keys,
+                        last_good: &last_good,
+                        wasm: &wasm,
+                    },
+                )
+            };
             let name = format!("{folder}: {}", example.display());
+            let mut written = manifests::YamlWriter::new(Vec::new());
+            plan().each_object(|object| written.write(&object)).unwrap();
+            let written = String::from_utf8(written.into_inner()).unwrap();
             assert!(written.starts_with("---\n"), "{name}: {written}");
             assert_eq!(written, manifests::to_yaml(&full.objects()), "{name}");
-            assert_eq!(planned.into_generated().objects(), full.objects(), "{name}");
+            let mut listed = Vec::new();
+            plan()
+                .each_object(|object| {
+                    listed.push(object);
+                    Ok::<(), ()>(())
+                })
+                .unwrap();
+            assert_eq!(listed, full.objects(), "{name}");
+            assert_eq!(plan().into_generated().objects(), full.objects(), "{name}");
         }
     }
 }

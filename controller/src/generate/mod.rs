@@ -178,24 +178,25 @@ impl Generated {
     /// TrafficExtension).
     pub fn objects(&self) -> Vec<serde_json::Value> {
         let mut out = Vec::new();
-        let each = |object| {
+        let mut each = |object| {
             out.push(object);
             Ok::<(), std::convert::Infallible>(())
         };
-        match self.each_object(
-            |model, _| model.objects.as_ref().ok().cloned().flatten(),
-            each,
-        ) {
-            Ok(()) => out,
+        let objects_of = |model: &GeneratedModel, _| model.objects.as_ref().ok().cloned().flatten();
+        match self.each_object(objects_of, &mut each) {
+            Ok(()) => {}
         }
+        out.push(to_json(&self.extension));
+        out
     }
 
-    /// Hands every object to `each` in apply order (see [`Generated::objects`]), one at
-    /// a time, a model's own objects taken from `objects_of` (with its index).
+    /// Hands the Gateways and each model's own objects to `each` in apply order (see
+    /// [`Generated::objects`]; the extension comes after them), one at a time, a model's
+    /// own objects taken from `objects_of` (with its index).
     fn each_object<E>(
         &self,
         objects_of: impl Fn(&GeneratedModel, usize) -> Option<ModelObjects>,
-        mut each: impl FnMut(serde_json::Value) -> Result<(), E>,
+        each: &mut impl FnMut(serde_json::Value) -> Result<(), E>,
     ) -> Result<(), E> {
         for gateway in &self.gateways {
             each(to_json(gateway))?;
@@ -214,8 +215,25 @@ impl Generated {
                 }
             }
         }
-        each(to_json(&self.extension))
+        Ok(())
     }
+}
+
+/// The extension as JSON, its `pluginConfig` (the configuration of every model) moved
+/// into place rather than copied.
+fn extension_into_json(mut extension: Extension) -> serde_json::Value {
+    let (slot, path) = match &mut extension {
+        Extension::WasmPlugin(p) => (&mut p.spec.plugin_config, "/spec/pluginConfig"),
+        Extension::TrafficExtension(t) => {
+            (&mut t.spec.wasm.plugin_config, "/spec/wasm/pluginConfig")
+        }
+    };
+    let config = std::mem::take(slot);
+    let mut json = to_json(&extension);
+    *json
+        .pointer_mut(path)
+        .expect("both extension kinds serialise their pluginConfig, null included") = config;
+    json
 }
 
 /// [`generate`] with each model's own objects made only when they are written
@@ -235,16 +253,15 @@ impl Planned<'_> {
     /// Hands every object to `each` in apply order, as [`Generated::objects`] lists them
     /// for [`generate`], each model's made just before it is handed over.
     pub fn each_object<E>(
-        &self,
-        each: impl FnMut(serde_json::Value) -> Result<(), E>,
+        self,
+        mut each: impl FnMut(serde_json::Value) -> Result<(), E>,
     ) -> Result<(), E> {
-        self.generated.each_object(
-            |_, index| {
-                let (sdep, options) = self.sources[index].as_ref()?;
-                Some(model_objects(sdep, options, &self.settings))
-            },
-            each,
-        )
+        let objects_of = |_: &GeneratedModel, index: usize| {
+            let (sdep, options) = self.sources[index].as_ref()?;
+            Some(model_objects(sdep, options, &self.settings))
+        };
+        self.generated.each_object(objects_of, &mut each)?;
+        each(extension_into_json(self.generated.extension))
     }
 
     /// [`Generated`] with every model's objects, as [`generate`] returns it.
