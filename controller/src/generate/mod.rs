@@ -14,6 +14,7 @@ mod traffic_extension;
 mod virtual_service;
 mod wasm_plugin;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -128,7 +129,7 @@ pub struct GeneratedModel {
     pub seldon_id: String,
     /// Its objects (`None` from [`shared`], which leaves them out), or why they cannot be
     /// generated.
-    pub objects: Result<Option<ModelObjects>, Vec<ModelError>>,
+    pub objects: Result<Option<Box<ModelObjects>>, Vec<ModelError>>,
     /// Warnings to show the user.
     pub warnings: Vec<ModelWarning>,
     /// Its configuration now, to remember as last good (only when it parsed).
@@ -182,8 +183,11 @@ impl Generated {
             out.push(object);
             Ok::<(), std::convert::Infallible>(())
         };
-        let objects_of = |model: &GeneratedModel, _| model.objects.as_ref().ok().cloned().flatten();
-        match self.each_object(objects_of, &mut each) {
+        let listed = self.each_object(
+            |model, _| Some(Cow::Borrowed(model.objects.as_ref().ok()?.as_deref()?)),
+            &mut each,
+        );
+        match listed {
             Ok(()) => {}
         }
         out.push(to_json(&self.extension));
@@ -195,7 +199,7 @@ impl Generated {
     /// own objects taken from `objects_of` (with its index).
     fn each_object<E>(
         &self,
-        objects_of: impl Fn(&GeneratedModel, usize) -> Option<ModelObjects>,
+        objects_of: impl for<'m> Fn(&'m GeneratedModel, usize) -> Option<Cow<'m, ModelObjects>>,
         each: &mut impl FnMut(serde_json::Value) -> Result<(), E>,
     ) -> Result<(), E> {
         for gateway in &self.gateways {
@@ -256,11 +260,14 @@ impl Planned<'_> {
         self,
         mut each: impl FnMut(serde_json::Value) -> Result<(), E>,
     ) -> Result<(), E> {
-        let objects_of = |_: &GeneratedModel, index: usize| {
-            let (sdep, options) = self.sources[index].as_ref()?;
-            Some(model_objects(sdep, options, &self.settings))
-        };
-        self.generated.each_object(objects_of, &mut each)?;
+        let (sources, settings) = (&self.sources, &self.settings);
+        self.generated.each_object(
+            |_, index| {
+                let (sdep, options) = sources[index].as_ref()?;
+                Some(Cow::Owned(model_objects(sdep, options, settings)))
+            },
+            &mut each,
+        )?;
         each(extension_into_json(self.generated.extension))
     }
 
@@ -269,7 +276,7 @@ impl Planned<'_> {
         let mut generated = self.generated;
         for (model, source) in generated.models.iter_mut().zip(self.sources) {
             if let (Ok(objects), Some((sdep, options))) = (&mut model.objects, source) {
-                *objects = Some(model_objects(sdep, &options, &self.settings));
+                *objects = Some(Box::new(model_objects(sdep, &options, &self.settings)));
             }
         }
         generated
