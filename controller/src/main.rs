@@ -13,6 +13,11 @@ use modelgate_controller::seldon::SeldonDeployment;
 use modelgate_controller::settings::{RunSettingsArgs, SettingsArgs};
 use modelgate_controller::{Generated, Settings, manifests};
 
+/// The most threads `render` makes objects on.
+const RENDER_THREADS: usize = 4;
+/// Models whose objects one thread of `render` makes at a time.
+const RENDER_CHUNK: usize = 256;
+
 #[derive(Parser)]
 #[command(
     name = "modelgate",
@@ -115,9 +120,17 @@ fn run_cli() -> anyhow::Result<ExitCode> {
             let planned = plan(&sdeps, &settings, offline)?;
             report(&planned.generated);
             let code = exit_for(&planned.generated);
-            let mut out = manifests::YamlWriter::new(BufWriter::new(std::io::stdout().lock()));
-            planned.each_object(|object| out.write(&object))?;
-            out.into_inner().flush()?;
+            // The models' objects are made and turned into YAML on every core, a few
+            // hundred models at a time each, and written in order.
+            let threads = std::thread::available_parallelism().map_or(1, usize::from);
+            let mut out = BufWriter::new(std::io::stdout().lock());
+            planned.encode_each_object(
+                threads.min(RENDER_THREADS),
+                RENDER_CHUNK,
+                manifests::encode_yaml,
+                |bytes| out.write_all(bytes),
+            )?;
+            out.flush()?;
             Ok(code)
         }
         Command::Check { files, settings } => {

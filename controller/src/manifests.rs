@@ -191,6 +191,17 @@ pub fn to_yaml(objects: &[serde_json::Value]) -> String {
     String::from_utf8(out.into_inner()).expect("YAML is UTF-8")
 }
 
+/// Appends one object to `out` as a YAML document starting with `---`, as [`to_yaml`]
+/// writes it.
+pub fn encode_yaml(object: &serde_json::Value, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(b"---\n");
+    // A JSON value always has a YAML form; an error would leave the document empty.
+    if serde_yaml_ng::to_writer(&mut *out, object).is_err() {
+        out.truncate(start + 4);
+    }
+}
+
 /// Writes objects as multi-document YAML, one at a time, each starting with `---`: what
 /// [`to_yaml`] returns, without holding all of it.
 pub struct YamlWriter<W> {
@@ -210,11 +221,7 @@ impl<W: Write> YamlWriter<W> {
     /// Writes one object.
     pub fn write(&mut self, object: &serde_json::Value) -> std::io::Result<()> {
         self.document.clear();
-        self.document.extend_from_slice(b"---\n");
-        // A JSON value always has a YAML form; an error would leave the document empty.
-        if serde_yaml_ng::to_writer(&mut self.document, object).is_err() {
-            self.document.truncate(4);
-        }
+        encode_yaml(object, &mut self.document);
         self.out.write_all(&self.document)
     }
 

@@ -307,6 +307,21 @@ fn render_writes_what_a_full_generation_lists() {
                 .unwrap();
             assert_eq!(listed, full.objects(), "{name}");
             assert_eq!(plan().into_generated().objects(), full.objects(), "{name}");
+            // On several threads, in runs of a model or two: the same bytes, in order.
+            for (threads, chunk) in [(1, 1), (3, 1), (2, 2), (4, 1000)] {
+                let mut encoded = Vec::new();
+                plan()
+                    .encode_each_object(threads, chunk, manifests::encode_yaml, |bytes| {
+                        encoded.extend_from_slice(bytes);
+                        Ok::<(), ()>(())
+                    })
+                    .unwrap();
+                assert_eq!(
+                    String::from_utf8(encoded).unwrap(),
+                    written,
+                    "{name}: {threads} threads, {chunk} at a time"
+                );
+            }
         }
     }
 }

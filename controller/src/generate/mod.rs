@@ -118,6 +118,23 @@ pub struct ModelObjects {
     pub authorization_policy: Option<AuthorizationPolicy>,
 }
 
+impl ModelObjects {
+    /// Hands each object to `each` as JSON, in apply order.
+    fn each_json<E>(
+        &self,
+        mut each: impl FnMut(serde_json::Value) -> Result<(), E>,
+    ) -> Result<(), E> {
+        each(self.routes.to_json())?;
+        for rule in &self.destination_rules {
+            each(to_json(rule))?;
+        }
+        if let Some(policy) = &self.authorization_policy {
+            each(to_json(policy))?;
+        }
+        Ok(())
+    }
+}
+
 /// The outcome for one SeldonDeployment.
 #[derive(Debug, Clone)]
 pub struct GeneratedModel {
@@ -210,13 +227,7 @@ impl Generated {
                 continue;
             }
             if let Some(objects) = objects_of(model, index) {
-                each(objects.routes.to_json())?;
-                for rule in &objects.destination_rules {
-                    each(to_json(rule))?;
-                }
-                if let Some(policy) = &objects.authorization_policy {
-                    each(to_json(policy))?;
-                }
+                objects.each_json(&mut *each)?;
             }
         }
         Ok(())
@@ -269,6 +280,74 @@ impl Planned<'_> {
             &mut each,
         )?;
         each(extension_into_json(self.generated.extension))
+    }
+
+    /// [`Planned::each_object`] as bytes: `encode` turns each object into bytes, the
+    /// models' own objects on up to `threads` threads, `chunk` models at a time each, and
+    /// `write` gets the bytes in apply order, a run of objects at a time. Holds at most
+    /// `threads` × `chunk` models' bytes at once.
+    pub fn encode_each_object<E>(
+        self,
+        threads: usize,
+        chunk: usize,
+        encode: impl Fn(&serde_json::Value, &mut Vec<u8>) + Sync,
+        mut write: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let (threads, chunk) = (threads.max(1), chunk.max(1));
+        let mut bytes = Vec::new();
+        for gateway in &self.generated.gateways {
+            encode(&to_json(gateway), &mut bytes);
+        }
+        write(&bytes)?;
+        let encode_models = |models: std::ops::Range<usize>| {
+            let mut bytes = Vec::new();
+            for index in models {
+                let model = &self.generated.models[index];
+                if let (Ok(_), Some((sdep, options))) = (&model.objects, &self.sources[index]) {
+                    let encoded =
+                        model_objects(sdep, options, &self.settings).each_json(|object| {
+                            encode(&object, &mut bytes);
+                            Ok::<(), std::convert::Infallible>(())
+                        });
+                    match encoded {
+                        Ok(()) => {}
+                    }
+                }
+            }
+            bytes
+        };
+        let count = self.generated.models.len();
+        let mut start = 0;
+        while start < count {
+            let runs: Vec<std::ops::Range<usize>> = (0..threads)
+                .map(|i| (start + i * chunk).min(count)..(start + (i + 1) * chunk).min(count))
+                .filter(|run| !run.is_empty())
+                .collect();
+            start = runs.last().map_or(count, |run| run.end);
+            let encoded: Vec<Vec<u8>> = if runs.len() == 1 {
+                runs.into_iter().map(encode_models).collect()
+            } else {
+                std::thread::scope(|scope| {
+                    let workers: Vec<_> = runs
+                        .into_iter()
+                        .map(|run| scope.spawn(|| encode_models(run)))
+                        .collect();
+                    workers
+                        .into_iter()
+                        .map(|worker| match worker.join() {
+                            Ok(bytes) => bytes,
+                            Err(panic) => std::panic::resume_unwind(panic),
+                        })
+                        .collect()
+                })
+            };
+            for bytes in &encoded {
+                write(bytes)?;
+            }
+        }
+        bytes.clear();
+        encode(&extension_into_json(self.generated.extension), &mut bytes);
+        write(&bytes)
     }
 
     /// [`Generated`] with every model's objects, as [`generate`] returns it.
