@@ -6,10 +6,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use modelgate_core::CompiledConfig;
 use modelgate_core::auth::keys::KeyLimits;
 use modelgate_core::compiled::UNUSABLE_ENTRY_POLICY;
 use modelgate_core::config::{FilterConfig, KeySet, Limits, Model, Policy, Predictor, Routing};
+use modelgate_core::{CompiledConfig, ConfigError};
 use sha2::{Digest, Sha256};
 
 use crate::annotations::{KeySource, ModelOptions, PolicySpec};
@@ -358,6 +358,7 @@ fn unusable_models(
                 .collect();
         }
     };
+    let by_entry = index_warnings(&warnings);
     let mut out = Vec::new();
     for (id, entry) in models {
         let expected_unusable = matches!(
@@ -388,9 +389,7 @@ fn unusable_models(
         if let Some(Policy::Jwt(jwt)) = config.policies.get(&model.policy) {
             related.push(format!("keySets[{:?}]", jwt.key_set));
         }
-        let details: Vec<String> = warnings
-            .iter()
-            .filter(|w| related.iter().any(|r| w.field.starts_with(r.as_str())))
+        let details: Vec<String> = warnings_about(&warnings, &by_entry, &related)
             .map(|w| w.message.clone())
             .collect();
         out.push((
@@ -403,6 +402,48 @@ fn unusable_models(
         ));
     }
     out
+}
+
+/// The warnings by the entry they are about (`models["<id>"]`, `policies["<id>"]`,
+/// `keySets["<id>"]`: their field up to its first `]`): thousands of models the filter
+/// cannot use must not each scan every warning.
+fn index_warnings(warnings: &[ConfigError]) -> HashMap<&str, Vec<usize>> {
+    let mut by_entry: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, warning) in warnings.iter().enumerate() {
+        if let Some(end) = warning.field.find(']') {
+            by_entry.entry(&warning.field[..=end]).or_default().push(i);
+        }
+    }
+    by_entry
+}
+
+/// The warnings whose field starts with one of `prefixes` (each `<map>[<id>]`), in order:
+/// through the index when no id holds a `]`, else by a scan.
+fn warnings_about<'w>(
+    warnings: &'w [ConfigError],
+    by_entry: &HashMap<&str, Vec<usize>>,
+    prefixes: &[String],
+) -> impl Iterator<Item = &'w ConfigError> + use<'w> {
+    let indexed = prefixes.iter().all(|p| p.find(']') == Some(p.len() - 1));
+    let mut found: Vec<usize> = if indexed {
+        prefixes
+            .iter()
+            .filter_map(|p| by_entry.get(p.as_str()))
+            .flatten()
+            .copied()
+            .collect()
+    } else {
+        (0..warnings.len())
+            .filter(|&i| {
+                prefixes
+                    .iter()
+                    .any(|p| warnings[i].field.starts_with(p.as_str()))
+            })
+            .collect()
+    };
+    found.sort_unstable();
+    found.dedup();
+    found.into_iter().map(move |i| &warnings[i])
 }
 
 /// Stores a value under an id made of a prefix and the start of its content's SHA-256,
@@ -591,6 +632,52 @@ mod tests {
         let expected: Vec<&String> = newest_first[..yielded.len()].iter().rev().collect();
         assert_eq!(yielded, expected);
         assert!(!matches!(models["ns/m00"].policy, PolicySpec::Deny(_)));
+    }
+
+    #[test]
+    fn an_entrys_warnings_are_found_through_the_index_as_a_scan_finds_them() {
+        let warning = |field: &str| ConfigError {
+            field: field.into(),
+            message: format!("about {field}"),
+        };
+        let warnings: Vec<ConfigError> = [
+            r#"models["a/x"].routing.predictors"#,
+            r#"policies["p1"].issuer"#,
+            r#"models["a/y"]"#,
+            r#"models["a/x"].policy"#,
+            r#"keySets["k1"].keys[0].n"#,
+            r#"models["a]b"].routing"#,
+            "limits.maxRsaBits",
+            r#"policies["p1"]"#,
+        ]
+        .into_iter()
+        .map(warning)
+        .collect();
+        let by_entry = index_warnings(&warnings);
+        let cases: [&[&str]; 5] = [
+            &[r#"models["a/x"]"#, r#"policies["p1"]"#, r#"keySets["k1"]"#],
+            &[r#"models["a/y"]"#, r#"policies["p2"]"#],
+            &[r#"models["a"]"#],
+            // An id holding a `]`: found by the scan.
+            &[r#"models["a]b"]"#],
+            &[],
+        ];
+        for prefixes in cases {
+            let prefixes: Vec<String> = prefixes.iter().map(|p| p.to_string()).collect();
+            let scanned: Vec<&str> = warnings
+                .iter()
+                .filter(|w| prefixes.iter().any(|p| w.field.starts_with(p.as_str())))
+                .map(|w| w.field.as_str())
+                .collect();
+            let found: Vec<&str> = warnings_about(&warnings, &by_entry, &prefixes)
+                .map(|w| w.field.as_str())
+                .collect();
+            assert_eq!(found, scanned, "{prefixes:?}");
+        }
+        let all: Vec<String> = [r#"models["a/x"]"#, r#"policies["p1"]"#, r#"keySets["k1"]"#]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(warnings_about(&warnings, &by_entry, &all).count(), 5);
     }
 
     #[test]
