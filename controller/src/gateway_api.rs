@@ -168,3 +168,94 @@ pub struct HttpRouteTimeouts {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend_request: Option<String>,
 }
+
+/// `gateway.networking.k8s.io/v1` Gateway, as the controller creates one when a model names
+/// a missing one it may claim (`generate::gateway_api_gateway`). With Istio each is a proxy
+/// Deployment and Service istiod deploys (no `addresses`: automated deployment). Every
+/// field reads as empty when absent: a Gateway someone else wrote is read too, and fields
+/// not listed here are ignored.
+#[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "gateway.networking.k8s.io",
+    version = "v1",
+    kind = "Gateway",
+    namespaced,
+    schema = "disabled"
+)]
+#[serde(rename_all = "camelCase", default)]
+pub struct GatewaySpec {
+    /// The GatewayClass, whose controller deploys and programs it (`istio`).
+    pub gateway_class_name: String,
+    /// Where it listens.
+    pub listeners: Vec<Listener>,
+}
+
+/// One port and protocol of a Gateway.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Listener {
+    /// Unique in the Gateway.
+    pub name: String,
+    /// The port.
+    pub port: u16,
+    /// `HTTP` or `HTTPS`.
+    pub protocol: String,
+    /// TLS termination (`HTTPS` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ListenerTls>,
+    /// Which routes may attach, from which namespaces.
+    pub allowed_routes: AllowedRoutes,
+}
+
+/// How a listener terminates TLS.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ListenerTls {
+    /// `Terminate` (written out, as the API server defaults it).
+    pub mode: String,
+    /// The certificate's Secrets.
+    pub certificate_refs: Vec<SecretReference>,
+}
+
+/// A Secret in the Gateway's namespace.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SecretReference {
+    /// `""`, the core group (written out, as the API server defaults it).
+    pub group: String,
+    /// `Secret`.
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+}
+
+/// The routes a listener accepts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AllowedRoutes {
+    /// From which namespaces.
+    pub namespaces: RouteNamespaces,
+    /// Of which kinds.
+    pub kinds: Vec<RouteGroupKind>,
+}
+
+/// The namespaces whose routes a listener accepts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RouteNamespaces {
+    /// `Selector` or `All`.
+    pub from: String,
+    /// The namespaces, by label, with `Selector`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+}
+
+/// A kind of route.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RouteGroupKind {
+    /// `gateway.networking.k8s.io`.
+    pub group: String,
+    /// `HTTPRoute`.
+    pub kind: String,
+}

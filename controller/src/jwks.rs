@@ -35,6 +35,9 @@ struct Entry {
 #[derive(Debug, Clone, Default)]
 pub struct JwksCache {
     entries: Arc<Mutex<BTreeMap<String, Entry>>>,
+    /// Counts the changes of what [`JwksCache::snapshot`] returns, so a caller can tell
+    /// that nothing changed without taking one.
+    changes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// What a refresh round did.
@@ -87,10 +90,24 @@ impl JwksCache {
             .collect()
     }
 
+    /// How many times what [`JwksCache::snapshot`] returns has changed.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
     /// Sets the URIs in use: new ones are due now, unused ones are forgotten.
     pub fn track(&self, uris: &BTreeSet<String>) {
         let mut entries = self.lock();
+        let before = entries.len();
         entries.retain(|uri, _| uris.contains(uri));
+        if entries.len() != before {
+            self.changed();
+        }
         for uri in uris {
             entries.entry(uri.clone()).or_default();
         }
@@ -104,6 +121,7 @@ impl JwksCache {
         match self.lock().get_mut(uri) {
             Some(entry) if entry.keys.is_none() => {
                 entry.keys = Some(keys);
+                self.changed();
                 true
             }
             _ => false,
@@ -160,6 +178,9 @@ impl JwksCache {
         match result {
             Ok(keys) => {
                 let changed = entry.keys.as_ref() != Some(&keys);
+                if changed {
+                    self.changed();
+                }
                 entry.keys = Some(keys);
                 entry.failures = 0;
                 entry.healthy = true;

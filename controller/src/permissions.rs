@@ -99,6 +99,9 @@ pub enum Condition {
     WritesTrafficExtension,
     /// `routing` is `gateway-api`: an HTTPRoute per SeldonDeployment.
     GatewayApiRouting,
+    /// `configByReference` is `auto` or `always`: referenced configurations stored in
+    /// ConfigMaps of the controller's namespace.
+    ConfigByReference,
 }
 
 impl Condition {
@@ -110,6 +113,9 @@ impl Condition {
                 settings.extension_kind.may_write_traffic_extension()
             }
             Condition::GatewayApiRouting => settings.routing == RoutingApi::GatewayApi,
+            Condition::ConfigByReference => {
+                settings.config_by_reference != crate::settings::ConfigByReference::Never
+            }
         }
     }
 }
@@ -162,6 +168,15 @@ pub const TABLE: &[Permission] = &[
         names: Names::Lease,
         only_with: None,
         why: "run::run, leader election (kube-lease-manager): the Lease is read and renewed",
+    },
+    Permission {
+        group: "",
+        resource: "configmaps",
+        verbs: &[Get, List, Create, Patch, Delete],
+        scope: Scope::LeaseNamespace,
+        names: Names::Any,
+        only_with: Some(Condition::ConfigByReference),
+        why: "config_documents: each referenced configuration is stored (server-side apply) before the extension object names it, read by any replica asked for it and by a new leader, and deleted once older than the 3 kept (listed by label)",
     },
     Permission {
         group: "events.k8s.io",
@@ -328,6 +343,28 @@ pub const TABLE: &[Permission] = &[
         names: Names::Any,
         only_with: None,
         why: "reconcile_gateways: the managed Gateways, listed by label in every namespace",
+    },
+    Permission {
+        group: "gateway.networking.k8s.io",
+        resource: "gateways",
+        verbs: &[Get, List, Delete],
+        scope: Scope::GatewayNamespace,
+        names: Names::Any,
+        only_with: None,
+        why: "reconcile_gateways: with routing gateway-api, check_gateway_api_gateway reads each \
+              Gateway models name (those modelgate did not create are never modified); \
+              remove_unused_gateway_api_gateways lists the managed ones by label and deletes \
+              those no model needs (all of them after a switch back to routing istio)",
+    },
+    Permission {
+        group: "gateway.networking.k8s.io",
+        resource: "gateways",
+        verbs: &[Create, Patch],
+        scope: Scope::GatewayNamespace,
+        names: Names::Any,
+        only_with: Some(Condition::GatewayApiRouting),
+        why: "reconcile_gateways: check_gateway_api_gateway applies a managed Gateway that is \
+              missing or differs (the default, and at most gatewayApi.maxCreatedGateways others)",
     },
     Permission {
         group: "security.istio.io",
@@ -566,7 +603,9 @@ mod tests {
             resource::<TrafficExtension>(),
             resource::<AuthorizationPolicy>(),
             resource::<crate::gateway_api::HTTPRoute>(),
+            resource::<crate::gateway_api::Gateway>(),
             resource::<k8s_openapi::api::coordination::v1::Lease>(),
+            resource::<k8s_openapi::api::core::v1::ConfigMap>(),
             resource::<k8s_openapi::api::events::v1::Event>(),
             resource::<
                 k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
@@ -623,6 +662,51 @@ mod tests {
         for r in [create, delete, watch] {
             assert!(gateway_api.allows(&r), "{r}");
         }
+    }
+
+    #[test]
+    fn gateway_api_gateways_are_written_only_in_the_gateway_namespace_with_gateway_api_routing() {
+        let run = RunSettings::default();
+        let in_namespace = |verb, namespace| {
+            request(
+                verb,
+                "gateway.networking.k8s.io",
+                "gateways",
+                Some(namespace),
+                (!matches!(verb, Create | List)).then_some("seldon-gateway"),
+            )
+        };
+        let istio = Permissions::resolve(&Settings::default(), &run);
+        let gateway_api = Permissions::resolve(
+            &Settings {
+                routing: RoutingApi::GatewayApi,
+                ..Settings::default()
+            },
+            &run,
+        );
+        // Read, listed and deleted in both modes: switching back to istio cleans up.
+        for verb in [Get, List, Delete] {
+            assert!(istio.allows(&in_namespace(verb, "istio-system")), "{verb}");
+            assert!(
+                gateway_api.allows(&in_namespace(verb, "istio-system")),
+                "{verb}"
+            );
+        }
+        for verb in [Create, Patch] {
+            assert!(!istio.allows(&in_namespace(verb, "istio-system")), "{verb}");
+            assert!(
+                gateway_api.allows(&in_namespace(verb, "istio-system")),
+                "{verb}"
+            );
+        }
+        // Nowhere else, and not across namespaces.
+        for verb in [Get, List, Create, Patch, Delete] {
+            assert!(!gateway_api.allows(&in_namespace(verb, "team-a")), "{verb}");
+        }
+        assert!(!gateway_api.allows(&ApiRequest {
+            namespace: None,
+            ..in_namespace(List, "istio-system")
+        }));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use crate::generate::by_reference::ConfigByReference;
+pub use crate::generate::gateway_api_gateway::GatewayApiSettings;
 use crate::jwks::target::{AllowedTarget, TargetPolicy};
 use crate::tenancy::PatternsByNamespace;
 
@@ -288,6 +289,8 @@ pub struct Settings {
     /// The longest RSA modulus accepted in any key, in bits: 4096, or up to 8192 for an
     /// issuer that needs it (a larger key costs every gateway worker more per token).
     pub max_rsa_bits: u32,
+    /// The Gateway API Gateways the controller creates (`routing: gateway-api`).
+    pub gateway_api: GatewayApiSettings,
     /// What a tenant's SeldonDeployment may claim beyond its own namespace.
     pub tenancy: TenancySettings,
     /// Which JWKS URIs the controller fetches at all, and how much it reads.
@@ -320,6 +323,7 @@ impl Default for Settings {
             default_namespace: "default".into(),
             plugin_config_max_bytes: crate::generate::filter_config::MAX_CONFIG_BYTES,
             max_rsa_bits: modelgate_core::auth::keys::DEFAULT_MAX_RSA_BITS as u32,
+            gateway_api: GatewayApiSettings::default(),
             tenancy: TenancySettings::default(),
             jwks: JwksSettings::default(),
         }
@@ -633,6 +637,9 @@ impl Settings {
                 "0",
                 "a number of bytes, 1 or more",
             ));
+        }
+        if let Some((setting, value, expected)) = self.gateway_api.problem() {
+            return Err(invalid(setting, value, expected));
         }
         crate::tenancy::validate_rules(&self.tenancy)
             .map_err(|(setting, value, expected)| invalid(setting, value, expected))?;

@@ -138,10 +138,11 @@ async fn keys(State(state): State<ServerState>, uri: Uri) -> Response {
 }
 
 /// `GET /config/<sha256>`: a referenced configuration, byte for byte, while it is kept.
-/// Content-addressed, so immutable; a document not kept (too old, or published by another
-/// replica) is `404`, and the filter keeps its configuration and asks again later.
+/// Content-addressed, so immutable. Any replica answers: one not holding it in memory
+/// reads it from the cluster (`config_documents`). A document found nowhere (older than
+/// those kept) is `404`, and the filter keeps its configuration and asks again later.
 async fn config_document(State(state): State<ServerState>, Path(sha256): Path<String>) -> Response {
-    match state.documents.get(&sha256) {
+    match state.documents.get(&sha256).await {
         Some(bytes) => (
             [
                 (header::CONTENT_TYPE, "application/json"),
@@ -152,7 +153,7 @@ async fn config_document(State(state): State<ServerState>, Path(sha256): Path<St
             .into_response(),
         None => (
             StatusCode::NOT_FOUND,
-            "no such configuration here: not the current one of this replica, nor a recent one\n",
+            "no such configuration: not the current one, nor a recent one\n",
         )
             .into_response(),
     }

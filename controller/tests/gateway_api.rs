@@ -78,7 +78,27 @@ fn every_example_gets_an_httproute_for_each_virtualservice_and_the_same_filter()
         let (gw, settings) =
             common::render_routed(&example, ExtensionKind::Auto, RoutingApi::GatewayApi);
         assert!(of_kind(&gw, "VirtualService").is_empty(), "{name}");
-        assert!(of_kind(&gw, "Gateway").is_empty(), "{name}: never created");
+        // Only Gateway API Gateways, in gatewayNamespace, each among the extension's targets
+        // (the CRD checks are in render.rs).
+        let extension = serde_json::to_value(&gw.extension).unwrap();
+        for gateway in of_kind(&gw, "Gateway") {
+            assert_eq!(
+                gateway["apiVersion"], "gateway.networking.k8s.io/v1",
+                "{name}"
+            );
+            assert_eq!(
+                gateway["metadata"]["namespace"],
+                settings.gateway_namespace.as_str(),
+                "{name}"
+            );
+            let targets = extension["spec"]["targetRefs"].as_array().unwrap();
+            assert!(
+                targets
+                    .iter()
+                    .any(|t| t["name"] == gateway["metadata"]["name"]),
+                "{name}"
+            );
+        }
         let services: BTreeMap<String, Value> = of_kind(&istio, "VirtualService")
             .into_iter()
             .map(|v| (v["metadata"]["name"].as_str().unwrap().to_string(), v))

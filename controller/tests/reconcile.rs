@@ -436,7 +436,7 @@ async fn by_reference_the_wasm_plugin_names_a_document_published_first_and_stays
     let reference: ReferenceDocument = serde_json::from_value(plugin_config).unwrap();
     let document = ctx
         .documents
-        .get(&reference.reference.sha256)
+        .cached(&reference.reference.sha256)
         .expect("the document the WasmPlugin names is served");
     modelgate_core::by_reference::verify(&document, &reference.reference).unwrap();
     let config: FilterConfig = serde_json::from_slice(&document).unwrap();
@@ -453,4 +453,193 @@ async fn by_reference_the_wasm_plugin_names_a_document_published_first_and_stays
     api.take_writes();
     reconcile_all(&ctx, &all).await;
     assert_eq!(api.take_writes(), Vec::<String>::new());
+}
+
+/// Lists every stored object of `plural` into the cache `live`, as a watch's first list does.
+fn list_into<K>(api: &FakeApi, plural: &str, live: &modelgate_controller::reconcile::live::LiveKind)
+where
+    K: kube::Resource + serde::Serialize + serde::de::DeserializeOwned,
+{
+    use kube::runtime::watcher::Event;
+    live.observe(&Event::<K>::Init);
+    for name in api.names(plural) {
+        let (namespace, name) = name.split_once('/').unwrap();
+        let object: K = serde_json::from_value(api.get(plural, namespace, name).unwrap()).unwrap();
+        live.observe(&Event::InitApply(object));
+    }
+    live.observe(&Event::<K>::InitDone);
+}
+
+#[tokio::test]
+async fn with_the_watches_listed_a_reconcile_reads_none_of_its_objects_and_writes_what_differs() {
+    use modelgate_controller::istio::{DestinationRule, VirtualService};
+    let api = FakeApi::default();
+    let ctx = context(&api);
+    let both = model("iris", "seldon-gateway")
+        .with_uid("u1")
+        .predictor("main", 75)
+        .predictor("canary", 25);
+    reconcile_all(&ctx, std::slice::from_ref(&both)).await;
+    list_into::<VirtualService>(&api, "virtualservices", &ctx.live.virtual_services);
+    list_into::<DestinationRule>(&api, "destinationrules", &ctx.live.destination_rules);
+    api.take_writes();
+    api.take_requests();
+
+    // Nothing changed: no request at all about the model's objects, and no write.
+    reconcile_model(&ctx, &both).await.unwrap();
+    let requests = api.take_requests();
+    assert!(
+        !requests.iter().any(|r| r.contains("virtualservices")
+            || r.contains("destinationrules")
+            || r.contains("httproutes")
+            || r.contains("authorizationpolicies")),
+        "{requests:?}"
+    );
+    assert!(api.take_writes().is_empty());
+
+    // Someone edits the VirtualService; the watch reports it; the next reconcile puts it back.
+    let mut edited = api.get("virtualservices", "models", "iris").unwrap();
+    edited["spec"]["hosts"] = json!(["elsewhere.example"]);
+    api.insert("virtualservices", edited.clone());
+    ctx.live
+        .virtual_services
+        .observe(&kube::runtime::watcher::Event::Apply(
+            serde_json::from_value::<VirtualService>(edited).unwrap(),
+        ));
+    reconcile_model(&ctx, &both).await.unwrap();
+    let writes = api.take_writes();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert!(writes[0].starts_with("PATCH virtualservices models/iris"));
+    // Its own write is in the cache at once: the reconcile after it writes nothing.
+    reconcile_model(&ctx, &both).await.unwrap();
+    assert!(api.take_writes().is_empty());
+
+    // A predictor removed: its DestinationRule is found in the cache and deleted.
+    let main_only = model("iris", "seldon-gateway")
+        .with_uid("u1")
+        .predictor("main", 100);
+    reconcile_all(&ctx, std::slice::from_ref(&main_only)).await;
+    let requests = api.take_requests();
+    assert!(
+        !requests
+            .iter()
+            .any(|r| r.starts_with("GET") && r.contains("destinationrules")),
+        "{requests:?}"
+    );
+    assert_eq!(api.names("destinationrules"), ["models/iris-main"]);
+}
+
+/// A context whose referenced configurations are stored in the cluster, as `run` makes it.
+fn stored_context(api: &FakeApi) -> Context {
+    use modelgate_controller::config_documents::ConfigDocuments;
+    use modelgate_controller::generate::by_reference::ConfigByReference;
+    let mut settings = common::golden_settings(&common::test_data().join("none.yaml"));
+    settings.tenancy.gateway_namespaces = vec!["edge".into()];
+    settings.config_by_reference = ConfigByReference::Always;
+    let wasm = common::test_wasm(&settings);
+    let client = api.client(&settings);
+    let mut ctx = Context::new(client.clone(), settings, wasm, None);
+    ctx.documents = ConfigDocuments::stored(
+        client,
+        "modelgate-system".into(),
+        ctx.settings.referenced_config_max_bytes,
+        ctx.api_timeout,
+    );
+    ctx
+}
+
+fn referenced_sha256(api: &FakeApi) -> String {
+    let config =
+        api.get("wasmplugins", "istio-system", "modelgate").unwrap()["spec"]["pluginConfig"]
+            .clone();
+    let reference: modelgate_core::config::ReferenceDocument =
+        serde_json::from_value(config).unwrap();
+    reference.reference.sha256
+}
+
+#[tokio::test]
+async fn a_stored_reference_is_served_by_any_replica_and_recovered_by_a_new_leader() {
+    use modelgate_core::config::{FilterConfig, Policy};
+    let api = FakeApi::default();
+    let leader = stored_context(&api);
+    let keys = common::fetched_keys();
+    leader.jwks.track(&keys.keys().cloned().collect());
+    for (uri, set) in keys {
+        leader.jwks.keep(&uri, set);
+    }
+    let valid = model("a", "seldon-gateway")
+        .with_uid("ua")
+        .predictor("p", 100);
+    reconcile_all(&leader, std::slice::from_ref(&valid)).await;
+    let sha256 = referenced_sha256(&api);
+    let stored = api.names("configmaps");
+    assert_eq!(
+        stored,
+        [format!(
+            "modelgate-system/modelgate-config-{}-0",
+            &sha256[..32]
+        )]
+    );
+
+    // A follower (nothing in memory) answers from the ConfigMaps, byte for byte.
+    let follower = stored_context(&api);
+    assert!(follower.documents.cached(&sha256).is_none());
+    let served = follower.documents.get(&sha256).await.expect("read back");
+    assert_eq!(
+        served,
+        leader.documents.cached(&sha256).expect("the leader's")
+    );
+    // A hash stored nowhere: one read, then remembered for a while.
+    api.take_requests();
+    let made_up = "0".repeat(64);
+    assert!(follower.documents.get(&made_up).await.is_none());
+    assert!(follower.documents.get(&made_up).await.is_none());
+    assert!(follower.documents.get("not-a-hash").await.is_none());
+    assert_eq!(api.take_requests().len(), 1);
+
+    // The model breaks; a new leader, knowing nothing, keeps its last good entry from the
+    // document the live reference names (it would be denied without it).
+    let broken = model("a", "seldon-gateway")
+        .with_uid("ua")
+        .predictor("p", 100)
+        .annotate(AUTH_MODE, "sometimes");
+    let new_leader = stored_context(&api);
+    reconcile_global(&new_leader, std::slice::from_ref(&broken))
+        .await
+        .unwrap();
+    let document = new_leader
+        .documents
+        .get(&referenced_sha256(&api))
+        .await
+        .unwrap();
+    let policy_of = |document: &[u8]| -> Policy {
+        let config: FilterConfig = serde_json::from_slice(document).unwrap();
+        config.policies[&config.models["models/a"].policy].clone()
+    };
+    let recovered = policy_of(&document);
+    assert_eq!(recovered, policy_of(&served));
+    assert!(
+        !matches!(&recovered, Policy::Deny { reason } if reason.starts_with("no valid configuration")),
+        "{recovered:?}"
+    );
+}
+
+#[tokio::test]
+async fn stored_references_older_than_the_kept_ones_are_deleted() {
+    use modelgate_controller::config_documents::KEPT_DOCUMENTS;
+    let api = FakeApi::default();
+    let ctx = stored_context(&api);
+    let mut all = Vec::new();
+    let mut shas = Vec::new();
+    for i in 0..KEPT_DOCUMENTS + 2 {
+        all.push(model(&format!("m{i}"), "seldon-gateway").predictor("p", 100));
+        reconcile_all(&ctx, &all).await;
+        shas.push(referenced_sha256(&api));
+    }
+    let mut expected: Vec<String> = shas[shas.len() - KEPT_DOCUMENTS..]
+        .iter()
+        .map(|s| format!("modelgate-system/modelgate-config-{}-0", &s[..32]))
+        .collect();
+    expected.sort();
+    assert_eq!(api.names("configmaps"), expected);
 }

@@ -233,7 +233,10 @@ async fn a_referenced_configuration_is_served_at_its_path_while_it_is_kept() {
             &source,
             &[],
         );
-        documents.publish(document.expect("always by reference"));
+        documents
+            .publish(document.expect("always by reference"))
+            .await
+            .unwrap();
         let reference: ReferenceDocument =
             serde_json::from_value(extension.plugin_config().clone()).unwrap();
         references.push(reference.reference);

@@ -169,8 +169,8 @@ def test_default_values_are_the_controllers_defaults():
     assert config["authorizationPolicy"] is False
     # The key channel is opt-in: its Istio cluster name is to be checked on the mesh first.
     assert config["keyChannel"] is False
-    # So is configuration by reference: only the leader holds the documents it names.
-    assert (config["configByReference"], config["configByReferenceBytes"], config["referencedConfigMaxBytes"]) == ("never", 262144, 16777216)
+    # Configuration by reference is on over 256 KiB: every replica serves the documents (stored in ConfigMaps).
+    assert (config["configByReference"], config["configByReferenceBytes"], config["referencedConfigMaxBytes"]) == ("auto", 262144, 16777216)
     assert config["run"]["namespaces"] == []
     assert (config["run"]["jwksRefresh"], config["run"]["jwksRetry"], config["run"]["jwksTimeout"]) == ("20m", "30s", "10s")
     assert config["run"]["concurrency"] == 16
@@ -251,11 +251,17 @@ def test_with_gateway_api_routing_the_charts_gateway_is_a_gateway_api_gateway(tm
     assert listeners == {(80, None), (443, None), (80, "models.example.com"), (443, "models.example.com")}
     # The models' HTTPRoutes are in their own namespaces.
     assert all(l["allowedRoutes"]["namespaces"]["from"] == "All" for l in gateway["spec"]["listeners"])
-    # The controller attaches its routes and the filter to it, and creates no Gateway.
+    # The controller attaches its routes and the filter to it. What it renders as the Gateway
+    # to create when missing is the chart's own: found existing, it is never modified.
     rendered = chart.modelgate("render", "--offline", "-f", str(chart.EXAMPLES / "dark-launch.yaml"), config=config, tmp=tmp_path)
     assert rendered.returncode == 0, rendered.stderr
     docs = [d for d in chart.yaml.safe_load_all(rendered.stdout) if d]
-    assert not [d for d in docs if d["kind"] in ("Gateway", "VirtualService")]
+    assert not [d for d in docs if d["kind"] == "VirtualService"]
+    for created in [d for d in docs if d["kind"] == "Gateway"]:
+        assert created["apiVersion"] == "gateway.networking.k8s.io/v1"
+        assert created["metadata"]["name"] == gateway["metadata"]["name"]
+        assert created["metadata"]["namespace"] == gateway["metadata"]["namespace"]
+        chart.validate_crd_object(created)
     parents = {(p["namespace"], p["name"]) for d in docs if d["kind"] == "HTTPRoute" for p in d["spec"]["parentRefs"]}
     assert parents == {(gateway["metadata"]["namespace"], gateway["metadata"]["name"])}
     (extension,) = [d for d in docs if d["kind"] in ("WasmPlugin", "TrafficExtension")]
@@ -278,6 +284,9 @@ def test_values_schema_refuses_what_the_controller_would_refuse():
         {"settings": {"defaultIsuer": "x"}},
         {"run": {"namespace": ["x"]}},
         {"settings": {"wasmSha256": "ABC"}},
+        {"settings": {"gatewayApi": {"maxCreatedGateways": 16}}},
+        {"settings": {"gatewayApi": {"className": "Istio Class"}}},
+        {"settings": {"gatewayApi": {"classname": "istio"}}},
     ):
         with pytest.raises(helm.HelmValuesError):
             chart.render(bad)

@@ -24,6 +24,7 @@ VALUE_SETS = {
     "traffic-extension": {"settings": {"extensionKind": "traffic-extension"}},
     "wasm-plugin": {"settings": {"extensionKind": "wasm-plugin"}},
     "gateway-api": {"settings": {"routing": "gateway-api"}},
+    "config-inline": {"settings": {"configByReference": "never"}},
 }
 
 EXTENSION_RESOURCES = {"trafficextensions": "writesTrafficExtension", "wasmplugins": "writesWasmPlugin"}
@@ -134,6 +135,8 @@ def test_each_row_is_allowed_where_the_table_says(values):
         expected.add("authorizationPolicy")
     if config.get("routing") == "gateway-api":
         expected.add("gatewayApiRouting")
+    if config.get("configByReference", "never") != "never":
+        expected.add("configByReference")
     assert conditional == expected
 
 
@@ -144,7 +147,8 @@ def test_nothing_is_allowed_beyond_where_it_is_needed(values):
     denied = [
         Request("get", "", "secrets", "istio-system", "seldon-ssl-cert"),
         Request("list", "", "secrets", None),
-        Request("get", "", "configmaps", "modelgate-system", "modelgate"),
+        Request("get", "", "configmaps", "kube-system", "modelgate"),
+        Request("list", "", "configmaps", None),
         Request("patch", "machinelearning.seldon.io", "seldondeployments", "models", "iris"),
         Request("delete", "machinelearning.seldon.io", "seldondeployments", "models", "iris"),
         Request("get", "apiextensions.k8s.io", "customresourcedefinitions", None, "secrets.example.io"),
@@ -175,6 +179,9 @@ def test_nothing_is_allowed_beyond_where_it_is_needed(values):
         denied.append(Request("patch", "gateway.networking.k8s.io", "httproutes", "models", "iris"))
         denied.append(Request("create", "gateway.networking.k8s.io", "httproutes", "models"))
         denied.append(Request("watch", "gateway.networking.k8s.io", "httproutes", None))
+    if config.get("configByReference", "never") == "never":
+        # ConfigMaps only hold referenced configurations.
+        denied.append(Request("get", "", "configmaps", config["run"]["leaseNamespace"], "modelgate"))
     if not config.get("authorizationPolicy"):
         denied.append(Request("patch", "security.istio.io", "authorizationpolicies", "models", "iris"))
         denied.append(Request("watch", "security.istio.io", "authorizationpolicies", None))

@@ -16,6 +16,9 @@
 //! - the route has no retries of its own, so the mesh's default retry policy applies, and
 //!   `timeouts.backendRequest` becomes the route's timeout;
 //! - a backend that does not resolve answers 500 (`cluster_not_found_response_code`);
+//! - a Gateway takes a route only from a namespace its listener's `allowedRoutes` admits
+//!   (`Same` by default, `All`, or a selector istiod evaluates with the namespace's
+//!   `kubernetes.io/metadata.name`), of a kind it lists ([`gateway_accepts`]);
 //! - routes are ordered by Gateway API's precedence: path match kind (exact, prefix,
 //!   regular expression), then path length, then the number of header matches; ties keep
 //!   their order. (istiod sorts all the routes of a hostname together; one model's rules
@@ -439,6 +442,84 @@ fn quote_meta(text: &str) -> String {
     out
 }
 
+/// The label istiod gives every namespace when it evaluates a selector (`toNamespaceSet`).
+const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// Whether a Gateway (as JSON) takes an HTTPRoute of `namespace` on an HTTP listener on port
+/// 80, as istiod decides (`namespacesFromSelector`, and the listener's route kinds): `from`
+/// `Same` (the default), `All`, or a `Selector` on `kubernetes.io/metadata.name`, which
+/// istiod evaluates against the namespace's name; listed kinds must include HTTPRoute. A
+/// selector on any other label is an error: the harness knows no namespace's labels.
+pub fn gateway_accepts(gateway: &Value, namespace: &str) -> Result<bool, HarnessError> {
+    let own = gateway["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or_default();
+    for listener in gateway["spec"]["listeners"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if listener["port"] != 80 || listener["protocol"] != "HTTP" {
+            continue;
+        }
+        let allowed = &listener["allowedRoutes"];
+        let kinds = allowed["kinds"].as_array().map_or(&[][..], Vec::as_slice);
+        let takes_kind = kinds.is_empty()
+            || kinds
+                .iter()
+                .any(|k| k["kind"] == "HTTPRoute" && k["group"].as_str().unwrap_or(GROUP) == GROUP);
+        let takes_namespace = match allowed["namespaces"]["from"].as_str().unwrap_or("Same") {
+            "Same" => namespace == own,
+            "All" => true,
+            "Selector" => selector_matches(&allowed["namespaces"]["selector"], namespace)?,
+            other => {
+                return Err(HarnessError::new(format!(
+                    "allowedRoutes.namespaces.from {other}: expected Same, All or Selector"
+                )));
+            }
+        };
+        if takes_kind && takes_namespace {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+const GROUP: &str = "gateway.networking.k8s.io";
+
+fn selector_matches(selector: &Value, namespace: &str) -> Result<bool, HarnessError> {
+    let unknown = |what: &Value| {
+        HarnessError::new(format!(
+            "allowedRoutes selector {what}: the harness evaluates {NAMESPACE_NAME_LABEL} only"
+        ))
+    };
+    let mut matches = true;
+    for (key, value) in selector["matchLabels"].as_object().into_iter().flatten() {
+        if key != NAMESPACE_NAME_LABEL {
+            return Err(unknown(selector));
+        }
+        matches &= value == namespace;
+    }
+    for expression in selector["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if expression["key"] != NAMESPACE_NAME_LABEL {
+            return Err(unknown(expression));
+        }
+        let listed = expression["values"]
+            .as_array()
+            .is_some_and(|values| values.iter().any(|v| v == namespace));
+        matches &= match expression["operator"].as_str() {
+            Some("In") => listed,
+            Some("NotIn") => !listed,
+            _ => return Err(unknown(expression)),
+        };
+    }
+    Ok(matches)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -576,6 +657,32 @@ mod tests {
             .map(|d| d.predictor.as_str())
             .collect();
         assert_eq!(predictors, ["main", "dark", "canary", "shadow"]);
+    }
+
+    #[test]
+    fn a_gateway_takes_routes_from_the_namespaces_its_listener_allows() {
+        let gateway = |allowed: Value| {
+            json!({"metadata": {"namespace": "istio-system", "name": "gw"},
+                   "spec": {"listeners": [
+                       {"name": "tls", "port": 443, "protocol": "HTTPS",
+                        "allowedRoutes": {"namespaces": {"from": "All"}}},
+                       {"name": "http", "port": 80, "protocol": "HTTP", "allowedRoutes": allowed}]}})
+        };
+        let selector = json!({"namespaces": {"from": "Selector", "selector": {"matchExpressions": [
+            {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["bank", "shop"]}]}},
+            "kinds": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}]});
+        let g = gateway(selector);
+        assert!(gateway_accepts(&g, "bank").unwrap());
+        assert!(!gateway_accepts(&g, "evil").unwrap(), "443 does not count");
+        let same = gateway(json!({}));
+        assert!(gateway_accepts(&same, "istio-system").unwrap());
+        assert!(!gateway_accepts(&same, "bank").unwrap());
+        let grpc_only = gateway(json!({"namespaces": {"from": "All"},
+            "kinds": [{"group": "gateway.networking.k8s.io", "kind": "GRPCRoute"}]}));
+        assert!(!gateway_accepts(&grpc_only, "bank").unwrap());
+        let labels = gateway(json!({"namespaces": {"from": "Selector",
+            "selector": {"matchLabels": {"team": "ml"}}}}));
+        assert!(gateway_accepts(&labels, "bank").is_err());
     }
 
     #[test]

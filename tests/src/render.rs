@@ -187,6 +187,7 @@ impl Rendered {
     /// ([`crate::http_route`]). The extension must be attached to that Gateway
     /// (`targetRefs`, in its namespace, and no `selector`), or the gateway would run
     /// without the filter; each backend's predictor is the one its DestinationRule names.
+    /// When render creates the Gateway, only the routes its HTTP listener allows count.
     fn gateway_api_route_table(&self, gateway: &str) -> Result<RouteTable, HarnessError> {
         let (namespace, name) = gateway
             .split_once('/')
@@ -210,8 +211,19 @@ impl Rendered {
             )));
         }
         let predictors = self.predictors_by_host()?;
+        // A Gateway render creates takes only the routes its listener allows; istiod
+        // leaves the others unattached (a Gateway render does not print is the platform's).
+        let created = self
+            .object("Gateway", gateway)
+            .filter(|g| g["apiVersion"] == "gateway.networking.k8s.io/v1");
         let mut table = RouteTable::default();
         for route in self.of_kind("HTTPRoute") {
+            let namespace = route["metadata"]["namespace"].as_str().unwrap_or_default();
+            if let Some(created) = created
+                && !http_route::gateway_accepts(created, namespace)?
+            {
+                continue;
+            }
             if let Some(routes) = http_route::translate(route, gateway, &predictors)? {
                 table.virtual_services.push(routes);
             }

@@ -219,7 +219,7 @@ fn a_referenced_configuration_is_fetched_verified_and_enforced() {
         !first.contains("team/"),
         "a reference names no model: {first}"
     );
-    controller.documents.publish(document);
+    controller.documents.remember(document);
     let gw = gateway("by-reference-enforced", first.clone(), &controller);
     wait_served(&gw, "team/open");
     assert_first_configuration(&gw, "the referenced configuration");
@@ -228,7 +228,7 @@ fn a_referenced_configuration_is_fetched_verified_and_enforced() {
 
     // The next configuration, as the controller publishes it before applying its object.
     let (_, second, document) = render(&config(&["added"]));
-    controller.documents.publish(document);
+    controller.documents.remember(document);
     gw.reconfigure(&second).unwrap();
     wait_served(&gw, "team/added");
     assert_first_configuration(&gw, "the next configuration");
@@ -249,7 +249,7 @@ fn a_referenced_configuration_is_fetched_verified_and_enforced() {
 fn a_wrong_hash_or_an_unreachable_controller_keeps_the_last_good_one() {
     let controller = Controller::start();
     let (_, first, document) = render(&config(&[]));
-    controller.documents.publish(document);
+    controller.documents.remember(document);
     let gw = gateway("by-reference-last-good", first, &controller);
     wait_served(&gw, "team/open");
 
@@ -257,7 +257,7 @@ fn a_wrong_hash_or_an_unreachable_controller_keeps_the_last_good_one() {
     // document): refused, tried again, and the configuration in force serves meanwhile.
     let (_, second, good) = render(&config(&["added"]));
     let (_, _, other) = render(&config(&["other"]));
-    controller.documents.publish(ConfigDocument {
+    controller.documents.remember(ConfigDocument {
         sha256: good.sha256.clone(),
         bytes: other.bytes.clone(),
     });
@@ -272,7 +272,7 @@ fn a_wrong_hash_or_an_unreachable_controller_keeps_the_last_good_one() {
     // version, as from a controller of another release): the same.
     let foreign = br#"{"version":99,"models":{}}"#;
     let sha256 = modelgate_core::by_reference::sha256_hex(foreign);
-    controller.documents.publish(ConfigDocument {
+    controller.documents.remember(ConfigDocument {
         sha256: sha256.clone(),
         bytes: foreign.as_slice().into(),
     });
@@ -301,7 +301,7 @@ fn a_wrong_hash_or_an_unreachable_controller_keeps_the_last_good_one() {
     );
 
     // Back to the controller, which now has the right document: the retry loads it.
-    controller.documents.publish(good);
+    controller.documents.remember(good);
     gw.reconfigure(&second).unwrap();
     wait_served(&gw, "team/added");
     assert!(reaches(&gw, "team/added", &added), "once fetched");
@@ -320,7 +320,7 @@ fn a_vm_that_never_had_a_configuration_answers_503_until_its_document_is_in() {
         let response = gw.send(&Request::predict(model).bearer(&token()));
         assert_eq!(response.status, 503, "{model}: {}", response.summary());
     }
-    controller.documents.publish(document);
+    controller.documents.remember(document);
     wait_served(&gw, "team/open");
     assert_first_configuration(&gw, "once the document is in");
 }
@@ -379,7 +379,7 @@ fn a_fleet_of_100000_models_loads_through_the_channel_with_a_small_wasm_plugin()
         object.len(),
         document.bytes.len()
     );
-    controller.documents.publish(document);
+    controller.documents.remember(document);
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -8,6 +8,7 @@ mod destination_rule;
 mod extension;
 pub mod filter_config;
 mod gateway;
+pub mod gateway_api_gateway;
 pub mod http_route;
 pub mod tenancy;
 mod traffic_extension;
@@ -164,6 +165,9 @@ pub struct Generated {
     /// Gateways to create when missing, ordered by namespace and name: those a model
     /// names that the controller may create for it ([`tenancy::may_create_gateway`]).
     pub gateways: Vec<Gateway>,
+    /// Gateway API Gateways to create when missing (`routing: gateway-api`), the default
+    /// first, then by their oldest model ([`gateway_api_gateway::managed_gateway_api_gateways`]).
+    pub gateway_api_gateways: Vec<crate::gateway_api::Gateway>,
     /// Every model's filter entry, by `<namespace>/<name>`, as in `filter_config`.
     pub entries: BTreeMap<String, ModelEntry>,
     /// The filter configuration.
@@ -191,7 +195,7 @@ impl Generated {
         self.models.iter().flat_map(|m| &m.warnings)
     }
 
-    /// Every object in apply order, as JSON: Gateways, then each model's VirtualService
+    /// Every object in apply order, as JSON: Gateways (Istio's, then Gateway API's), then each model's VirtualService
     /// (or HTTPRoute), DestinationRules and AuthorizationPolicy, then the extension (WasmPlugin or
     /// TrafficExtension).
     pub fn objects(&self) -> Vec<serde_json::Value> {
@@ -220,6 +224,9 @@ impl Generated {
         each: &mut impl FnMut(serde_json::Value) -> Result<(), E>,
     ) -> Result<(), E> {
         for gateway in &self.gateways {
+            each(to_json(gateway))?;
+        }
+        for gateway in &self.gateway_api_gateways {
             each(to_json(gateway))?;
         }
         for (index, model) in self.models.iter().enumerate() {
@@ -296,6 +303,9 @@ impl Planned<'_> {
         let (threads, chunk) = (threads.max(1), chunk.max(1));
         let mut bytes = Vec::new();
         for gateway in &self.generated.gateways {
+            encode(&to_json(gateway), &mut bytes);
+        }
+        for gateway in &self.generated.gateway_api_gateways {
             encode(&to_json(gateway), &mut bytes);
         }
         write(&bytes)?;
@@ -488,7 +498,7 @@ pub fn plan<'a>(sdeps: &'a [SeldonDeployment], inputs: Inputs<'_>) -> Planned<'a
                 let entry = ModelEntry::new(sdep, &options);
                 entries.insert(id.clone(), entry.clone());
                 if gateway_api {
-                    // Gateway API Gateways are the platform's: never created here.
+                    // Gateway API Gateways: see `managed_gateway_api_gateways` below.
                 } else if tenancy::may_create_gateway(inputs.settings, namespace, &options.gateway)
                 {
                     gateways_used.insert(options.gateway.clone());
@@ -606,6 +616,11 @@ pub fn plan<'a>(sdeps: &'a [SeldonDeployment], inputs: Inputs<'_>) -> Planned<'a
             model.known_good = None;
         }
     }
+    let gateway_api_gateways = if gateway_api {
+        gateway_api_gateway::managed_gateway_api_gateways(&mut models, sdeps, inputs.settings)
+    } else {
+        Vec::new()
+    };
     let targets = extension_targets(&models, inputs.settings);
     let (extension, document) =
         render_extension_with_document(&filter_config, inputs.settings, inputs.wasm, &targets);
@@ -613,6 +628,7 @@ pub fn plan<'a>(sdeps: &'a [SeldonDeployment], inputs: Inputs<'_>) -> Planned<'a
         generated: Generated {
             models,
             gateways,
+            gateway_api_gateways,
             entries,
             filter_config,
             extension,

@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::context::Context;
+use super::live::{Digest, Known};
 use super::{ReconcileError, Writes};
 use crate::generate::MANAGED_BY;
 
@@ -46,19 +47,10 @@ pub(super) fn is_managed<K: Resource>(object: &K) -> bool {
 }
 
 /// Whether the live object differs from the desired one in what this controller sets:
-/// the spec, its labels and owner references.
+/// the spec, its labels and owner references ([`Digest::differs_from`], the one rule
+/// whether the live object comes from a read or from the watches' cache).
 pub(super) fn differs<K: Resource + Serialize>(desired: &K, live: &K) -> bool {
-    let spec = |k: &K| serde_json::to_value(k).ok().map(|v| v["spec"].clone());
-    let labels_held = desired
-        .labels()
-        .iter()
-        .all(|(k, v)| live.labels().get(k) == Some(v));
-    let owners_held = desired
-        .owner_references()
-        .iter()
-        .all(|o| live.owner_references().iter().any(|l| l.uid == o.uid));
-    // Numbers round-trip through the typed spec, so 25 and 25.0 compare equal.
-    spec(desired) != spec(live) || !labels_held || !owners_held
+    Digest::of(live).differs_from(&Digest::of(desired))
 }
 
 pub(super) async fn apply_if_changed<K: Owned>(
@@ -67,11 +59,23 @@ pub(super) async fn apply_if_changed<K: Owned>(
     writes: &mut Writes,
 ) -> Result<(), ReconcileError> {
     let namespace = desired.namespace().unwrap_or_default();
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
-    let live = call(ctx, api.get_opt(&desired.name_any()))
-        .await
-        .map_err(|e| error::<K>("get", &namespace, &desired.name_any(), e))?;
-    if live.as_ref().is_some_and(|live| !differs(desired, live)) {
+    let name = desired.name_any();
+    let known = ctx
+        .live
+        .of::<K>()
+        .map_or(Known::Unknown, |live| live.get(&namespace, &name));
+    let unchanged = match known {
+        Known::Present(live) => !live.differs_from(&Digest::of(desired)),
+        Known::Absent => false,
+        Known::Unknown => {
+            let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+            let live = call(ctx, api.get_opt(&name))
+                .await
+                .map_err(|e| error::<K>("get", &namespace, &name, e))?;
+            live.as_ref().is_some_and(|live| !differs(desired, live))
+        }
+    };
+    if unchanged {
         return Ok(());
     }
     apply(ctx, desired, writes).await
@@ -85,7 +89,7 @@ pub(super) async fn apply<K: Owned>(
     let namespace = desired.namespace().unwrap_or_default();
     let name = desired.name_any();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
-    call(
+    let written = call(
         ctx,
         api.patch(
             &name,
@@ -95,6 +99,9 @@ pub(super) async fn apply<K: Owned>(
     )
     .await
     .map_err(|e| error::<K>("apply", &namespace, &name, e))?;
+    if let Some(live) = ctx.live.of::<K>() {
+        live.wrote(&written);
+    }
     tracing::info!(kind = %K::kind(&()), %namespace, %name, "applied");
     writes
         .applied
@@ -113,6 +120,9 @@ pub(super) async fn delete<K: Owned>(
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 404 => {}
         Err(e) => return Err(error::<K>("delete", namespace, name, e)),
+    }
+    if let Some(live) = ctx.live.of::<K>() {
+        live.deleted(namespace, name);
     }
     tracing::info!(kind = %K::kind(&()), %namespace, %name, "deleted");
     writes

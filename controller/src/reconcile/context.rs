@@ -2,13 +2,14 @@
 //! model's last good configuration, the verdicts of the shared objects' pass, and the
 //! failures that set each retry's backoff.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use kube::Client;
 use kube::runtime::events::Reporter;
 
+use super::live::LiveObjects;
 use super::{DEFAULT_API_TIMEOUT, Verdict};
 use crate::config_documents::ConfigDocuments;
 use crate::generate::{self, Generated, Inputs, KnownGood, WasmSource};
@@ -56,6 +57,17 @@ pub struct Context {
     pub retry_at: Mutex<BTreeMap<String, (Instant, String)>>,
     /// The referenced configurations the server answers (`configByReference`).
     pub documents: ConfigDocuments,
+    /// What the cluster holds of the owned objects, from the watches (`run`); empty, and
+    /// so never consulted, where nothing watches.
+    pub live: LiveObjects,
+    /// Models whose objects of kinds not watched with these settings (the other routing
+    /// API's routes, an AuthorizationPolicy when those are off) were looked for and
+    /// removed: once per process, since only an earlier process can have left them.
+    pub swept: Mutex<HashSet<String>>,
+    /// Counts the last good configurations taken from the cluster ([`Self::last_good`]
+    /// entries that change what the shared objects' pass generates without any
+    /// SeldonDeployment changing).
+    pub recovered: std::sync::atomic::AtomicU64,
 }
 
 impl Context {
@@ -81,6 +93,9 @@ impl Context {
             verdicts: Mutex::default(),
             retry_at: Mutex::default(),
             documents: ConfigDocuments::default(),
+            live: LiveObjects::default(),
+            swept: Mutex::default(),
+            recovered: std::sync::atomic::AtomicU64::default(),
         }
     }
 

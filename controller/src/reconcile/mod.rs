@@ -13,6 +13,8 @@
 //! - `extension`: the extension object of the kind in use, and removing the other kind's.
 //! - `recovery`: what a restarted controller takes from the live extension object.
 //! - `events`: problems reported to users as Events.
+//! - `live`: digests of the owned objects, kept from watches, instead of reading them
+//!   model by model.
 //! - `apply`: server-side apply, delete, and the timeout of every API call.
 
 mod apply;
@@ -20,6 +22,7 @@ mod context;
 mod events;
 mod extension;
 mod gateways;
+pub mod live;
 mod model;
 mod recovery;
 mod shared;

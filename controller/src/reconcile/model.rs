@@ -10,6 +10,7 @@ use kube::api::{Api, ListParams};
 use super::apply::{Owned, apply_if_changed, call, delete, error, is_managed};
 use super::context::{Context, lock};
 use super::events::report;
+use super::live::Known;
 use super::recovery::recover_last_good;
 use super::verdict::shape;
 use super::{ReconcileError, Writes};
@@ -82,16 +83,28 @@ pub async fn reconcile_model(
     }
     // The routes of this routing API, then the other's (after a change of `routing`): a
     // model is never left without routes, nor kept routed where the filter has left.
+    // The other API's routes are not watched: only an earlier process with the other
+    // setting can have left them, so they are looked for once per model and process.
+    let sweep = !lock(&ctx.swept).contains(&model.id);
     match &objects.routes {
         Routes::VirtualService(vs) => {
             apply_if_changed(ctx, vs, &mut writes).await?;
-            remove_managed::<HTTPRoute>(ctx, &model.namespace, &model.seldon_id, &mut writes)
-                .await?;
+            if sweep {
+                remove_managed::<HTTPRoute>(ctx, &model.namespace, &model.seldon_id, &mut writes)
+                    .await?;
+            }
         }
         Routes::HttpRoute(route) => {
             apply_if_changed(ctx, route, &mut writes).await?;
-            remove_managed::<VirtualService>(ctx, &model.namespace, &model.seldon_id, &mut writes)
+            if sweep {
+                remove_managed::<VirtualService>(
+                    ctx,
+                    &model.namespace,
+                    &model.seldon_id,
+                    &mut writes,
+                )
                 .await?;
+            }
         }
     }
     let mut wanted = BTreeSet::new();
@@ -100,35 +113,50 @@ pub async fn reconcile_model(
         wanted.insert(rule.name_any());
     }
     // DestinationRules of predictors that are gone.
-    let rules: Api<DestinationRule> = Api::namespaced(ctx.client.clone(), &model.namespace);
-    let selector = format!(
-        "{}={},{}={}",
-        MANAGED_BY.0, MANAGED_BY.1, MODEL_LABEL, model.seldon_id
-    );
-    let live = call(ctx, rules.list(&ListParams::default().labels(&selector)))
-        .await
-        .map_err(|e| error::<DestinationRule>("list", &model.namespace, "*", e))?;
-    for rule in live {
-        if !wanted.contains(&rule.name_any()) {
-            delete::<DestinationRule>(ctx, &model.namespace, &rule.name_any(), &mut writes).await?;
+    let live = match ctx
+        .live
+        .destination_rules
+        .of_model(&model.namespace, &model.seldon_id)
+    {
+        Some(live) => live
+            .into_iter()
+            .filter(|(_, digest)| digest.has_label(MANAGED_BY.0, MANAGED_BY.1))
+            .map(|(name, _)| name)
+            .collect(),
+        None => {
+            let rules: Api<DestinationRule> = Api::namespaced(ctx.client.clone(), &model.namespace);
+            let selector = format!(
+                "{}={},{}={}",
+                MANAGED_BY.0, MANAGED_BY.1, MODEL_LABEL, model.seldon_id
+            );
+            call(ctx, rules.list(&ListParams::default().labels(&selector)))
+                .await
+                .map_err(|e| error::<DestinationRule>("list", &model.namespace, "*", e))?
+                .into_iter()
+                .map(|rule| rule.name_any())
+                .collect::<Vec<_>>()
+        }
+    };
+    for name in live {
+        if !wanted.contains(&name) {
+            delete::<DestinationRule>(ctx, &model.namespace, &name, &mut writes).await?;
         }
     }
-    let policies: Api<AuthorizationPolicy> = Api::namespaced(ctx.client.clone(), &model.namespace);
     match &objects.authorization_policy {
         Some(policy) => apply_if_changed(ctx, policy, &mut writes).await?,
-        None => {
-            if let Some(live) = call(ctx, policies.get_opt(&model.seldon_id))
-                .await
-                .map_err(|e| {
-                    error::<AuthorizationPolicy>("get", &model.namespace, &model.seldon_id, e)
-                })?
-                && is_managed(&live)
-            {
-                delete::<AuthorizationPolicy>(ctx, &model.namespace, &model.seldon_id, &mut writes)
-                    .await?;
-            }
+        // With policies off they are not watched: looked for once, like the routes.
+        None if sweep => {
+            remove_managed::<AuthorizationPolicy>(
+                ctx,
+                &model.namespace,
+                &model.seldon_id,
+                &mut writes,
+            )
+            .await?;
         }
+        None => {}
     }
+    lock(&ctx.swept).insert(model.id.clone());
     if let Some(good) = model.known_good {
         lock(&ctx.last_good).insert(model.id.clone(), good);
     }
@@ -143,13 +171,25 @@ pub(super) async fn remove_managed<K: Owned>(
     name: &str,
     writes: &mut Writes,
 ) -> Result<(), ReconcileError> {
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
-    let live = call(ctx, api.get_opt(name))
-        .await
-        .map_err(|e| error::<K>("get", namespace, name, e))?;
-    match live {
-        Some(object) if is_managed(&object) => delete::<K>(ctx, namespace, name, writes).await,
-        _ => Ok(()),
+    let managed = match ctx
+        .live
+        .of::<K>()
+        .map_or(Known::Unknown, |l| l.get(namespace, name))
+    {
+        Known::Absent => false,
+        Known::Present(digest) => digest.has_label(MANAGED_BY.0, MANAGED_BY.1),
+        Known::Unknown => {
+            let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+            call(ctx, api.get_opt(name))
+                .await
+                .map_err(|e| error::<K>("get", namespace, name, e))?
+                .is_some_and(|object| is_managed(&object))
+        }
+    };
+    if managed {
+        delete::<K>(ctx, namespace, name, writes).await
+    } else {
+        Ok(())
     }
 }
 

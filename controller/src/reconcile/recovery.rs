@@ -139,6 +139,8 @@ pub(super) async fn recover_last_good(
                 lock(&ctx.last_good)
                     .entry(model.id.clone())
                     .or_insert(KnownGood { entry, gateway });
+                ctx.recovered
+                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                 found = true;
             }
         }
@@ -178,12 +180,14 @@ pub(super) async fn live_filter_config(
     };
     for kind in [first, second] {
         if let Some(config) = live_plugin_config(ctx, kind).await? {
-            // A reference is read from the document this process served; after a restart
-            // it is gone, and the live object is read as holding nothing.
+            // A reference is read from the document: kept in memory, or stored in the
+            // cluster by whichever process published it (after a restart, or a change of
+            // leader). One that is nowhere reads as holding nothing.
             if let Some(sha256) = crate::generate::by_reference::referenced_sha256(&config) {
                 return Ok(ctx
                     .documents
                     .get(&sha256)
+                    .await
                     .and_then(|bytes| serde_json::from_slice(&bytes).ok()));
             }
             return Ok(serde_json::from_value(config).ok());

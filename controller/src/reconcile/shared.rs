@@ -55,6 +55,7 @@ pub async fn reconcile_global(
 ) -> Result<SharedOutcome, ReconcileError> {
     let present: BTreeSet<String> = sdeps.iter().map(SeldonDeployment::model_id).collect();
     lock(&ctx.last_good).retain(|id, _| present.contains(id));
+    lock(&ctx.swept).retain(|id| present.contains(id));
     let generated = ctx.generate_shared(sdeps);
     for model in &generated.models {
         if let Some(good) = &model.known_good {
@@ -86,12 +87,21 @@ pub async fn reconcile_global(
     } else {
         (generated.extension.clone(), generated.document.clone())
     };
-    // Served before the object naming it is applied: a gateway never asks for a document
-    // the controller does not have yet.
+    // Served, and stored for every replica, before the object naming it is applied: a
+    // gateway never asks for a document the controller does not have yet.
+    let published = document.is_some();
     if let Some(document) = document {
-        ctx.documents.publish(document);
+        ctx.documents.publish(document).await.map_err(store_error)?;
     }
     apply_extension(ctx, &extension, &mut outcome.writes).await?;
+    if published {
+        // Older documents than those kept are named by nothing live any more.
+        match ctx.documents.prune().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(documents = n, "deleted stored configurations"),
+            Err(e) => tracing::warn!("stored configurations: {e}"),
+        }
+    }
     // Only once the new kind's object is applied: the gateway is never left without one.
     if let Err(e) = remove_other_kind(ctx, extension.kind(), &mut outcome.writes).await {
         outcome.failed.push(e);
@@ -109,6 +119,32 @@ pub async fn reconcile_global(
         lock(&ctx.failures).remove(SHARED_OBJECTS);
     }
     Ok(outcome)
+}
+
+/// A document that could not be stored, as the error of the pass.
+fn store_error(e: crate::config_documents::StoreError) -> ReconcileError {
+    match e {
+        crate::config_documents::StoreError::Api {
+            action,
+            namespace,
+            name,
+            source,
+        } => ReconcileError {
+            action,
+            kind: "ConfigMap".into(),
+            namespace,
+            name,
+            source,
+        },
+        // Only reads check a stored document; a write has nothing to find invalid.
+        invalid @ crate::config_documents::StoreError::Invalid(..) => ReconcileError {
+            action: "apply",
+            kind: "ConfigMap".into(),
+            namespace: String::new(),
+            name: String::new(),
+            source: kube::Error::Service(invalid.to_string().into()),
+        },
+    }
 }
 
 /// Keeps in `entries` what live routes still need from the filter: the entry of a model

@@ -72,7 +72,7 @@ pub(super) fn record_verdicts(
             };
             match gateways.get(gateway) {
                 Some(GatewayState::Missing) => errors.push(problem(format!(
-                    "an existing Gateway: it does not exist, and modelgate creates Gateways only in the model's own namespace, in the namespaces of setting tenancy.gatewayNamespaces, or the defaultGateway {}",
+                    "an existing Gateway: it does not exist, and modelgate creates Gateways only in the model's own namespace, in the namespaces of setting tenancy.gatewayNamespaces, or the defaultGateway {} (with routing gateway-api, at most gatewayApi.maxCreatedGateways besides the default)",
                     ctx.settings.default_gateway
                 ))),
                 Some(GatewayState::Unguarded(found)) => errors.push(problem(format!(

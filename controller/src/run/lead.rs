@@ -8,13 +8,14 @@ use std::time::Duration;
 use futures::StreamExt;
 use kube::api::Api;
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use tokio::sync::{Notify, watch};
 
 use super::jwks_refresh::jwks_refresh_loop;
 use super::shared_objects::shared_objects_loop;
 use crate::gateway_api::HTTPRoute;
 use crate::istio::{AuthorizationPolicy, DestinationRule, VirtualService};
+use crate::reconcile::live::LiveKind;
 use crate::reconcile::{Context, ReconcileError, reconcile_model};
 use crate::seldon::SeldonDeployment;
 use crate::settings::RoutingApi;
@@ -42,18 +43,42 @@ pub(super) async fn lead(
 ) {
     let client = ctx.client.clone();
     let managed = watcher::Config::default().labels("app.kubernetes.io/managed-by=modelgate");
-    let mut controller = Controller::new(
+    // The SeldonDeployments are cached whole (the reconciles and the shared objects' loop
+    // read them), less what the controller never reads and can be most of an object:
+    // field managers and kubectl's copy of the last applied object.
+    let (reader, writer) = reflector::store();
+    let sdeps = watcher(
         Api::<SeldonDeployment>::all(client.clone()),
         watcher::Config::default(),
     )
-    .with_config(controller::Config::default().concurrency(run.concurrency.get()))
-    .owns(Api::<VirtualService>::all(client.clone()), managed.clone())
-    .owns(Api::<DestinationRule>::all(client.clone()), managed.clone());
+    .modify(trim)
+    .reflect(writer)
+    .applied_objects();
+    // Owned objects: their watches feed the digests reconciles compare with
+    // (`reconcile::live`), then wake their owners as kube's `owns` would.
+    let live = &ctx.live;
+    let mut controller = Controller::for_stream(sdeps, reader)
+        .with_config(controller::Config::default().concurrency(run.concurrency.get()))
+        .owns_stream(follow::<VirtualService>(
+            &client,
+            &live.virtual_services,
+            &managed,
+        ))
+        .owns_stream(follow::<DestinationRule>(
+            &client,
+            &live.destination_rules,
+            &managed,
+        ));
     if ctx.settings.routing == RoutingApi::GatewayApi {
-        controller = controller.owns(Api::<HTTPRoute>::all(client.clone()), managed.clone());
+        controller =
+            controller.owns_stream(follow::<HTTPRoute>(&client, &live.http_routes, &managed));
     }
     if ctx.settings.authorization_policy {
-        controller = controller.owns(Api::<AuthorizationPolicy>::all(client.clone()), managed);
+        controller = controller.owns_stream(follow::<AuthorizationPolicy>(
+            &client,
+            &live.authorization_policies,
+            &managed,
+        ));
     }
     // Models whose verdict from the shared objects' loop changed while they did not (a
     // Gateway went missing, a host claim was decided): rare, so all are reconciled again.
@@ -121,6 +146,37 @@ pub(super) async fn lead(
     let _ = keys.await;
     tracing::info!(models = store.state().len(), "stopped leading");
 }
+
+/// The watch of one owned kind, through its cache of digests.
+fn follow<K>(
+    client: &kube::Client,
+    cache: &Arc<LiveKind>,
+    config: &watcher::Config,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + Send
+        + 'static,
+{
+    cache
+        .clone()
+        .follow(watcher(Api::<K>::all(client.clone()), config.clone()))
+}
+
+/// Drops from a cached SeldonDeployment what the controller never reads.
+fn trim(sdep: &mut SeldonDeployment) {
+    sdep.metadata.managed_fields = None;
+    if let Some(annotations) = &mut sdep.metadata.annotations {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
+/// kubectl's copy of the object as last applied, in an annotation.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// One watched SeldonDeployment's reconcile; the shared objects' loop is woken after it.
 async fn reconcile(

@@ -196,12 +196,17 @@ pub async fn run(settings: Settings, run: RunSettings) -> Result<(), RunError> {
         controller: "modelgate".into(),
         instance: Some(identity.clone()),
     };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        settings.clone(),
-        wasm,
-        Some(reporter),
-    ));
+    let mut context = Context::new(client.clone(), settings.clone(), wasm, Some(reporter));
+    if settings.config_by_reference != crate::settings::ConfigByReference::Never {
+        // Stored in the cluster too: every replica answers, and a new leader recovers.
+        context.documents = crate::config_documents::ConfigDocuments::stored(
+            client.clone(),
+            run.lease_namespace.clone(),
+            settings.referenced_config_max_bytes,
+            context.api_timeout,
+        );
+    }
+    let ctx = Arc::new(context);
     let mut registry = Registry::default();
     ctx.metrics.register(&mut registry);
     let mut server = ServerState::new(registry).with_config_documents(ctx.documents.clone());

@@ -38,22 +38,27 @@ pub(super) async fn shared_objects_loop(
     }
     server.ready.store(true, Ordering::Relaxed);
     let mut last: Option<(u64, Instant)> = None;
+    let mut pace = Duration::ZERO;
+    let mut passed = Instant::now();
     loop {
         let mut pause = Duration::from_secs(5);
-        let sdeps: Vec<SeldonDeployment> = store
-            .state()
-            .iter()
-            .map(|s| (**s).clone())
-            .filter(|s| watched.covers(s))
-            .collect();
-        let fingerprint = fingerprint(&ctx, &sdeps);
+        // What the pass depends on, from the cache's objects as they are: no copy, no
+        // generation, while nothing changed.
+        let inputs = fingerprint(&ctx, &store, &watched);
         let fresh =
-            last.is_some_and(|(f, at)| f == fingerprint && at.elapsed() < Duration::from_secs(300));
+            last.is_some_and(|(f, at)| f == inputs && at.elapsed() < Duration::from_secs(300));
         if !fresh {
+            let started = Instant::now();
+            let sdeps: Vec<SeldonDeployment> = store
+                .state()
+                .iter()
+                .filter(|s| watched.covers(s))
+                .map(|s| (**s).clone())
+                .collect();
             match reconcile_global(&ctx, &sdeps).await {
                 Ok(outcome) => {
                     if outcome.settled() {
-                        last = Some((fingerprint, Instant::now()));
+                        last = Some((inputs, Instant::now()));
                     } else {
                         // Each failed object waits for its own retry time; the
                         // WasmPlugin keeps being applied meanwhile.
@@ -74,27 +79,56 @@ pub(super) async fn shared_objects_loop(
                     ctx.metrics.reconciled(false);
                 }
             }
+            drop(sdeps);
+            // A pass over many models takes long, and each model's reconcile wakes the
+            // loop: at least as long again goes to everything else before the next one.
+            passed = Instant::now();
+            pace = passed.duration_since(started).min(MAX_PACE);
         }
         tokio::select! {
             _ = wake.notified() => {}
             _ = tokio::time::sleep(pause) => {}
             _ = done.wait_for(|d| *d) => return,
         }
+        let rest = pace.saturating_sub(passed.elapsed());
+        if !rest.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(rest) => {}
+                _ = done.wait_for(|d| *d) => return,
+            }
+        }
     }
 }
 
-/// A hash of what the shared objects depend on, to skip API calls when nothing changed.
-fn fingerprint(ctx: &Context, sdeps: &[SeldonDeployment]) -> u64 {
+/// The longest a pass's length holds the next one back.
+const MAX_PACE: Duration = Duration::from_secs(10);
+
+/// A hash of what the shared objects are generated from, to skip passes while nothing
+/// changed: the watched SeldonDeployments' identities and versions, the fetched keys'
+/// changes and the last good configurations taken from the cluster. Settings and the
+/// module do not change while the process runs; what the cluster holds is checked by the
+/// pass itself, which runs again soon while anything is unsettled, and every 5 minutes.
+fn fingerprint(ctx: &Context, store: &Store<SeldonDeployment>, watched: &Watched) -> u64 {
     use std::hash::{Hash, Hasher};
-    let generated = ctx.generate_shared(sdeps);
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    for gateway in &generated.gateways {
-        serde_json::to_string(gateway)
-            .expect("serialising a Gateway is infallible: derived Serialize, string map keys only")
+    // The cache's order is its own: a sum of each object's hash does not depend on it.
+    let mut sum = 0u64;
+    let mut count = 0u64;
+    for sdep in store.state().iter().filter(|s| watched.covers(s)) {
+        let meta = &sdep.metadata;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (
+            &meta.namespace,
+            &meta.name,
+            &meta.uid,
+            &meta.resource_version,
+        )
             .hash(&mut hasher);
+        sum = sum.wrapping_add(hasher.finish());
+        count += 1;
     }
-    serde_json::to_string(&generated.extension)
-        .expect("serialising the extension is infallible: derived Serialize, string map keys only")
-        .hash(&mut hasher);
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (sum, count).hash(&mut hasher);
+    ctx.jwks.changes().hash(&mut hasher);
+    ctx.recovered.load(Ordering::Acquire).hash(&mut hasher);
     hasher.finish()
 }

@@ -125,6 +125,16 @@ impl Route {
         })
     }
 
+    /// The kind's key in the store: its plural, except the Gateway API's Gateway, stored as
+    /// `gateways.gateway.networking.k8s.io` since Istio's Gateway has the same plural.
+    fn stored(&self) -> String {
+        if self.group == "gateway.networking.k8s.io" && self.resource == "gateways" {
+            format!("{}.{}", self.resource, self.group)
+        } else {
+            self.resource.clone()
+        }
+    }
+
     fn request(&self, verb: Verb) -> ApiRequest<'_> {
         ApiRequest {
             verb,
@@ -391,7 +401,7 @@ impl Server {
             .get(http::header::CONTENT_TYPE)
             .is_some_and(|t| t.as_bytes().starts_with(b"application/apply-patch"));
         let key = (
-            route.resource.clone(),
+            route.stored(),
             route.namespace.clone().unwrap_or_default(),
             route.name.clone().unwrap_or_default(),
         );
@@ -429,16 +439,16 @@ impl Server {
             s.failures.remove(i);
             return status(500, "InternalError");
         }
-        let Some(Route {
+        let Some(route) = Route::parse(&path) else {
+            return status(404, "NotFound");
+        };
+        let plural = route.stored();
+        let Route {
             api_version,
-            resource: plural,
             namespace,
             name,
             ..
-        }) = Route::parse(&path)
-        else {
-            return status(404, "NotFound");
-        };
+        } = route;
         let selector = query
             .split('&')
             .find_map(|kv| kv.strip_prefix("labelSelector="))
