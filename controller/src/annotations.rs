@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use modelgate_core::config::{AuthMode, DEFAULT_AB_HEADER, JwtPolicy, KeySet};
 
@@ -25,6 +26,8 @@ use values::{
     parse_timeout, parse_token_from,
 };
 pub use values::{parse_gateway, parse_jwks_uri};
+
+pub use crate::key_sets::InlineKeys;
 
 /// One annotation the controller reads: a row of [`ANNOTATIONS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,8 +169,9 @@ pub struct Retries {
 pub enum KeySource {
     /// Fetched by the controller (`seldon.io/jwt-jwks-uri`).
     Uri(String),
-    /// Given inline (`seldon.io/jwt-jwks`), or recovered from a running configuration.
-    Inline(KeySet),
+    /// Given inline (`seldon.io/jwt-jwks`), or recovered from a running configuration;
+    /// shared by the models of one generation that carry the same JWKS.
+    Inline(Arc<KeySet>),
 }
 
 /// How a model's requests are authorized, before its keys are looked up: what its
@@ -178,8 +182,9 @@ pub enum PolicySpec {
     /// No authentication (`seldon.io/auth: none`).
     None,
     /// `seldon.io/auth: jwt`: the policy (its `key_set` is filled in when the filter
-    /// configuration is built) and where its keys come from.
-    Jwt(Box<JwtPolicy>, KeySource),
+    /// configuration is built) and where its keys come from. Shared, within one
+    /// generation, by the models whose annotations say the same.
+    Jwt(Arc<JwtPolicy>, KeySource),
     /// Every request refused, with the reason (for logs). Never read from annotations:
     /// the controller sets it for a model whose annotations or entry it could not use.
     Deny(String),
@@ -225,6 +230,16 @@ pub struct Parsed {
 /// Reads a SeldonDeployment's annotations and checks the parts of its spec the
 /// generated objects depend on.
 pub fn parse(sdep: &SeldonDeployment, settings: &Settings) -> Parsed {
+    parse_with(sdep, settings, &mut InlineKeys::default())
+}
+
+/// [`parse`], reading each inline JWKS once per `inline_keys` (one generation, one set
+/// of settings): the models that carry the same JWKS share one copy of its keys.
+pub fn parse_with(
+    sdep: &SeldonDeployment,
+    settings: &Settings,
+    inline_keys: &mut InlineKeys,
+) -> Parsed {
     let mut r = Reader {
         sdep,
         object: sdep.model_id(),
@@ -242,7 +257,7 @@ pub fn parse(sdep: &SeldonDeployment, settings: &Settings) -> Parsed {
     let hosts_from = r
         .value(ISTIO_HOST, None)
         .map_or(Source::Setting, |(_, s)| s);
-    let policy = read_policy(&mut r, settings);
+    let policy = read_policy(&mut r, settings, inline_keys);
     // The ingress filter never sees in-mesh traffic: a JWT model there would be open.
     if let (Some(GatewayRef::Mesh), Some((value, from)), PolicySpec::Jwt(..)) =
         (&gateway, gateway_value, &policy)
@@ -379,7 +394,11 @@ fn read_retries(r: &mut Reader<'_>) -> Option<Retries> {
     })
 }
 
-fn read_policy(r: &mut Reader<'_>, settings: &Settings) -> PolicySpec {
+fn read_policy(
+    r: &mut Reader<'_>,
+    settings: &Settings,
+    inline_keys: &mut InlineKeys,
+) -> PolicySpec {
     let kind = match r.value(AUTH, None) {
         None => settings.default_auth,
         // A bad value is read as jwt, so that the JWT annotations are checked too.
@@ -401,7 +420,7 @@ fn read_policy(r: &mut Reader<'_>, settings: &Settings) -> PolicySpec {
         }),
     };
     let audiences = r.read(JWT_AUDIENCES, Vec::new(), |v| comma_list(v, "audience"));
-    let keys = read_keys(r, settings);
+    let keys = read_keys(r, settings, inline_keys);
     // Fields are read in the order written, which is the order of their errors.
     let policy = JwtPolicy {
         issuer: issuer.unwrap_or_default(),
@@ -414,13 +433,17 @@ fn read_policy(r: &mut Reader<'_>, settings: &Settings) -> PolicySpec {
         mode: r.read(AUTH_MODE, AuthMode::Enforce, parse_auth_mode),
     };
     PolicySpec::Jwt(
-        Box::new(policy),
-        keys.unwrap_or_else(|| KeySource::Inline(KeySet::default())),
+        Arc::new(policy),
+        keys.unwrap_or_else(|| KeySource::Inline(Arc::default())),
     )
 }
 
 /// `seldon.io/jwt-jwks-uri` or `seldon.io/jwt-jwks` (one of them), else the setting.
-fn read_keys(r: &mut Reader<'_>, settings: &Settings) -> Option<KeySource> {
+fn read_keys(
+    r: &mut Reader<'_>,
+    settings: &Settings,
+    inline_keys: &mut InlineKeys,
+) -> Option<KeySource> {
     let namespace = r.sdep.namespace_or_empty();
     match (r.value(JWT_JWKS, None), r.value(JWT_JWKS_URI, None)) {
         (Some(_), Some((uri, from))) => {
@@ -428,17 +451,15 @@ fn read_keys(r: &mut Reader<'_>, settings: &Settings) -> Option<KeySource> {
             r.error(JWT_JWKS_URI, uri, from, expected);
             None
         }
-        (Some(_), None) => {
+        (Some((value, from)), None) => {
             let limits = crate::generate::filter_config::key_limits(settings.key_limits());
-            let reduced = r.read(JWT_JWKS, None, |v| {
-                tenancy::admit_inline_jwks(settings)
-                    .and_then(|()| parse_inline_jwks(v, &limits))
-                    .map(Some)
-            })?;
-            for why in reduced.dropped {
+            let read = tenancy::admit_inline_jwks(settings)
+                .and_then(|()| inline_keys.read(value, |v| parse_inline_jwks(v, &limits)));
+            let (set, dropped) = r.check(JWT_JWKS, value, from, |_| read)?;
+            for why in dropped.iter() {
                 r.warn(JWT_JWKS, format!("key dropped: {why}"));
             }
-            Some(KeySource::Inline(reduced.set))
+            Some(KeySource::Inline(set))
         }
         (None, Some(_)) => r.read(JWT_JWKS_URI, None, |v| {
             tenancy::admit_jwks_uri(settings, namespace, v).map(|uri| Some(KeySource::Uri(uri)))

@@ -34,7 +34,7 @@ fn ok(annotations: &[(&str, &str)]) -> ModelOptions {
 
 fn jwt(annotations: &[(&str, &str)]) -> (JwtPolicy, KeySource) {
     match ok(annotations).policy {
-        PolicySpec::Jwt(p, k) => (*p, k),
+        PolicySpec::Jwt(p, k) => (std::sync::Arc::unwrap_or_clone(p), k),
         other => panic!("not jwt: {other:?}"),
     }
 }

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 
 use modelgate_core::config::KeySet;
 
-use crate::generate::{Generated, Inputs, WasmSource, generate};
+use crate::generate::{Generated, Inputs, Planned, WasmSource, plan};
 use crate::manifests::{self, ManifestError};
+use crate::seldon::SeldonDeployment;
 use crate::settings::{RunSettings, Settings};
 use crate::{jwks, wasm};
 
@@ -69,8 +70,43 @@ pub fn generate_from_files(
     settings: &Settings,
     offline: bool,
 ) -> Result<FromFiles, FromFilesError> {
+    let Read {
+        seldon_deployments,
+        mut notes,
+    } = read_files(files, settings)?;
+    let generated = plan_from_files(&seldon_deployments, settings, offline, &mut notes)?;
+    Ok(FromFiles {
+        generated: generated.into_generated(),
+        notes,
+    })
+}
+
+/// The SeldonDeployments of manifest files, and the notes met reading them.
+#[derive(Debug)]
+pub struct Read {
+    /// The SeldonDeployments, in reading order.
+    pub seldon_deployments: Vec<SeldonDeployment>,
+    /// Documents skipped.
+    pub notes: Vec<Note>,
+}
+
+/// Reads the SeldonDeployments of these manifest files.
+pub fn read_files(files: &[PathBuf], settings: &Settings) -> Result<Read, FromFilesError> {
     let manifests = manifests::read(files, &settings.default_namespace)?;
-    let mut notes: Vec<Note> = manifests.skipped.into_iter().map(Note::Skipped).collect();
+    Ok(Read {
+        seldon_deployments: manifests.seldon_deployments,
+        notes: manifests.skipped.into_iter().map(Note::Skipped).collect(),
+    })
+}
+
+/// [`generate_from_files`] from SeldonDeployments already read, each model's own objects
+/// left to be made one at a time ([`Planned`]); the notes met are added to `notes`.
+pub fn plan_from_files<'a>(
+    seldon_deployments: &'a [SeldonDeployment],
+    settings: &Settings,
+    offline: bool,
+    notes: &mut Vec<Note>,
+) -> Result<Planned<'a>, FromFilesError> {
     let wasm_source = WasmSource::from_settings(settings, &wasm::filter_sha256());
     let last_good = BTreeMap::new();
     let no_keys = BTreeMap::new();
@@ -80,23 +116,21 @@ pub fn generate_from_files(
         last_good: &last_good,
         wasm: &wasm_source,
     };
-    let first = generate(&manifests.seldon_deployments, inputs);
-    if offline || first.jwks_uris.is_empty() {
-        notes.extend(first.jwks_uris.iter().cloned().map(Note::NotFetched));
-        return Ok(FromFiles {
-            generated: first,
-            notes,
-        });
+    let first = plan(seldon_deployments, inputs);
+    let uris = &first.generated.jwks_uris;
+    if offline || uris.is_empty() {
+        notes.extend(uris.iter().cloned().map(Note::NotFetched));
+        return Ok(first);
     }
-    let keys = fetch_keys(&first.jwks_uris, settings, &mut notes)?;
-    let generated = generate(
-        &manifests.seldon_deployments,
+    let keys = fetch_keys(uris, settings, notes)?;
+    drop(first);
+    Ok(plan(
+        seldon_deployments,
         Inputs {
             jwks: &keys,
             ..inputs
         },
-    );
-    Ok(FromFiles { generated, notes })
+    ))
 }
 
 /// Fetches every URI under the same rules and limits as `run`, all at once.

@@ -5,9 +5,13 @@
 //! tenant wrote reaches the WasmPlugin verbatim, so no key can be too deep, too large or too
 //! strange for the filter or for the controller's own client to read back.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use modelgate_core::auth::keys::KeyLimits;
 use modelgate_core::config::KeySet;
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 /// Keys kept per key set; the rest are dropped with a warning.
 pub const MAX_KEYS_PER_SET: usize = 16;
@@ -25,6 +29,33 @@ pub struct Reduced {
     pub set: KeySet,
     /// One line per dropped key: its index and why.
     pub dropped: Vec<String>,
+}
+
+/// A key set read once and shared, with what was dropped from it.
+pub type SharedKeys = (Arc<KeySet>, Arc<[String]>);
+
+/// Inline JWKS already read, by the SHA-256 of their text: a hundred thousand models
+/// carrying one identity provider's keys have them read (each key checked by the filter's
+/// compiler) and held once. Holds one entry per distinct text, no text itself; for one
+/// generation, whose settings (the key limits) do not change.
+#[derive(Debug, Default)]
+pub struct InlineKeys {
+    read: HashMap<[u8; 32], Result<SharedKeys, String>>,
+}
+
+impl InlineKeys {
+    /// The keys of the JWKS `text`, read by `read` the first time it is met.
+    pub fn read(
+        &mut self,
+        text: &str,
+        read: impl FnOnce(&str) -> Result<Reduced, String>,
+    ) -> Result<SharedKeys, String> {
+        let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+        self.read
+            .entry(digest)
+            .or_insert_with(|| read(text).map(|r| (Arc::new(r.set), r.dropped.into())))
+            .clone()
+    }
 }
 
 /// Reads a JWKS document (`{"keys": [...]}`; other members are ignored) and reduces it.
@@ -111,6 +142,38 @@ mod tests {
         assert_eq!(reduced.dropped.len(), 2, "{:?}", reduced.dropped);
         assert!(reduced.dropped[0].starts_with("keys[1]: "));
         assert!(reduced.dropped[1].starts_with("keys[2]: not a JSON object"));
+    }
+
+    #[test]
+    fn inline_keys_are_read_once_per_text_and_shared() {
+        let mut inline = InlineKeys::default();
+        let mut reads = 0;
+        let text = |key: &TestKey| json!({"keys": [key.jwk()]}).to_string();
+        let (a, b) = (text(&TestKey::rsa_a()), text(&TestKey::ec()));
+        let mut read = |text: &str| {
+            inline
+                .read(text, |t| {
+                    reads += 1;
+                    read_document(t.as_bytes(), &KeyLimits::default())
+                })
+                .unwrap()
+        };
+        let first = read(&a);
+        let again = read(&a);
+        let other = read(&b);
+        assert!(Arc::ptr_eq(&first.0, &again.0));
+        assert!(!Arc::ptr_eq(&first.0, &other.0));
+        assert_eq!(first.0.keys.len(), 1);
+        assert_eq!(reads, 2);
+        // A text that does not read keeps its error, read once too.
+        for _ in 0..2 {
+            let err = inline.read("{", |t| {
+                reads += 1;
+                read_document(t.as_bytes(), &KeyLimits::default())
+            });
+            assert!(err.is_err());
+        }
+        assert_eq!(reads, 3);
     }
 
     #[test]

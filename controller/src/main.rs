@@ -1,15 +1,22 @@
 //! `modelgate`: the controller's command line. Parses arguments and wires the library up.
 
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use modelgate_controller::explain::{ExplainRequest, explain};
-use modelgate_controller::from_files::{FromFiles, generate_from_files};
+use modelgate_controller::from_files::{Note, Read, plan_from_files, read_files};
+use modelgate_controller::generate::Planned;
+use modelgate_controller::seldon::SeldonDeployment;
 use modelgate_controller::settings::{RunSettingsArgs, SettingsArgs};
 use modelgate_controller::{Generated, Settings, manifests};
+
+/// The most threads `render` makes objects on.
+const RENDER_THREADS: usize = 4;
+/// Models whose objects one thread of `render` makes at a time.
+const RENDER_CHUNK: usize = 256;
 
 #[derive(Parser)]
 #[command(
@@ -109,15 +116,27 @@ fn run_cli() -> anyhow::Result<ExitCode> {
             settings,
         } => {
             let settings = settings.resolve()?.settings;
-            let generated = from_files(&files, &settings, offline)?;
-            report(&generated);
-            let yaml = manifests::to_yaml(&generated.objects());
-            std::io::stdout().write_all(yaml.as_bytes())?;
-            Ok(exit_for(&generated))
+            let sdeps = read(&files, &settings)?;
+            let planned = plan(&sdeps, &settings, offline)?;
+            report(&planned.generated);
+            let code = exit_for(&planned.generated);
+            // The models' objects are made and turned into YAML on every core, a few
+            // hundred models at a time each, and written in order.
+            let threads = std::thread::available_parallelism().map_or(1, usize::from);
+            let mut out = BufWriter::new(std::io::stdout().lock());
+            planned.encode_each_object(
+                threads.min(RENDER_THREADS),
+                RENDER_CHUNK,
+                manifests::encode_yaml,
+                |bytes| out.write_all(bytes),
+            )?;
+            out.flush()?;
+            Ok(code)
         }
         Command::Check { files, settings } => {
             let settings = settings.resolve()?.settings;
-            let generated = from_files(&files, &settings, true)?;
+            let sdeps = read(&files, &settings)?;
+            let generated = plan(&sdeps, &settings, true)?.generated;
             report(&generated);
             let errors = generated.errors().count();
             eprintln!(
@@ -138,7 +157,8 @@ fn run_cli() -> anyhow::Result<ExitCode> {
         } => {
             let settings = settings.resolve()?.settings;
             let request = ExplainRequest::parse(&request, &headers).map_err(anyhow::Error::msg)?;
-            let generated = from_files(&files, &settings, offline)?;
+            let sdeps = read(&files, &settings)?;
+            let generated = plan(&sdeps, &settings, offline)?.generated;
             report(&generated);
             let now = now.unwrap_or_else(|| {
                 std::time::SystemTime::now()
@@ -191,13 +211,33 @@ fn run_cli() -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Generates from the files, printing the notes met on the way.
-fn from_files(files: &Files, settings: &Settings, offline: bool) -> anyhow::Result<Generated> {
-    let FromFiles { generated, notes } = generate_from_files(&files.files, settings, offline)?;
-    for note in &notes {
+/// Reads the SeldonDeployments of the files, printing the notes met on the way.
+fn read(files: &Files, settings: &Settings) -> anyhow::Result<Vec<SeldonDeployment>> {
+    let Read {
+        seldon_deployments,
+        notes,
+    } = read_files(&files.files, settings)?;
+    print_notes(&notes);
+    Ok(seldon_deployments)
+}
+
+/// Generates from the SeldonDeployments, each model's own objects left to be made when
+/// written, printing the notes met on the way.
+fn plan<'a>(
+    sdeps: &'a [SeldonDeployment],
+    settings: &Settings,
+    offline: bool,
+) -> anyhow::Result<Planned<'a>> {
+    let mut notes = Vec::new();
+    let planned = plan_from_files(sdeps, settings, offline, &mut notes)?;
+    print_notes(&notes);
+    Ok(planned)
+}
+
+fn print_notes(notes: &[Note]) {
+    for note in notes {
         eprintln!("{note}");
     }
-    Ok(generated)
 }
 
 fn report(generated: &Generated) {

@@ -1,7 +1,7 @@
 //! Reading SeldonDeployments from YAML files, directories or standard input, and writing
 //! objects as multi-document YAML: the file side of `render`, `check` and `explain`.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -76,8 +76,10 @@ pub fn read(inputs: &[PathBuf], default_namespace: &str) -> Result<Manifests, Ma
                 })?;
             read_text("-", &text, default_namespace, &mut manifests)?;
         } else if input.is_dir() {
-            for file in files_in(input)? {
-                read_file(&file, default_namespace, &mut manifests)?;
+            for read in read_files(&files_in(input)?, default_namespace) {
+                let read = read?;
+                manifests.seldon_deployments.extend(read.seldon_deployments);
+                manifests.skipped.extend(read.skipped);
             }
         } else {
             read_file(input, default_namespace, &mut manifests)?;
@@ -105,6 +107,53 @@ fn files_in(dir: &Path) -> Result<Vec<PathBuf>, ManifestError> {
         .collect();
     files.sort();
     Ok(files)
+}
+
+/// Reads each file on its own, on every core (a directory of a hundred thousand
+/// SeldonDeployments is a hundred files of YAML to parse), each file's outcome in place.
+fn read_files(files: &[PathBuf], default_namespace: &str) -> Vec<Result<Manifests, ManifestError>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(files.len());
+    let read = |file: &PathBuf| {
+        let mut manifests = Manifests::default();
+        read_file(file, default_namespace, &mut manifests).map(|()| manifests)
+    };
+    if threads <= 1 {
+        return files.iter().map(read).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let outcomes: Vec<std::sync::Mutex<Option<Result<Manifests, ManifestError>>>> =
+        files.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(file) = files.get(i) else {
+                        break;
+                    };
+                    let outcome = read(file);
+                    if let Ok(mut slot) = outcomes[i].lock() {
+                        *slot = Some(outcome);
+                    }
+                }
+            });
+        }
+    });
+    outcomes
+        .into_iter()
+        .zip(files)
+        .map(|(slot, file)| {
+            slot.into_inner().ok().flatten().unwrap_or_else(|| {
+                // Only a reader thread that panicked leaves its file unread.
+                Err(ManifestError::Io {
+                    path: file.display().to_string(),
+                    source: std::io::Error::other("not read"),
+                })
+            })
+        })
+        .collect()
 }
 
 fn read_file(
@@ -183,12 +232,52 @@ pub fn read_text(
 
 /// Objects as multi-document YAML, each starting with `---`.
 pub fn to_yaml(objects: &[serde_json::Value]) -> String {
-    let mut out = String::new();
+    let mut out = YamlWriter::new(Vec::new());
     for object in objects {
-        out.push_str("---\n");
-        out.push_str(&serde_yaml_ng::to_string(object).unwrap_or_default());
+        out.write(object)
+            .expect("writing to a Vec is infallible, and a JSON value always has a YAML form");
     }
-    out
+    String::from_utf8(out.into_inner()).expect("YAML is UTF-8")
+}
+
+/// Appends one object to `out` as a YAML document starting with `---`, as [`to_yaml`]
+/// writes it.
+pub fn encode_yaml(object: &serde_json::Value, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(b"---\n");
+    // A JSON value always has a YAML form; an error would leave the document empty.
+    if serde_yaml_ng::to_writer(&mut *out, object).is_err() {
+        out.truncate(start + 4);
+    }
+}
+
+/// Writes objects as multi-document YAML, one at a time, each starting with `---`: what
+/// [`to_yaml`] returns, without holding all of it.
+pub struct YamlWriter<W> {
+    out: W,
+    document: Vec<u8>,
+}
+
+impl<W: Write> YamlWriter<W> {
+    /// A writer into `out`.
+    pub fn new(out: W) -> Self {
+        Self {
+            out,
+            document: Vec::new(),
+        }
+    }
+
+    /// Writes one object.
+    pub fn write(&mut self, object: &serde_json::Value) -> std::io::Result<()> {
+        self.document.clear();
+        encode_yaml(object, &mut self.document);
+        self.out.write_all(&self.document)
+    }
+
+    /// The writer, after the last object.
+    pub fn into_inner(self) -> W {
+        self.out
+    }
 }
 
 #[cfg(test)]
@@ -221,6 +310,44 @@ items:
         let ids: Vec<String> = m.seldon_deployments.iter().map(|s| s.model_id()).collect();
         assert_eq!(ids, ["default/a", "models/b"]);
         assert_eq!(m.skipped, ["t.yaml: document 2: v1 Service"]);
+    }
+
+    #[test]
+    fn a_directory_is_read_in_name_order_and_its_first_bad_file_is_the_error() {
+        let dir = std::env::temp_dir().join(format!("modelgate-manifests-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let sdep = |name: &str| {
+            format!(
+                "---\napiVersion: machinelearning.seldon.io/v1\nkind: SeldonDeployment\nmetadata: {{name: {name}}}\nspec: {{predictors: []}}\n"
+            )
+        };
+        for i in 0..12 {
+            let mut text = sdep(&format!("m{i:02}a"));
+            text.push_str(&sdep(&format!("m{i:02}b")));
+            text.push_str("---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\n");
+            std::fs::write(dir.join(format!("f{i:02}.yaml")), text).unwrap();
+        }
+        let read = read(std::slice::from_ref(&dir), "ns").unwrap();
+        let names: Vec<&str> = read.seldon_deployments.iter().map(|s| s.name()).collect();
+        let expected: Vec<String> = (0..12)
+            .flat_map(|i| [format!("m{i:02}a"), format!("m{i:02}b")])
+            .collect();
+        assert_eq!(names, expected);
+        assert_eq!(read.skipped.len(), 12);
+        assert!(
+            read.skipped[0].ends_with("f00.yaml: document 3: v1 Service"),
+            "{:?}",
+            read.skipped
+        );
+        // Two bad files: the first in name order is the error, wherever it was read.
+        std::fs::write(dir.join("f05.yaml"), "a: [").unwrap();
+        std::fs::write(dir.join("f09.yaml"), "a: [").unwrap();
+        let err = super::read(std::slice::from_ref(&dir), "ns")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("f05.yaml: document 1"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

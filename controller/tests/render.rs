@@ -7,8 +7,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use modelgate_controller::manifests;
 use modelgate_controller::settings::{ExtensionKind, RoutingApi};
+use modelgate_controller::{generate, manifests};
 
 fn golden_path(example: &Path, folder: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -266,4 +266,117 @@ fn both_extension_kinds_carry_the_same_filter_and_configuration() {
         };
         assert_eq!(others(&plugin), others(&traffic), "{name}");
     }
+}
+
+/// `render` makes each model's objects only when it writes them ([`generate::plan`]): what
+/// it writes must be exactly what a full generation lists, in the same order, for every
+/// example and every variant.
+#[test]
+fn render_writes_what_a_full_generation_lists() {
+    for (kind, routing, folder) in common::VARIANTS {
+        for example in common::examples() {
+            let (full, settings) = common::render_routed(&example, kind, routing);
+            let read = manifests::read(std::slice::from_ref(&example), &settings.default_namespace)
+                .unwrap();
+            let keys = common::fetched_keys();
+            let wasm = common::test_wasm(&settings);
+            let last_good = std::collections::BTreeMap::new();
+            let plan = || {
+                generate::plan(
+                    &read.seldon_deployments,
+                    modelgate_controller::Inputs {
+                        settings: &settings,
+                        jwks: &keys,
+                        last_good: &last_good,
+                        wasm: &wasm,
+                    },
+                )
+            };
+            let name = format!("{folder}: {}", example.display());
+            let mut written = manifests::YamlWriter::new(Vec::new());
+            plan().each_object(|object| written.write(&object)).unwrap();
+            let written = String::from_utf8(written.into_inner()).unwrap();
+            assert!(written.starts_with("---\n"), "{name}: {written}");
+            assert_eq!(written, manifests::to_yaml(&full.objects()), "{name}");
+            let mut listed = Vec::new();
+            plan()
+                .each_object(|object| {
+                    listed.push(object);
+                    Ok::<(), ()>(())
+                })
+                .unwrap();
+            assert_eq!(listed, full.objects(), "{name}");
+            assert_eq!(plan().into_generated().objects(), full.objects(), "{name}");
+            // On several threads, in runs of a model or two: the same bytes, in order.
+            for (threads, chunk) in [(1, 1), (3, 1), (2, 2), (4, 1000)] {
+                let mut encoded = Vec::new();
+                plan()
+                    .encode_each_object(threads, chunk, manifests::encode_yaml, |bytes| {
+                        encoded.extend_from_slice(bytes);
+                        Ok::<(), ()>(())
+                    })
+                    .unwrap();
+                assert_eq!(
+                    String::from_utf8(encoded).unwrap(),
+                    written,
+                    "{name}: {threads} threads, {chunk} at a time"
+                );
+            }
+        }
+    }
+}
+
+/// Thousands of models carrying one identity provider's JWKS and policy hold one copy of
+/// each, not one per model; a model with other keys keeps its own.
+#[test]
+fn models_with_the_same_keys_and_policy_share_one_copy() {
+    use modelgate_controller::annotations::{self, KeySource, PolicySpec};
+    use modelgate_controller::seldon::SeldonDeployment;
+    use modelgate_testkit::TestKey;
+
+    let jwks = |key: &TestKey| modelgate_testkit::jwks(&[key]).to_string();
+    let model = |name: &str, jwks: &str| {
+        SeldonDeployment::fixture("team", name)
+            .predictor("main", 100)
+            .annotate(annotations::AUTH, "jwt")
+            .annotate(annotations::JWT_ISSUER, "https://idp.example.com")
+            .annotate(annotations::JWT_JWKS, jwks)
+    };
+    let shared = jwks(&TestKey::rsa_a());
+    let sdeps = [
+        model("a", &shared),
+        model("b", &shared),
+        model("c", &shared),
+        model("other", &jwks(&TestKey::rsa_b())),
+    ];
+    let settings = modelgate_controller::Settings::default();
+    let wasm = common::test_wasm(&settings);
+    let (keys, last_good) = Default::default();
+    let generated = generate::generate(
+        &sdeps,
+        modelgate_controller::Inputs {
+            settings: &settings,
+            jwks: &keys,
+            last_good: &last_good,
+            wasm: &wasm,
+        },
+    );
+    assert_eq!(generated.errors().count(), 0);
+    let parts = |id: &str| match &generated.entries[id].policy {
+        PolicySpec::Jwt(policy, KeySource::Inline(keys)) => (policy.clone(), keys.clone()),
+        other => panic!("{id}: {other:?}"),
+    };
+    let (a, b, other) = (parts("team/a"), parts("team/b"), parts("team/other"));
+    assert!(std::sync::Arc::ptr_eq(&a.0, &b.0) && std::sync::Arc::ptr_eq(&a.1, &b.1));
+    assert!(
+        std::sync::Arc::ptr_eq(&a.0, &other.0),
+        "the same policy, other keys"
+    );
+    assert!(!std::sync::Arc::ptr_eq(&a.1, &other.1));
+    assert_ne!(a.1, other.1);
+    // The known good entries and the filter configuration's entries are the same copy.
+    let good = generated.models[0].known_good.as_ref().unwrap();
+    assert_eq!(good.entry, generated.entries["team/a"]);
+    assert_eq!(generated.filter_config.key_sets.len(), 2);
+    assert_eq!(generated.filter_config.policies.len(), 2);
 }

@@ -3,12 +3,13 @@
 //! derived from their content, so thousands of models sharing an issuer cost one policy,
 //! and the ids stay the same from one generation to the next.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use modelgate_core::CompiledConfig;
 use modelgate_core::auth::keys::KeyLimits;
 use modelgate_core::compiled::UNUSABLE_ENTRY_POLICY;
 use modelgate_core::config::{FilterConfig, KeySet, Limits, Model, Policy, Predictor, Routing};
+use modelgate_core::{CompiledConfig, ConfigError};
 use sha2::{Digest, Sha256};
 
 use crate::annotations::{KeySource, ModelOptions, PolicySpec};
@@ -111,32 +112,62 @@ fn build_from(
 ) -> FilterConfig {
     let mut config = FilterConfig::new();
     config.limits = limits;
+    // Ids already given, by the shared key set or policy they were given to (its address:
+    // the models' entries outlive the build), or by JWKS URI: a hundred thousand models
+    // sharing one policy serialise and hash it once. Same content, same id either way.
+    let mut inline_ids: HashMap<usize, String> = HashMap::new();
+    let mut uri_ids: HashMap<&str, String> = HashMap::new();
+    let mut jwt_ids: HashMap<(usize, String), String> = HashMap::new();
+    let mut none_id = None;
     for (id, entry) in models {
         let policy = match &entry.policy {
-            PolicySpec::None => Policy::None,
-            PolicySpec::Deny(reason) => Policy::Deny {
-                reason: reason.clone(),
-            },
+            PolicySpec::None => none_id
+                .get_or_insert_with(|| insert_shared(&mut config.policies, "p", Policy::None))
+                .clone(),
+            PolicySpec::Deny(reason) => insert_shared(
+                &mut config.policies,
+                "p",
+                Policy::Deny {
+                    reason: reason.clone(),
+                },
+            ),
             PolicySpec::Jwt(jwt, source) => {
-                let keys = match source {
+                let key_sets = &mut config.key_sets;
+                let key_set = match source {
                     // A source on inline keys is one this controller wrote (keys it
                     // recovered from the cluster); annotations never carry one.
-                    KeySource::Inline(set) => KeySet {
-                        source: set.source.clone().or_else(|| Some(INLINE_SOURCE.into())),
-                        keys: set.keys.clone(),
-                    },
-                    KeySource::Uri(uri) => fetched.get(uri).cloned().unwrap_or_else(|| KeySet {
-                        source: Some(uri.clone()),
-                        keys: Vec::new(),
-                    }),
+                    KeySource::Inline(set) => inline_ids
+                        .entry(Arc::as_ptr(set) as usize)
+                        .or_insert_with(|| {
+                            let keys = KeySet {
+                                source: set.source.clone().or_else(|| Some(INLINE_SOURCE.into())),
+                                keys: set.keys.clone(),
+                            };
+                            insert_shared(key_sets, "k", keys)
+                        })
+                        .clone(),
+                    KeySource::Uri(uri) => uri_ids
+                        .entry(uri.as_str())
+                        .or_insert_with(|| {
+                            let keys = fetched.get(uri).cloned().unwrap_or_else(|| KeySet {
+                                source: Some(uri.clone()),
+                                keys: Vec::new(),
+                            });
+                            insert_shared(key_sets, "k", keys)
+                        })
+                        .clone(),
                 };
-                let key_set = insert_shared(&mut config.key_sets, "k", keys);
-                let mut jwt = (**jwt).clone();
-                jwt.key_set = key_set;
-                Policy::Jwt(jwt)
+                let policies = &mut config.policies;
+                jwt_ids
+                    .entry((Arc::as_ptr(jwt) as usize, key_set))
+                    .or_insert_with_key(|(_, key_set)| {
+                        let mut jwt = (**jwt).clone();
+                        jwt.key_set = key_set.clone();
+                        insert_shared(policies, "p", Policy::Jwt(jwt))
+                    })
+                    .clone()
             }
         };
-        let policy = insert_shared(&mut config.policies, "p", policy);
         config.models.insert(
             id.clone(),
             Model {
@@ -195,16 +226,18 @@ pub fn admit(
         let fallback = last_good
             .get(id)
             .filter(|good| Some(*good) != models.get(id))
-            .filter(|good| model_bytes(good, &fetched) <= MAX_MODEL_BYTES)
+            .filter(|good| model_bytes(good, &fetched, &mut HashMap::new()) <= MAX_MODEL_BYTES)
             .cloned()
             .unwrap_or_else(|| ModelEntry::deny(format!("refused: {why}")));
         models.insert(id.to_string(), fallback);
         refused.entry(id.to_string()).or_insert(why);
     };
+    let mut known = HashMap::new();
     let sizes: BTreeMap<String, usize> = models
         .iter()
-        .map(|(id, entry)| (id.clone(), model_bytes(entry, &fetched)))
+        .map(|(id, entry)| (id.clone(), model_bytes(entry, &fetched, &mut known)))
         .collect();
+    drop(known);
     for (id, bytes) in &sizes {
         if *bytes > MAX_MODEL_BYTES {
             turn_away(
@@ -263,16 +296,35 @@ pub fn admit(
 }
 
 /// The size of a model's entry, policy and key set in the configuration, as if it shared
-/// none of them (ids and the document's punctuation counted generously).
-fn model_bytes(entry: &ModelEntry, fetched: &BTreeMap<String, KeySet>) -> usize {
+/// none of them (ids and the document's punctuation counted generously). `known` holds
+/// the sizes of policies measured already, by the addresses of their shared parts: only
+/// for entries that all stay alive while it is used.
+fn model_bytes(
+    entry: &ModelEntry,
+    fetched: &BTreeMap<String, KeySet>,
+    known: &mut HashMap<(usize, usize), usize>,
+) -> usize {
     const IDS_AND_PUNCTUATION: usize = 160;
     let routing = entry.routing.as_ref().map_or(0, json_len);
     let policy = match &entry.policy {
         PolicySpec::None => 0,
         PolicySpec::Deny(reason) => reason.len(),
-        PolicySpec::Jwt(jwt, KeySource::Inline(set)) => json_len(&**jwt) + json_len(set),
-        PolicySpec::Jwt(jwt, KeySource::Uri(uri)) => {
-            json_len(&**jwt) + fetched.get(uri).map_or(uri.len(), json_len)
+        PolicySpec::Jwt(jwt, source) => {
+            let keys = match source {
+                KeySource::Inline(set) => Arc::as_ptr(set) as usize,
+                KeySource::Uri(uri) => fetched
+                    .get(uri)
+                    .map_or(uri.as_ptr() as usize, |set| set as *const KeySet as usize),
+            };
+            *known
+                .entry((Arc::as_ptr(jwt) as usize, keys))
+                .or_insert_with(|| {
+                    json_len(&**jwt)
+                        + match source {
+                            KeySource::Inline(set) => json_len(&**set),
+                            KeySource::Uri(uri) => fetched.get(uri).map_or(uri.len(), json_len),
+                        }
+                })
         }
     };
     IDS_AND_PUNCTUATION + routing + policy
@@ -306,6 +358,7 @@ fn unusable_models(
                 .collect();
         }
     };
+    let by_entry = index_warnings(&warnings);
     let mut out = Vec::new();
     for (id, entry) in models {
         let expected_unusable = matches!(
@@ -336,9 +389,7 @@ fn unusable_models(
         if let Some(Policy::Jwt(jwt)) = config.policies.get(&model.policy) {
             related.push(format!("keySets[{:?}]", jwt.key_set));
         }
-        let details: Vec<String> = warnings
-            .iter()
-            .filter(|w| related.iter().any(|r| w.field.starts_with(r.as_str())))
+        let details: Vec<String> = warnings_about(&warnings, &by_entry, &related)
             .map(|w| w.message.clone())
             .collect();
         out.push((
@@ -351,6 +402,48 @@ fn unusable_models(
         ));
     }
     out
+}
+
+/// The warnings by the entry they are about (`models["<id>"]`, `policies["<id>"]`,
+/// `keySets["<id>"]`: their field up to its first `]`): thousands of models the filter
+/// cannot use must not each scan every warning.
+fn index_warnings(warnings: &[ConfigError]) -> HashMap<&str, Vec<usize>> {
+    let mut by_entry: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, warning) in warnings.iter().enumerate() {
+        if let Some(end) = warning.field.find(']') {
+            by_entry.entry(&warning.field[..=end]).or_default().push(i);
+        }
+    }
+    by_entry
+}
+
+/// The warnings whose field starts with one of `prefixes` (each `<map>[<id>]`), in order:
+/// through the index when no id holds a `]`, else by a scan.
+fn warnings_about<'w>(
+    warnings: &'w [ConfigError],
+    by_entry: &HashMap<&str, Vec<usize>>,
+    prefixes: &[String],
+) -> impl Iterator<Item = &'w ConfigError> + use<'w> {
+    let indexed = prefixes.iter().all(|p| p.find(']') == Some(p.len() - 1));
+    let mut found: Vec<usize> = if indexed {
+        prefixes
+            .iter()
+            .filter_map(|p| by_entry.get(p.as_str()))
+            .flatten()
+            .copied()
+            .collect()
+    } else {
+        (0..warnings.len())
+            .filter(|&i| {
+                prefixes
+                    .iter()
+                    .any(|p| warnings[i].field.starts_with(p.as_str()))
+            })
+            .collect()
+    };
+    found.sort_unstable();
+    found.dedup();
+    found.into_iter().map(move |i| &warnings[i])
 }
 
 /// Stores a value under an id made of a prefix and the start of its content's SHA-256,
@@ -394,7 +487,7 @@ mod tests {
     fn jwt(issuer: &str, uri: &str) -> ModelEntry {
         ModelEntry {
             policy: PolicySpec::Jwt(
-                Box::new(JwtPolicy {
+                Arc::new(JwtPolicy {
                     mode: AuthMode::Enforce,
                     issuer: issuer.into(),
                     audiences: vec![],
@@ -469,14 +562,14 @@ mod tests {
     fn inline(values: usize) -> ModelEntry {
         let mut entry = jwt("https://t", "unused");
         if let PolicySpec::Jwt(policy, source) = &mut entry.policy {
-            policy.claims.insert(
+            Arc::make_mut(policy).claims.insert(
                 "groups".into(),
                 (0..values).map(|i| format!("group-{i:06}")).collect(),
             );
-            *source = KeySource::Inline(KeySet {
+            *source = KeySource::Inline(Arc::new(KeySet {
                 source: None,
                 keys: vec![modelgate_testkit::TestKey::ec().jwk()],
-            });
+            }));
         }
         entry
     }
@@ -539,6 +632,52 @@ mod tests {
         let expected: Vec<&String> = newest_first[..yielded.len()].iter().rev().collect();
         assert_eq!(yielded, expected);
         assert!(!matches!(models["ns/m00"].policy, PolicySpec::Deny(_)));
+    }
+
+    #[test]
+    fn an_entrys_warnings_are_found_through_the_index_as_a_scan_finds_them() {
+        let warning = |field: &str| ConfigError {
+            field: field.into(),
+            message: format!("about {field}"),
+        };
+        let warnings: Vec<ConfigError> = [
+            r#"models["a/x"].routing.predictors"#,
+            r#"policies["p1"].issuer"#,
+            r#"models["a/y"]"#,
+            r#"models["a/x"].policy"#,
+            r#"keySets["k1"].keys[0].n"#,
+            r#"models["a]b"].routing"#,
+            "limits.maxRsaBits",
+            r#"policies["p1"]"#,
+        ]
+        .into_iter()
+        .map(warning)
+        .collect();
+        let by_entry = index_warnings(&warnings);
+        let cases: [&[&str]; 5] = [
+            &[r#"models["a/x"]"#, r#"policies["p1"]"#, r#"keySets["k1"]"#],
+            &[r#"models["a/y"]"#, r#"policies["p2"]"#],
+            &[r#"models["a"]"#],
+            // An id holding a `]`: found by the scan.
+            &[r#"models["a]b"]"#],
+            &[],
+        ];
+        for prefixes in cases {
+            let prefixes: Vec<String> = prefixes.iter().map(|p| p.to_string()).collect();
+            let scanned: Vec<&str> = warnings
+                .iter()
+                .filter(|w| prefixes.iter().any(|p| w.field.starts_with(p.as_str())))
+                .map(|w| w.field.as_str())
+                .collect();
+            let found: Vec<&str> = warnings_about(&warnings, &by_entry, &prefixes)
+                .map(|w| w.field.as_str())
+                .collect();
+            assert_eq!(found, scanned, "{prefixes:?}");
+        }
+        let all: Vec<String> = [r#"models["a/x"]"#, r#"policies["p1"]"#, r#"keySets["k1"]"#]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(warnings_about(&warnings, &by_entry, &all).count(), 5);
     }
 
     #[test]

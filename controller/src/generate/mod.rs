@@ -15,7 +15,9 @@ mod traffic_extension;
 mod virtual_service;
 mod wasm_plugin;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
@@ -34,7 +36,7 @@ pub use virtual_service::render_virtual_service;
 pub use wasm_plugin::render_wasm_plugin;
 
 use self::filter_config::ModelEntry;
-use crate::annotations::{self, GatewayRef, ModelError, ModelWarning};
+use crate::annotations::{self, GatewayRef, ModelError, ModelOptions, ModelWarning, PolicySpec};
 use crate::gateway_api::HTTPRoute;
 use crate::istio::{AuthorizationPolicy, DestinationRule, Gateway, VirtualService};
 use crate::seldon::SeldonDeployment;
@@ -117,6 +119,23 @@ pub struct ModelObjects {
     pub authorization_policy: Option<AuthorizationPolicy>,
 }
 
+impl ModelObjects {
+    /// Hands each object to `each` as JSON, in apply order.
+    fn each_json<E>(
+        &self,
+        mut each: impl FnMut(serde_json::Value) -> Result<(), E>,
+    ) -> Result<(), E> {
+        each(self.routes.to_json())?;
+        for rule in &self.destination_rules {
+            each(to_json(rule))?;
+        }
+        if let Some(policy) = &self.authorization_policy {
+            each(to_json(policy))?;
+        }
+        Ok(())
+    }
+}
+
 /// The outcome for one SeldonDeployment.
 #[derive(Debug, Clone)]
 pub struct GeneratedModel {
@@ -128,7 +147,7 @@ pub struct GeneratedModel {
     pub seldon_id: String,
     /// Its objects (`None` from [`shared`], which leaves them out), or why they cannot be
     /// generated.
-    pub objects: Result<Option<ModelObjects>, Vec<ModelError>>,
+    pub objects: Result<Option<Box<ModelObjects>>, Vec<ModelError>>,
     /// Warnings to show the user.
     pub warnings: Vec<ModelWarning>,
     /// Its configuration now, to remember as last good (only when it parsed).
@@ -181,19 +200,194 @@ impl Generated {
     /// TrafficExtension).
     pub fn objects(&self) -> Vec<serde_json::Value> {
         let mut out = Vec::new();
-        for gateway in &self.gateways {
-            out.push(to_json(gateway));
-        }
-        out.extend(self.gateway_api_gateways.iter().map(to_json));
-        for model in &self.models {
-            if let Ok(Some(objects)) = &model.objects {
-                out.push(objects.routes.to_json());
-                out.extend(objects.destination_rules.iter().map(to_json));
-                out.extend(objects.authorization_policy.iter().map(to_json));
-            }
+        let mut each = |object| {
+            out.push(object);
+            Ok::<(), std::convert::Infallible>(())
+        };
+        let listed = self.each_object(
+            |model, _| Some(Cow::Borrowed(model.objects.as_ref().ok()?.as_deref()?)),
+            &mut each,
+        );
+        match listed {
+            Ok(()) => {}
         }
         out.push(to_json(&self.extension));
         out
+    }
+
+    /// Hands the Gateways and each model's own objects to `each` in apply order (see
+    /// [`Generated::objects`]; the extension comes after them), one at a time, a model's
+    /// own objects taken from `objects_of` (with its index).
+    fn each_object<E>(
+        &self,
+        objects_of: impl for<'m> Fn(&'m GeneratedModel, usize) -> Option<Cow<'m, ModelObjects>>,
+        each: &mut impl FnMut(serde_json::Value) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for gateway in &self.gateways {
+            each(to_json(gateway))?;
+        }
+        for gateway in &self.gateway_api_gateways {
+            each(to_json(gateway))?;
+        }
+        for (index, model) in self.models.iter().enumerate() {
+            if model.objects.is_err() {
+                continue;
+            }
+            if let Some(objects) = objects_of(model, index) {
+                objects.each_json(&mut *each)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The extension as JSON, its `pluginConfig` (the configuration of every model) moved
+/// into place rather than copied.
+fn extension_into_json(mut extension: Extension) -> serde_json::Value {
+    let (slot, path) = match &mut extension {
+        Extension::WasmPlugin(p) => (&mut p.spec.plugin_config, "/spec/pluginConfig"),
+        Extension::TrafficExtension(t) => {
+            (&mut t.spec.wasm.plugin_config, "/spec/wasm/pluginConfig")
+        }
+    };
+    let config = std::mem::take(slot);
+    let mut json = to_json(&extension);
+    *json
+        .pointer_mut(path)
+        .expect("both extension kinds serialise their pluginConfig, null included") = config;
+    json
+}
+
+/// [`generate`] with each model's own objects made only when they are written
+/// ([`Planned::each_object`]): `render` of 100,000 models never holds more than one
+/// model's objects at once.
+#[derive(Debug)]
+pub struct Planned<'a> {
+    /// Everything but the models' own objects, as [`shared`] returns it: a model whose
+    /// objects are generated has `objects: Ok(None)`.
+    pub generated: Generated,
+    /// Per model of `generated.models`, what its objects are made from, when it has them.
+    sources: Vec<Option<(&'a SeldonDeployment, ModelOptions)>>,
+    settings: Settings,
+}
+
+impl Planned<'_> {
+    /// Hands every object to `each` in apply order, as [`Generated::objects`] lists them
+    /// for [`generate`], each model's made just before it is handed over.
+    pub fn each_object<E>(
+        self,
+        mut each: impl FnMut(serde_json::Value) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let (sources, settings) = (&self.sources, &self.settings);
+        self.generated.each_object(
+            |_, index| {
+                let (sdep, options) = sources[index].as_ref()?;
+                Some(Cow::Owned(model_objects(sdep, options, settings)))
+            },
+            &mut each,
+        )?;
+        each(extension_into_json(self.generated.extension))
+    }
+
+    /// [`Planned::each_object`] as bytes: `encode` turns each object into bytes, the
+    /// models' own objects on up to `threads` threads, `chunk` models at a time each, and
+    /// `write` gets the bytes in apply order, a run of objects at a time. Holds at most
+    /// `threads` × `chunk` models' bytes at once.
+    pub fn encode_each_object<E>(
+        self,
+        threads: usize,
+        chunk: usize,
+        encode: impl Fn(&serde_json::Value, &mut Vec<u8>) + Sync,
+        mut write: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let (threads, chunk) = (threads.max(1), chunk.max(1));
+        let mut bytes = Vec::new();
+        for gateway in &self.generated.gateways {
+            encode(&to_json(gateway), &mut bytes);
+        }
+        for gateway in &self.generated.gateway_api_gateways {
+            encode(&to_json(gateway), &mut bytes);
+        }
+        write(&bytes)?;
+        let encode_models = |models: std::ops::Range<usize>| {
+            let mut bytes = Vec::new();
+            for index in models {
+                let model = &self.generated.models[index];
+                if let (Ok(_), Some((sdep, options))) = (&model.objects, &self.sources[index]) {
+                    let encoded =
+                        model_objects(sdep, options, &self.settings).each_json(|object| {
+                            encode(&object, &mut bytes);
+                            Ok::<(), std::convert::Infallible>(())
+                        });
+                    match encoded {
+                        Ok(()) => {}
+                    }
+                }
+            }
+            bytes
+        };
+        let count = self.generated.models.len();
+        let mut start = 0;
+        while start < count {
+            let runs: Vec<std::ops::Range<usize>> = (0..threads)
+                .map(|i| (start + i * chunk).min(count)..(start + (i + 1) * chunk).min(count))
+                .filter(|run| !run.is_empty())
+                .collect();
+            start = runs.last().map_or(count, |run| run.end);
+            let encoded: Vec<Vec<u8>> = if runs.len() == 1 {
+                runs.into_iter().map(encode_models).collect()
+            } else {
+                std::thread::scope(|scope| {
+                    let workers: Vec<_> = runs
+                        .into_iter()
+                        .map(|run| scope.spawn(|| encode_models(run)))
+                        .collect();
+                    workers
+                        .into_iter()
+                        .map(|worker| match worker.join() {
+                            Ok(bytes) => bytes,
+                            Err(panic) => std::panic::resume_unwind(panic),
+                        })
+                        .collect()
+                })
+            };
+            for bytes in &encoded {
+                write(bytes)?;
+            }
+        }
+        bytes.clear();
+        encode(&extension_into_json(self.generated.extension), &mut bytes);
+        write(&bytes)
+    }
+
+    /// [`Generated`] with every model's objects, as [`generate`] returns it.
+    pub fn into_generated(self) -> Generated {
+        let mut generated = self.generated;
+        for (model, source) in generated.models.iter_mut().zip(self.sources) {
+            if let (Ok(objects), Some((sdep, options))) = (&mut model.objects, source) {
+                *objects = Some(Box::new(model_objects(sdep, &options, &self.settings)));
+            }
+        }
+        generated
+    }
+}
+
+/// One model's own objects.
+fn model_objects(
+    sdep: &SeldonDeployment,
+    options: &ModelOptions,
+    settings: &Settings,
+) -> ModelObjects {
+    ModelObjects {
+        routes: if settings.routing == RoutingApi::GatewayApi {
+            Routes::HttpRoute(render_http_route(sdep, options))
+        } else {
+            Routes::VirtualService(render_virtual_service(sdep, options))
+        },
+        destination_rules: render_destination_rules(sdep, settings),
+        authorization_policy: settings
+            .authorization_policy
+            .then(|| render_authorization_policy(sdep, settings)),
     }
 }
 
@@ -205,7 +399,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
 
 /// Generates every object from all SeldonDeployments.
 pub fn generate(sdeps: &[SeldonDeployment], inputs: Inputs<'_>) -> Generated {
-    generate_with(sdeps, inputs, true)
+    plan(sdeps, inputs).into_generated()
 }
 
 /// What the shared objects (Gateways, the extension) need from all SeldonDeployments:
@@ -213,19 +407,30 @@ pub fn generate(sdeps: &[SeldonDeployment], inputs: Inputs<'_>) -> Generated {
 /// reconciles model by model. Over thousands of models those are most of the memory and
 /// time of a generation, which the shared objects' loop repeats.
 pub fn shared(sdeps: &[SeldonDeployment], inputs: Inputs<'_>) -> Generated {
-    generate_with(sdeps, inputs, false)
+    plan(sdeps, inputs).generated
 }
 
-fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) -> Generated {
+/// [`generate`], each model's own objects left to be made one at a time ([`Planned`]).
+pub fn plan<'a>(sdeps: &'a [SeldonDeployment], inputs: Inputs<'_>) -> Planned<'a> {
     let mut sorted: Vec<&SeldonDeployment> = sdeps.iter().collect();
     sorted.sort_by_key(|s| (s.namespace_or_empty().to_string(), s.name().to_string()));
 
     let mut seen = BTreeSet::new();
+    // Models that say the same share one copy of their keys and of their policy.
+    let mut inline_keys = annotations::InlineKeys::default();
+    let mut policies = HashMap::new();
     let mut parsed: Vec<(&SeldonDeployment, String, annotations::Parsed)> = sorted
         .into_iter()
         .map(|sdep| {
             let id = sdep.model_id();
-            let mut parsed = annotations::parse(sdep, inputs.settings);
+            let mut parsed = annotations::parse_with(sdep, inputs.settings, &mut inline_keys);
+            if let Ok(ModelOptions {
+                policy: PolicySpec::Jwt(jwt, _),
+                ..
+            }) = &mut parsed.options
+            {
+                *jwt = share(&mut policies, jwt);
+            }
             if !seen.insert(id.clone()) {
                 parsed.options = Err(vec![ModelError::Spec {
                     object: id.clone(),
@@ -273,7 +478,8 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
         bound_extension_targets(&mut parsed, inputs.settings, inputs.last_good);
     }
 
-    let mut models = Vec::new();
+    let mut models = Vec::with_capacity(parsed.len());
+    let mut sources = Vec::with_capacity(parsed.len());
     let mut entries = BTreeMap::new();
     let mut gateways_used = BTreeSet::new();
     for (sdep, id, parsed) in parsed {
@@ -281,7 +487,7 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
         let options = parsed.options;
         let namespace = sdep.namespace_or_empty();
         let model = match options {
-            Ok(options) => {
+            Ok(mut options) => {
                 if options.gateway == GatewayRef::Mesh {
                     warnings.push(ModelWarning {
                         object: id.clone(),
@@ -310,29 +516,22 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
                         ),
                     });
                 }
-                GeneratedModel {
+                let model = GeneratedModel {
                     id: id.clone(),
                     namespace: sdep.namespace_or_empty().into(),
                     seldon_id: sdep.seldon_id(),
-                    objects: Ok(objects.then(|| ModelObjects {
-                        routes: if gateway_api {
-                            Routes::HttpRoute(render_http_route(sdep, &options))
-                        } else {
-                            Routes::VirtualService(render_virtual_service(sdep, &options))
-                        },
-                        destination_rules: render_destination_rules(sdep, inputs.settings),
-                        authorization_policy: inputs
-                            .settings
-                            .authorization_policy
-                            .then(|| render_authorization_policy(sdep, inputs.settings)),
-                    })),
+                    objects: Ok(None),
                     warnings,
                     gateway: Some(options.gateway.clone()),
                     known_good: Some(KnownGood {
                         entry,
-                        gateway: options.gateway,
+                        gateway: options.gateway.clone(),
                     }),
-                }
+                };
+                // The objects never read the policy, which the entry holds.
+                options.policy = PolicySpec::None;
+                sources.push(Some((sdep, options)));
+                model
             }
             Err(errors) => {
                 let good = inputs.last_good.get(&id);
@@ -359,6 +558,7 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
                     }
                 };
                 entries.insert(id.clone(), entry);
+                sources.push(None);
                 GeneratedModel {
                     id: id.clone(),
                     namespace: sdep.namespace_or_empty().into(),
@@ -424,16 +624,31 @@ fn generate_with(sdeps: &[SeldonDeployment], inputs: Inputs<'_>, objects: bool) 
     let targets = extension_targets(&models, inputs.settings);
     let (extension, document) =
         render_extension_with_document(&filter_config, inputs.settings, inputs.wasm, &targets);
-    Generated {
-        models,
-        gateways,
-        gateway_api_gateways,
-        entries,
-        filter_config,
-        extension,
-        document,
-        jwks_uris,
+    Planned {
+        generated: Generated {
+            models,
+            gateways,
+            gateway_api_gateways,
+            entries,
+            filter_config,
+            extension,
+            document,
+            jwks_uris,
+        },
+        sources,
+        settings: inputs.settings.clone(),
     }
+}
+
+/// The one copy of `value` among `shared`, by content.
+fn share<T: serde::Serialize>(shared: &mut HashMap<Vec<u8>, Arc<T>>, value: &Arc<T>) -> Arc<T> {
+    // serde_json of the configuration's types is deterministic: fields in order, maps sorted.
+    let content = serde_json::to_vec(&**value)
+        .expect("serialising a policy is infallible: derived Serialize, string map keys only");
+    shared
+        .entry(content)
+        .or_insert_with(|| Arc::clone(value))
+        .clone()
 }
 
 /// The Gateways the extension attaches to with `targetRefs` (setting `routing:

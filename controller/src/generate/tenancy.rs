@@ -3,7 +3,7 @@
 //! are decided from the whole set of SeldonDeployments and the settings alone, so `render`,
 //! `check` and `run` agree; the later claimer of a host gets the error, never the earlier.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -69,8 +69,8 @@ pub fn refused_hosts(
         };
         key(a).cmp(&key(b))
     });
-    // Held hosts: (namespace, host). `*` is held by every model that uses it.
-    let mut held: Vec<(&str, &str)> = Vec::new();
+    // Held hosts. `*` is held by every model that uses it.
+    let mut held = Held::default();
     let mut refused = BTreeMap::new();
     for claim in ordered {
         let problem = claim
@@ -91,7 +91,11 @@ pub fn refused_hosts(
                     },
                 );
             }
-            None => held.extend(claim.hosts.iter().map(|h| (claim.namespace, h.as_str()))),
+            None => {
+                for host in claim.hosts {
+                    held.insert(claim.namespace, host);
+                }
+            }
         }
     }
     refused
@@ -101,7 +105,7 @@ pub fn refused_hosts(
 fn refusal(
     host: &str,
     namespace: &str,
-    held: &[(&str, &str)],
+    held: &Held<'_>,
     tenancy: &TenancySettings,
 ) -> Option<String> {
     let granted_to = |ns: &str| {
@@ -130,14 +134,8 @@ fn refusal(
     }
     // A granted host is not taken away by other namespaces' `*` models: the platform
     // chose to give it. An ungranted one is: they are served on it already.
-    let earlier = held.iter().find(|(ns, h)| {
-        *ns != namespace
-            && if *h == "*" {
-                !granted
-            } else {
-                overlaps(host, h)
-            }
-    })?;
+    let earlier = held.first_outside(namespace, host, !granted)?;
+    let earlier = (earlier.namespace, earlier.host);
     Some(if earlier.1 == "*" {
         format!(
             "{host} would take the hostname away from models of namespace {}, served on it through *; only a host granted by the platform (setting tenancy.hosts) may be bound",
@@ -149,6 +147,108 @@ fn refusal(
             earlier.1, earlier.0
         )
     })
+}
+
+/// One holder of a host: its namespace and the host as held, `seq` its place in the
+/// order hosts were taken.
+#[derive(Debug, Clone, Copy)]
+struct Holder<'a> {
+    seq: usize,
+    namespace: &'a str,
+    host: &'a str,
+}
+
+/// The first holder of a key, and the first one of another namespace than the first's:
+/// enough to tell the first holder outside any namespace.
+#[derive(Debug, Clone, Copy)]
+struct FirstTwo<'a> {
+    first: Holder<'a>,
+    other: Option<Holder<'a>>,
+}
+
+impl<'a> FirstTwo<'a> {
+    fn add(map: &mut HashMap<&'a str, Self>, key: &'a str, holder: Holder<'a>) {
+        map.entry(key)
+            .and_modify(|two| {
+                if two.other.is_none() && holder.namespace != two.first.namespace {
+                    two.other = Some(holder);
+                }
+            })
+            .or_insert(Self {
+                first: holder,
+                other: None,
+            });
+    }
+
+    fn outside(&self, namespace: &str) -> Option<Holder<'a>> {
+        if self.first.namespace != namespace {
+            Some(self.first)
+        } else {
+            self.other
+        }
+    }
+}
+
+/// The hosts held so far, indexed so that a claim finds its first earlier holder in
+/// about as many steps as its host has labels, not as many as there are models: with a
+/// hundred thousand models each on its own hostname, a scan of every held host per claim
+/// took longer than all the rest of a generation.
+#[derive(Debug, Default)]
+struct Held<'a> {
+    next: usize,
+    /// `*`: the first holder in each namespace, in order.
+    stars: Vec<Holder<'a>>,
+    /// Every other host, as held.
+    exact: HashMap<&'a str, FirstTwo<'a>>,
+    /// `*.<domain>` by `.<domain>`.
+    wildcards: HashMap<&'a str, FirstTwo<'a>>,
+    /// Every other host by each of its proper suffixes that start with a dot.
+    suffixes: HashMap<&'a str, FirstTwo<'a>>,
+}
+
+impl<'a> Held<'a> {
+    fn insert(&mut self, namespace: &'a str, host: &'a str) {
+        let holder = Holder {
+            seq: self.next,
+            namespace,
+            host,
+        };
+        self.next += 1;
+        if host == "*" {
+            if !self.stars.iter().any(|h| h.namespace == namespace) {
+                self.stars.push(holder);
+            }
+            return;
+        }
+        FirstTwo::add(&mut self.exact, host, holder);
+        if let Some(domain) = host.strip_prefix('*').filter(|d| d.starts_with('.')) {
+            FirstTwo::add(&mut self.wildcards, domain, holder);
+        }
+        for (i, _) in host.match_indices('.').filter(|(i, _)| *i > 0) {
+            FirstTwo::add(&mut self.suffixes, &host[i..], holder);
+        }
+    }
+
+    /// The first holder, outside `namespace`, of a host that overlaps `host` (never `*`),
+    /// or of `*` when `star` is set: what a scan of every held host in order finds.
+    fn first_outside(&self, namespace: &str, host: &str, star: bool) -> Option<Holder<'a>> {
+        let mut found: Vec<Holder<'a>> = Vec::new();
+        if star {
+            found.extend(self.stars.iter().find(|h| h.namespace != namespace));
+        }
+        let outside = |two: Option<&FirstTwo<'a>>| two.and_then(|two| two.outside(namespace));
+        // The same host.
+        found.extend(outside(self.exact.get(host)));
+        // Held `*.<domain>` that `host` falls within.
+        for (i, _) in host.match_indices('.').filter(|(i, _)| *i > 0) {
+            found.extend(outside(self.wildcards.get(&host[i..])));
+        }
+        // Held hosts that fall within `host`, a `*.<domain>`.
+        if let Some(domain) = host.strip_prefix('*').filter(|d| d.starts_with('.')) {
+            found.extend(outside(self.suffixes.get(domain)));
+        }
+        found.into_iter().min_by_key(|h| h.seq)
+    }
 }
 
 /// Whether `host` (a name or `*.domain`) falls within the pattern `pattern`.
@@ -164,14 +264,78 @@ fn within(host: &str, pattern: &str) -> bool {
     }
 }
 
-/// Whether two hosts can both match one request's hostname.
-fn overlaps(a: &str, b: &str) -> bool {
-    within(a, b) || within(b, a)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether two hosts can both match one request's hostname.
+    fn overlaps(a: &str, b: &str) -> bool {
+        within(a, b) || within(b, a)
+    }
+
+    /// What [`Held::first_outside`] must find: the first held host, in order, of another
+    /// namespace that overlaps `host` (or is `*`, when `star`).
+    fn scan<'a>(
+        held: &[(&'a str, &'a str)],
+        namespace: &str,
+        host: &str,
+        star: bool,
+    ) -> Option<(&'a str, &'a str)> {
+        held.iter()
+            .copied()
+            .find(|(ns, h)| *ns != namespace && if *h == "*" { star } else { overlaps(host, h) })
+    }
+
+    #[test]
+    fn the_index_finds_the_first_earlier_holder_a_scan_finds() {
+        // Hosts over a few labels, so that many overlap: names, wildcards, subdomains.
+        let labels = ["a", "b", "x", "*"];
+        let mut hosts = Vec::new();
+        for first in labels {
+            for second in ["a", "b", "x"] {
+                hosts.push(format!("{first}.{second}.example.com"));
+                for third in ["a", "x"] {
+                    hosts.push(format!("{first}.{third}.{second}.example.com"));
+                }
+            }
+        }
+        hosts.extend(["*".into(), "*.example.com".into(), "example.com".into()]);
+        let namespaces = ["n1", "n2", "n3"];
+        // A fixed pseudo-random order of takes and questions.
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: usize| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) as usize % n
+        };
+        let picks: Vec<(usize, usize, bool)> = (0..3_000)
+            .map(|_| (next(namespaces.len()), next(hosts.len()), next(2) == 0))
+            .collect();
+        let mut held = Held::default();
+        let mut scanned: Vec<(&str, &str)> = Vec::new();
+        let mut asked = 0;
+        for &(ns, host, take) in &picks {
+            let (namespace, host) = (namespaces[ns], hosts[host].as_str());
+            if take {
+                held.insert(namespace, host);
+                scanned.push((namespace, host));
+            } else if host != "*" {
+                for star in [false, true] {
+                    let found = held
+                        .first_outside(namespace, host, star)
+                        .map(|h| (h.namespace, h.host));
+                    assert_eq!(
+                        found,
+                        scan(&scanned, namespace, host, star),
+                        "{namespace} {host}"
+                    );
+                    asked += 1;
+                }
+            }
+        }
+        assert!(asked > 2_000);
+    }
 
     fn claim<'a>(id: &'a str, hosts: &'a [String], secs: Option<&'a Time>) -> HostClaim<'a> {
         HostClaim {

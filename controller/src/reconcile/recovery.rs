@@ -157,7 +157,7 @@ pub(super) fn live_entry(config: &FilterConfig, id: &str) -> Option<ModelEntry> 
         Policy::Deny { .. } => return None,
         Policy::Jwt(jwt) => {
             let keys = config.key_sets.get(&jwt.key_set)?.clone();
-            PolicySpec::Jwt(Box::new(jwt.clone()), KeySource::Inline(keys))
+            PolicySpec::Jwt(jwt.clone().into(), KeySource::Inline(keys.into()))
         }
     };
     Some(ModelEntry {
