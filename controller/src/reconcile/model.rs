@@ -158,7 +158,12 @@ pub async fn reconcile_model(
     }
     lock(&ctx.swept).insert(model.id.clone());
     if let Some(good) = model.known_good {
-        lock(&ctx.last_good).insert(model.id.clone(), good);
+        // An equal entry stays: the shared pass's entries share their key sets and
+        // policies across every model (one generation), where this one has its own copy.
+        let mut last_good = lock(&ctx.last_good);
+        if last_good.get(&model.id) != Some(&good) {
+            last_good.insert(model.id.clone(), good);
+        }
     }
     lock(&ctx.failures).remove(&model.id);
     Ok(writes)
