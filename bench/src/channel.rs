@@ -35,10 +35,9 @@ use serde_json::{Value, json};
 use crate::chains::{self, Chain, MODEL_NAMESPACE};
 use crate::envoy::Envoy;
 use crate::fleet;
-use crate::load::{Load, LoadResult};
 use crate::rig::Rig;
+use crate::scale::{hot_cpu, hot_load};
 use crate::stats::median;
-use crate::workloads::Workload;
 
 /// The controller's Service as `--service-url` names it; the channel's cluster is Istio's
 /// outbound cluster of it.
@@ -253,7 +252,14 @@ pub fn run(rig: &Rig, plan: &Plan) -> Result<Channel> {
                 hot_load(rig, &envoy, plan.connections, plan.warmup)?;
             }
             let what = format!("channel: paired CPU {pair}, {models} models");
-            let (cpu, rps) = measure_hot(rig, plan, &envoy, &what, &mut out.anomalies)?;
+            let (cpu, rps) = hot_cpu(
+                rig,
+                &envoy,
+                plan.connections,
+                plan.duration,
+                &what,
+                &mut out.anomalies,
+            )?;
             out.pairs.push(PairSample {
                 pair,
                 models,
@@ -592,40 +598,6 @@ fn probe_status(envoy: &Envoy, probe: &str) -> Result<u16> {
 }
 
 /// The hot workload for `plan.duration`: Envoy's CPU per request (µs) and requests per
-/// second; answers other than `200` are an anomaly of `what`.
-fn measure_hot(
-    rig: &Rig,
-    plan: &Plan,
-    envoy: &Envoy,
-    what: &str,
-    anomalies: &mut Vec<String>,
-) -> Result<(f64, f64)> {
-    let before = envoy.cpu_micros()?;
-    let result = hot_load(rig, envoy, plan.connections, plan.duration)?;
-    let cpu = envoy.cpu_micros()?.saturating_sub(before);
-    if result.status_errors > 0 || result.socket_errors > 0 || result.requests == 0 {
-        anomalies.push(format!(
-            "{what}: {} responses, {} with status >= 400, {} socket errors",
-            result.requests, result.status_errors, result.socket_errors
-        ));
-    }
-    Ok((
-        cpu as f64 / result.requests.max(1) as f64,
-        result.throughput(),
-    ))
-}
-
-fn hot_load(rig: &Rig, envoy: &Envoy, connections: u32, duration: Duration) -> Result<LoadResult> {
-    rig.load.run(&Load {
-        address: envoy.address(),
-        workload: Workload::Hot,
-        token: Some(&rig.tokens.hot),
-        pool: None,
-        connections,
-        duration,
-    })
-}
-
 /// The controller's HTTP server with its documents, on a runtime of its own, stopped when
 /// dropped.
 struct Controller {

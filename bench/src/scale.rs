@@ -362,8 +362,22 @@ fn measure_hot(
     what: &str,
     anomalies: &mut Vec<String>,
 ) -> Result<(f64, f64)> {
+    hot_cpu(rig, envoy, plan.connections, plan.duration, what, anomalies)
+}
+
+/// Envoy's CPU per request (µs) and requests per second under the hot workload for
+/// `duration`; answers other than `200` are an anomaly of `what`. Shared with the channel
+/// measurements.
+pub(crate) fn hot_cpu(
+    rig: &Rig,
+    envoy: &crate::envoy::Envoy,
+    connections: u32,
+    duration: Duration,
+    what: &str,
+    anomalies: &mut Vec<String>,
+) -> Result<(f64, f64)> {
     let before = envoy.cpu_micros()?;
-    let result = hot_load(rig, envoy, plan.connections, plan.duration)?;
+    let result = hot_load(rig, envoy, connections, duration)?;
     let cpu = envoy.cpu_micros()?.saturating_sub(before);
     if result.status_errors > 0 || result.socket_errors > 0 || result.requests == 0 {
         anomalies.push(format!(
@@ -392,7 +406,7 @@ fn with_model_added(config: &str, model: &str) -> Result<String> {
     Ok(value.to_string())
 }
 
-fn hot_load(
+pub(crate) fn hot_load(
     rig: &Rig,
     envoy: &crate::envoy::Envoy,
     connections: u32,
