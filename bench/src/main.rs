@@ -43,6 +43,10 @@ struct Args {
     /// part of a full run).
     #[arg(long, value_parser = ["compare", "scale", "channel", "controller"])]
     only: Option<String>,
+    /// Configuration by reference through the channel: alternations of the small and the
+    /// large fleet in the CPU comparison (default: 5; 2 with --quick, 1 with --smoke).
+    #[arg(long)]
+    pairs: Option<usize>,
     /// The running controller: fleet sizes with the configuration inline
     /// (`configByReference: never`; default: 1000,10000; 200 with --smoke).
     #[arg(long, value_delimiter = ',', num_args = 0..)]
@@ -194,7 +198,9 @@ fn run(args: Args) -> Result<bool> {
     }
     let mut channel = Channel::default();
     if only("channel") {
-        channel = channel::run(&rig, &channel::Plan::for_mode(mode, duration, warmup))?;
+        let mut plan = channel::Plan::for_mode(mode, duration, warmup);
+        plan.pairs = args.pairs.unwrap_or(plan.pairs);
+        channel = channel::run(&rig, &plan)?;
     }
 
     let setting = Setting {

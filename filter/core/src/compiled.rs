@@ -175,10 +175,25 @@ impl CompiledConfig {
     }
 }
 
-/// How a model id compares with `<namespace>/<name>`, without building that string.
+/// How a model id compares with `<namespace>/<name>`, without building that string: the
+/// byte order of the whole id, in at most two slice comparisons (a lookup among 100,000
+/// models makes 17 of these on every request).
 fn id_order(id: &str, namespace: &str, name: &str) -> std::cmp::Ordering {
-    let wanted = namespace.bytes().chain(*b"/").chain(name.bytes());
-    id.bytes().cmp(wanted)
+    use std::cmp::Ordering;
+    let (id, namespace) = (id.as_bytes(), namespace.as_bytes());
+    let shared = id.len().min(namespace.len());
+    match id[..shared].cmp(&namespace[..shared]) {
+        Ordering::Equal => {}
+        other => return other,
+    }
+    // Equal so far. An id no longer than the namespace is shorter than `<namespace>/…`.
+    if id.len() <= namespace.len() {
+        return Ordering::Less;
+    }
+    match id[shared].cmp(&b'/') {
+        Ordering::Equal => id[shared + 1..].cmp(name.as_bytes()),
+        other => other,
+    }
 }
 
 /// A key set or policy as it came: its own slice of the document, or (from
@@ -766,6 +781,30 @@ mod tests {
         assert_eq!(config.models[0].prometheus_path(), "/seldon/a/m/prometheus");
         for (ns, name) in [("a", "n"), ("b", "b"), ("", "a/m"), ("a/m", ""), ("c", "a")] {
             assert_eq!(config.model(ns, name), None, "{ns}/{name}");
+        }
+    }
+
+    #[test]
+    fn model_ids_compare_as_the_whole_id_would() {
+        // Namespaces that are prefixes of each other, and bytes on both sides of `/`.
+        let parts = ["", "a", "a-b", "a.b", "a0", "ab", "a/b", "b", "\u{e9}"];
+        for id in parts
+            .iter()
+            .flat_map(|ns| parts.map(|n| format!("{ns}/{n}")))
+        {
+            for namespace in parts {
+                for name in parts {
+                    let wanted = format!("{namespace}/{name}");
+                    assert_eq!(
+                        id_order(&id, namespace, name),
+                        id.as_str().cmp(wanted.as_str()),
+                        "{id} against {wanted}"
+                    );
+                }
+            }
+            for short in ["", "a", "a-", "a/"] {
+                assert_eq!(id_order(short, "a", "b"), short.cmp("a/b"), "{short}");
+            }
         }
     }
 
