@@ -414,7 +414,9 @@ fn by_reference(config: &Value) -> Result<(String, ConfigDocument)> {
         config_by_reference: ConfigByReference::Always,
         ..Settings::default()
     };
-    let (reference, document) = carry(config.clone(), &settings);
+    let config: modelgate_core::config::FilterConfig = serde_json::from_value(config.clone())
+        .context("the rendered configuration is not a filter configuration")?;
+    let (reference, document) = carry(&config, &settings);
     let document = document.context("configByReference always carries no reference")?;
     Ok((reference.to_string(), document))
 }
@@ -811,7 +813,8 @@ mod tests {
         let (reference, document) = by_reference(&config).unwrap();
         let reference: Value = serde_json::from_str(&reference).unwrap();
         assert_eq!(reference["reference"]["sha256"], document.sha256.as_str());
-        assert_eq!(document.bytes.as_ref(), config.to_string().as_bytes());
+        let read_back: Value = serde_json::from_slice(&document.bytes).unwrap();
+        assert_eq!(read_back, config);
         assert_eq!(reference["channel"]["cluster"], CONTROLLER_CLUSTER);
     }
 }

@@ -431,7 +431,9 @@ async fn a_gateway_modelgate_did_not_create_is_never_modified_nor_deleted() {
     assert!(api.get("httproutes", "bank", "fraud").is_some());
 
     // No model uses it any more: still there.
-    reconcile_global(&ctx, &[]).await.unwrap();
+    reconcile_global::<SeldonDeployment>(&ctx, &[])
+        .await
+        .unwrap();
     assert!(
         api.get(GATEWAYS, "istio-system", "seldon-gateway")
             .is_some()

@@ -386,7 +386,9 @@ async fn routes_go_live_only_after_the_filter_knows_them_and_go_before_it_forget
 
     // Deleted: its route goes first, then the filter forgets the model.
     api.remove("seldondeployments", "bank", "m");
-    reconcile_global(&ctx, &[]).await.unwrap();
+    reconcile_global::<SeldonDeployment>(&ctx, &[])
+        .await
+        .unwrap();
     let order = path_only(&api.take_writes());
     assert_eq!(
         order[..2],

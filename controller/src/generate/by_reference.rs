@@ -7,7 +7,9 @@
 use std::sync::Arc;
 
 use modelgate_core::by_reference::sha256_hex;
-use modelgate_core::config::{CONFIG_VERSION, ConfigReference, ReferenceDocument};
+use modelgate_core::config::{
+    CONFIG_VERSION, ConfigReference, FilterConfig, KeyChannel, ReferenceDocument,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::settings::Settings;
@@ -50,30 +52,61 @@ pub struct ConfigDocument {
     pub bytes: Arc<[u8]>,
 }
 
-/// The `pluginConfig` to carry for the full configuration `value`: `value` itself, or,
-/// when the settings say so, a reference to it with the document to serve.
+/// The filter configuration as the extension carries it: with the key channel when
+/// `keyChannel` is on and the configuration has none, added while writing rather than
+/// into a copy of every model's entry.
+#[derive(Serialize)]
+struct WithChannel<'a> {
+    #[serde(flatten)]
+    config: &'a FilterConfig,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<KeyChannel>,
+}
+
+impl<'a> WithChannel<'a> {
+    fn new(config: &'a FilterConfig, settings: &Settings) -> Self {
+        Self {
+            config,
+            channel: settings.key_channel().filter(|_| config.channel.is_none()),
+        }
+    }
+
+    fn to_value(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect(
+            "serialising a FilterConfig is infallible: derived Serialize, string map keys only",
+        )
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect(
+            "serialising a FilterConfig is infallible: derived Serialize, string map keys only",
+        )
+    }
+}
+
+/// The `pluginConfig` to carry for the full configuration `config`: the configuration
+/// itself, or, when the settings say so, a reference to it with the document to serve. A
+/// document is written straight from `config` to its bytes: at 100,000 models a JSON tree
+/// of it would take ten times the memory of those bytes.
 pub fn carry(
-    value: serde_json::Value,
+    config: &FilterConfig,
     settings: &Settings,
 ) -> (serde_json::Value, Option<ConfigDocument>) {
+    let carried = WithChannel::new(config, settings);
     let Some(channel) = settings.channel() else {
-        return (value, None);
+        return (carried.to_value(), None);
     };
     let bytes = match settings.config_by_reference {
-        ConfigByReference::Never => return (value, None),
-        ConfigByReference::Always => to_bytes(&value),
+        ConfigByReference::Never => return (carried.to_value(), None),
+        ConfigByReference::Always => carried.to_bytes(),
         ConfigByReference::Auto => {
-            let bytes = to_bytes(&value);
+            let bytes = carried.to_bytes();
             if bytes.len() <= settings.config_by_reference_bytes {
-                return (value, None);
+                return (carried.to_value(), None);
             }
             bytes
         }
     };
-    let models = value
-        .get("models")
-        .and_then(serde_json::Value::as_object)
-        .map_or(0, serde_json::Map::len);
     let sha256 = sha256_hex(&bytes);
     let reference = ReferenceDocument {
         version: CONFIG_VERSION,
@@ -81,7 +114,7 @@ pub fn carry(
         reference: ConfigReference {
             path: format!("{CONFIG_PATH_PREFIX}{sha256}"),
             sha256: sha256.clone(),
-            version: format!("{models} models, {} bytes", bytes.len()),
+            version: format!("{} models, {} bytes", config.models.len(), bytes.len()),
         },
     };
     let reference = serde_json::to_value(&reference)
@@ -93,10 +126,6 @@ pub fn carry(
             bytes: bytes.into(),
         }),
     )
-}
-
-fn to_bytes(value: &serde_json::Value) -> Vec<u8> {
-    serde_json::to_vec(value).expect("a JSON value serialises")
 }
 
 /// The referenced document named by a live `pluginConfig`, if it is a reference.
@@ -121,21 +150,25 @@ mod tests {
         }
     }
 
-    fn config_of(models: usize) -> serde_json::Value {
+    fn config_of(models: usize) -> FilterConfig {
         let models: serde_json::Map<_, _> = (0..models)
             .map(|i| (format!("team/m{i}"), json!({"policy": "open"})))
             .collect();
-        json!({"version": 1, "policies": {"open": {"auth": "none"}}, "models": models})
+        serde_json::from_value(
+            json!({"version": 1, "policies": {"open": {"auth": "none"}}, "models": models}),
+        )
+        .unwrap()
     }
 
     #[test]
     fn never_and_small_documents_stay_inline() {
-        let value = config_of(3);
+        let config = config_of(3);
+        let value = serde_json::to_value(&config).unwrap();
         for s in [
             settings(ConfigByReference::Never, 0),
             settings(ConfigByReference::Auto, 1 << 20),
         ] {
-            let (carried, document) = carry(value.clone(), &s);
+            let (carried, document) = carry(&config, &s);
             assert_eq!(carried, value);
             assert!(document.is_none());
         }
@@ -143,9 +176,12 @@ mod tests {
 
     #[test]
     fn a_reference_names_the_exact_bytes_and_nothing_of_any_model() {
-        let value = config_of(500);
-        let (carried, document) = carry(value.clone(), &settings(ConfigByReference::Auto, 1024));
+        let config = config_of(500);
+        let value = serde_json::to_value(&config).unwrap();
+        let (carried, document) = carry(&config, &settings(ConfigByReference::Auto, 1024));
         let document = document.expect("over the threshold: by reference");
+        let read_back: FilterConfig = serde_json::from_slice(&document.bytes).unwrap();
+        assert_eq!(read_back, config);
         let text = serde_json::to_string(&carried).unwrap();
         assert!(!text.contains("team/m"), "{text}");
         assert!(text.len() < 1024, "{} bytes", text.len());
@@ -173,8 +209,26 @@ mod tests {
 
     #[test]
     fn always_refers_even_to_a_small_document() {
-        let (carried, document) = carry(config_of(1), &settings(ConfigByReference::Always, 0));
+        let (carried, document) = carry(&config_of(1), &settings(ConfigByReference::Always, 0));
         assert!(document.is_some());
         assert!(referenced_sha256(&carried).is_some());
+    }
+
+    #[test]
+    fn the_key_channel_goes_with_the_configuration_inline_and_by_reference() {
+        for mode in [ConfigByReference::Never, ConfigByReference::Always] {
+            let s = Settings {
+                key_channel: true,
+                ..settings(mode, 0)
+            };
+            let (carried, document) = carry(&config_of(2), &s);
+            let config: FilterConfig = match &document {
+                Some(document) => serde_json::from_slice(&document.bytes).unwrap(),
+                None => serde_json::from_value(carried).unwrap(),
+            };
+            assert!(s.key_channel().is_some());
+            assert_eq!(config.channel, s.key_channel(), "{mode:?}");
+            assert_eq!(config.models.len(), 2);
+        }
     }
 }

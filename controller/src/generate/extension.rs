@@ -80,12 +80,7 @@ impl Carried {
         wasm: &WasmSource,
         targets: &[String],
     ) -> Self {
-        Self::carrying(
-            carry(plugin_config(config, settings), settings).0,
-            settings,
-            wasm,
-            targets,
-        )
+        Self::carrying(carry(config, settings).0, settings, wasm, targets)
     }
 
     /// What both kinds carry, with this `pluginConfig` (inline, or a reference).
@@ -116,21 +111,6 @@ impl Carried {
             plugin_config,
         }
     }
-}
-
-/// The filter configuration as the extension carries it: with the key channel when
-/// `keyChannel` is on (added here rather than cloning a configuration of every model).
-fn plugin_config(config: &FilterConfig, settings: &Settings) -> serde_json::Value {
-    let mut value = serde_json::to_value(config).expect(
-        "serialising a FilterConfig is infallible: derived Serialize, string map keys only",
-    );
-    if let (Some(channel), Some(object)) = (settings.key_channel(), value.as_object_mut()) {
-        object.insert(
-            "channel".into(),
-            serde_json::to_value(channel).expect("a KeyChannel serialises: strings and numbers"),
-        );
-    }
-    value
 }
 
 /// The extension object: one per guarded gateway workload, in its namespace.
@@ -183,7 +163,7 @@ pub fn render_extension_with_document(
     wasm: &WasmSource,
     targets: &[String],
 ) -> (Extension, Option<ConfigDocument>) {
-    let (plugin_config, document) = carry(plugin_config(config, settings), settings);
+    let (plugin_config, document) = carry(config, settings);
     let carried = Carried::carrying(plugin_config, settings, wasm, targets);
     let extension = match settings.extension_kind.without_discovery() {
         ExtensionKind::TrafficExtension => {

@@ -149,7 +149,7 @@ pub fn render_gateway_api_gateway(
 /// it created while models name them: [`claimed_gateway_api_gateways`].)
 pub fn managed_gateway_api_gateways(
     models: &mut [GeneratedModel],
-    sdeps: &[SeldonDeployment],
+    sdeps: &[&SeldonDeployment],
     settings: &Settings,
 ) -> Vec<Gateway> {
     let created: BTreeMap<String, _> = sdeps

@@ -15,7 +15,7 @@ mod traffic_extension;
 mod virtual_service;
 mod wasm_plugin;
 
-use std::borrow::Cow;
+use std::borrow::{Borrow, Cow};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -398,7 +398,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
 }
 
 /// Generates every object from all SeldonDeployments.
-pub fn generate(sdeps: &[SeldonDeployment], inputs: Inputs<'_>) -> Generated {
+pub fn generate<S: Borrow<SeldonDeployment>>(sdeps: &[S], inputs: Inputs<'_>) -> Generated {
     plan(sdeps, inputs).into_generated()
 }
 
@@ -406,13 +406,16 @@ pub fn generate(sdeps: &[SeldonDeployment], inputs: Inputs<'_>) -> Generated {
 /// [`generate`] without each model's own objects, which the running controller
 /// reconciles model by model. Over thousands of models those are most of the memory and
 /// time of a generation, which the shared objects' loop repeats.
-pub fn shared(sdeps: &[SeldonDeployment], inputs: Inputs<'_>) -> Generated {
+pub fn shared<S: Borrow<SeldonDeployment>>(sdeps: &[S], inputs: Inputs<'_>) -> Generated {
     plan(sdeps, inputs).generated
 }
 
 /// [`generate`], each model's own objects left to be made one at a time ([`Planned`]).
-pub fn plan<'a>(sdeps: &'a [SeldonDeployment], inputs: Inputs<'_>) -> Planned<'a> {
-    let mut sorted: Vec<&SeldonDeployment> = sdeps.iter().collect();
+/// The SeldonDeployments are borrowed, whether owned (`render`) or shared (the running
+/// controller's cache): a pass over 100,000 models copies none of them.
+pub fn plan<'a, S: Borrow<SeldonDeployment>>(sdeps: &'a [S], inputs: Inputs<'_>) -> Planned<'a> {
+    let sdeps: Vec<&'a SeldonDeployment> = sdeps.iter().map(Borrow::borrow).collect();
+    let mut sorted = sdeps.clone();
     sorted.sort_by_key(|s| (s.namespace_or_empty().to_string(), s.name().to_string()));
 
     let mut seen = BTreeSet::new();
@@ -597,7 +600,7 @@ pub fn plan<'a>(sdeps: &'a [SeldonDeployment], inputs: Inputs<'_>) -> Planned<'a
         &mut entries,
         inputs.jwks,
         &last_good,
-        &newest_first(sdeps),
+        &newest_first(&sdeps),
         filter_config::Budgets {
             config_bytes: inputs.settings.config_budget_bytes(),
             limits: inputs.settings.key_limits(),
@@ -617,7 +620,7 @@ pub fn plan<'a>(sdeps: &'a [SeldonDeployment], inputs: Inputs<'_>) -> Planned<'a
         }
     }
     let gateway_api_gateways = if gateway_api {
-        gateway_api_gateway::managed_gateway_api_gateways(&mut models, sdeps, inputs.settings)
+        gateway_api_gateway::managed_gateway_api_gateways(&mut models, &sdeps, inputs.settings)
     } else {
         Vec::new()
     };
@@ -754,7 +757,7 @@ fn bound_extension_targets(
 
 /// Model ids, most recently created first (then by id): who yields when all of them do
 /// not fit.
-fn newest_first(sdeps: &[SeldonDeployment]) -> Vec<String> {
+fn newest_first(sdeps: &[&SeldonDeployment]) -> Vec<String> {
     let mut order: Vec<(Option<_>, String)> = sdeps
         .iter()
         .map(|s| (s.metadata.creation_timestamp.clone(), s.model_id()))

@@ -2,6 +2,7 @@
 //! model's last good configuration, the verdicts of the shared objects' pass, and the
 //! failures that set each retry's backoff.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -101,20 +102,20 @@ impl Context {
 
     /// Generates everything from these SeldonDeployments with the current keys and last
     /// good configurations.
-    pub fn generate(&self, sdeps: &[SeldonDeployment]) -> Generated {
+    pub fn generate<S: Borrow<SeldonDeployment>>(&self, sdeps: &[S]) -> Generated {
         self.generate_with(sdeps, generate::generate)
     }
 
     /// [`Context::generate`] without the models' own objects ([`generate::shared`]): what
     /// the Gateways and the WasmPlugin need.
-    pub fn generate_shared(&self, sdeps: &[SeldonDeployment]) -> Generated {
+    pub fn generate_shared<S: Borrow<SeldonDeployment>>(&self, sdeps: &[S]) -> Generated {
         self.generate_with(sdeps, generate::shared)
     }
 
-    fn generate_with(
+    fn generate_with<S: Borrow<SeldonDeployment>>(
         &self,
-        sdeps: &[SeldonDeployment],
-        generate: fn(&[SeldonDeployment], Inputs<'_>) -> Generated,
+        sdeps: &[S],
+        generate: fn(&[S], Inputs<'_>) -> Generated,
     ) -> Generated {
         let keys = self.jwks.snapshot();
         // Only these models' entries: a model's reconcile must not copy every model's
@@ -124,7 +125,7 @@ impl Context {
             sdeps
                 .iter()
                 .filter_map(|s| {
-                    let id = s.model_id();
+                    let id = s.borrow().model_id();
                     let good = all.get(&id)?.clone();
                     Some((id, good))
                 })

@@ -2,6 +2,7 @@
 //! applied, holding what live routes still need from the filter; then the other kind's
 //! removed), then the Gateways, then each model's verdict.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use kube::api::Api;
@@ -52,11 +53,11 @@ impl SharedOutcome {
 /// yet) is reported, retried with its own backoff, and blocks nothing else; only the
 /// WasmPlugin's own failure fails the pass. The filter forgets a model, or stops setting
 /// its A/B header, only once no route of the model needs it.
-pub async fn reconcile_global(
+pub async fn reconcile_global<S: Borrow<SeldonDeployment>>(
     ctx: &Context,
-    sdeps: &[SeldonDeployment],
+    sdeps: &[S],
 ) -> Result<SharedOutcome, ReconcileError> {
-    let present: BTreeSet<String> = sdeps.iter().map(SeldonDeployment::model_id).collect();
+    let present: BTreeSet<String> = sdeps.iter().map(|s| s.borrow().model_id()).collect();
     lock(&ctx.last_good).retain(|id, _| present.contains(id));
     lock(&ctx.swept).retain(|id| present.contains(id));
     let generated = ctx.generate_shared(sdeps);
@@ -65,13 +66,17 @@ pub async fn reconcile_global(
             lock(&ctx.last_good).insert(model.id.clone(), good.clone());
         }
     }
+    // A generation is dropped before the next is made: at 100,000 models two at once
+    // would be the controller's peak.
     let generated = if recover_last_good(ctx, &generated.models).await? {
+        drop(generated);
         ctx.generate_shared(sdeps)
     } else {
         generated
     };
     ctx.jwks.track(&generated.jwks_uris);
     let generated = if keep_live_keys(ctx, &generated).await? {
+        drop(generated);
         ctx.generate_shared(sdeps)
     } else {
         generated

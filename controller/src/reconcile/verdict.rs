@@ -2,6 +2,7 @@
 //! the whole set or the cluster shows, and the A/B header the applied WasmPlugin sets, for
 //! the model as it was ([`shape`]) when the pass decided.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use super::SharedOutcome;
@@ -44,15 +45,18 @@ pub fn shape(sdep: &SeldonDeployment) -> u64 {
 }
 
 /// Records, once the WasmPlugin is applied, what each model's reconcile needs to know.
-pub(super) fn record_verdicts(
+pub(super) fn record_verdicts<S: Borrow<SeldonDeployment>>(
     ctx: &Context,
-    sdeps: &[SeldonDeployment],
+    sdeps: &[S],
     generated: &Generated,
     entries: &BTreeMap<String, ModelEntry>,
     gateways: &BTreeMap<GatewayRef, GatewayState>,
     outcome: &mut SharedOutcome,
 ) {
-    let shapes: BTreeMap<String, u64> = sdeps.iter().map(|s| (s.model_id(), shape(s))).collect();
+    let shapes: BTreeMap<String, u64> = sdeps
+        .iter()
+        .map(|s| (s.borrow().model_id(), shape(s.borrow())))
+        .collect();
     let selector: Vec<String> = ctx
         .settings
         .gateway_selector

@@ -49,11 +49,11 @@ pub(super) async fn shared_objects_loop(
             last.is_some_and(|(f, at)| f == inputs && at.elapsed() < Duration::from_secs(300));
         if !fresh {
             let started = Instant::now();
-            let sdeps: Vec<SeldonDeployment> = store
+            // The cache's own objects, shared: no copy of any.
+            let sdeps: Vec<Arc<SeldonDeployment>> = store
                 .state()
-                .iter()
+                .into_iter()
                 .filter(|s| watched.covers(s))
-                .map(|s| (**s).clone())
                 .collect();
             match reconcile_global(&ctx, &sdeps).await {
                 Ok(outcome) => {
