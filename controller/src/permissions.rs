@@ -279,13 +279,15 @@ pub const TABLE: &[Permission] = &[
     Permission {
         group: "gateway.networking.k8s.io",
         resource: "httproutes",
-        verbs: &[Get, Delete],
+        verbs: &[Get, List, Delete],
         scope: Scope::ModelNamespaces,
         names: Names::Any,
         only_with: None,
-        why: "reconcile_model: with routing istio, a managed HTTPRoute left from routing \
-              gateway-api is read and deleted (a Gateway the filter left must route nothing); \
-              vs_routes_on and remove_routes read and delete a model's",
+        why: "reconcile_model: with routing istio, the managed HTTPRoutes left from routing \
+              gateway-api are listed by label once per namespace (reconcile::unwatched; a \
+              get per model if that list fails) and each model's deleted (a Gateway the \
+              filter left must route nothing); vs_routes_on and remove_routes read and \
+              delete a model's",
     },
     Permission {
         group: "gateway.networking.k8s.io",
@@ -369,12 +371,14 @@ pub const TABLE: &[Permission] = &[
     Permission {
         group: "security.istio.io",
         resource: "authorizationpolicies",
-        verbs: &[Get, Delete],
+        verbs: &[Get, List, Delete],
         scope: Scope::ModelNamespaces,
         names: Names::Any,
         only_with: None,
-        why: "reconcile_model: a model's AuthorizationPolicy is read, and a managed one \
-              deleted when authorizationPolicy is off: that is how turning it off cleans up",
+        why: "reconcile_model: a model's AuthorizationPolicy is read, and with \
+              authorizationPolicy off the managed ones are listed by label once per namespace \
+              (reconcile::unwatched; a get per model if that list fails) and each model's \
+              deleted: that is how turning it off cleans up",
     },
     Permission {
         group: "security.istio.io",
@@ -646,10 +650,21 @@ mod tests {
             namespace: None,
             ..create
         };
+        // Listed in a model's namespace, not across namespaces: the managed ones an
+        // earlier process left (reconcile::unwatched).
+        let list = ApiRequest {
+            verb: List,
+            ..create
+        };
+        let list_all = ApiRequest {
+            verb: List,
+            namespace: None,
+            ..create
+        };
         let istio = Permissions::resolve(&Settings::default(), &run);
-        assert!(!istio.allows(&create) && !istio.allows(&watch));
+        assert!(!istio.allows(&create) && !istio.allows(&watch) && !istio.allows(&list_all));
         assert!(
-            istio.allows(&delete),
+            istio.allows(&delete) && istio.allows(&list),
             "switching back to istio removes them"
         );
         let gateway_api = Permissions::resolve(
@@ -659,9 +674,34 @@ mod tests {
             },
             &run,
         );
-        for r in [create, delete, watch] {
+        for r in [create, delete, watch, list, list_all] {
             assert!(gateway_api.allows(&r), "{r}");
         }
+    }
+
+    #[test]
+    fn authorization_policies_are_listed_in_the_models_namespaces_even_when_off() {
+        let run = RunSettings {
+            namespaces: vec!["team-a".into()],
+            ..RunSettings::default()
+        };
+        let list = request(
+            List,
+            "security.istio.io",
+            "authorizationpolicies",
+            Some("team-a"),
+            None,
+        );
+        let off = Permissions::resolve(&Settings::default(), &run);
+        assert!(off.allows(&list));
+        assert!(!off.allows(&ApiRequest {
+            namespace: Some("kube-system"),
+            ..list
+        }));
+        assert!(!off.allows(&ApiRequest {
+            namespace: None,
+            ..list
+        }));
     }
 
     #[test]

@@ -666,3 +666,192 @@ async fn the_shared_pass_names_the_models_it_admits_once() {
     let outcome = reconcile_global(&ctx, &[changed, second]).await.unwrap();
     assert_eq!(outcome.admitted, ["models/iris", "models/wine"]);
 }
+
+/// An object of `kind` (`apiVersion` `api_version`) left in the cluster, managed by
+/// modelgate or not.
+fn leftover(
+    api_version: &str,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    managed: bool,
+) -> serde_json::Value {
+    let labels = if managed {
+        json!({"app.kubernetes.io/managed-by": "modelgate", "modelgate.seldon.io/seldon-deployment": name})
+    } else {
+        json!({"team": "theirs"})
+    };
+    let spec = match kind {
+        "HTTPRoute" => json!({"parentRefs": [], "rules": []}),
+        _ => json!({"selector": {"matchLabels": {"app": name}}, "action": "ALLOW", "rules": []}),
+    };
+    json!({"apiVersion": api_version, "kind": kind,
+           "metadata": {"name": name, "namespace": namespace, "labels": labels},
+           "spec": spec})
+}
+
+const HTTP_ROUTES: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/models/httproutes";
+const POLICIES: &str = "/apis/security.istio.io/v1/namespaces/models/authorizationpolicies";
+
+/// The shared objects, then every model at once (each reconcile on its own task, as `run`
+/// has them), until no model waits and nothing is held.
+async fn reconcile_concurrently(ctx: &std::sync::Arc<Context>, sdeps: &[SeldonDeployment]) {
+    for _ in 0..5 {
+        let settled = reconcile_global(ctx, sdeps).await.unwrap().settled();
+        let tasks: Vec<_> = sdeps
+            .iter()
+            .map(|s| {
+                let (ctx, s) = (ctx.clone(), s.clone());
+                tokio::spawn(async move { reconcile_model(&ctx, &s).await.unwrap().waiting })
+            })
+            .collect();
+        let mut waiting = false;
+        for task in tasks {
+            waiting |= task.await.unwrap();
+        }
+        if settled && !waiting {
+            return;
+        }
+    }
+    panic!("does not settle");
+}
+
+/// With `routing: istio` and AuthorizationPolicies off, neither HTTPRoutes nor policies are
+/// watched: what an earlier process left of them (managed) is found with one list per kind
+/// and namespace, not a read per model, however many models reconcile at once; each
+/// model's is deleted once, and objects modelgate did not make are left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leftovers_of_unwatched_kinds_cost_one_list_per_namespace_and_are_deleted_once() {
+    use common::fake_api::Fault;
+    let api = FakeApi::default();
+    for (api_version, kind, plural) in [
+        ("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes"),
+        (
+            "security.istio.io/v1",
+            "AuthorizationPolicy",
+            "authorizationpolicies",
+        ),
+    ] {
+        // m0's managed, m1's someone else's, and a managed one of another namespace.
+        api.insert(plural, leftover(api_version, kind, "models", "m0", true));
+        api.insert(plural, leftover(api_version, kind, "models", "m1", false));
+        api.insert(plural, leftover(api_version, kind, "other", "m2", true));
+    }
+    let ctx = std::sync::Arc::new(context(&api));
+    assert!(!ctx.settings.authorization_policy);
+    let all: Vec<SeldonDeployment> = (0..8)
+        .map(|i| {
+            model(&format!("m{i}"), "seldon-gateway")
+                .with_uid(&format!("u{i}"))
+                .predictor("p", 100)
+        })
+        .collect();
+    // Each list answers late: every model's sweep is under way before it is done.
+    api.inject(
+        Method::GET,
+        HTTP_ROUTES,
+        Fault::Delay(std::time::Duration::from_millis(200)),
+    );
+    api.inject(
+        Method::GET,
+        POLICIES,
+        Fault::Delay(std::time::Duration::from_millis(200)),
+    );
+    reconcile_concurrently(&ctx, &all).await;
+    assert_eq!(api.pending_faults(), 0);
+    let requests = api.take_requests();
+    let of = |plural: &str| -> Vec<&str> {
+        requests
+            .iter()
+            .map(String::as_str)
+            .filter(|r| r.contains(plural))
+            .collect()
+    };
+    assert_eq!(
+        of("httproutes"),
+        [
+            format!("GET {HTTP_ROUTES}"),
+            format!("DELETE {HTTP_ROUTES}/m0")
+        ]
+    );
+    assert_eq!(
+        of("authorizationpolicies"),
+        [format!("GET {POLICIES}"), format!("DELETE {POLICIES}/m0")]
+    );
+    for plural in ["httproutes", "authorizationpolicies"] {
+        assert_eq!(api.names(plural), ["models/m1", "other/m2"], "{plural}");
+    }
+    // The deleted ones are forgotten: looked for again (as after the model is removed and
+    // added back), nothing is listed, read or deleted again.
+    assert_eq!(ctx.live.unwatched.names(), 0);
+    ctx.swept.lock().unwrap().clear();
+    reconcile_concurrently(&ctx, &all).await;
+    let requests = api.take_requests();
+    assert!(
+        !requests
+            .iter()
+            .any(|r| r.contains("httproutes") || r.contains("authorizationpolicies")),
+        "{requests:?}"
+    );
+}
+
+/// A list the API server refuses (an RBAC from before the list, 403) or cannot answer: each
+/// model's object is read instead, as before, and the models do not fail for it. A kind the
+/// cluster does not serve (404: its CRD is not installed) has nothing to remove.
+#[tokio::test]
+async fn a_list_that_fails_falls_back_to_a_read_per_model() {
+    use common::fake_api::Fault;
+    let api = FakeApi::default();
+    api.insert(
+        "httproutes",
+        leftover(
+            "gateway.networking.k8s.io/v1",
+            "HTTPRoute",
+            "models",
+            "m0",
+            true,
+        ),
+    );
+    api.insert(
+        "httproutes",
+        leftover(
+            "gateway.networking.k8s.io/v1",
+            "HTTPRoute",
+            "models",
+            "m1",
+            false,
+        ),
+    );
+    let ctx = context(&api);
+    let all: Vec<SeldonDeployment> = (0..3)
+        .map(|i| {
+            model(&format!("m{i}"), "seldon-gateway")
+                .with_uid(&format!("u{i}"))
+                .predictor("p", 100)
+        })
+        .collect();
+    api.inject(Method::GET, HTTP_ROUTES, Fault::Status(403));
+    api.inject(Method::GET, POLICIES, Fault::Status(404));
+    reconcile_all(&ctx, &all).await;
+    assert_eq!(api.pending_faults(), 0);
+    let requests = api.take_requests();
+    let routes: Vec<&String> = requests
+        .iter()
+        .filter(|r| r.contains("httproutes"))
+        .collect();
+    let mut expected = vec![format!("GET {HTTP_ROUTES}")];
+    for i in 0..3 {
+        expected.push(format!("GET {HTTP_ROUTES}/m{i}"));
+        if i == 0 {
+            expected.push(format!("DELETE {HTTP_ROUTES}/m0"));
+        }
+    }
+    assert_eq!(routes, expected.iter().collect::<Vec<_>>());
+    assert_eq!(api.names("httproutes"), ["models/m1"]);
+    // Not served: one list, then nothing read.
+    let policies: Vec<&String> = requests
+        .iter()
+        .filter(|r| r.contains("authorizationpolicies"))
+        .collect();
+    assert_eq!(policies, [&format!("GET {POLICIES}")]);
+}

@@ -148,8 +148,9 @@ def expected_for(authorization_policy: bool) -> set:
     return set(EXPECTED) | (
         {("patch", "authorizationpolicies"), ("create", "authorizationpolicies"), ("watch", "authorizationpolicies")}
         if authorization_policy
-        # Not watched: each model's is looked for once (and a managed one deleted).
-        else {("get", "authorizationpolicies"), ("delete", "authorizationpolicies")}
+        # Not watched: the managed ones of the models' namespace are listed once (and each
+        # model's deleted).
+        else {("list", "authorizationpolicies"), ("delete", "authorizationpolicies")}
     )
 
 
@@ -172,6 +173,10 @@ def test_every_request_of_the_running_controller_is_in_its_table_and_allowed(aut
         )
         assert rbac.allows(request), f"the chart's RBAC denies {recorded}"
     assert Recorded("delete", "networking.istio.io", "destinationrules", "models", "iris-retired") in seen
+    if not authorization_policy:
+        # The one list of the namespace, not a read per model.
+        assert ("get", "authorizationpolicies") not in observed
+        assert Recorded("delete", "security.istio.io", "authorizationpolicies", "models", "wine") in seen
     # The Gateway that is not the controller's is never written.
     assert not [r for r in seen if r.resource == "gateways" and r.name == "seldon-gateway" and r.verb != "get"]
 

@@ -124,6 +124,7 @@ pub(super) async fn delete<K: Owned>(
     if let Some(live) = ctx.live.of::<K>() {
         live.deleted(namespace, name);
     }
+    ctx.live.unwatched.deleted::<K>(namespace, name);
     tracing::info!(kind = %K::kind(&()), %namespace, %name, "deleted");
     writes
         .deleted

@@ -63,7 +63,8 @@ pub struct Context {
     pub live: LiveObjects,
     /// Models whose objects of kinds not watched with these settings (the other routing
     /// API's routes, an AuthorizationPolicy when those are off) were looked for and
-    /// removed: once per process, since only an earlier process can have left them.
+    /// removed: once per process, since only an earlier process can have left them
+    /// (looked for in a list per namespace, [`LiveObjects::unwatched`]).
     pub swept: Mutex<HashSet<String>>,
     /// Counts the last good configurations taken from the cluster ([`Self::last_good`]
     /// entries that change what the shared objects' pass generates without any

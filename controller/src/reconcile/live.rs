@@ -13,7 +13,9 @@
 //! A kind's cache answers only once its watch has listed everything ([`LiveKind::ready`]);
 //! before that, and for kinds not watched, callers read the API server as before. What the
 //! controller itself writes or deletes is recorded at once, so a reconcile that follows
-//! its own write before the watch reports it does not write again.
+//! its own write before the watch reports it does not write again. Of the kinds not
+//! watched with the settings, only the managed objects' names are known, from a list per
+//! namespace ([`Unwatched`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
@@ -26,7 +28,9 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 
 use super::context::lock;
+pub use super::unwatched::Unwatched;
 use crate::generate::MODEL_LABEL;
+use crate::settings::{RoutingApi, Settings};
 
 /// What `apply::differs` compares of an object, and what finding a model's
 /// objects needs: its spec's hash, its labels, its owners' uids.
@@ -267,6 +271,9 @@ pub struct LiveObjects {
     pub http_routes: Arc<LiveKind>,
     /// AuthorizationPolicies (`authorizationPolicy: true`).
     pub authorization_policies: Arc<LiveKind>,
+    /// The managed objects of the kinds not watched with the settings, listed per
+    /// namespace when a model first looks for one.
+    pub unwatched: Unwatched,
 }
 
 impl LiveObjects {
@@ -278,6 +285,19 @@ impl LiveObjects {
             "HTTPRoute" => Some(&self.http_routes),
             "AuthorizationPolicy" => Some(&self.authorization_policies),
             _ => None,
+        }
+    }
+
+    /// Whether `run::lead` watches `K`'s kind with these settings: VirtualServices and
+    /// DestinationRules always, HTTPRoutes with `routing: gateway-api`, AuthorizationPolicies
+    /// with `authorizationPolicy` on. The others' managed objects are known from
+    /// [`Self::unwatched`] instead.
+    pub fn watched<K: Resource<DynamicType = ()>>(settings: &Settings) -> bool {
+        match K::kind(&()).as_ref() {
+            "VirtualService" | "DestinationRule" => true,
+            "HTTPRoute" => settings.routing == RoutingApi::GatewayApi,
+            "AuthorizationPolicy" => settings.authorization_policy,
+            _ => false,
         }
     }
 }
@@ -367,6 +387,46 @@ mod tests {
             live.of_model("b", "y").expect("listed")[0].0,
             "x-main".to_string()
         );
+    }
+
+    #[test]
+    fn the_kinds_watched_are_those_the_permissions_let_it_watch() {
+        use crate::gateway_api::HTTPRoute;
+        use crate::istio::{AuthorizationPolicy, VirtualService};
+        use crate::permissions::{ApiRequest, Permissions, Verb};
+        use crate::settings::RunSettings;
+        fn check<K: Resource<DynamicType = ()>>(settings: &Settings) {
+            let permissions = Permissions::resolve(settings, &RunSettings::default());
+            let (group, plural) = (K::group(&()), K::plural(&()));
+            let watch = ApiRequest {
+                verb: Verb::Watch,
+                group: &group,
+                resource: &plural,
+                namespace: None,
+                name: None,
+            };
+            assert_eq!(
+                LiveObjects::watched::<K>(settings),
+                permissions.allows(&watch),
+                "{} with routing {:?}, authorizationPolicy {}",
+                K::kind(&()),
+                settings.routing,
+                settings.authorization_policy
+            );
+        }
+        for routing in [RoutingApi::Istio, RoutingApi::GatewayApi] {
+            for authorization_policy in [false, true] {
+                let settings = Settings {
+                    routing,
+                    authorization_policy,
+                    ..Settings::default()
+                };
+                check::<VirtualService>(&settings);
+                check::<DestinationRule>(&settings);
+                check::<HTTPRoute>(&settings);
+                check::<AuthorizationPolicy>(&settings);
+            }
+        }
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //! - `recovery`: what a restarted controller takes from the live extension object.
 //! - `events`: problems reported to users as Events.
 //! - `live`: digests of the owned objects, kept from watches, instead of reading them
-//!   model by model.
+//!   model by model; `unwatched`: the managed objects of kinds not watched with the
+//!   settings, listed once per namespace.
 //! - `apply`: server-side apply, delete, and the timeout of every API call.
 
 mod apply;
@@ -26,6 +27,7 @@ pub mod live;
 mod model;
 mod recovery;
 mod shared;
+mod unwatched;
 mod verdict;
 
 pub use apply::{DEFAULT_API_TIMEOUT, FIELD_MANAGER};

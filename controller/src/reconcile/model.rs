@@ -10,7 +10,7 @@ use kube::api::{Api, ListParams};
 use super::apply::{Owned, apply_if_changed, call, delete, error, is_managed};
 use super::context::{Context, lock};
 use super::events::report;
-use super::live::Known;
+use super::live::{Known, LiveObjects};
 use super::recovery::recover_last_good;
 use super::verdict::shape;
 use super::{ReconcileError, Writes};
@@ -84,7 +84,8 @@ pub async fn reconcile_model(
     // The routes of this routing API, then the other's (after a change of `routing`): a
     // model is never left without routes, nor kept routed where the filter has left.
     // The other API's routes are not watched: only an earlier process with the other
-    // setting can have left them, so they are looked for once per model and process.
+    // setting can have left them, so they are looked for once per model and process (in
+    // the namespace's list of managed ones, `unwatched`, not with a read per model).
     let sweep = !lock(&ctx.swept).contains(&model.id);
     match &objects.routes {
         Routes::VirtualService(vs) => {
@@ -169,21 +170,29 @@ pub async fn reconcile_model(
     Ok(writes)
 }
 
-/// Deletes the object `K` `<namespace>/<name>` when it exists and the controller made it.
+/// Deletes the object `K` `<namespace>/<name>` when it exists and the controller made it:
+/// known from the watch's cache, or for a kind not watched from the namespace's list of
+/// managed ones ([`super::live::Unwatched`]), else read.
 pub(super) async fn remove_managed<K: Owned>(
     ctx: &Context,
     namespace: &str,
     name: &str,
     writes: &mut Writes,
 ) -> Result<(), ReconcileError> {
-    let managed = match ctx
+    let known = ctx
         .live
         .of::<K>()
-        .map_or(Known::Unknown, |l| l.get(namespace, name))
-    {
-        Known::Absent => false,
-        Known::Present(digest) => digest.has_label(MANAGED_BY.0, MANAGED_BY.1),
-        Known::Unknown => {
+        .map_or(Known::Unknown, |l| l.get(namespace, name));
+    let listed = if known == Known::Unknown && !LiveObjects::watched::<K>(&ctx.settings) {
+        ctx.live.unwatched.managed::<K>(ctx, namespace, name).await
+    } else {
+        None
+    };
+    let managed = match (known, listed) {
+        (_, Some(managed)) => managed,
+        (Known::Absent, None) => false,
+        (Known::Present(digest), None) => digest.has_label(MANAGED_BY.0, MANAGED_BY.1),
+        (Known::Unknown, None) => {
             let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
             call(ctx, api.get_opt(name))
                 .await
