@@ -793,6 +793,22 @@ async fn leftovers_of_unwatched_kinds_cost_one_list_per_namespace_and_are_delete
             .any(|r| r.contains("httproutes") || r.contains("authorizationpolicies")),
         "{requests:?}"
     );
+    // Once the namespace has no model, what was listed of it is forgotten: its models
+    // going and coming back list it anew, once per kind (a leftover made meanwhile is
+    // found).
+    reconcile_global::<SeldonDeployment>(&ctx, &[])
+        .await
+        .unwrap();
+    ctx.swept.lock().unwrap().clear();
+    reconcile_concurrently(&ctx, &all).await;
+    let requests = api.take_requests();
+    for list in [format!("GET {HTTP_ROUTES}"), format!("GET {POLICIES}")] {
+        assert_eq!(
+            requests.iter().filter(|r| **r == list).count(),
+            1,
+            "{requests:?}"
+        );
+    }
 }
 
 /// A list the API server refuses (an RBAC from before the list, 403) or cannot answer: each

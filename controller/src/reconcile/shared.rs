@@ -60,6 +60,13 @@ pub async fn reconcile_global<S: Borrow<SeldonDeployment>>(
     let present: BTreeSet<String> = sdeps.iter().map(|s| s.borrow().model_id()).collect();
     lock(&ctx.last_good).retain(|id, _| present.contains(id));
     lock(&ctx.swept).retain(|id| present.contains(id));
+    let namespaces: BTreeSet<&str> = sdeps
+        .iter()
+        .map(|s| s.borrow().namespace_or_empty())
+        .collect();
+    ctx.live
+        .unwatched
+        .retain_namespaces(|namespace| namespaces.contains(namespace));
     let generated = ctx.generate_shared(sdeps);
     for model in &generated.models {
         if let Some(good) = &model.known_good {
