@@ -194,8 +194,7 @@ fn the_trafficextension_crds_cel_rules_refuse_what_the_api_server_refuses() {
     assert_eq!(common::check_object(&extension), Vec::<String>::new());
     assert!(extension["spec"].get("targetRefs").is_none());
 
-    type Break = fn(&mut serde_json::Value);
-    let cases: [(&str, Break); 5] = [
+    let cases: [(&str, common::crd::Break); 5] = [
         ("only one of targetRefs or selector", |t| {
             t["spec"]["targetRefs"] = serde_json::json!([
                 {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "seldon-gateway"}
@@ -218,15 +217,7 @@ fn the_trafficextension_crds_cel_rules_refuse_what_the_api_server_refuses() {
             t["spec"]["selector"]["matchLabels"] = serde_json::json!({"istio*": "ingressgateway"})
         }),
     ];
-    for (message, break_it) in cases {
-        let mut broken = extension.clone();
-        break_it(&mut broken);
-        let problems = common::crd::validate(&broken);
-        assert!(
-            problems.iter().any(|p| p.contains(message)),
-            "{message}: {problems:#?}"
-        );
-    }
+    common::crd::assert_refused(&extension, &cases);
 }
 
 /// A TrafficExtension carries exactly what the WasmPlugin carries (module, hash, phase,
