@@ -139,17 +139,10 @@ fn shared_generation_gives_the_shared_objects_of_a_full_one() {
         let (full, settings) = common::render_file(&example);
         let read =
             manifests::read(std::slice::from_ref(&example), &settings.default_namespace).unwrap();
-        let keys = common::fetched_keys();
-        let wasm = common::test_wasm(&settings);
-        let last_good = std::collections::BTreeMap::new();
+        let given = common::Given::new(&settings);
         let shared = modelgate_controller::generate::shared(
             &read.seldon_deployments,
-            modelgate_controller::Inputs {
-                settings: &settings,
-                jwks: &keys,
-                last_good: &last_good,
-                wasm: &wasm,
-            },
+            given.inputs(&settings),
         );
         let name = example.display();
         assert_eq!(
@@ -269,20 +262,8 @@ fn render_writes_what_a_full_generation_lists() {
             let (full, settings) = common::render_routed(&example, kind, routing);
             let read = manifests::read(std::slice::from_ref(&example), &settings.default_namespace)
                 .unwrap();
-            let keys = common::fetched_keys();
-            let wasm = common::test_wasm(&settings);
-            let last_good = std::collections::BTreeMap::new();
-            let plan = || {
-                generate::plan(
-                    &read.seldon_deployments,
-                    modelgate_controller::Inputs {
-                        settings: &settings,
-                        jwks: &keys,
-                        last_good: &last_good,
-                        wasm: &wasm,
-                    },
-                )
-            };
+            let given = common::Given::new(&settings);
+            let plan = || generate::plan(&read.seldon_deployments, given.inputs(&settings));
             let name = format!("{folder}: {}", example.display());
             let mut written = manifests::YamlWriter::new(Vec::new());
             plan().each_object(|object| written.write(&object)).unwrap();

@@ -171,17 +171,44 @@ pub fn generate_after(
     settings: &Settings,
     last_good: &BTreeMap<String, KnownGood>,
 ) -> Generated {
-    let keys = fetched_keys();
-    let wasm = test_wasm(settings);
+    let given = Given::new(settings);
     generate(
         sdeps,
         Inputs {
-            settings,
-            jwks: &keys,
             last_good,
-            wasm: &wasm,
+            ..given.inputs(settings)
         },
     )
+}
+
+/// What generation takes besides the settings, as the tests give it: the keys of
+/// [`fetched_keys`], the module of [`test_wasm`] and nothing last good; for the
+/// generation steps other than [`generate`] (`shared`, `plan`).
+pub struct Given {
+    keys: BTreeMap<String, KeySet>,
+    wasm: WasmSource,
+    last_good: BTreeMap<String, KnownGood>,
+}
+
+impl Given {
+    /// What the tests give generation with these settings.
+    pub fn new(settings: &Settings) -> Self {
+        Self {
+            keys: fetched_keys(),
+            wasm: test_wasm(settings),
+            last_good: BTreeMap::new(),
+        }
+    }
+
+    /// The inputs of one generation with these settings.
+    pub fn inputs<'a>(&'a self, settings: &'a Settings) -> Inputs<'a> {
+        Inputs {
+            settings,
+            jwks: &self.keys,
+            last_good: &self.last_good,
+            wasm: &self.wasm,
+        }
+    }
 }
 
 /// Runs the controller's HTTP server (module, keys, health, metrics) with this state on a
