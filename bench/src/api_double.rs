@@ -42,6 +42,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Frame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
+use modelgate_testkit::api_route::{Route, decode};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -421,44 +422,16 @@ async fn accept(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
     }
 }
 
-/// Where a request goes: `/api/v1/...` or `/apis/<group>/<version>/...`, then
-/// `[namespaces/<ns>/]<plural>[/<name>]`.
-struct Route {
-    group: String,
-    api_version: String,
-    plural: String,
-    namespace: Option<String>,
-    name: Option<String>,
+/// Where this double keeps what a [`Route`] names (the parsing is the controller tests'
+/// API double's too).
+trait Stored {
+    /// The resource's key: (group, plural).
+    fn resource(&self) -> ResourceKey;
+    /// The object's key: (namespace, name), `""` for what is not given.
+    fn key(&self) -> ObjectKey;
 }
 
-impl Route {
-    fn parse(path: &str) -> Option<Route> {
-        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let (group, api_version, rest) = match parts.as_slice() {
-            ["apis", group, version, rest @ ..] => {
-                (group.to_string(), format!("{group}/{version}"), rest)
-            }
-            ["api", version, rest @ ..] => (String::new(), version.to_string(), rest),
-            _ => return None,
-        };
-        let (namespace, rest) = match rest {
-            ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(ns.to_string()), rest),
-            _ => (None, rest),
-        };
-        let (plural, name) = match rest {
-            [plural] => (plural.to_string(), None),
-            [plural, name] => (plural.to_string(), Some(name.to_string())),
-            _ => return None,
-        };
-        Some(Route {
-            group,
-            api_version,
-            plural,
-            namespace,
-            name,
-        })
-    }
-
+impl Stored for Route {
     fn resource(&self) -> ResourceKey {
         (self.group.clone(), self.plural.clone())
     }
@@ -483,33 +456,6 @@ fn query(req: &Request<Incoming>) -> HashMap<String, String> {
             (decode(k), decode(v))
         })
         .collect()
-}
-
-fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn full(code: StatusCode, body: Vec<u8>) -> Response<Body> {
@@ -670,7 +616,8 @@ async fn answer(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Body> 
             ),
         };
     }
-    let Some(route) = Route::parse(&path) else {
+    // Subresources (`status`, `scale`) are not served.
+    let Some(route) = Route::parse(&path).filter(|r| r.subresource.is_none()) else {
         return status(
             StatusCode::NOT_FOUND,
             "NotFound",
@@ -1277,11 +1224,5 @@ mod tests {
         assert_eq!(events[1]["type"], "MODIFIED");
         assert_eq!(events[1]["object"]["data"]["k"], "v");
         assert_eq!(api.requests()["watch configmaps"], 1);
-    }
-
-    #[test]
-    fn query_values_are_percent_decoded() {
-        assert_eq!(decode("a%3Db%2Cc%21%3Dd"), "a=b,c!=d");
-        assert_eq!(decode("100%"), "100%");
     }
 }

@@ -496,19 +496,25 @@ fn start_controller(plan: &Plan, dir: &Path, api: &ApiDouble, case: Case) -> Res
     Ok(Controller { child, listen })
 }
 
-/// Polls `done` every `every` until it holds or `timeout` passes; `Ok(None)` on timeout.
+/// Every `every`, reads what the extension object delivers into `current` (kept while it
+/// does not change) and asks `done` of it, until `done` holds (how long that took) or
+/// `timeout` passes (`Ok(None)`); an error if the controller exits meanwhile.
 fn wait_for(
+    api: &ApiDouble,
     controller: &mut Controller,
-    timeout: Duration,
-    every: Duration,
-    mut done: impl FnMut(&mut Controller) -> Result<bool>,
+    current: &mut Option<Delivered>,
+    (timeout, every): (Duration, Duration),
+    mut done: impl FnMut(Option<&Delivered>) -> bool,
 ) -> Result<Option<Duration>> {
     let started = Instant::now();
     while started.elapsed() < timeout {
         if let Some(exit) = controller.exited() {
             bail!("{exit}");
         }
-        if done(controller)? {
+        if let Some(fresh) = delivered(api, controller, current.as_ref())? {
+            *current = Some(fresh);
+        }
+        if done(current.as_ref()) {
             return Ok(Some(started.elapsed()));
         }
         std::thread::sleep(every);
@@ -539,15 +545,12 @@ fn measure(plan: &Plan, case: Case, jwks: &str) -> Result<Run> {
 
     // Converged: every VirtualService exists and the extension object holds every model.
     let converged = wait_for(
+        &api,
         &mut controller,
-        plan.timeout,
-        Duration::from_millis(200),
-        |c| {
-            if let Some(fresh) = delivered(&api, c, current.as_ref())? {
-                current = Some(fresh);
-            }
-            let held = current.as_ref().map_or(0, |d| models_in(&d.config));
-            Ok(held == case.models
+        &mut current,
+        (plan.timeout, Duration::from_millis(200)),
+        |d| {
+            d.map_or(0, |d| models_in(&d.config)) == case.models
                 && api.count(
                     VIRTUAL_SERVICES.0,
                     VIRTUAL_SERVICES.1,
@@ -558,7 +561,7 @@ fn measure(plan: &Plan, case: Case, jwks: &str) -> Result<Run> {
                     VIRTUAL_SERVICES.1,
                     MODEL_NAMESPACE,
                     names.iter().map(String::as_str),
-                ))
+                )
         },
     );
     let converged = match converged {
@@ -647,17 +650,15 @@ fn measure(plan: &Plan, case: Case, jwks: &str) -> Result<Run> {
     );
     let mut held_at = None;
     let routed = wait_for(
+        &api,
         &mut controller,
-        plan.change_timeout,
-        Duration::from_millis(20),
-        |c| {
-            if let Some(fresh) = delivered(&api, c, current.as_ref())? {
-                current = Some(fresh);
-            }
-            if held_at.is_none() && current.as_ref().is_some_and(|d| holds(&d.config, &added)) {
+        &mut current,
+        (plan.change_timeout, Duration::from_millis(20)),
+        |d| {
+            if held_at.is_none() && d.is_some_and(|d| holds(&d.config, &added)) {
                 held_at = Some(change.elapsed());
             }
-            Ok(held_at.is_some()
+            held_at.is_some()
                 && api
                     .get(
                         VIRTUAL_SERVICES.0,
@@ -665,7 +666,7 @@ fn measure(plan: &Plan, case: Case, jwks: &str) -> Result<Run> {
                         MODEL_NAMESPACE,
                         &added,
                     )
-                    .is_some())
+                    .is_some()
         },
     );
     run.add_to_extension_s = held_at.map(|d| d.as_secs_f64());
@@ -682,17 +683,11 @@ fn measure(plan: &Plan, case: Case, jwks: &str) -> Result<Run> {
         seldon_deployment(0, jwks, CHANGED_AUDIENCE),
     );
     let shown = wait_for(
+        &api,
         &mut controller,
-        plan.change_timeout,
-        Duration::from_millis(20),
-        |c| {
-            if let Some(fresh) = delivered(&api, c, current.as_ref())? {
-                current = Some(fresh);
-            }
-            Ok(current
-                .as_ref()
-                .is_some_and(|d| requires_audience(&d.config, CHANGED_AUDIENCE)))
-        },
+        &mut current,
+        (plan.change_timeout, Duration::from_millis(20)),
+        |d| d.is_some_and(|d| requires_audience(&d.config, CHANGED_AUDIENCE)),
     );
     match shown {
         Ok(shown) => {

@@ -189,19 +189,7 @@ fn ten_thousand_models_fit_well_under_a_mebibyte() {
             s
         });
     }
-    let settings = common::golden_settings(&common::test_data().join("none.yaml"));
-    let keys = common::fetched_keys();
-    let wasm = common::test_wasm(&settings);
-    let last_good = Default::default();
-    let generated = modelgate_controller::generate(
-        &sdeps,
-        modelgate_controller::Inputs {
-            settings: &settings,
-            jwks: &keys,
-            last_good: &last_good,
-            wasm: &wasm,
-        },
-    );
+    let generated = common::generate_first(&sdeps, &common::plain_settings());
     let plugin = serde_json::to_vec(&generated.extension).unwrap();
     assert!(plugin.len() < 1024 * 1024, "{} bytes", plugin.len());
     assert_eq!(generated.filter_config.policies.len(), 8);

@@ -44,11 +44,9 @@ fn model(name: &str, gateway: &str) -> SeldonDeployment {
 /// short API timeout so late answers fail fast. Namespace `edge` is the platform's: models
 /// of any namespace may have Gateways created there.
 fn context(api: &FakeApi) -> Context {
-    let mut settings = common::golden_settings(&common::test_data().join("none.yaml"));
-    settings.tenancy.gateway_namespaces = vec!["edge".into()];
+    let mut settings = common::reconciling::edge_settings();
     settings.jwks = common::jwks_server::loopback_jwks_settings();
-    let wasm = common::test_wasm(&settings);
-    let mut ctx = Context::new(api.client(&settings), settings, wasm, None);
+    let mut ctx = common::reconciling::context(api, settings);
     ctx.api_timeout = Duration::from_millis(200);
     ctx
 }

@@ -8,39 +8,13 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use modelgate_controller::Generated;
 use modelgate_controller::generate::http_route::MAX_SERVING_PREDICTORS;
 use modelgate_controller::seldon::SeldonDeployment;
 use modelgate_controller::settings::{ExtensionKind, RoutingApi};
-use modelgate_controller::{Generated, Inputs, Settings, generate};
 use serde_json::{Value, json};
 
 const ROUTE_TAG: &str = "x-modelgate-route";
-
-fn settings() -> Settings {
-    let settings = Settings {
-        routing: RoutingApi::GatewayApi,
-        default_issuer: Some(common::DEFAULT_ISSUER.into()),
-        default_jwks_uri: Some(common::DEFAULT_JWKS_URI.into()),
-        ..Settings::default()
-    };
-    settings.validate().unwrap();
-    settings
-}
-
-fn run(sdeps: &[SeldonDeployment], settings: &Settings) -> Generated {
-    let keys = common::fetched_keys();
-    let wasm = common::test_wasm(settings);
-    let last_good = BTreeMap::new();
-    generate(
-        sdeps,
-        Inputs {
-            settings,
-            jwks: &keys,
-            last_good: &last_good,
-            wasm: &wasm,
-        },
-    )
-}
 
 fn of_kind(generated: &Generated, kind: &str) -> Vec<Value> {
     generated
@@ -253,10 +227,10 @@ fn a_predictors_rules_are_more_specific_than_the_weighted_rule() {
     let sdep = SeldonDeployment::fixture("models", "iris")
         .predictor("main", 80)
         .predictor("canary", 20);
-    let gw = run(&[sdep], &settings());
+    let gw = common::generate_first(&[sdep], &common::plain_gateway_api_settings());
     let route = &of_kind(&gw, "HTTPRoute")[0];
     let rules = route["spec"]["rules"].as_array().unwrap();
-    let names: Vec<&str> = rules.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let names = common::names(&route["spec"]["rules"]);
     assert_eq!(
         names,
         [
@@ -306,7 +280,7 @@ fn a_predictors_rules_are_more_specific_than_the_weighted_rule() {
 fn the_tag_expression_is_literal() {
     let a = SeldonDeployment::fixture("team", "m.x").predictor("main", 100);
     let b = SeldonDeployment::fixture("team", "m-x").predictor("main", 100);
-    let gw = run(&[a, b], &settings());
+    let gw = common::generate_first(&[a, b], &common::plain_gateway_api_settings());
     let routes = of_kind(&gw, "HTTPRoute");
     assert_eq!(routes.len(), 2);
     for route in &routes {
@@ -328,7 +302,7 @@ fn the_tag_expression_is_literal() {
 
 #[test]
 fn models_an_httproute_cannot_guard_are_refused_with_the_reason() {
-    let settings = settings();
+    let settings = common::plain_gateway_api_settings();
     let many = (0..=MAX_SERVING_PREDICTORS)
         .fold(SeldonDeployment::fixture("models", "many"), |s, i| {
             s.predictor(&format!("p{i}"), 1)
@@ -350,7 +324,7 @@ fn models_an_httproute_cannot_guard_are_refused_with_the_reason() {
         many,
         SeldonDeployment::fixture("models", "fine").predictor("main", 100),
     ];
-    let gw = run(&sdeps, &settings);
+    let gw = common::generate_first(&sdeps, &settings);
     let errors: BTreeMap<&str, String> = gw
         .models
         .iter()
@@ -395,7 +369,7 @@ fn models_an_httproute_cannot_guard_are_refused_with_the_reason() {
 /// extension stay as they are.
 #[test]
 fn the_gateways_the_extension_attaches_to_are_bounded() {
-    let mut settings = settings();
+    let mut settings = common::plain_gateway_api_settings();
     settings.tenancy.gateway_namespaces = vec!["istio-system".into()];
     let sdeps: Vec<SeldonDeployment> = (0..20)
         .map(|i| {
@@ -405,7 +379,7 @@ fn the_gateways_the_extension_attaches_to_are_bounded() {
                 .gateway(&format!("istio-system/gw-{i}"))
         })
         .collect();
-    let gw = run(&sdeps, &settings);
+    let gw = common::generate_first(&sdeps, &settings);
     let extension = serde_json::to_value(&gw.extension).unwrap();
     let targets = extension["spec"]["targetRefs"].as_array().unwrap();
     assert_eq!(targets.len(), 16);
@@ -441,7 +415,7 @@ fn what_gateway_api_cannot_say_is_a_warning_on_the_model() {
             .predictor("main", 100)
             .annotate("seldon.io/istio-retries", "0"),
     ];
-    let gw = run(&sdeps, &settings());
+    let gw = common::generate_first(&sdeps, &common::plain_gateway_api_settings());
     let warnings: Vec<String> = gw.warnings().map(|w| w.to_string()).collect();
     assert!(
         warnings
@@ -472,12 +446,11 @@ fn the_httproute_crds_cel_rules_refuse_what_the_api_server_refuses() {
     let sdep = SeldonDeployment::fixture("models", "iris")
         .predictor("main", 80)
         .predictor("canary", 20);
-    let gw = run(&[sdep], &settings());
+    let gw = common::generate_first(&[sdep], &common::plain_gateway_api_settings());
     let route = of_kind(&gw, "HTTPRoute").remove(0);
     assert_eq!(common::check_object(&route), Vec::<String>::new());
 
-    type Break = fn(&mut Value);
-    let cases: [(&str, Break); 3] = [
+    let cases: [(&str, common::crd::Break); 3] = [
         ("exactly one PathPrefix match", |r| {
             r["spec"]["rules"][0]["matches"][0]["path"] =
                 json!({"type": "RegularExpression", "value": "/seldon/.*"})
@@ -494,15 +467,7 @@ fn the_httproute_crds_cel_rules_refuse_what_the_api_server_refuses() {
                 "percent": 5, "fraction": {"numerator": 1, "denominator": 20}}}])
         }),
     ];
-    for (message, break_it) in cases {
-        let mut broken = route.clone();
-        break_it(&mut broken);
-        let problems = common::crd::validate(&broken);
-        assert!(
-            problems.iter().any(|p| p.contains(message)),
-            "{message}: {problems:#?}"
-        );
-    }
+    common::crd::assert_refused(&route, &cases);
 }
 
 /// A model whose annotations broke keeps its live HTTPRoute (its last good
@@ -510,7 +475,7 @@ fn the_httproute_crds_cel_rules_refuse_what_the_api_server_refuses() {
 /// newer model's, so that route never loses the filter.
 #[test]
 fn a_model_kept_on_its_last_good_configuration_keeps_its_gateway_guarded() {
-    let mut settings = settings();
+    let mut settings = common::plain_gateway_api_settings();
     settings.tenancy.gateway_namespaces = vec!["istio-system".into()];
     let on = |name: &str, gateway: &str, created: i64| {
         SeldonDeployment::fixture("models", name)
@@ -522,7 +487,7 @@ fn a_model_kept_on_its_last_good_configuration_keeps_its_gateway_guarded() {
         .map(|i| on(&format!("m{i}"), &format!("gw-{i}"), i))
         .collect();
     sdeps.push(on("kept", "zz-kept", 0));
-    let first = run(&sdeps, &settings);
+    let first = common::generate_first(&sdeps, &settings);
     assert!(first.errors().next().is_none());
     let last_good: BTreeMap<String, _> = first
         .models
@@ -537,24 +502,9 @@ fn a_model_kept_on_its_last_good_configuration_keeps_its_gateway_guarded() {
         .annotate("seldon.io/auth-mode", "permissive");
     sdeps.push(broken);
     sdeps.push(on("newer", "aa-newer", 50));
-    let keys = common::fetched_keys();
-    let wasm = common::test_wasm(&settings);
-    let second = generate(
-        &sdeps,
-        Inputs {
-            settings: &settings,
-            jwks: &keys,
-            last_good: &last_good,
-            wasm: &wasm,
-        },
-    );
+    let second = common::generate_after(&sdeps, &settings, &last_good);
     let extension = serde_json::to_value(&second.extension).unwrap();
-    let targets: Vec<&str> = extension["spec"]["targetRefs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    let targets = common::names(&extension["spec"]["targetRefs"]);
     assert_eq!(targets.len(), 16, "{targets:?}");
     assert!(targets.contains(&"zz-kept"), "{targets:?}");
     assert!(!targets.contains(&"aa-newer"), "{targets:?}");

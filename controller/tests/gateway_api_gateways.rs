@@ -12,48 +12,27 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::fake_api::FakeApi;
+use common::reconciling::{context, reconcile_all};
 use modelgate_controller::generate::gateway_api_gateway::{
     MAX_CREATED_GATEWAYS, MAX_LISTED_NAMESPACES,
 };
 use modelgate_controller::reconcile::{Context, reconcile_global, reconcile_model};
 use modelgate_controller::seldon::SeldonDeployment;
 use modelgate_controller::settings::RoutingApi;
-use modelgate_controller::{Generated, Inputs, Settings, generate};
+use modelgate_controller::{Generated, Settings};
 use serde_json::{Value, json};
 
 /// Where the fake API server keeps Gateway API Gateways (Istio's are `gateways`).
 const GATEWAYS: &str = "gateways.gateway.networking.k8s.io";
 
-fn settings() -> Settings {
-    let mut settings = common::golden_settings(&common::test_data().join("none.yaml"));
-    settings.routing = RoutingApi::GatewayApi;
-    settings.validate().unwrap();
-    settings
-}
-
 /// Settings where every namespace's models may name Gateways in `istio-system`, and the
 /// controller creates up to `max` of them besides the default.
 fn open_settings(max: usize) -> Settings {
-    let mut settings = settings();
+    let mut settings = common::plain_gateway_api_settings();
     settings.tenancy.gateway_namespaces = vec!["istio-system".into()];
     settings.gateway_api.max_created_gateways = max;
     settings.validate().unwrap();
     settings
-}
-
-fn run(sdeps: &[SeldonDeployment], settings: &Settings) -> Generated {
-    let keys = common::fetched_keys();
-    let wasm = common::test_wasm(settings);
-    let last_good = BTreeMap::new();
-    generate(
-        sdeps,
-        Inputs {
-            settings,
-            jwks: &keys,
-            last_good: &last_good,
-            wasm: &wasm,
-        },
-    )
 }
 
 fn gateways(generated: &Generated) -> BTreeMap<String, Value> {
@@ -112,7 +91,7 @@ fn a_missing_gateway_is_generated_accepting_routes_from_its_models_namespaces_on
         on("shop", "ranking", "istio-system/seldon-gateway"),
         on("risk", "score", "istio-system/risk-gateway"),
     ];
-    let generated = run(&sdeps, &settings);
+    let generated = common::generate_first(&sdeps, &settings);
     assert_eq!(generated.errors().count(), 0);
     let gateways = gateways(&generated);
     assert_eq!(
@@ -159,12 +138,7 @@ fn a_missing_gateway_is_generated_accepting_routes_from_its_models_namespaces_on
     assert_eq!(route_namespaces(risk), Some(vec!["risk".to_string()]));
     // The extension is attached to both.
     let extension = serde_json::to_value(&generated.extension).unwrap();
-    let targets: Vec<&str> = extension["spec"]["targetRefs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    let targets = common::names(&extension["spec"]["targetRefs"]);
     assert_eq!(targets, ["seldon-gateway", "risk-gateway"]);
 }
 
@@ -187,7 +161,7 @@ fn tenants_cannot_have_more_proxies_created_than_the_bound() {
         })
         .chain([on("tenant-x", "late", "istio-system/seldon-gateway").created(500)])
         .collect();
-    let generated = run(&sdeps, &settings);
+    let generated = common::generate_first(&sdeps, &settings);
     assert_eq!(generated.errors().count(), 0, "a warning, not an error");
     let created: Vec<String> = gateways(&generated).into_keys().collect();
     assert_eq!(
@@ -214,7 +188,7 @@ fn tenants_cannot_have_more_proxies_created_than_the_bound() {
     assert!(!warned.contains(&"tenant-11") && !warned.contains(&"tenant-x"));
 
     // 0, the default: no tenant can add a proxy at all.
-    let generated = run(&sdeps, &open_settings(0));
+    let generated = common::generate_first(&sdeps, &open_settings(0));
     assert_eq!(
         gateways(&generated).into_keys().collect::<Vec<_>>(),
         ["istio-system/seldon-gateway"]
@@ -230,13 +204,13 @@ fn tenants_cannot_have_more_proxies_created_than_the_bound() {
 /// another is an error on that model alone, and nothing is created for it.
 #[test]
 fn a_tenant_that_may_not_claim_a_gateway_gets_an_error_on_its_model_alone() {
-    let mut settings = settings();
+    let mut settings = common::plain_gateway_api_settings();
     settings.gateway_api.max_created_gateways = 5;
     let sdeps = [
         on("bank", "fraud", "istio-system/seldon-gateway"),
         on("evil", "grab", "istio-system/evil-gateway"),
     ];
-    let generated = run(&sdeps, &settings);
+    let generated = common::generate_first(&sdeps, &settings);
     let errors: Vec<String> = generated.errors().map(|e| e.to_string()).collect();
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].contains("evil/grab"), "{errors:?}");
@@ -254,15 +228,15 @@ fn a_tenant_that_may_not_claim_a_gateway_gets_an_error_on_its_model_alone() {
 
 #[test]
 fn past_the_listed_namespaces_bound_the_listeners_accept_every_namespace() {
-    let settings = settings();
+    let settings = common::plain_gateway_api_settings();
     let sdeps: Vec<SeldonDeployment> = (0..=MAX_LISTED_NAMESPACES)
         .map(|i| on(&format!("ns-{i}"), "m", "istio-system/seldon-gateway"))
         .collect();
-    let generated = run(&sdeps, &settings);
+    let generated = common::generate_first(&sdeps, &settings);
     let gateway = &gateways(&generated)["istio-system/seldon-gateway"];
     assert_eq!(route_namespaces(&gateway["spec"]["listeners"][0]), None);
     assert!(common::check_object(gateway).is_empty());
-    let generated = run(&sdeps[..MAX_LISTED_NAMESPACES], &settings);
+    let generated = common::generate_first(&sdeps[..MAX_LISTED_NAMESPACES], &settings);
     let gateway = &gateways(&generated)["istio-system/seldon-gateway"];
     assert_eq!(
         route_namespaces(&gateway["spec"]["listeners"][0])
@@ -276,9 +250,9 @@ fn past_the_listed_namespaces_bound_the_listeners_accept_every_namespace() {
 /// API server refuses is refused here too, so the generated ones passing means something.
 #[test]
 fn the_gateway_crds_cel_rules_refuse_what_the_api_server_refuses() {
-    let mut settings = settings();
+    let mut settings = common::plain_gateway_api_settings();
     settings.gateway_tls_secret = Some("seldon-ssl-cert".into());
-    let generated = run(
+    let generated = common::generate_first(
         &[on("bank", "fraud", "istio-system/seldon-gateway")],
         &settings,
     );
@@ -308,25 +282,6 @@ fn the_gateway_crds_cel_rules_refuse_what_the_api_server_refuses() {
 }
 
 // The same, against the in-memory API server.
-
-fn context(api: &FakeApi, settings: Settings) -> Context {
-    let wasm = common::test_wasm(&settings);
-    Context::new(api.client(&settings), settings, wasm, None)
-}
-
-async fn reconcile_all(ctx: &Context, sdeps: &[SeldonDeployment]) {
-    for _ in 0..5 {
-        let settled = reconcile_global(ctx, sdeps).await.unwrap().settled();
-        let mut waiting = false;
-        for s in sdeps {
-            waiting |= reconcile_model(ctx, s).await.unwrap().waiting;
-        }
-        if settled && !waiting {
-            return;
-        }
-    }
-    panic!("does not settle");
-}
 
 fn errors_of(ctx: &Context, id: &str) -> Vec<String> {
     ctx.verdicts.lock().unwrap()[id]
@@ -418,7 +373,7 @@ async fn a_gateway_modelgate_did_not_create_is_never_modified_nor_deleted() {
                  "listeners": [{"name": "web", "port": 8080, "protocol": "HTTP",
                                 "allowedRoutes": {"namespaces": {"from": "All"}}}]}});
     api.insert(GATEWAYS, theirs.clone());
-    let ctx = context(&api, settings());
+    let ctx = context(&api, common::plain_gateway_api_settings());
     let all = [on("bank", "fraud", "istio-system/seldon-gateway")];
     reconcile_all(&ctx, &all).await;
     let writes = api.take_writes();
@@ -568,7 +523,7 @@ async fn an_older_model_moving_to_a_new_gateway_never_takes_a_created_one_away()
     let moved = old.gateway("istio-system/evil-gateway");
     let all = [moved, young];
     // Render alone would pick evil-gateway, the older model's.
-    let rendered = run(&all, &open_settings(1));
+    let rendered = common::generate_first(&all, &open_settings(1));
     assert!(gateways(&rendered).contains_key("istio-system/evil-gateway"));
 
     reconcile_all(&ctx, &all).await;

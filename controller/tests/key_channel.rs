@@ -16,7 +16,7 @@ use modelgate_controller::jwks::on_demand::OnDemand;
 use modelgate_controller::jwks::{Fetcher, JwksCache, Schedule};
 use modelgate_controller::metrics::Metrics;
 use modelgate_controller::reconcile::{Context, follow_live_key_sets};
-use modelgate_controller::wasm_server::{self, KeyEndpoint, ServerState};
+use modelgate_controller::wasm_server::{KeyEndpoint, ServerState};
 use modelgate_core::config::{FilterConfig, KeySet};
 use modelgate_testkit::TestKey;
 use prometheus_client::registry::Registry;
@@ -49,13 +49,7 @@ async fn controller(cache: &JwksCache, interval: Duration) -> (String, ServerSta
         },
         metrics: metrics.clone(),
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(wasm_server::serve(
-        listener,
-        state.clone(),
-        std::future::pending(),
-    ));
+    let base = common::serve_on_loopback(state.clone()).await;
     (base, state, metrics)
 }
 
@@ -192,9 +186,7 @@ async fn a_uri_is_fetched_at_most_once_per_interval_however_many_ask() {
 #[tokio::test]
 async fn the_endpoint_is_off_unless_the_key_channel_is_on() {
     let state = ServerState::new(Registry::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(wasm_server::serve(listener, state, std::future::pending()));
+    let base = common::serve_on_loopback(state).await;
     let response = client()
         .get(format!("{base}/keys?uri=https%3A%2F%2Fidp.example%2Fjwks"))
         .send()
@@ -207,7 +199,7 @@ async fn the_endpoint_is_off_unless_the_key_channel_is_on() {
 async fn a_follower_answers_for_the_uris_of_the_live_configuration() {
     let issuer = JwksServer::start(keys_of(&[&TestKey::rsa_a(), &TestKey::rsa_b()])).await;
     let api = FakeApi::default();
-    let settings = common::golden_settings(&common::test_data().join("none.yaml"));
+    let settings = common::plain_settings();
     let wasm = common::test_wasm(&settings);
     // What the leader wrote: a set fetched from the issuer, and a model's inline keys.
     let keys = |key: TestKey| {

@@ -6,6 +6,7 @@
 mod common;
 
 use common::fake_api::FakeApi;
+use common::reconciling::reconcile_all;
 use http::Method;
 use modelgate_controller::annotations::{AUTH_MODE, ISTIO_RETRIES, JWT_AUDIENCES};
 use modelgate_controller::reconcile::{Context, reconcile_global, reconcile_model};
@@ -19,27 +20,7 @@ fn model(name: &str, gateway: &str) -> SeldonDeployment {
 }
 
 fn context(api: &FakeApi) -> Context {
-    let mut settings = common::golden_settings(&common::test_data().join("none.yaml"));
-    // `edge` is the platform's: models of any namespace may have Gateways created there.
-    settings.tenancy.gateway_namespaces = vec!["edge".into()];
-    let wasm = common::test_wasm(&settings);
-    Context::new(api.client(&settings), settings, wasm, None)
-}
-
-/// The shared objects (the WasmPlugin first), then every model, as `run` does, until no
-/// model waits for the WasmPlugin and nothing is held.
-async fn reconcile_all(ctx: &Context, sdeps: &[SeldonDeployment]) {
-    for _ in 0..5 {
-        let settled = reconcile_global(ctx, sdeps).await.unwrap().settled();
-        let mut waiting = false;
-        for s in sdeps {
-            waiting |= reconcile_model(ctx, s).await.unwrap().waiting;
-        }
-        if settled && !waiting {
-            return;
-        }
-    }
-    panic!("does not settle");
+    common::reconciling::context(api, common::reconciling::edge_settings())
 }
 
 fn plugin_models(api: &FakeApi) -> serde_json::Value {
@@ -260,10 +241,9 @@ async fn a_change_of_extension_kind_applies_the_new_object_before_deleting_the_o
         .with_uid("u1")
         .predictor("main", 100)];
     let with_kind = |kind| {
-        let mut settings = context(&api).settings.clone();
+        let mut settings = common::reconciling::edge_settings();
         settings.extension_kind = kind;
-        let wasm = common::test_wasm(&settings);
-        Context::new(api.client(&settings), settings, wasm, None)
+        common::reconciling::context(&api, settings)
     };
     reconcile_all(&with_kind(ExtensionKind::WasmPlugin), &all).await;
     let before = plugin_models(&api);
@@ -337,10 +317,9 @@ async fn a_change_of_routing_applies_the_new_route_before_deleting_the_old() {
         .predictor("main", 60)
         .predictor("canary", 40)];
     let with_routing = |routing| {
-        let mut settings = context(&api).settings.clone();
+        let mut settings = common::reconciling::edge_settings();
         settings.routing = routing;
-        let wasm = common::test_wasm(&settings);
-        Context::new(api.client(&settings), settings, wasm, None)
+        common::reconciling::context(&api, settings)
     };
     reconcile_all(&with_routing(RoutingApi::Istio), &all).await;
     assert!(api.get("virtualservices", "models", "iris").is_some());
@@ -370,12 +349,7 @@ async fn a_change_of_routing_applies_the_new_route_before_deleting_the_old() {
         json!([{"group": "gateway.networking.k8s.io", "kind": "Gateway", "namespace": "istio-system", "name": "seldon-gateway"}])
     );
     // Both predictors' rules are there: the filter the extension carries sets the header.
-    let rules: Vec<&str> = route["spec"]["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["name"].as_str().unwrap())
-        .collect();
+    let rules = common::names(&route["spec"]["rules"]);
     assert_eq!(
         rules,
         [
@@ -533,8 +507,7 @@ async fn with_the_watches_listed_a_reconcile_reads_none_of_its_objects_and_write
 fn stored_context(api: &FakeApi) -> Context {
     use modelgate_controller::config_documents::ConfigDocuments;
     use modelgate_controller::generate::by_reference::ConfigByReference;
-    let mut settings = common::golden_settings(&common::test_data().join("none.yaml"));
-    settings.tenancy.gateway_namespaces = vec!["edge".into()];
+    let mut settings = common::reconciling::edge_settings();
     settings.config_by_reference = ConfigByReference::Always;
     let wasm = common::test_wasm(&settings);
     let client = api.client(&settings);

@@ -139,17 +139,10 @@ fn shared_generation_gives_the_shared_objects_of_a_full_one() {
         let (full, settings) = common::render_file(&example);
         let read =
             manifests::read(std::slice::from_ref(&example), &settings.default_namespace).unwrap();
-        let keys = common::fetched_keys();
-        let wasm = common::test_wasm(&settings);
-        let last_good = std::collections::BTreeMap::new();
+        let given = common::Given::new(&settings);
         let shared = modelgate_controller::generate::shared(
             &read.seldon_deployments,
-            modelgate_controller::Inputs {
-                settings: &settings,
-                jwks: &keys,
-                last_good: &last_good,
-                wasm: &wasm,
-            },
+            given.inputs(&settings),
         );
         let name = example.display();
         assert_eq!(
@@ -194,8 +187,7 @@ fn the_trafficextension_crds_cel_rules_refuse_what_the_api_server_refuses() {
     assert_eq!(common::check_object(&extension), Vec::<String>::new());
     assert!(extension["spec"].get("targetRefs").is_none());
 
-    type Break = fn(&mut serde_json::Value);
-    let cases: [(&str, Break); 5] = [
+    let cases: [(&str, common::crd::Break); 5] = [
         ("only one of targetRefs or selector", |t| {
             t["spec"]["targetRefs"] = serde_json::json!([
                 {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "seldon-gateway"}
@@ -218,15 +210,7 @@ fn the_trafficextension_crds_cel_rules_refuse_what_the_api_server_refuses() {
             t["spec"]["selector"]["matchLabels"] = serde_json::json!({"istio*": "ingressgateway"})
         }),
     ];
-    for (message, break_it) in cases {
-        let mut broken = extension.clone();
-        break_it(&mut broken);
-        let problems = common::crd::validate(&broken);
-        assert!(
-            problems.iter().any(|p| p.contains(message)),
-            "{message}: {problems:#?}"
-        );
-    }
+    common::crd::assert_refused(&extension, &cases);
 }
 
 /// A TrafficExtension carries exactly what the WasmPlugin carries (module, hash, phase,
@@ -278,20 +262,8 @@ fn render_writes_what_a_full_generation_lists() {
             let (full, settings) = common::render_routed(&example, kind, routing);
             let read = manifests::read(std::slice::from_ref(&example), &settings.default_namespace)
                 .unwrap();
-            let keys = common::fetched_keys();
-            let wasm = common::test_wasm(&settings);
-            let last_good = std::collections::BTreeMap::new();
-            let plan = || {
-                generate::plan(
-                    &read.seldon_deployments,
-                    modelgate_controller::Inputs {
-                        settings: &settings,
-                        jwks: &keys,
-                        last_good: &last_good,
-                        wasm: &wasm,
-                    },
-                )
-            };
+            let given = common::Given::new(&settings);
+            let plan = || generate::plan(&read.seldon_deployments, given.inputs(&settings));
             let name = format!("{folder}: {}", example.display());
             let mut written = manifests::YamlWriter::new(Vec::new());
             plan().each_object(|object| written.write(&object)).unwrap();

@@ -33,13 +33,7 @@ async fn the_served_module_hashes_to_the_wasm_plugins_sha256() {
     metrics.register(&mut registry);
     metrics.reconciled(true);
     let state = ServerState::new(registry);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(wasm_server::serve(
-        listener,
-        state.clone(),
-        std::future::pending(),
-    ));
+    let base = common::serve_on_loopback(state.clone()).await;
     let settings = Settings {
         service_url: base.clone(),
         ..Settings::default()

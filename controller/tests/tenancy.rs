@@ -28,16 +28,16 @@ fn model(id: &str, created: i64) -> SeldonDeployment {
 }
 
 fn settings() -> Settings {
-    common::golden_settings(&common::test_data().join("none.yaml"))
+    common::plain_settings()
 }
 
 fn context(api: &FakeApi, settings: Settings) -> Context {
-    let wasm = common::test_wasm(&settings);
-    let reporter = Reporter {
+    let mut ctx = common::reconciling::context(api, settings);
+    ctx.reporter = Some(Reporter {
         controller: "modelgate".into(),
         instance: Some("test".into()),
-    };
-    Context::new(api.client(&settings), settings, wasm, Some(reporter))
+    });
+    ctx
 }
 
 /// The shared objects, then every model, until nothing waits.

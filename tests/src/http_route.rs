@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 use crate::HarnessError;
 use crate::routes::{PredictorDestination, VirtualServiceRoutes};
 use crate::strict_fields::Fields;
-use crate::virtual_service::{envoy_duration, retry_policy};
+use crate::virtual_service::{envoy_duration, retry_policy, set_clusters};
 
 /// The API version istiod reads HTTPRoutes under (the controller writes v1).
 const API_VERSION: &str = "gateway.networking.k8s.io/v1";
@@ -160,24 +160,13 @@ pub fn translate(
                 true,
             )?);
         }
-        match weighted.as_slice() {
-            [] => return Err(fail(&format!("{path}.backendRefs"), "no backend".into())),
-            [(cluster, _)] => action["cluster"] = json!(cluster),
-            _ => {
-                let clusters: Vec<Value> = weighted
-                    .iter()
-                    .filter(|(_, w)| *w > 0)
-                    .map(|(c, w)| json!({"name": c, "weight": w}))
-                    .collect();
-                if clusters.is_empty() {
-                    return Err(fail(
-                        &format!("{path}.backendRefs"),
-                        "every weight is 0 (istiod answers 500)".into(),
-                    ));
-                }
-                action["weighted_clusters"] = json!({"clusters": clusters});
-            }
-        }
+        set_clusters(
+            &mut action,
+            &weighted,
+            &format!("{path}.backendRefs"),
+            ("no backend", "every weight is 0 (istiod answers 500)"),
+            &fail,
+        )?;
         if let Some(policy) = retry_policy(None, &format!("{path}.retry"), &fail)? {
             action["retry_policy"] = policy;
         }

@@ -220,28 +220,15 @@ fn route_action(
                 .and_then(|w| u32::try_from(w).ok())
                 .ok_or_else(|| fail(&format!("{tpath}.weight"), format!("{w}: not a weight")))?,
         };
-        weighted.push((cluster, weight));
+        weighted.push((cluster, u64::from(weight)));
     }
-    match weighted.as_slice() {
-        [] => return Err(fail(&format!("{path}.route"), "no destination".into())),
-        // One destination takes everything, whatever its weight.
-        [(cluster, _)] => action["cluster"] = json!(cluster),
-        _ => {
-            // istiod leaves weight-0 destinations out when there are several.
-            let clusters: Vec<Value> = weighted
-                .iter()
-                .filter(|(_, w)| *w > 0)
-                .map(|(c, w)| json!({"name": c, "weight": w}))
-                .collect();
-            if clusters.is_empty() {
-                return Err(fail(
-                    &format!("{path}.route"),
-                    "every weight is 0 (Istio refuses it)".into(),
-                ));
-            }
-            action["weighted_clusters"] = json!({"clusters": clusters});
-        }
-    }
+    set_clusters(
+        &mut action,
+        &weighted,
+        &format!("{path}.route"),
+        ("no destination", "every weight is 0 (Istio refuses it)"),
+        fail,
+    )?;
 
     if let Some(rewrite) = route.get("rewrite") {
         let rpath = format!("{path}.rewrite");
@@ -322,6 +309,35 @@ fn destination(
     let cluster = format!("outbound|{port}|{subset}|{host}");
     destinations.add(host, subset, &cluster);
     Ok(cluster)
+}
+
+/// A route action's clusters from its weighted destinations (of a VirtualService route or
+/// an HTTPRoute rule) as istiod sets them: one destination takes everything, whatever its
+/// weight; of several, those of weight 0 are left out. None at all, or every weight 0, is
+/// an error at `path` saying `none` or `all_zero`.
+pub(crate) fn set_clusters(
+    action: &mut Value,
+    weighted: &[(String, u64)],
+    path: &str,
+    (none, all_zero): (&str, &str),
+    fail: &dyn Fn(&str, String) -> HarnessError,
+) -> Result<(), HarnessError> {
+    match weighted {
+        [] => return Err(fail(path, none.into())),
+        [(cluster, _)] => action["cluster"] = json!(cluster),
+        _ => {
+            let clusters: Vec<Value> = weighted
+                .iter()
+                .filter(|(_, w)| *w > 0)
+                .map(|(c, w)| json!({"name": c, "weight": w}))
+                .collect();
+            if clusters.is_empty() {
+                return Err(fail(path, all_zero.into()));
+            }
+            action["weighted_clusters"] = json!({"clusters": clusters});
+        }
+    }
+    Ok(())
 }
 
 /// `HTTPRetry` -> Envoy's retry policy (`retry.ConvertPolicy`): Istio's default when the

@@ -114,6 +114,23 @@ pub fn validate(object: &Value) -> Vec<String> {
     problems
 }
 
+/// One way to break an object, for [`assert_refused`].
+pub type Break = fn(&mut Value);
+
+/// Breaks a copy of `object` in each of these ways and checks that its CRD refuses each
+/// with a problem saying what the case names, as the API server would.
+pub fn assert_refused(object: &Value, cases: &[(&str, Break)]) {
+    for (message, break_it) in cases {
+        let mut broken = object.clone();
+        break_it(&mut broken);
+        let problems = validate(&broken);
+        assert!(
+            problems.iter().any(|p| p.contains(message)),
+            "{message}: {problems:#?}"
+        );
+    }
+}
+
 /// How many CEL rules the CRD of a kind holds.
 pub fn cel_rules(api_version: &str, kind: &str) -> usize {
     schemas()

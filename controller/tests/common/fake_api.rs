@@ -20,6 +20,7 @@ use http_body_util::BodyExt;
 use kube::client::Body;
 use modelgate_controller::permissions::{ApiRequest, Permissions, Verb};
 use modelgate_controller::{RunSettings, Settings};
+use modelgate_testkit::api_route::{Route, decode};
 use serde_json::{Value, json};
 
 #[derive(Default)]
@@ -66,48 +67,21 @@ struct Server {
     permissions: Arc<Permissions>,
 }
 
-/// Where a request goes: `/api/v1/...` (the core group) or `/apis/<group>/<version>/...`,
-/// then `[namespaces/<ns>/]<plural>[/<name>[/<subresource>]]`.
-struct Route {
-    api_version: String,
-    group: String,
-    /// The plural, with `/<subresource>` if any (as RBAC names it).
-    resource: String,
-    namespace: Option<String>,
-    name: Option<String>,
-}
-
-impl Route {
-    fn parse(path: &str) -> Option<Route> {
-        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let (group, api_version, rest) = match parts.as_slice() {
-            ["apis", group, version, rest @ ..] => {
-                (group.to_string(), format!("{group}/{version}"), rest)
-            }
-            ["api", version, rest @ ..] => (String::new(), version.to_string(), rest),
-            _ => return None,
-        };
-        let (namespace, rest) = match rest {
-            ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(ns.to_string()), rest),
-            _ => (None, rest),
-        };
-        let (resource, name) = match rest {
-            [plural] => (plural.to_string(), None),
-            [plural, name] => (plural.to_string(), Some(name.to_string())),
-            [plural, name, sub] => (format!("{plural}/{sub}"), Some(name.to_string())),
-            _ => return None,
-        };
-        Some(Route {
-            api_version,
-            group,
-            resource,
-            namespace,
-            name,
-        })
-    }
-
+/// What this server reads from a request's [`Route`] beyond where it goes (the parsing is
+/// the benchmark's API double's too).
+trait Served {
     /// The verb the API server's authorizer sees: from the method, whether a name is
     /// given, and `watch=true`.
+    fn verb(&self, method: &Method, query: &str) -> Option<Verb>;
+    /// The kind's key in the store: its resource as RBAC names it, except the Gateway
+    /// API's Gateway, stored as `gateways.gateway.networking.k8s.io` since Istio's Gateway
+    /// has the same plural.
+    fn stored(&self) -> String;
+    /// The request RBAC decides, for `resource` as RBAC names it.
+    fn request<'a>(&'a self, resource: &'a str, verb: Verb) -> ApiRequest<'a>;
+}
+
+impl Served for Route {
     fn verb(&self, method: &Method, query: &str) -> Option<Verb> {
         let watch = query
             .split('&')
@@ -125,45 +99,25 @@ impl Route {
         })
     }
 
-    /// The kind's key in the store: its plural, except the Gateway API's Gateway, stored as
-    /// `gateways.gateway.networking.k8s.io` since Istio's Gateway has the same plural.
     fn stored(&self) -> String {
-        if self.group == "gateway.networking.k8s.io" && self.resource == "gateways" {
-            format!("{}.{}", self.resource, self.group)
+        let resource = self.rbac_resource();
+        if self.group == "gateway.networking.k8s.io" && resource == "gateways" {
+            format!("{resource}.{}", self.group)
         } else {
-            self.resource.clone()
+            resource
         }
     }
 
-    fn request(&self, verb: Verb) -> ApiRequest<'_> {
+    fn request<'a>(&'a self, resource: &'a str, verb: Verb) -> ApiRequest<'a> {
         ApiRequest {
             verb,
             group: &self.group,
-            resource: &self.resource,
+            resource,
             namespace: self.namespace.as_deref(),
             // A create carries no name to authorize, even one made by a server-side apply.
             name: self.name.as_deref().filter(|_| verb != Verb::Create),
         }
     }
-}
-
-fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn status(code: u16, reason: &str) -> Response<Body> {
@@ -408,9 +362,10 @@ impl Server {
         if verb == Verb::Patch && applies && !s.objects.contains_key(&key) {
             verbs.push(Verb::Create);
         }
+        let resource = route.rbac_resource();
         verbs
             .into_iter()
-            .map(|verb| route.request(verb))
+            .map(|verb| route.request(&resource, verb))
             .find(|request| !self.permissions.allows(request))
             .map(|request| {
                 format!(

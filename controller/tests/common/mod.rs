@@ -1,5 +1,6 @@
-//! Shared test support: the golden-test settings, and the checks every generated object
-//! must pass (the real CRD schemas, Istio's webhook rules, the filter's own compiler).
+//! Shared test support: the golden-test settings, generation with them, and the checks
+//! every generated object must pass (the real CRD schemas, Istio's webhook rules, the
+//! filter's own compiler); [`reconciling`] for the tests of the running controller.
 
 #![allow(dead_code)]
 
@@ -8,13 +9,16 @@ pub mod crd;
 pub mod fake_api;
 pub mod istio_rules;
 pub mod jwks_server;
+pub mod reconciling;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use modelgate_controller::generate::WasmSource;
+use modelgate_controller::seldon::SeldonDeployment;
 use modelgate_controller::settings::{ConfigFile, ExtensionKind, RoutingApi};
-use modelgate_controller::{Generated, Inputs, Settings, generate, manifests};
+use modelgate_controller::wasm_server::{self, ServerState};
+use modelgate_controller::{Generated, Inputs, KnownGood, Settings, generate, manifests};
 use modelgate_core::config::KeySet;
 use modelgate_testkit::TestKey;
 
@@ -37,6 +41,22 @@ pub fn test_data() -> PathBuf {
 /// `<example>.settings.yaml`.
 pub fn golden_settings(example: &Path) -> Settings {
     settings_from(example.with_extension("settings.yaml"))
+}
+
+/// The golden settings of an example without a sidecar file (`none.yaml` has none): the
+/// defaults, with the default issuer and JWKS URI.
+pub fn plain_settings() -> Settings {
+    golden_settings(&test_data().join("none.yaml"))
+}
+
+/// [`plain_settings`] with Gateway API routing.
+pub fn plain_gateway_api_settings() -> Settings {
+    let mut settings = plain_settings();
+    settings.routing = RoutingApi::GatewayApi;
+    settings
+        .validate()
+        .expect("valid settings with Gateway API routing");
+    settings
 }
 
 /// The settings of the Gateway API goldens: `<example>.gateway-api.settings.yaml` when
@@ -133,19 +153,71 @@ pub fn render_routed(
     }
     let read =
         manifests::read(&[path.to_path_buf()], &settings.default_namespace).expect("readable");
-    let keys = fetched_keys();
-    let wasm = test_wasm(&settings);
-    let last_good = BTreeMap::new();
-    let generated = generate(
-        &read.seldon_deployments,
+    (
+        generate_first(&read.seldon_deployments, &settings),
+        settings,
+    )
+}
+
+/// Generates for these SeldonDeployments as `render` and `run` do, with the keys of
+/// [`fetched_keys`] and the module of [`test_wasm`], the first time: nothing last good.
+pub fn generate_first(sdeps: &[SeldonDeployment], settings: &Settings) -> Generated {
+    generate_after(sdeps, settings, &BTreeMap::new())
+}
+
+/// [`generate_first`], but with these last good configurations.
+pub fn generate_after(
+    sdeps: &[SeldonDeployment],
+    settings: &Settings,
+    last_good: &BTreeMap<String, KnownGood>,
+) -> Generated {
+    let given = Given::new(settings);
+    generate(
+        sdeps,
         Inputs {
-            settings: &settings,
-            jwks: &keys,
-            last_good: &last_good,
-            wasm: &wasm,
+            last_good,
+            ..given.inputs(settings)
         },
-    );
-    (generated, settings)
+    )
+}
+
+/// What generation takes besides the settings, as the tests give it: the keys of
+/// [`fetched_keys`], the module of [`test_wasm`] and nothing last good; for the
+/// generation steps other than [`generate`] (`shared`, `plan`).
+pub struct Given {
+    keys: BTreeMap<String, KeySet>,
+    wasm: WasmSource,
+    last_good: BTreeMap<String, KnownGood>,
+}
+
+impl Given {
+    /// What the tests give generation with these settings.
+    pub fn new(settings: &Settings) -> Self {
+        Self {
+            keys: fetched_keys(),
+            wasm: test_wasm(settings),
+            last_good: BTreeMap::new(),
+        }
+    }
+
+    /// The inputs of one generation with these settings.
+    pub fn inputs<'a>(&'a self, settings: &'a Settings) -> Inputs<'a> {
+        Inputs {
+            settings,
+            jwks: &self.keys,
+            last_good: &self.last_good,
+            wasm: &self.wasm,
+        }
+    }
+}
+
+/// Runs the controller's HTTP server (module, keys, health, metrics) with this state on a
+/// loopback port, until the test's runtime ends; its base URL, `http://127.0.0.1:<port>`.
+pub async fn serve_on_loopback(state: ServerState) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(wasm_server::serve(listener, state, std::future::pending()));
+    base
 }
 
 /// Every example: Seldon's own (vendored) and this crate's.
@@ -165,6 +237,17 @@ pub fn examples() -> Vec<PathBuf> {
     }
     assert!(files.len() >= 5, "{files:?}");
     files
+}
+
+/// The `name` of each element of a JSON array (a route's rules, an extension's
+/// `targetRefs`), in order.
+pub fn names(array: &serde_json::Value) -> Vec<&str> {
+    array
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|e| e["name"].as_str().expect("a name"))
+        .collect()
 }
 
 /// Checks one generated object against its CRD and Istio's rules; returns the problems.

@@ -1,6 +1,9 @@
 //! Test-only signing keys (committed under `tests/fixtures/keys/`, never used anywhere
 //! else) and helpers to mint the tokens an identity provider would issue, plus the broken
-//! and hostile ones an attacker would send.
+//! and hostile ones an attacker would send; and [`api_route`], how the Kubernetes API server
+//! doubles of the controller's tests and of the benchmark read a request's URL.
+
+pub mod api_route;
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
