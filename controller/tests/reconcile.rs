@@ -642,6 +642,17 @@ async fn the_shared_pass_names_the_models_it_admits_once() {
 
 /// An object of `kind` (`apiVersion` `api_version`) left in the cluster, managed by
 /// modelgate or not.
+/// Models `m<i>` on `seldon-gateway`, uid `u<i>`, one predictor each.
+fn models_m(range: std::ops::Range<usize>) -> Vec<SeldonDeployment> {
+    range
+        .map(|i| {
+            model(&format!("m{i}"), "seldon-gateway")
+                .with_uid(&format!("u{i}"))
+                .predictor("p", 100)
+        })
+        .collect()
+}
+
 fn leftover(
     api_version: &str,
     kind: &str,
@@ -712,13 +723,7 @@ async fn leftovers_of_unwatched_kinds_cost_one_list_per_namespace_and_are_delete
     }
     let ctx = std::sync::Arc::new(context(&api));
     assert!(!ctx.settings.authorization_policy);
-    let all: Vec<SeldonDeployment> = (0..8)
-        .map(|i| {
-            model(&format!("m{i}"), "seldon-gateway")
-                .with_uid(&format!("u{i}"))
-                .predictor("p", 100)
-        })
-        .collect();
+    let all = models_m(0..8);
     // Each list answers late: every model's sweep is under way before it is done.
     api.inject(
         Method::GET,
@@ -812,13 +817,7 @@ async fn a_list_that_fails_falls_back_to_a_read_per_model() {
         ),
     );
     let ctx = context(&api);
-    let all: Vec<SeldonDeployment> = (0..3)
-        .map(|i| {
-            model(&format!("m{i}"), "seldon-gateway")
-                .with_uid(&format!("u{i}"))
-                .predictor("p", 100)
-        })
-        .collect();
+    let all = models_m(0..3);
     api.inject(Method::GET, HTTP_ROUTES, Fault::Status(403));
     api.inject(Method::GET, POLICIES, Fault::Status(404));
     reconcile_all(&ctx, &all).await;
