@@ -16,10 +16,9 @@ use super::jwks_refresh::jwks_refresh_loop;
 use super::shared_objects::shared_objects_loop;
 use crate::gateway_api::HTTPRoute;
 use crate::istio::{AuthorizationPolicy, DestinationRule, VirtualService};
-use crate::reconcile::live::LiveKind;
+use crate::reconcile::live::{LiveKind, LiveObjects};
 use crate::reconcile::{Context, ReconcileError, reconcile_model};
 use crate::seldon::SeldonDeployment;
-use crate::settings::RoutingApi;
 use crate::settings::RunSettings;
 use crate::wasm_server::ServerState;
 
@@ -70,11 +69,12 @@ pub(super) async fn lead(
             &live.destination_rules,
             &managed,
         ));
-    if ctx.settings.routing == RoutingApi::GatewayApi {
+    // The kinds `LiveObjects::watched` names: the reconciles look the others up in lists.
+    if LiveObjects::watched::<HTTPRoute>(&ctx.settings) {
         controller =
             controller.owns_stream(follow::<HTTPRoute>(&client, &live.http_routes, &managed));
     }
-    if ctx.settings.authorization_policy {
+    if LiveObjects::watched::<AuthorizationPolicy>(&ctx.settings) {
         controller = controller.owns_stream(follow::<AuthorizationPolicy>(
             &client,
             &live.authorization_policies,
