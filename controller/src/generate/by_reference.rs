@@ -63,6 +63,9 @@ struct WithChannel<'a> {
     channel: Option<KeyChannel>,
 }
 
+const INFALLIBLE: &str =
+    "serialising a FilterConfig is infallible: derived Serialize, string map keys only";
+
 impl<'a> WithChannel<'a> {
     fn new(config: &'a FilterConfig, settings: &Settings) -> Self {
         Self {
@@ -72,15 +75,11 @@ impl<'a> WithChannel<'a> {
     }
 
     fn to_value(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect(
-            "serialising a FilterConfig is infallible: derived Serialize, string map keys only",
-        )
+        serde_json::to_value(self).expect(INFALLIBLE)
     }
 
     fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect(
-            "serialising a FilterConfig is infallible: derived Serialize, string map keys only",
-        )
+        serde_json::to_vec(self).expect(INFALLIBLE)
     }
 }
 

@@ -802,9 +802,9 @@ mod tests {
                     );
                 }
             }
-            for short in ["", "a", "a-", "a/"] {
-                assert_eq!(id_order(short, "a", "b"), short.cmp("a/b"), "{short}");
-            }
+        }
+        for short in ["", "a", "a-", "a/"] {
+            assert_eq!(id_order(short, "a", "b"), short.cmp("a/b"), "{short}");
         }
     }
 
